@@ -1,0 +1,2 @@
+"""Recorder access: the driver contract, detection backends, protocol families
+and the simulator. Nothing in here knows about the catalog or the archive."""

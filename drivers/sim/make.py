@@ -1,0 +1,64 @@
+"""`dockgate sim make`: create a simulated recorder with synthetic clips laid
+out the way recorders write them (DCIM/<date>/<officer>_<start>_<seq>.MP4)."""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gateway.errors import DockgateError
+
+_CHUNK = 1 << 20
+
+
+def _mp4_header(size: int) -> bytes:
+    # ftyp + the start of an mdat box spanning the rest: a file tools see as MP4
+    ftyp = struct.pack(">I4s4sI", 24, b"ftyp", b"isom", 512) + b"isommp41"
+    mdat = struct.pack(">I4s", max(size - len(ftyp), 8), b"mdat")
+    return (ftyp + mdat)[:size]
+
+
+def _toml_str(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def make_recorder(folder: Path, *, clips: int, size: int, serial: str, officer: str,
+                  unit: str = "", protocol: str = "ums", password: str = "000000",
+                  clock_offset_s: float = 0.0, link_rate: int = 0, seed: int | None = None,
+                  start: datetime | None = None) -> list[Path]:
+    """Write device.toml and ``clips`` clips of ``size`` bytes; return their paths."""
+    if folder.exists() and any(folder.iterdir()):
+        raise DockgateError(f"{folder} exists and is not empty")
+    if clips < 0 or size < 0:
+        raise DockgateError("--clips and --size must not be negative")
+    storage = folder / "storage"
+    storage.mkdir(parents=True)
+    lines = [f"serial = {_toml_str(serial)}", f"officer = {_toml_str(officer)}",
+             f"unit = {_toml_str(unit)}", f"protocol = {_toml_str(protocol)}",
+             f"password = {_toml_str(password)}", f"clock_offset_s = {float(clock_offset_s)}",
+             f"link_rate = {int(link_rate)}"]
+    (folder / "device.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rng = random.Random(seed if seed is not None else f"{serial}/{officer}")
+    t = (start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=8))
+    paths = []
+    for i in range(clips):
+        t += timedelta(seconds=rng.randint(60, 900))
+        local = t + timedelta(hours=8, seconds=clock_offset_s)  # recorders run on local time
+        day = folder / "storage" / "DCIM" / local.strftime("%Y%m%d")
+        day.mkdir(parents=True, exist_ok=True)
+        p = day / f"{officer or 'X'}_{local.strftime('%Y%m%d%H%M%S')}_{i + 1:04d}.MP4"
+        with open(p, "wb") as f:
+            head = _mp4_header(size)
+            f.write(head)
+            left = size - len(head)
+            while left > 0:
+                n = min(left, _CHUNK)
+                f.write(rng.randbytes(n))
+                left -= n
+        ts = t.timestamp()
+        os.utime(p, (ts, ts))
+        paths.append(p)
+    return paths

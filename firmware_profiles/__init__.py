@@ -1,0 +1,1 @@
+"""Shipped firmware profiles: one TOML file per recorder model (data, not code)."""

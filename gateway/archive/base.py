@@ -1,0 +1,75 @@
+"""The archive contract.
+
+An archive stores immutable objects under keys. dockgate writes each clip's
+media under its key and a JSON sidecar under ``key + SIDECAR_SUFFIX``.
+Methods are blocking and called from worker threads; one instance may serve
+several threads at once.
+
+``put(obj)``:
+  * makes the archive hold exactly ``obj.source``'s bytes under ``obj.key``,
+    whose SHA-256 must be ``obj.sha256``; the source is re-hashed while it
+    is sent, so a staged file altered after the pull raises
+    ``ChecksumMismatch`` and leaves no object behind;
+  * is idempotent: when the key already holds identical bytes nothing is
+    uploaded again and the receipt says ``existed``; when it holds different
+    bytes it raises ``ArchiveConflict`` and changes nothing (evidence is never
+    overwritten);
+  * verifies before returning (read-back hashing or the server's checksum,
+    as configured); on a verification failure the bad object is removed
+    where the archive allows it and ``ChecksumMismatch`` is raised;
+  * stores the sidecar after the media, replacing an older sidecar;
+  * raises ``ArchiveUnavailable`` (transient) when the archive cannot be
+    reached or written, with nothing marked as stored.
+
+``sha256(key)``: hash of the stored object by reading it back, ``None`` if
+absent. ``read(key)``: a binary stream. ``keys(prefix)``: every key.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+SIDECAR_SUFFIX = ".dockgate.json"
+
+
+@dataclass(frozen=True)
+class ArchiveObject:
+    key: str
+    source: Path
+    sha256: str
+    size: int
+    sidecar: bytes
+
+
+@dataclass(frozen=True)
+class Receipt:
+    key: str
+    sha256: str
+    existed: bool
+    verified_by: str
+
+
+class Archive(abc.ABC):
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def put(self, obj: ArchiveObject) -> Receipt: ...
+
+    @abc.abstractmethod
+    def sha256(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def read(self, key: str) -> BinaryIO: ...
+
+    @abc.abstractmethod
+    def keys(self, prefix: str = "") -> Iterator[str]: ...
+
+    def describe(self) -> str:
+        return self.name
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Default: nothing to release."""

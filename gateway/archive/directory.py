@@ -1,0 +1,149 @@
+"""The directory archive: a local disk or a NAS mount.
+
+Objects are written to a hidden temp file beside their final name, hashed as
+written, fsynced, made read-only and then *linked* into place: link(2) fails
+if the name exists, so a concurrent writer can never replace evidence. Then
+the directory is fsynced and, with ``verify = "readback"``, the object is read
+back (page cache dropped first) and hashed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from gateway.archive.base import Archive, ArchiveObject, Receipt
+from gateway.durable import fsync_dir, temp_name, write_atomic
+from gateway.errors import ArchiveConflict, ArchiveUnavailable, ChecksumMismatch, UnsafePath
+
+_BUF = 4 << 20
+_TRANSIENT = {errno.ENOSPC, errno.EIO, errno.ETIMEDOUT, errno.ENOTCONN, errno.EHOSTDOWN,
+              errno.ESTALE, errno.EAGAIN, errno.EDQUOT, errno.ENOENT, errno.EROFS}
+
+
+def hash_file(path: Path, buf_size: int = _BUF, drop_cache: bool = False) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(buf_size)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        if drop_cache and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        while n := f.readinto(view):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+class DirectoryArchive(Archive):
+    name = "directory"
+
+    def __init__(self, root: Path, verify: str = "readback") -> None:
+        self.root = root
+        self.verify = verify
+
+    def describe(self) -> str:
+        return f"directory {self.root}"
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise UnsafePath(key, "archive key must be a plain relative path")
+        return self.root.joinpath(*parts)
+
+    def _unavailable(self, e: OSError) -> Exception:
+        if e.errno in _TRANSIENT:
+            return ArchiveUnavailable(str(self.root), e.strerror or str(e))
+        return e
+
+    def put(self, obj: ArchiveObject) -> Receipt:
+        if not self.root.is_dir():
+            raise ArchiveUnavailable(str(self.root), "archive root is not mounted or missing")
+        dest = self._path(obj.key)
+        try:
+            receipt = self._put_media(obj, dest)
+            sidecar = self._path(obj.key + ".dockgate.json")
+            if not sidecar.exists() or sidecar.read_bytes() != obj.sidecar:
+                write_atomic(sidecar, obj.sidecar, mode=0o444)
+            return receipt
+        except OSError as e:
+            raise self._unavailable(e) from e
+
+    def _put_media(self, obj: ArchiveObject, dest: Path) -> Receipt:
+        if dest.exists():
+            found = hash_file(dest)
+            if found != obj.sha256:
+                raise ArchiveConflict(obj.key, obj.sha256, found)
+            return Receipt(obj.key, obj.sha256, existed=True, verified_by="readback")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_name(dest)
+        try:
+            sent = self._copy(obj.source, tmp)
+            if sent != obj.sha256:
+                raise ChecksumMismatch(str(obj.source), obj.sha256, sent)
+            try:
+                os.link(tmp, dest)
+            except FileExistsError:
+                # someone stored it meanwhile: fine if identical, never replaced
+                found = hash_file(dest)
+                if found != obj.sha256:
+                    raise ArchiveConflict(obj.key, obj.sha256, found) from None
+                return Receipt(obj.key, obj.sha256, existed=True, verified_by="readback")
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        fsync_dir(dest.parent)
+        if self.verify == "readback":
+            back = hash_file(dest, drop_cache=True)
+            if back != obj.sha256:
+                with contextlib.suppress(OSError):
+                    dest.unlink()
+                raise ChecksumMismatch(obj.key, obj.sha256, back)
+        elif dest.stat().st_size != obj.size:
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            raise ChecksumMismatch(obj.key, obj.sha256, f"size {dest.stat().st_size}")
+        return Receipt(obj.key, obj.sha256, existed=False, verified_by=self.verify)
+
+    def _copy(self, source: Path, tmp: Path) -> str:
+        """Copy while hashing what is read: the hash is of the bytes sent."""
+        h = hashlib.sha256()
+        buf = bytearray(_BUF)
+        view = memoryview(buf)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        try:
+            with open(source, "rb", buffering=0) as src:
+                while n := src.readinto(view):
+                    h.update(view[:n])
+                    off = 0
+                    while off < n:
+                        off += os.write(fd, view[off:n])
+                if hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            os.fsync(fd)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        return h.hexdigest()
+
+    def sha256(self, key: str) -> str | None:
+        try:
+            return hash_file(self._path(key))
+        except FileNotFoundError:
+            return None
+
+    def read(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for dirpath, _dirs, files in os.walk(self.root):
+            for f in files:
+                if f.startswith("."):
+                    continue
+                key = os.path.relpath(os.path.join(dirpath, f), self.root)
+                if key.startswith(prefix):
+                    yield key

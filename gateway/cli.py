@@ -1,0 +1,208 @@
+"""The `dockgate` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import __version__, logsetup
+from gateway.config import Config, load_config
+from gateway.errors import DockgateError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'4M', '4MiB', '1G', '500k' or plain bytes (binary multiples)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 4M, 1G, 500k or bytes)")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * mult)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway import daemon
+
+    cfg = _config(args)
+    logsetup.setup(args.log_level)
+    return daemon.run(cfg)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from drivers.profiles import Registry
+    from gateway.secrets import read_secret
+
+    cfg = _config(args)
+    Registry.load(cfg.recorders.profiles_dir)
+    if cfg.recorders.admin_password_file:
+        read_secret(cfg.recorders.admin_password_file)
+    print(f"{cfg.source}: ok (station {cfg.station.id}, archive {cfg.archive.backend} "
+          f"{cfg.archive.path}, detect {cfg.detect.backend}, {cfg.detect.slots} slots)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gateway.status import collect, render
+
+    cfg = _config(args)
+    if args.json:
+        print(json.dumps(collect(cfg), ensure_ascii=False, indent=2))
+        return 0
+    if not args.watch:
+        print(render(collect(cfg)))
+        return 0
+    try:
+        while True:
+            out = render(collect(cfg))
+            sys.stdout.write("\x1b[H\x1b[2J" + out + "\n" if sys.stdout.isatty() else out + "\n\n")
+            sys.stdout.flush()
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_sim_make(args: argparse.Namespace) -> int:
+    from drivers.sim.make import make_recorder
+
+    paths = make_recorder(Path(args.dir), clips=args.clips, size=args.size, serial=args.serial,
+                          officer=args.officer, unit=args.unit, protocol=args.protocol,
+                          password=args.password, clock_offset_s=args.clock_offset,
+                          link_rate=args.link_rate, seed=args.seed)
+    print(f"{args.dir}: recorder {args.serial} (officer {args.officer}, {args.protocol}) "
+          f"with {len(paths)} clips of {args.size} bytes")
+    return 0
+
+
+def cmd_sim_station(args: argparse.Namespace) -> int:
+    from gateway.station import write_station
+
+    if args.mqtt and not re.match(r"^[^:]+:\d{1,5}$", args.mqtt):
+        raise DockgateError(f"--mqtt wants HOST:PORT, got {args.mqtt!r}")
+    cfg = write_station(Path(args.workdir), station_id=args.id, slots=args.slots, mqtt=args.mqtt)
+    print(f"wrote {cfg}\nstart it:  dockgate run -c {cfg}\n"
+          f"dock one:  dockgate sim attach RECORDER_DIR -c {cfg} --slot 1")
+    return 0
+
+
+def _sim_dir(cfg: Config, slot: int) -> Path:
+    if cfg.detect.backend != "sim" or cfg.detect.sim_dir is None:
+        raise DockgateError(f"{cfg.source}: detect.backend is not \"sim\"")
+    if not 1 <= slot <= cfg.detect.slots:
+        raise DockgateError(f"--slot must be 1..{cfg.detect.slots}")
+    return cfg.detect.sim_dir
+
+
+def cmd_sim_attach(args: argparse.Namespace) -> int:
+    from drivers.sim.device import load_sim_device
+    from drivers.sim.dock import attach
+
+    cfg = _config(args)
+    sim_dir = _sim_dir(cfg, args.slot)
+    dev = load_sim_device(Path(args.dir))
+    attach(sim_dir, args.slot, dev.folder)
+    print(f"docked {dev.serial} in slot {args.slot}")
+    return 0
+
+
+def cmd_sim_detach(args: argparse.Namespace) -> int:
+    from drivers.sim.dock import detach
+
+    cfg = _config(args)
+    detach(_sim_dir(cfg, args.slot), args.slot)
+    print(f"undocked slot {args.slot}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    workdir = Path(args.workdir or time.strftime("dockgate-demo-%Y%m%d-%H%M%S"))
+    return run_demo(workdir, recorders=args.recorders, clips=args.clips, size=args.size)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dockgate", description=__doc__)
+    p.add_argument("--version", action="version", version=f"dockgate {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("-c", "--config", required=True, help="dockgate TOML config file")
+        return sp
+
+    sp = with_config(sub.add_parser("run", help="run the daemon in the foreground"))
+    sp.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sp.set_defaults(fn=cmd_run)
+
+    sp = with_config(sub.add_parser("check-config", help="validate a config file and its secrets"))
+    sp.set_defaults(fn=cmd_check_config)
+
+    sp = with_config(sub.add_parser("status", help="station status: clips by state, slots"))
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    sp.add_argument("--interval", type=float, default=1.0)
+    sp.set_defaults(fn=cmd_status)
+
+    sp = sub.add_parser("demo", help="run a whole simulated station and verify its archive")
+    sp.add_argument("--workdir", help="where to put it (default: ./dockgate-demo-<time>)")
+    sp.add_argument("--recorders", type=int, default=3)
+    sp.add_argument("--clips", type=int, default=4)
+    sp.add_argument("--size", type=parse_size, default=parse_size("4M"))
+    sp.set_defaults(fn=cmd_demo)
+
+    sim = sub.add_parser("sim", help="simulated recorders and docking").add_subparsers(
+        dest="sim_cmd", required=True, metavar="SIMCOMMAND")
+    sp = sim.add_parser("make", help="create a simulated recorder with synthetic clips")
+    sp.add_argument("dir")
+    sp.add_argument("--clips", type=int, default=5)
+    sp.add_argument("--size", type=parse_size, default=parse_size("4M"))
+    sp.add_argument("--serial", default="SIM00001")
+    sp.add_argument("--officer", default="012345")
+    sp.add_argument("--unit", default="")
+    sp.add_argument("--protocol", default="ums", choices=["ums", "zfy", "zfy-serial", "amba"])
+    sp.add_argument("--password", default="000000")
+    sp.add_argument("--clock-offset", type=float, default=0.0, help="recorder clock - true time, s")
+    sp.add_argument("--link-rate", type=parse_size, default=0, help="simulated USB speed, bytes/s")
+    sp.add_argument("--seed", type=int)
+    sp.set_defaults(fn=cmd_sim_make)
+
+    sp = sim.add_parser("station", help="write a ready config for a simulated station")
+    sp.add_argument("workdir")
+    sp.add_argument("--mqtt", metavar="HOST:PORT")
+    sp.add_argument("--slots", type=int, default=8)
+    sp.add_argument("--id", default="sim-station-01")
+    sp.set_defaults(fn=cmd_sim_station)
+
+    sp = with_config(sim.add_parser("attach", help="dock a simulated recorder"))
+    sp.add_argument("dir")
+    sp.add_argument("--slot", type=int, required=True)
+    sp.set_defaults(fn=cmd_sim_attach)
+
+    sp = with_config(sim.add_parser("detach", help="undock a simulated recorder"))
+    sp.add_argument("--slot", type=int, required=True)
+    sp.set_defaults(fn=cmd_sim_detach)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except DockgateError as e:
+        print(f"dockgate: error: {e}", file=sys.stderr)
+        return 2 if e.reason in ("config", "secret", "profile") else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The configuration: one TOML file, validated once at start.
+
+Unknown keys are rejected and every problem names its key and the file, so a
+typo in a precinct's config fails loudly at start instead of quietly later.
+Secrets never live here: only paths to files holding them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.errors import ConfigError
+
+_STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TEMPLATE_FIELDS = {"officer", "serial", "station", "date", "year", "month", "day",
+                    "stem", "ext", "sha256", "sha8", "unit"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StationConfig(_Section):
+    id: str = Field(description="Station id, unique in the district; used in MQTT topics and manifests")
+    location: str = Field("", description="Where the station is; default capture place")
+
+    @field_validator("id")
+    @classmethod
+    def _id_ok(cls, v: str) -> str:
+        if not _STATION_ID.match(v):
+            raise ValueError("must be 1-64 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+        return v
+
+
+class PathsConfig(_Section):
+    state_dir: Path = Field(description="Catalog database, lock and runtime status")
+    staging: Path = Field(description="Local staging for pulled clips (same disk as state_dir is fine)")
+
+
+class DetectConfig(_Section):
+    backend: Literal["sim", "udev"] = "udev"
+    slots: int = Field(8, ge=1, le=64, description="Dock slots on this station")
+    sim_dir: Path | None = Field(None, description="sim only: where `sim attach` records docked recorders")
+    poll_interval_s: float = Field(0.25, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _sim_needs_dir(self) -> DetectConfig:
+        if self.backend == "sim" and self.sim_dir is None:
+            raise ValueError("detect.sim_dir is required when detect.backend = \"sim\"")
+        return self
+
+
+class RecordersConfig(_Section):
+    admin_password_file: Path | None = Field(
+        None, description="File holding the recorders' admin password (mode 0600)")
+    profiles_dir: Path | None = Field(None, description="Extra firmware profiles beside the shipped ones")
+
+
+class IngestConfig(_Section):
+    buffer_size: int = Field(4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    reserve_bytes: int = Field(1024**3, ge=0, description="Free space staging always keeps")
+    max_attempts: int = Field(3, ge=1, le=100, description="Read attempts per clip within one dock")
+
+
+class DirectoryArchiveConfig(_Section):
+    backend: Literal["directory"]
+    path: Path = Field(description="Archive root, e.g. a NAS mount")
+    verify: Literal["readback", "size"] = "readback"
+    key_template: str = "{officer}/{date}/{serial}/{stem}_{sha8}{ext}"
+
+    @field_validator("key_template")
+    @classmethod
+    def _template_ok(cls, v: str) -> str:
+        return check_key_template(v)
+
+
+ArchiveConfig = Annotated[DirectoryArchiveConfig, Field(discriminator="backend")]
+
+
+class ForwardConfig(_Section):
+    concurrency: int = Field(2, ge=1, le=64)
+    retry_initial_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(300.0, gt=0)
+
+
+class MqttConfig(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    prefix: str = "dockgate"
+
+
+class Config(_Section):
+    station: StationConfig
+    paths: PathsConfig
+    detect: DetectConfig = DetectConfig()
+    recorders: RecordersConfig = RecordersConfig()
+    ingest: IngestConfig = IngestConfig()
+    archive: ArchiveConfig
+    forward: ForwardConfig = ForwardConfig()
+    mqtt: MqttConfig = MqttConfig()
+
+    #: the file this was loaded from (not a TOML key)
+    source: Path = Field(Path("<memory>"), exclude=True)
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.paths.state_dir / "catalog.sqlite"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.paths.state_dir / "run"
+
+
+def check_key_template(v: str) -> str:
+    names = set(re.findall(r"{(\w+)[^}]*}", v))
+    unknown = names - _TEMPLATE_FIELDS
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(_TEMPLATE_FIELDS)}")
+    if "sha256" not in names and "sha8" not in names:
+        raise ValueError("must contain {sha256} or {sha8} so that distinct clips never share a key")
+    if v.startswith("/") or ".." in v.split("/"):
+        raise ValueError("must be a relative path without '..'")
+    return v
+
+
+def _resolve(base: Path, p: Path | None) -> Path | None:
+    if p is None:
+        return None
+    p = p.expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _format_error(err: dict[str, object]) -> str:
+    loc = ".".join(str(x) for x in err.get("loc", ()) if not str(x).startswith("function-"))
+    # discriminated unions put the tag in the location; drop it for people
+    loc = re.sub(r"\.(directory|s3)(?=\.|$)", "", loc)
+    msg = str(err.get("msg", "invalid"))
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    msg = msg.removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, parse and validate *path*; raise ConfigError naming file and keys."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, [f"cannot read: {e}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, [f"not valid TOML: {e}"]) from None
+    return config_from_dict(raw, path)
+
+
+def config_from_dict(raw: dict[str, object], path: Path) -> Config:
+    if "source" in raw:
+        raise ConfigError(path, ["source: unknown key"])
+    try:
+        cfg = Config.model_validate({**raw, "source": path})
+    except ValidationError as e:
+        raise ConfigError(path, [_format_error(dict(x)) for x in e.errors()]) from None
+    base = path.resolve().parent
+    # relative paths are relative to the config file, never to the cwd
+    paths = cfg.paths.model_copy(update={
+        "state_dir": _resolve(base, cfg.paths.state_dir),
+        "staging": _resolve(base, cfg.paths.staging),
+    })
+    detect = cfg.detect.model_copy(update={"sim_dir": _resolve(base, cfg.detect.sim_dir)})
+    recorders = cfg.recorders.model_copy(update={
+        "admin_password_file": _resolve(base, cfg.recorders.admin_password_file),
+        "profiles_dir": _resolve(base, cfg.recorders.profiles_dir),
+    })
+    archive = cfg.archive.model_copy(update={"path": _resolve(base, cfg.archive.path)})
+    cfg = cfg.model_copy(update={"paths": paths, "detect": detect, "recorders": recorders,
+                                 "archive": archive})
+    problems = []
+    if archive.path.resolve() == paths.staging.resolve():
+        problems.append("archive.path: must not be the staging directory")
+    if problems:
+        raise ConfigError(path, problems)
+    return cfg

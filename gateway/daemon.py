@@ -1,0 +1,165 @@
+"""The daemon: one event loop, supervised workers, clean drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from drivers.detect import Attached, Detached, DetectProblem, Detector
+from drivers.profiles import Registry
+from gateway import __version__
+from gateway.archive import open_archive
+from gateway.catalog import Catalog
+from gateway.config import Config
+from gateway.errors import DockgateError
+from gateway.events import Events
+from gateway.forward import Forwarder
+from gateway.runfiles import InstanceLock, write_status
+from gateway.secrets import read_secret
+from gateway.session import Context, DockSession
+from gateway.staging import Staging
+from gateway.state import StationState
+from gateway.supervise import supervise
+
+log = logging.getLogger(__name__)
+STATUS_INTERVAL_S = 0.5
+
+
+def make_detector(cfg: Config, registry: Registry) -> Detector:
+    if cfg.detect.backend == "sim":
+        from drivers.detect.sim import SimDetector
+
+        assert cfg.detect.sim_dir is not None
+        return SimDetector(cfg.detect.sim_dir, cfg.detect.slots, registry,
+                           cfg.detect.poll_interval_s)
+    raise DockgateError("detect.backend = \"udev\" is not available in this build; use \"sim\"")
+
+
+class Daemon:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.lock = InstanceLock(cfg.run_dir)
+        self.state = StationState(cfg.detect.slots)
+        self.sessions: dict[int, asyncio.Task[None]] = {}
+        self.stopping = asyncio.Event()
+
+    def _startup(self) -> None:
+        cfg = self.cfg
+        self.lock.acquire()
+        self.registry = Registry.load(cfg.recorders.profiles_dir)
+        self.password = (read_secret(cfg.recorders.admin_password_file)
+                         if cfg.recorders.admin_password_file else None)
+        self.catalog = Catalog(cfg.catalog_path)
+        recovered = self.catalog.recover()
+        self.staging = Staging(cfg.paths.staging, cfg.ingest.reserve_bytes)
+        dropped = self.staging.prepare()
+        self.archive = open_archive(cfg)
+        self.events = Events(self.catalog)
+        self.forwarder = Forwarder(cfg, self.catalog, self.staging, self.archive, self.events,
+                                   self.state)
+        self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.events,
+                           self.password, self.forwarder.wake)
+        self.detector = make_detector(cfg, self.registry)
+        log.info("dockgate %s station %s: %d slots, %d profiles, archive %s; recovered %s, "
+                 "dropped %d partial staging files", __version__, cfg.station.id,
+                 cfg.detect.slots, len(self.registry.profiles), self.archive.describe(),
+                 recovered, dropped)
+
+    def snapshot(self) -> dict[str, Any]:
+        clips, nbytes = self.catalog.queue()
+        snap = self.state.snapshot()
+        snap.update(version=__version__, station=self.cfg.station.id, pid=os.getpid(),
+                    updated_at=time.time(), queue={"clips": clips, "bytes": nbytes},
+                    staging_free_bytes=self.staging.free_bytes(), running=True)
+        return snap
+
+    async def _status_writer(self) -> None:
+        while True:
+            await asyncio.to_thread(write_status, self.cfg.run_dir, self.snapshot())
+            await asyncio.sleep(STATUS_INTERVAL_S)
+
+    async def _detect_loop(self) -> None:
+        async for event in self.detector.events():
+            if isinstance(event, Attached):
+                await self._undock(event.device.slot)
+                self._dock(event)
+            elif isinstance(event, Detached):
+                await self._undock(event.slot)
+                self.events.emit("undocked", event.slot)
+            elif isinstance(event, DetectProblem):
+                await self._undock(event.slot)
+                st = self.state.slots[event.slot]
+                st.reset("error")
+                st.message = event.message
+                self.events.emit("device_error", event.slot, error=event.message)
+
+    def _dock(self, event: Attached) -> None:
+        slot = event.device.slot
+        session = DockSession(self.ctx, event.device, self.state.slots[slot])
+        task = asyncio.create_task(self._run_session(session), name=f"slot-{slot}")
+        self.sessions[slot] = task
+
+    async def _run_session(self, session: DockSession) -> None:
+        try:
+            await session.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug in one slot must not take the station down
+            log.exception("slot %d serial %s: session crashed", session.slot, session.serial)
+            session.st.state, session.st.message = "error", f"internal error: {e}"
+            self.events.emit("device_error", session.slot, serial=session.serial,
+                             error=f"internal error: {e}")
+
+    async def _undock(self, slot: int) -> None:
+        task = self.sessions.pop(slot, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.state.slots[slot].reset("idle")
+
+    async def run(self, on_ready: Callable[[], None] | None = None) -> int:
+        self._startup()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stopping.set)
+        workers = {
+            asyncio.create_task(supervise("detect", self._detect_loop), name="detect"),
+            asyncio.create_task(supervise("forward", self.forwarder.run), name="forward"),
+            asyncio.create_task(supervise("status", self._status_writer), name="status"),
+        }
+        stop = asyncio.create_task(self.stopping.wait(), name="stop")
+        if on_ready:
+            on_ready()
+        code = 0
+        try:
+            done, _ = await asyncio.wait(workers | {stop}, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stop and t.exception() is not None:
+                    log.error("stopping: %s", t.exception())
+                    code = 1
+        finally:
+            log.info("draining: interrupting clips in flight, closing the catalog")
+            for slot in list(self.sessions):
+                await self._undock(slot)
+            for t in workers | {stop}:
+                t.cancel()
+            await asyncio.gather(*workers, stop, return_exceptions=True)
+            snap = self.snapshot()
+            snap["running"] = False
+            write_status(self.cfg.run_dir, snap)
+            self.archive.close()
+            self.catalog.close()
+            self.lock.release()
+        return code
+
+
+def run(cfg: Config) -> int:
+    return asyncio.run(Daemon(cfg).run())

@@ -1,0 +1,129 @@
+"""One exception tree for dockgate.
+
+Every error carries the data a person needs to act on it, and says whether it
+is *permanent* (retrying cannot help: wrong password, hash mismatch, bad
+config) or *transient* (a retry later may succeed: archive unreachable, disk
+full, device busy). Retry wrappers look only at ``permanent``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DockgateError(Exception):
+    """Base of every error dockgate raises on purpose."""
+
+    permanent: bool = True
+    #: short machine-readable reason, used as a bounded metric/event label
+    reason: str = "error"
+
+
+class ConfigError(DockgateError):
+    """The configuration file is missing, unreadable or invalid."""
+
+    reason = "config"
+
+    def __init__(self, file: Path | str, problems: list[str]) -> None:
+        self.file = str(file)
+        self.problems = problems
+        super().__init__(f"{self.file}: " + "; ".join(problems))
+
+
+class SecretError(DockgateError):
+    """A secret file is missing, empty or readable by other users."""
+
+    reason = "secret"
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"secret {self.path}: {problem}")
+
+
+class AlreadyRunning(DockgateError):
+    reason = "already_running"
+
+    def __init__(self, lock_path: Path) -> None:
+        self.lock_path = lock_path
+        super().__init__(f"another dockgate holds {lock_path}")
+
+
+class ClipInterrupted(DockgateError):
+    """The clip could not be read to the end (unplugged, vanished, changed,
+    cancelled). Nothing was staged; the clip is pulled again on the next dock."""
+
+    permanent = False
+    reason = "interrupted"
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"{path}: {why}")
+
+
+class ChecksumMismatch(DockgateError):
+    """Bytes read back do not have the hash they must have."""
+
+    reason = "checksum_mismatch"
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{path}: expected sha256 {expected}, got {actual}")
+
+
+class StagingFull(DockgateError):
+    """Staging has less free space than the configured reserve."""
+
+    permanent = False
+    reason = "disk_low"
+
+    def __init__(self, path: Path, free: int, needed: int) -> None:
+        self.path = path
+        self.free = free
+        self.needed = needed
+        super().__init__(f"{path}: {free} bytes free, need {needed} (reserve included)")
+
+
+class ArchiveError(DockgateError):
+    """Base of archive backend failures."""
+
+    reason = "archive"
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The archive cannot be reached or written right now."""
+
+    permanent = False
+    reason = "archive_unavailable"
+
+    def __init__(self, target: str, why: str) -> None:
+        self.target = target
+        self.why = why
+        super().__init__(f"archive {target} unavailable: {why}")
+
+
+class ArchiveConflict(ArchiveError):
+    """The archive already holds *different* bytes under our key. Evidence is
+    never overwritten; a person must look."""
+
+    reason = "archive_conflict"
+
+    def __init__(self, key: str, expected: str, found: str) -> None:
+        self.key = key
+        self.expected = expected
+        self.found = found
+        super().__init__(f"archive key {key} holds sha256 {found}, ours is {expected}")
+
+
+class UnsafePath(DockgateError):
+    """A name on a recorder volume that must not be followed or opened."""
+
+    reason = "unsafe_path"
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"{path}: {why}")

@@ -1,0 +1,169 @@
+"""Forwarding: drain the catalog's staged clips into the archive.
+
+The catalog is the queue, so a crash loses nothing: clips left ``forwarding``
+go back to ``staged`` at start and ``put`` is idempotent. Transient failures
+(archive down) back off exponentially with jitter up to ``retry_max_s`` and
+are retried for as long as it takes; failures that retrying cannot fix
+(staged bytes no longer match their hash, the archive holds different bytes
+under our key) quarantine the clip: kept, alarmed, never released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from typing import Any
+
+from gateway.archive import Archive, ArchiveObject
+from gateway.catalog import Catalog, ClipRow
+from gateway.config import Config
+from gateway.errors import ArchiveConflict, ChecksumMismatch, DockgateError
+from gateway.events import Events
+from gateway.keys import clip_key
+from gateway.staging import Staging
+from gateway.state import StationState
+
+log = logging.getLogger(__name__)
+
+#: read-back mismatches tolerated before a clip is quarantined
+MAX_VERIFY_FAILURES = 5
+
+
+def sidecar_for(clip: ClipRow, dock: dict[str, Any] | None, station: str) -> bytes:
+    dock = dock or {}
+    doc = {
+        "format": "dockgate-sidecar/1",
+        "sha256": clip.sha256,
+        "size": clip.size,
+        "original_path": clip.path.decode("utf-8", "backslashreplace"),
+        "recorder_mtime_ns": clip.mtime_ns,
+        "recorder": {"serial": clip.serial, "model": dock.get("model"),
+                     "profile": dock.get("profile")},
+        "officer": clip.officer,
+        "unit": dock.get("unit"),
+        "station": station,
+        "slot": dock.get("slot"),
+        "docked_at": dock.get("docked_at"),
+        "clock_drift_s": dock.get("clock_drift_s"),
+    }
+    return (json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
+
+
+class Forwarder:
+    def __init__(self, cfg: Config, catalog: Catalog, staging: Staging, archive: Archive,
+                 events: Events, state: StationState) -> None:
+        self.cfg = cfg
+        self.catalog = catalog
+        self.staging = staging
+        self.archive = archive
+        self.events = events
+        self.state = state
+        self._wake = asyncio.Event()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def key_for(self, clip: ClipRow, dock: dict[str, Any] | None) -> str:
+        if clip.archive_key:  # decided once, so a retry can never pick another key
+            return clip.archive_key
+        return clip_key(self.cfg.archive.key_template, sha256=clip.sha256, officer=clip.officer,
+                        serial=clip.serial, station=self.cfg.station.id,
+                        unit=(dock or {}).get("unit"),
+                        original_name=clip.path.decode("utf-8", "backslashreplace"),
+                        mtime_ns=clip.mtime_ns)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                free = self.cfg.forward.concurrency - len(self._in_flight)
+                if free > 0 and not self.state.forwarding_paused:
+                    due = self.catalog.due_for_forward(time.time(), free + len(self._in_flight))
+                    for clip in due:
+                        if clip.sha256 in self._in_flight or free <= 0:
+                            continue
+                        free -= 1
+                        task = asyncio.create_task(self._forward(clip), name=f"fwd-{clip.sha256[:8]}")
+                        self._in_flight[clip.sha256] = task
+                        task.add_done_callback(lambda t, s=clip.sha256: self._done(s, t))
+                timeout = 30.0
+                nxt = self.catalog.next_retry_at()
+                if nxt is not None:
+                    timeout = min(timeout, max(0.05, nxt - time.time()))
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+        finally:
+            for t in self._in_flight.values():
+                t.cancel()
+
+    def _done(self, sha: str, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(sha, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("forwarding %s crashed", sha[:12], exc_info=task.exception())
+        self._wake.set()
+
+    async def _forward(self, clip: ClipRow) -> None:
+        dock = self.catalog.dock(clip.dock_id) if clip.dock_id else None
+        key = self.key_for(clip, dock)
+        if clip.staged_path is None:
+            self.catalog.quarantine(clip.sha256, "no staged copy")
+            return
+        source = self.staging.resolve(clip.staged_path)
+        obj = ArchiveObject(key=key, source=source, sha256=clip.sha256, size=clip.size,
+                            sidecar=sidecar_for(clip, dock, self.cfg.station.id))
+        self.catalog.mark_forwarding(clip.sha256, key)
+        try:
+            receipt = await asyncio.to_thread(self.archive.put, obj)
+        except ChecksumMismatch as e:
+            if e.path == str(source):
+                self._quarantine(clip, key, f"staged copy no longer matches its hash: {e}")
+            elif clip.attempts + 1 >= MAX_VERIFY_FAILURES:
+                self._quarantine(clip, key, f"archive read-back failed {clip.attempts + 1} times: {e}")
+            else:
+                self._retry(clip, e)
+            return
+        except ArchiveConflict as e:
+            self._quarantine(clip, key, str(e))
+            return
+        except DockgateError as e:
+            if e.permanent:
+                self._quarantine(clip, key, str(e))
+            else:
+                self._retry(clip, e)
+            return
+        except FileNotFoundError as e:
+            self._quarantine(clip, key, f"staged copy missing: {e}")
+            return
+        except Exception as e:  # unknown: treat as transient, keep the clip queued
+            log.exception("unexpected error forwarding %s", clip.sha256[:12])
+            self._retry(clip, e)
+            return
+        self.catalog.mark_archived(clip.sha256)
+        if self.state.archive_up is not True:
+            if self.state.archive_up is False:
+                self.events.emit("archive_up", archive=self.archive.describe())
+            self.state.archive_up = True
+        self.events.emit("clip_archived", sha256=clip.sha256, key=key, size=clip.size,
+                         existed=receipt.existed, verified_by=receipt.verified_by)
+
+    def _retry(self, clip: ClipRow, err: Exception) -> None:
+        f = self.cfg.forward
+        delay = min(f.retry_max_s, f.retry_initial_s * 2 ** min(clip.attempts, 30))
+        delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+        self.catalog.retry_later(clip.sha256, str(err), time.time() + delay)
+        self.state.last_error = str(err)
+        if self.state.archive_up is not False:
+            self.state.archive_up = False
+            self.events.emit("archive_down", archive=self.archive.describe(), error=str(err))
+        log.warning("forwarding %s failed (%s); retry in %.1fs", clip.sha256[:12], err, delay)
+
+    def _quarantine(self, clip: ClipRow, key: str, why: str) -> None:
+        self.catalog.quarantine(clip.sha256, why)
+        self.state.last_error = why
+        self.events.emit("quarantined", sha256=clip.sha256, key=key, error=why)

@@ -1,0 +1,38 @@
+"""Archive keys from the configured template (officer first: 一人一档)."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from datetime import UTC, datetime
+
+_MAX_PART = 100
+
+
+def safe_part(value: str | None, fallback: str) -> str:
+    """A key component that is safe on every filesystem and S3: letters and
+    digits of any script, '.', '_', '-'; anything else becomes '_'."""
+    if not value:
+        return fallback
+    out = "".join(c if (c.isalnum() or c in "._-") and unicodedata.category(c)[0] != "C" else "_"
+                  for c in value)
+    out = out.strip(".")[:_MAX_PART] or fallback
+    return out
+
+
+def clip_key(template: str, *, sha256: str, officer: str | None, serial: str, station: str,
+             unit: str | None, original_name: str, mtime_ns: int) -> str:
+    stem, ext = os.path.splitext(os.path.basename(original_name))
+    when = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC)
+    fields = {
+        "officer": safe_part(officer, "unknown-officer"),
+        "serial": safe_part(serial, "unknown-serial"),
+        "station": safe_part(station, "station"),
+        "unit": safe_part(unit, "unknown-unit"),
+        "date": when.strftime("%Y-%m-%d"),
+        "year": when.strftime("%Y"), "month": when.strftime("%m"), "day": when.strftime("%d"),
+        "stem": safe_part(stem, "clip"),
+        "ext": ("." + safe_part(ext[1:], "bin")) if len(ext) > 1 else "",
+        "sha256": sha256, "sha8": sha256[:8],
+    }
+    return template.format(**fields)

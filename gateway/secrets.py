@@ -1,0 +1,34 @@
+"""Secrets come from files (systemd LoadCredential= friendly), never from the
+config itself, and a file other users can read is refused."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from gateway.errors import SecretError
+
+
+def read_secret(path: Path) -> str:
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and not path.is_absolute():
+        path = Path(creds) / path
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SecretError(path, "file not found") from None
+    except OSError as e:
+        raise SecretError(path, f"cannot stat: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SecretError(path, "not a regular file")
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SecretError(path, f"mode {stat.S_IMODE(st.st_mode):04o} lets other users read it; "
+                                f"chmod 600 it")
+    try:
+        value = path.read_text(encoding="utf-8").strip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SecretError(path, f"cannot read: {e}") from None
+    if not value:
+        raise SecretError(path, "empty")
+    return value

@@ -1,0 +1,69 @@
+"""Local staging: content-addressed, durable, with a free-space reserve.
+
+Layout::
+
+    staging/tmp/<item>.part          being written (removed at start-up)
+    staging/media/<sha[:2]>/<sha>    complete, fsynced, named by content
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from gateway.durable import fsync_dir
+from gateway.errors import StagingFull
+
+
+class Staging:
+    def __init__(self, root: Path, reserve_bytes: int) -> None:
+        self.root = root
+        self.reserve_bytes = reserve_bytes
+        self.tmp = root / "tmp"
+        self.media = root / "media"
+
+    def prepare(self) -> int:
+        """Create the layout; drop partial files a crash left. Returns how many."""
+        self.media.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        if self.tmp.exists():
+            for p in self.tmp.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed += 1
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fsync_dir(self.root)
+        return removed
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def check_space(self, size: int) -> None:
+        free = self.free_bytes()
+        if free - size < self.reserve_bytes:
+            raise StagingFull(self.root, free, size + self.reserve_bytes)
+
+    def temp_path(self, item_id: int) -> Path:
+        return self.tmp / f"{item_id}.part"
+
+    def path_for(self, sha256: str) -> Path:
+        return self.media / sha256[:2] / sha256
+
+    def relative(self, p: Path) -> str:
+        return str(p.relative_to(self.root))
+
+    def resolve(self, rel: str) -> Path:
+        return self.root / rel
+
+    def commit(self, temp: Path, sha256: str) -> Path:
+        """Move a complete, fsynced temp file to its content address."""
+        final = self.path_for(sha256)
+        new_dir = not final.parent.exists()
+        final.parent.mkdir(exist_ok=True)
+        os.replace(temp, final)
+        fsync_dir(final.parent)
+        if new_dir:
+            fsync_dir(self.media)
+        return final

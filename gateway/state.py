@@ -1,0 +1,65 @@
+"""What the station is doing right now (not persistent: the catalog is).
+
+Counters here are written by worker threads and read by the status writer;
+plain int updates under the GIL are enough, nobody needs them exact."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SLOT_STATES = ("idle", "identifying", "pulling", "waiting", "done", "error", "foreign")
+
+
+@dataclass
+class SlotState:
+    slot: int
+    state: str = "idle"
+    serial: str | None = None
+    profile: str | None = None
+    clips_total: int = 0
+    clips_done: int = 0
+    clips_known: int = 0
+    clips_failed: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    skipped: int = 0
+    current: str | None = None
+    message: str | None = None
+    clock_drift_s: float | None = None
+    since: float = field(default_factory=time.time)
+
+    def reset(self, state: str = "idle") -> None:
+        self.__init__(self.slot, state)  # type: ignore[misc]
+
+    def add_bytes(self, n: int) -> None:
+        self.bytes_done += n
+
+    def snapshot(self) -> dict[str, Any]:
+        d = asdict(self)
+        elapsed = max(time.time() - self.since, 1e-3)
+        d["rate_bps"] = int(self.bytes_done / elapsed) if self.state == "pulling" else 0
+        left = self.bytes_total - self.bytes_done
+        d["eta_s"] = round(left / d["rate_bps"], 1) if d["rate_bps"] and left > 0 else None
+        return d
+
+
+class StationState:
+    def __init__(self, slots: int) -> None:
+        self.slots = {n: SlotState(n) for n in range(1, slots + 1)}
+        self.started_at = time.time()
+        self.archive_up: bool | None = None
+        self.last_error: str | None = None
+        self.forwarding_paused = False
+        self.staging_low = False
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at,
+            "archive_up": self.archive_up,
+            "last_error": self.last_error,
+            "forwarding_paused": self.forwarding_paused,
+            "staging_low": self.staging_low,
+            "slots": [s.snapshot() for s in self.slots.values()],
+        }

@@ -1,0 +1,90 @@
+"""`dockgate status`: the catalog's counts plus the running daemon's slots."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from gateway.catalog import STATES, Catalog
+from gateway.config import Config
+from gateway.runfiles import daemon_running, read_status
+
+
+def collect(cfg: Config) -> dict[str, Any]:
+    running = daemon_running(cfg.run_dir)
+    live = read_status(cfg.run_dir) or {}
+    counts = dict.fromkeys(STATES, 0)
+    queue = {"clips": 0, "bytes": 0}
+    sightings = 0
+    if cfg.catalog_path.exists():
+        try:
+            cat = Catalog(cfg.catalog_path, readonly=True)
+        except sqlite3.Error:
+            cat = None
+        if cat is not None:
+            try:
+                counts = cat.counts()
+                q = cat.queue()
+                queue = {"clips": q[0], "bytes": q[1]}
+                sightings = cat.sightings()
+            except sqlite3.Error:
+                pass  # catalog not created yet by a first start
+            finally:
+                cat.close()
+    slots = live.get("slots", []) if running else []
+    return {
+        "station": cfg.station.id,
+        "daemon": {"running": running, "pid": live.get("pid") if running else None,
+                   "version": live.get("version"), "updated_at": live.get("updated_at")},
+        "clips": counts,
+        "sightings": sightings,
+        "queue": queue,
+        "archive_up": live.get("archive_up") if running else None,
+        "staging_free_bytes": live.get("staging_free_bytes"),
+        "last_error": live.get("last_error"),
+        "slots": slots,
+    }
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def bar(done: int, total: int, width: int = 24) -> str:
+    frac = 1.0 if total <= 0 else min(1.0, done / total)
+    full = int(frac * width)
+    return "[" + "#" * full + "." * (width - full) + f"] {frac * 100:5.1f}%"
+
+
+def render(s: dict[str, Any]) -> str:
+    d = s["daemon"]
+    lines = [f"station {s['station']}: daemon "
+             + (f"running (pid {d['pid']}, version {d['version']})" if d["running"] else "stopped")]
+    c = s["clips"]
+    lines.append("clips: " + ", ".join(f"{k} {v}" for k, v in c.items() if v or k == "archived")
+                 + (f"; {s['sightings']} seen again" if s["sightings"] else ""))
+    q = s["queue"]
+    lines.append(f"queue: {q['clips']} clips, {_size(q['bytes'])} to forward; archive "
+                 + {True: "up", False: "DOWN", None: "not contacted yet"}[s["archive_up"]])
+    if s.get("last_error"):
+        lines.append(f"last error: {s['last_error']}")
+    for slot in s["slots"]:
+        if slot["state"] == "idle":
+            continue
+        head = f"slot {slot['slot']:>2} {slot['state']:<11} {slot.get('serial') or '':<14}"
+        if slot["state"] in ("pulling", "waiting", "done"):
+            head += (f" {bar(slot['bytes_done'], slot['bytes_total'])} "
+                     f"{slot['clips_done']}/{slot['clips_total']} clips "
+                     f"{_size(slot['bytes_done'])}/{_size(slot['bytes_total'])}")
+            if slot.get("rate_bps"):
+                head += f" {_size(slot['rate_bps'])}/s"
+        if slot.get("message") and slot["state"] != "pulling":
+            head += f"  {slot['message']}"
+        lines.append(head)
+    if d["running"] and all(x["state"] == "idle" for x in s["slots"]):
+        lines.append("no recorder docked")
+    return "\n".join(lines)
