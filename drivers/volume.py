@@ -10,6 +10,7 @@ O_NONBLOCK so that even a racing swap to a FIFO cannot hang a worker.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import os
 import stat
@@ -109,8 +110,10 @@ class Volume:
                 raise UnsafePath(disp, f"not a regular file ({_kind(st.st_mode)})")
             ffd = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
         except OSError as e:
-            if e.errno == 40:  # ELOOP: a symlink where O_NOFOLLOW forbids one
-                raise UnsafePath(disp, "symlink on the path (never followed)") from None
+            # O_NOFOLLOW answers ELOOP for a symlinked file, O_DIRECTORY|O_NOFOLLOW
+            # ENOTDIR for a symlinked directory
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePath(disp, "symlink or non-directory on the path (never followed)") from None
             raise
         finally:
             os.close(fd)

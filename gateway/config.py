@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -136,7 +137,7 @@ def _resolve(base: Path, p: Path | None) -> Path | None:
     return p if p.is_absolute() else (base / p)
 
 
-def _format_error(err: dict[str, object]) -> str:
+def _format_error(err: Mapping[str, Any]) -> str:
     loc = ".".join(str(x) for x in err.get("loc", ()) if not str(x).startswith("function-"))
     # discriminated unions put the tag in the location; drop it for people
     loc = re.sub(r"\.(directory|s3)(?=\.|$)", "", loc)
@@ -167,7 +168,7 @@ def config_from_dict(raw: dict[str, object], path: Path) -> Config:
     try:
         cfg = Config.model_validate({**raw, "source": path})
     except ValidationError as e:
-        raise ConfigError(path, [_format_error(dict(x)) for x in e.errors()]) from None
+        raise ConfigError(path, [_format_error(x) for x in e.errors()]) from None
     base = path.resolve().parent
     # relative paths are relative to the config file, never to the cwd
     paths = cfg.paths.model_copy(update={

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drivers.detect import Attached, Detached, DetectProblem, Detector
+from drivers.detect import Attached, Detached, Detector, DetectProblem
 from drivers.profiles import Registry
 from gateway import __version__
 from gateway.archive import open_archive

@@ -11,6 +11,8 @@ under our key) quarantine the clip: kept, alarmed, never released.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import random
@@ -89,15 +91,13 @@ class Forwarder:
                         free -= 1
                         task = asyncio.create_task(self._forward(clip), name=f"fwd-{clip.sha256[:8]}")
                         self._in_flight[clip.sha256] = task
-                        task.add_done_callback(lambda t, s=clip.sha256: self._done(s, t))
+                        task.add_done_callback(functools.partial(self._done, clip.sha256))
                 timeout = 30.0
                 nxt = self.catalog.next_retry_at()
                 if nxt is not None:
                     timeout = min(timeout, max(0.05, nxt - time.time()))
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
-                except TimeoutError:
-                    pass
         finally:
             for t in self._in_flight.values():
                 t.cancel()
@@ -155,7 +155,7 @@ class Forwarder:
     def _retry(self, clip: ClipRow, err: Exception) -> None:
         f = self.cfg.forward
         delay = min(f.retry_max_s, f.retry_initial_s * 2 ** min(clip.attempts, 30))
-        delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+        delay *= random.uniform(0.8, 1.2)
         self.catalog.retry_later(clip.sha256, str(err), time.time() + delay)
         self.state.last_error = str(err)
         if self.state.archive_up is not False:

@@ -31,15 +31,18 @@ class Pulled:
 
 
 def copy_and_hash(src: BinaryIO, dst_fd: int, buf: bytearray, cancel: threading.Event,
-                  progress: Callable[[int], None] | None, label: str) -> tuple[str, int]:
+                  progress: Callable[[int], None] | None, label: str, limit: int) -> tuple[str, int]:
+    """Copy at most *limit* bytes; one byte more means the clip is still
+    growing (the recorder is writing it), which must not loop forever."""
     h = hashlib.sha256()
     view = memoryview(buf)
     total = 0
     while True:
         if cancel.is_set():
             raise ClipInterrupted(label, "undocked or stopping")
+        want = min(len(view), limit - total + 1)
         try:
-            n = src.readinto(view)  # type: ignore[attr-defined]
+            n = src.readinto(view[:want])  # type: ignore[attr-defined]
         except OSError as e:
             raise ClipInterrupted(label, f"read error: {e.strerror or e}") from None
         if not n:
@@ -50,6 +53,8 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buf: bytearray, cancel: threading.
         while off < n:
             off += os.write(dst_fd, chunk[off:])
         total += n
+        if total > limit:
+            raise ClipInterrupted(label, "grew while it was being copied")
         if progress is not None:
             progress(n)
     return h.hexdigest(), total
@@ -70,7 +75,7 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
     ok = False
     try:
         with src:
-            sha, size = copy_and_hash(src, fd, buf, cancel, progress, label)
+            sha, size = copy_and_hash(src, fd, buf, cancel, progress, label, ref.size)
             if size != ref.size:
                 raise ClipInterrupted(label, f"read {size} bytes, recorder listed {ref.size}")
             _check_unchanged(src, ref, label)

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from drivers.base import DockedDevice, UsbIds
-from drivers.detect import Attached, Detached, DetectEvent, DetectProblem, Detector
+from drivers.detect import Attached, Detached, DetectEvent, Detector, DetectProblem
 from drivers.profiles import Registry
-from drivers.sim.dock import read_slots
 from drivers.sim.device import SimDeviceError, load_sim_device
+from drivers.sim.dock import read_slots
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,80 @@
+"""The shared suite every archive backend passes (restic-style).
+
+A backend's test module subclasses ``ArchiveContract`` and provides the
+``archive`` fixture (a fresh, empty archive) and ``corrupting`` (the same
+archive with bytes flipped on their way to storage)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.archive import Archive, ArchiveObject
+from gateway.archive.base import SIDECAR_SUFFIX
+from gateway.errors import ArchiveConflict, ChecksumMismatch
+
+
+def make_obj(tmp_path: Path, key: str = "0001/2024-01-01/S1/a_12345678.MP4", size: int = 3 << 20,
+             data: bytes | None = None) -> ArchiveObject:
+    data = os.urandom(size) if data is None else data
+    src = tmp_path / f"src-{hashlib.sha256(data).hexdigest()[:8]}"
+    src.write_bytes(data)
+    return ArchiveObject(key=key, source=src, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                         sidecar=b'{"k": 1}\n')
+
+
+class ArchiveContract:
+    @pytest.fixture
+    def archive(self, tmp_path: Path) -> Archive:
+        raise NotImplementedError("backend test modules provide this fixture")
+
+    @pytest.fixture
+    def corrupting(self, tmp_path: Path) -> Archive:
+        raise NotImplementedError("backend test modules provide this fixture")
+
+    def test_put_stores_exact_bytes_and_sidecar(self, archive: Archive, tmp_path: Path) -> None:
+        obj = make_obj(tmp_path)
+        r = archive.put(obj)
+        assert not r.existed and r.sha256 == obj.sha256
+        assert archive.sha256(obj.key) == obj.sha256
+        with archive.read(obj.key + SIDECAR_SUFFIX) as f:
+            assert f.read() == obj.sidecar
+        assert sorted(archive.keys()) == sorted([obj.key, obj.key + SIDECAR_SUFFIX])
+
+    def test_identical_object_is_not_stored_twice(self, archive: Archive, tmp_path: Path) -> None:
+        obj = make_obj(tmp_path)
+        archive.put(obj)
+        again = archive.put(obj)
+        assert again.existed
+        assert sorted(archive.keys()) == sorted([obj.key, obj.key + SIDECAR_SUFFIX])
+
+    def test_different_bytes_under_our_key_are_never_overwritten(self, archive: Archive,
+                                                                 tmp_path: Path) -> None:
+        first = make_obj(tmp_path)
+        archive.put(first)
+        other = make_obj(tmp_path, key=first.key)
+        with pytest.raises(ArchiveConflict):
+            archive.put(other)
+        assert archive.sha256(first.key) == first.sha256
+
+    def test_wrong_hash_fails_and_leaves_no_object(self, archive: Archive, tmp_path: Path) -> None:
+        obj = make_obj(tmp_path)
+        lie = ArchiveObject(obj.key, obj.source, "0" * 64, obj.size, obj.sidecar)
+        with pytest.raises(ChecksumMismatch):
+            archive.put(lie)
+        assert archive.sha256(obj.key) is None
+        assert list(archive.keys()) == []
+
+    def test_bytes_corrupted_on_the_way_are_detected(self, corrupting: Archive, tmp_path: Path) -> None:
+        obj = make_obj(tmp_path)
+        with pytest.raises(ChecksumMismatch):
+            corrupting.put(obj)
+        assert corrupting.sha256(obj.key) is None
+
+    def test_empty_object(self, archive: Archive, tmp_path: Path) -> None:
+        obj = make_obj(tmp_path, data=b"")
+        archive.put(obj)
+        assert archive.sha256(obj.key) == hashlib.sha256(b"").hexdigest()

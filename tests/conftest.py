@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Config, load_config
+from gateway.station import write_station
+from tests.helpers import DaemonProc
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Path:
+    """A simulated station's config (the same file `dockgate sim station` writes)."""
+    return write_station(tmp_path / "station", slots=4, reserve_bytes=0)
+
+
+@pytest.fixture
+def cfg(station: Path) -> Config:
+    return load_config(station)
+
+
+@pytest.fixture
+def daemon(station: Path, tmp_path: Path) -> Iterator[DaemonProc]:
+    d = DaemonProc(station, tmp_path / "daemon.log")
+    yield d
+    if d.proc is not None and d.proc.poll() is None:
+        d.stop()

@@ -1,0 +1,93 @@
+"""Test helpers: run the real `dockgate` CLI and daemon as processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SIDECAR = ".dockgate.json"
+
+
+def dockgate(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dockgate {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def sha256_file(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while b := f.read(1 << 20):
+            h.update(b)
+    return h.hexdigest()
+
+
+def source_hashes(storage: Path) -> Counter[str]:
+    return Counter(sha256_file(p) for p in storage.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def archive_hashes(archive: Path) -> Counter[str]:
+    return Counter(sha256_file(p) for p in archive.rglob("*")
+                   if p.is_file() and not p.name.endswith(SIDECAR) and not p.name.startswith("."))
+
+
+class DaemonProc:
+    """`dockgate run -c CONFIG` as a real child process."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DaemonProc:
+        self._logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)],
+                                     stdout=self._logf, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.wait_for(lambda s: s["daemon"]["running"], timeout=30, what="daemon to start")
+        return self
+
+    def status(self) -> dict[str, Any]:
+        out = dockgate("status", "-c", str(self.config), "--json").stdout
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    def wait_for(self, cond: Callable[[dict[str, Any]], bool], timeout: float = 60,
+                 what: str = "condition", interval: float = 0.1) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        s: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode} waiting for {what}:\n"
+                                     + self.log.read_text(errors="replace")[-4000:])
+            s = self.status()
+            if cond(s):
+                return s
+            time.sleep(interval)
+        raise AssertionError(f"timed out waiting for {what}; last status {json.dumps(s)[:2000]}\n"
+                             + self.log.read_text(errors="replace")[-4000:])
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._logf.close()
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout)
+        self._logf.close()
+        return self.proc.returncode

@@ -1,0 +1,109 @@
+"""Pulling a clip: hash in the copy pass, durable, and never half-staged."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from drivers.base import ClipRef
+from drivers.volume import Volume
+from gateway.errors import ClipInterrupted, StagingFull
+from gateway.ingest import pull
+from gateway.staging import Staging
+
+
+def ref_for(vol: Path, name: str) -> ClipRef:
+    st = (vol / name).stat()
+    return ClipRef(name.encode(), st.st_size, st.st_mtime_ns)
+
+
+def opener(vol: Path) -> Callable[[ClipRef], BinaryIO]:
+    return lambda ref: Volume(vol).open(ref.relpath)
+
+
+@pytest.fixture
+def vol(tmp_path: Path) -> Path:
+    v = tmp_path / "vol"
+    v.mkdir()
+    (v / "clip.mp4").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    return v
+
+
+def test_pull_hashes_in_the_copy_pass_and_stages_by_content(tmp_path: Path, vol: Path) -> None:
+    staging = Staging(tmp_path / "staging", 0)
+    staging.prepare()
+    ref = ref_for(vol, "clip.mp4")
+    seen: list[int] = []
+    got = pull(opener(vol), ref, staging.temp_path(1), bytearray(1 << 20), threading.Event(),
+               seen.append)
+    data = (vol / "clip.mp4").read_bytes()
+    assert got.sha256 == hashlib.sha256(data).hexdigest()
+    assert got.size == len(data) == sum(seen)
+    final = staging.commit(got.temp, got.sha256)
+    assert final.read_bytes() == data
+    assert list(staging.tmp.iterdir()) == []
+
+
+def test_short_read_is_interrupted_and_leaves_nothing(tmp_path: Path, vol: Path) -> None:
+    staging = Staging(tmp_path / "staging", 0)
+    staging.prepare()
+    ref = ref_for(vol, "clip.mp4")
+    liar = ClipRef(ref.relpath, ref.size + 100, ref.mtime_ns)  # recorder listed more than it has
+    with pytest.raises(ClipInterrupted, match="listed"):
+        pull(opener(vol), liar, staging.temp_path(1), bytearray(1 << 20), threading.Event())
+    assert list(staging.tmp.iterdir()) == []
+
+
+def test_cancel_interrupts_and_leaves_nothing(tmp_path: Path, vol: Path) -> None:
+    staging = Staging(tmp_path / "staging", 0)
+    staging.prepare()
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(ClipInterrupted, match="undocked"):
+        pull(opener(vol), ref_for(vol, "clip.mp4"), staging.temp_path(1), bytearray(1 << 20),
+             cancel)
+    assert list(staging.tmp.iterdir()) == []
+
+
+def test_clip_changed_while_copying_is_interrupted(tmp_path: Path, vol: Path) -> None:
+    staging = Staging(tmp_path / "staging", 0)
+    staging.prepare()
+    ref = ref_for(vol, "clip.mp4")
+
+    def grow(_n: int) -> None:
+        with open(vol / "clip.mp4", "ab") as f:
+            f.write(b"more")
+
+    with pytest.raises(ClipInterrupted):
+        pull(opener(vol), ref, staging.temp_path(1), bytearray(1 << 20), threading.Event(), grow)
+    assert list(staging.tmp.iterdir()) == []
+
+
+def test_vanished_clip_is_interrupted(tmp_path: Path, vol: Path) -> None:
+    staging = Staging(tmp_path / "staging", 0)
+    staging.prepare()
+    ref = ref_for(vol, "clip.mp4")
+    (vol / "clip.mp4").unlink()
+    with pytest.raises(ClipInterrupted, match="vanished"):
+        pull(opener(vol), ref, staging.temp_path(1), bytearray(1 << 20), threading.Event())
+
+
+def test_staging_reserve(tmp_path: Path) -> None:
+    staging = Staging(tmp_path, reserve_bytes=1 << 60)
+    with pytest.raises(StagingFull) as e:
+        staging.check_space(10)
+    assert not e.value.permanent
+
+
+def test_prepare_drops_partial_files(tmp_path: Path) -> None:
+    staging = Staging(tmp_path / "s", 0)
+    staging.prepare()
+    staging.temp_path(7).write_bytes(b"half a clip")
+    assert staging.prepare() == 1
+    assert list(staging.tmp.iterdir()) == []

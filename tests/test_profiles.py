@@ -1,0 +1,41 @@
+"""Firmware profiles are data; two profiles claiming one device is an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drivers.base import UsbIds
+from drivers.profiles import ProfileError, Registry
+
+PROFILE = """
+name = "{name}"
+protocol = "ums"
+[match]
+vid = 0x1209
+pid = {pid}
+"""
+
+
+def test_shipped_profiles_load_and_match() -> None:
+    reg = Registry.load()
+    p = reg.match(UsbIds(0x1209, 0x0001, "X"))
+    assert p is not None and p.protocol == "ums"
+    assert reg.match(UsbIds(0xDEAD, 0xBEEF)) is None
+    assert p.officer_from_name("0012345_20240301083015_0001.MP4") == "0012345"
+
+
+def test_two_profiles_claiming_one_device_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "dup.toml").write_text(PROFILE.format(name="dup", pid=1))
+    with pytest.raises(ProfileError, match="both claim 1209:0001"):
+        Registry.load(tmp_path)
+
+
+def test_extra_profile_and_bad_profile(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text(PROFILE.format(name="mine", pid=0x77))
+    reg = Registry.load(tmp_path)
+    assert reg.match(UsbIds(0x1209, 0x77)).name == "mine"  # type: ignore[union-attr]
+    (tmp_path / "bad.toml").write_text(PROFILE.format(name="bad", pid=0x78) + "\nbogus = 1\n")
+    with pytest.raises(ProfileError, match="bogus: unknown key"):
+        Registry.load(tmp_path)

@@ -1,0 +1,62 @@
+"""Walking a recorder volume never leaves it and never opens what is not a file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from drivers.base import Skipped
+from drivers.volume import Volume
+from gateway.errors import UnsafePath
+
+
+def test_walk_skips_symlinks_fifos_and_keeps_odd_names(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    (vol / "DCIM" / "day").mkdir(parents=True)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not evidence")
+    (vol / "DCIM" / "day" / "a.MP4").write_bytes(b"a" * 10)
+    (vol / "DCIM" / "empty.wav").write_bytes(b"")
+    gbk = "执法_现场.mp4".encode("gbk")
+    with open(os.path.join(os.fsencode(vol), gbk), "wb") as f:
+        f.write(b"gbk")
+    (vol / "link.mp4").symlink_to(outside)
+    (vol / "dirlink").symlink_to(tmp_path)
+    os.mkfifo(vol / "pipe.mp4")
+    skipped: list[Skipped] = []
+    refs = list(Volume(vol).walk(skipped.append))
+    names = sorted(r.relpath for r in refs)
+    assert names == sorted([b"DCIM/day/a.MP4", b"DCIM/empty.wav", gbk])
+    why = {s.relpath: s.why for s in skipped}
+    assert "symlink" in why[b"link.mp4"]
+    assert "symlink" in why[b"dirlink"]
+    assert "fifo" in why[b"pipe.mp4"]
+    ref = next(r for r in refs if r.relpath == gbk)
+    with Volume(vol).open(ref.relpath) as f:
+        assert f.read() == b"gbk"
+
+
+def test_open_refuses_symlinks_anywhere_on_the_path(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x.mp4").write_bytes(b"x")
+    (vol / "d").symlink_to(tmp_path / "out")
+    (vol / "f.mp4").symlink_to(tmp_path / "out" / "x.mp4")
+    os.mkfifo(vol / "p.mp4")
+    v = Volume(vol)
+    for bad in (b"d/x.mp4", b"f.mp4", b"../out/x.mp4", b"/etc/passwd", b"p.mp4"):
+        with pytest.raises(UnsafePath):
+            v.open(bad)
+
+
+def test_include_and_exclude_are_case_insensitive(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    (vol / "System Volume Information").mkdir(parents=True)
+    (vol / "System Volume Information" / "IndexerVolumeGuid").write_bytes(b"x")
+    (vol / "A.MP4").write_bytes(b"x")
+    (vol / "b.txt").write_bytes(b"x")
+    v = Volume(vol, include=["*.mp4"], exclude=["system volume information/*"])
+    assert [r.relpath for r in v.walk(lambda s: None)] == [b"A.MP4"]
