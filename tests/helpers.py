@@ -18,7 +18,7 @@ SIDECAR = ".dockgate.json"
 
 
 def dockgate(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, check=False,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"dockgate {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")

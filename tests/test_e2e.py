@@ -29,7 +29,7 @@ def detach(station: Path, slot: int) -> None:
     dockgate("sim", "detach", "-c", str(station), "--slot", str(slot))
 
 
-def settled(n: int):  # noqa: ANN201
+def settled(n: int):
     return lambda s: s["clips"]["archived"] == n and s["queue"]["clips"] == 0
 
 
