@@ -56,7 +56,7 @@ def run_demo(workdir: Path, *, recorders: int = 3, clips: int = 4, size: int = 4
         make_recorder(folder, clips=clips, size=size, serial=serial, officer=officer, unit=unit,
                       link_rate=25_000_000, clock_offset_s=37.0 * (i + 1))
         recs.append(folder)
-        print(f"  made recorder {serial} (officer {officer}): {clips} clips x {size / 1e6:.1f} MB")
+        print(f"  made recorder {serial} (officer {officer}): {clips} clips x {size / 2**20:.1f} MiB")
     started = time.monotonic()
     result = asyncio.run(_drive(cfg_path, recs, clips))
     elapsed = time.monotonic() - started
@@ -110,7 +110,9 @@ async def _drive(cfg_path: Path, recs: list[Path], clips: int) -> int:
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-                done = st.state in ("done", "error", "foreign") and st.since
+                done = st.state in ("done", "error", "foreign")
+                if st.state == "idle":
+                    continue  # not detected yet
                 if tty or time.monotonic() - last > 1.0 or done:
                     line = (f"  slot {slot} {st.state:<11} {bar(st.bytes_done, st.bytes_total)} "
                             f"{st.clips_done}/{st.clips_total} clips")

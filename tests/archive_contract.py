@@ -29,11 +29,11 @@ def make_obj(tmp_path: Path, key: str = "0001/2024-01-01/S1/a_12345678.MP4", siz
 class ArchiveContract:
     @pytest.fixture
     def archive(self, tmp_path: Path) -> Archive:
-        raise NotImplementedError("backend test modules provide this fixture")
+        pytest.fail("backend test modules provide this fixture")
 
     @pytest.fixture
     def corrupting(self, tmp_path: Path) -> Archive:
-        raise NotImplementedError("backend test modules provide this fixture")
+        pytest.fail("backend test modules provide this fixture")
 
     def test_put_stores_exact_bytes_and_sidecar(self, archive: Archive, tmp_path: Path) -> None:
         obj = make_obj(tmp_path)
