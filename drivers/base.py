@@ -80,6 +80,9 @@ class DockedDevice:
     hints: Mapping[str, str] = field(default_factory=dict)
     #: opaque backend handle (udev device, simulator folder); never interpreted
     details: Any = None
+    #: for recorders that expose storage only after unlocking: waits up to the
+    #: given seconds for the volume to appear and returns it (None: not yet)
+    locate_volume: Callable[[float], Path | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ from drivers.profiles import Profile, ProfileError
 
 _FAMILIES = {
     "ums": "drivers.ums:UmsRecorder",
+    "zfy": "drivers.zfy:ZfyRecorder",
+    "zfy-serial": "drivers.zfy:ZfySerialRecorder",
+    "amba": "drivers.amba:AmbaRecorder",
 }
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -69,6 +70,26 @@ class NamePattern(_M):
 class Clock(_M):
     timezone: str = "UTC"
 
+    @field_validator("timezone")
+    @classmethod
+    def _tz_ok(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+
+class Serial(_M):
+    baudrate: int = Field(115200, gt=0)
+
+
+class Sidecar(_M):
+    #: gps: a track for the clip; mark: the officer flagged the clip important
+    kind: Literal["gps", "mark"]
+    #: replaces the clip's extension, e.g. ".GPS" for 0001.MP4 -> 0001.GPS
+    suffix: str = Field(min_length=1)
+
 
 class Profile(_M):
     name: str
@@ -80,7 +101,23 @@ class Profile(_M):
     clips: Clips = Clips()
     names: list[NamePattern] = Field(default_factory=list)
     clock: Clock = Clock()
+    serial: Serial = Serial()
+    #: ZFY command numbers that differ from the defaults, e.g. get_time = "N007"
+    commands: dict[str, str] = Field(default_factory=dict)
+    sidecars: list[Sidecar] = Field(default_factory=list)
     source: str = Field("", exclude=True)
+
+    @field_validator("commands")
+    @classmethod
+    def _commands_ok(cls, v: dict[str, str]) -> dict[str, str]:
+        from drivers.zfy_proto import COMMANDS
+
+        for name, num in v.items():
+            if name not in COMMANDS:
+                raise ValueError(f"unknown command {name!r}; known: {sorted(COMMANDS)}")
+            if not re.fullmatch(r"[SN]\d{3}", num):
+                raise ValueError(f"{name}: {num!r} is not like S001 or N012")
+        return v
 
     def matches(self, ids: UsbIds) -> bool:
         if (ids.vid, ids.pid) != (self.match.vid, self.match.pid):

@@ -6,24 +6,17 @@ the profile's file-name patterns and whatever detection read from the device.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import BinaryIO
 
-from drivers.base import ClipRef, DeviceGone, Identity, Recorder, Skipped
-from drivers.volume import Volume
+from drivers.base import Identity
+from drivers.massstorage import VolumeRecorder
 
 
-class UmsRecorder(Recorder):
+class UmsRecorder(VolumeRecorder):
     family = "ums"
 
-    def _volume(self) -> Volume:
-        if self.device.volume is None:
-            raise DeviceGone(self.label, "no mass-storage volume is mounted")
-        return Volume(self.device.volume, self.profile.clips.include, self.profile.clips.exclude)
-
     def unlock(self, password: str | None) -> None:
-        self._volume()
+        self._attach_volume()
 
     def identify(self) -> Identity:
         hints = self.device.hints
@@ -43,12 +36,3 @@ class UmsRecorder(Recorder):
 
     def set_clock(self, utc: datetime) -> bool:
         return False
-
-    def list_clips(self, skipped: Callable[[Skipped], None]) -> Iterator[ClipRef]:
-        return self._volume().walk(skipped)
-
-    def open_clip(self, ref: ClipRef) -> BinaryIO:
-        return self._volume().open(ref.relpath)
-
-    def delete_clip(self, ref: ClipRef) -> None:
-        self._volume().delete(ref.relpath)

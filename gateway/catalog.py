@@ -194,6 +194,12 @@ class Catalog:
         row = self.db.execute("SELECT * FROM docks WHERE id=?", (dock_id,)).fetchone()
         return dict(row) if row else None
 
+    def recent_docks(self, limit: int = 10) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT id, slot, serial, officer, unit, model, profile, clock_drift_s, "
+                               "clock_set, docked_at, undocked_at, result FROM docks "
+                               "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(r) for r in rows]
+
     # -- items ------------------------------------------------------------
     def discover(self, dock_id: int, serial: str, officer: str | None,
                  refs: Iterable[ClipRef]) -> tuple[list[PendingItem], int]:

@@ -71,6 +71,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    from gateway.status import read_events
+
+    cfg = _config(args)
+    for ev in read_events(cfg, args.since, args.limit):
+        if args.json:
+            print(json.dumps(ev, ensure_ascii=False))
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
+            where = f" slot {ev['slot']}" if ev["slot"] is not None else ""
+            detail = " ".join(f"{k}={v}" for k, v in ev["data"].items())
+            print(f"{ev['seq']:>6} {when}{where} {ev['type']} {detail}")
+    return 0
+
+
 def cmd_sim_make(args: argparse.Namespace) -> int:
     from drivers.sim.make import make_recorder
 
@@ -151,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--watch", action="store_true", help="refresh until interrupted")
     sp.add_argument("--interval", type=float, default=1.0)
     sp.set_defaults(fn=cmd_status)
+
+    sp = with_config(sub.add_parser("events", help="what happened: docks, clips, alarms (oldest first)"))
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")
+    sp.add_argument("--since", type=int, default=0, help="only events after this sequence number")
+    sp.add_argument("--limit", type=int, default=1000)
+    sp.set_defaults(fn=cmd_events)
 
     sp = sub.add_parser("demo", help="run a whole simulated station and verify its archive")
     sp.add_argument("--workdir", help="where to put it (default: ./dockgate-demo-<time>)")

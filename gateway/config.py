@@ -48,11 +48,18 @@ class DetectConfig(_Section):
     slots: int = Field(8, ge=1, le=64, description="Dock slots on this station")
     sim_dir: Path | None = Field(None, description="sim only: where `sim attach` records docked recorders")
     poll_interval_s: float = Field(0.25, gt=0, le=10)
+    ports: dict[str, int] = Field(default_factory=dict,
+                                  description="udev only: USB port path (e.g. 1-1.2) -> slot number")
 
     @model_validator(mode="after")
     def _sim_needs_dir(self) -> DetectConfig:
         if self.backend == "sim" and self.sim_dir is None:
             raise ValueError("detect.sim_dir is required when detect.backend = \"sim\"")
+        bad = {p: n for p, n in self.ports.items() if not 1 <= n <= self.slots}
+        if bad:
+            raise ValueError(f"detect.ports: slots {sorted(bad.values())} outside 1..{self.slots}")
+        if len(set(self.ports.values())) != len(self.ports):
+            raise ValueError("detect.ports: two ports share a slot")
         return self
 
 

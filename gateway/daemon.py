@@ -17,7 +17,6 @@ from gateway import __version__
 from gateway.archive import open_archive
 from gateway.catalog import Catalog
 from gateway.config import Config
-from gateway.errors import DockgateError
 from gateway.events import Events
 from gateway.forward import Forwarder
 from gateway.runfiles import InstanceLock, write_status
@@ -38,7 +37,9 @@ def make_detector(cfg: Config, registry: Registry) -> Detector:
         assert cfg.detect.sim_dir is not None
         return SimDetector(cfg.detect.sim_dir, cfg.detect.slots, registry,
                            cfg.detect.poll_interval_s)
-    raise DockgateError("detect.backend = \"udev\" is not available in this build; use \"sim\"")
+    from drivers.detect.udev import UdevDetector
+
+    return UdevDetector(cfg.detect.slots, cfg.detect.ports)
 
 
 class Daemon:

@@ -94,8 +94,8 @@ class DockSession:
             ev.emit("wrong_password", self.slot, device=str(self.device.ids), profile=profile.name)
         except DockgateError as e:
             st.state, st.message = "error", str(e)
-            ev.emit("device_error", self.slot, device=str(self.device.ids), serial=self.serial,
-                    reason=e.reason, error=str(e))
+            ev.emit("device_error", self.slot, device=str(self.device.ids), reason=e.reason,
+                    error=str(e))
         finally:
             if self.recorder is not None:
                 with contextlib.suppress(Exception):

@@ -16,6 +16,7 @@ def collect(cfg: Config) -> dict[str, Any]:
     counts = dict.fromkeys(STATES, 0)
     queue = {"clips": 0, "bytes": 0}
     sightings = 0
+    docks: list[dict[str, Any]] = []
     if cfg.catalog_path.exists():
         try:
             cat = Catalog(cfg.catalog_path, readonly=True)
@@ -27,6 +28,7 @@ def collect(cfg: Config) -> dict[str, Any]:
                 q = cat.queue()
                 queue = {"clips": q[0], "bytes": q[1]}
                 sightings = cat.sightings()
+                docks = cat.recent_docks()
             except sqlite3.Error:
                 pass  # catalog not created yet by a first start
             finally:
@@ -43,7 +45,20 @@ def collect(cfg: Config) -> dict[str, Any]:
         "staging_free_bytes": live.get("staging_free_bytes"),
         "last_error": live.get("last_error"),
         "slots": slots,
+        "recent_docks": docks,
     }
+
+
+def read_events(cfg: Config, since: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    if not cfg.catalog_path.exists():
+        return []
+    cat = Catalog(cfg.catalog_path, readonly=True)
+    try:
+        return cat.events(since, limit)
+    except sqlite3.Error:
+        return []
+    finally:
+        cat.close()
 
 
 def _size(n: float) -> str:

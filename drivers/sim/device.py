@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.errors import DockgateError
 
@@ -25,7 +25,9 @@ class SimDevice(BaseModel):
     serial: str = Field(min_length=1, max_length=64)
     officer: str = Field("", max_length=32, description="警号, officer number")
     officer_name: str = Field("", max_length=64)
-    unit: str = Field("", max_length=64)
+    unit: str = Field("", max_length=64, description="unit name")
+    unit_no: str = Field("", max_length=13)
+    info_layout: Literal[94, 89] = Field(94, description="ZFY_INFO layout the firmware answers with")
     model: str = Field("", max_length=64)
     protocol: Literal["ums", "zfy", "zfy-serial", "amba"] = "ums"
     password: str = Field("000000", max_length=32)
@@ -37,6 +39,20 @@ class SimDevice(BaseModel):
     link_rate: int = Field(0, ge=0)
 
     folder: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _fits_zfy_info(self) -> SimDevice:
+        if self.protocol in ("zfy", "zfy-serial"):
+            from drivers.zfy_info import LAYOUTS
+
+            widths = LAYOUTS[self.info_layout]
+            values = (("serial", self.serial), ("officer", self.officer),
+                      ("officer_name", self.officer_name), ("unit_no", self.unit_no), ("unit", self.unit))
+            for (name, value), width in zip(values, widths, strict=True):
+                if len(value.encode("gbk", "replace")) > width:
+                    raise ValueError(f"{name} {value!r} does not fit the {width}-byte field of the "
+                                     f"{self.info_layout}-byte ZFY_INFO")
+        return self
 
     @property
     def storage(self) -> Path:

@@ -9,6 +9,7 @@ import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from drivers.sim.device import load_sim_device
 from gateway.errors import DockgateError
 
 _CHUNK = 1 << 20
@@ -35,12 +36,13 @@ def make_recorder(folder: Path, *, clips: int, size: int, serial: str, officer: 
     if clips < 0 or size < 0:
         raise DockgateError("--clips and --size must not be negative")
     storage = folder / "storage"
-    storage.mkdir(parents=True)
+    storage.mkdir(parents=True, exist_ok=True)
     lines = [f"serial = {_toml_str(serial)}", f"officer = {_toml_str(officer)}",
              f"unit = {_toml_str(unit)}", f"protocol = {_toml_str(protocol)}",
              f"password = {_toml_str(password)}", f"clock_offset_s = {float(clock_offset_s)}",
              f"link_rate = {int(link_rate)}"]
     (folder / "device.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    load_sim_device(folder)  # refuse now what the simulated firmware could not answer
     rng = random.Random(seed if seed is not None else f"{serial}/{officer}")
     t = (start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=8))
     paths = []

@@ -1,0 +1,70 @@
+"""The udev path, fed with device properties recorded from real docks (no
+udev daemon in CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drivers.detect import Attached, Detached, DetectProblem
+from drivers.detect.udev import UdevTranslator, could_be_recorder, ids_from_properties, mounted_volume
+
+DEVPATH = "/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.2"
+RECORDER = {  # udevadm info -q property, a mass-storage recorder in disk mode
+    "ACTION": "add", "DEVPATH": DEVPATH, "SUBSYSTEM": "usb", "DEVTYPE": "usb_device",
+    "DEVNAME": "/dev/bus/usb/001/007", "BUSNUM": "001", "DEVNUM": "007", "MAJOR": "189", "MINOR": "6",
+    "PRODUCT": "1209/1/100", "TYPE": "0/0/0", "ID_VENDOR": "dockgate", "ID_VENDOR_ENC": "dockgate",
+    "ID_VENDOR_ID": "1209", "ID_MODEL": "Body_Camera", "ID_MODEL_ENC": "Body\\x20Camera",
+    "ID_MODEL_ID": "0001", "ID_REVISION": "0100", "ID_SERIAL": "dockgate_Body_Camera_SN0042",
+    "ID_SERIAL_SHORT": "SN0042", "ID_BUS": "usb", "ID_USB_INTERFACES": ":080650:",
+}
+HUB = {**RECORDER, "ID_VENDOR_ID": "05e3", "ID_MODEL_ID": "0610", "ID_USB_INTERFACES": ":090000:"}
+KEYBOARD = {**RECORDER, "ID_VENDOR_ID": "046d", "ID_MODEL_ID": "c31c", "ID_USB_INTERFACES": ":030101:030000:"}
+
+
+def test_properties_to_ids() -> None:
+    ids = ids_from_properties(RECORDER)
+    assert ids is not None
+    assert (ids.vid, ids.pid, ids.serial, ids.product) == (0x1209, 1, "SN0042", "Body Camera")
+    assert ids_from_properties({"ID_VENDOR_ID": "zz"}) is None
+
+
+def test_only_possible_recorders_are_reported() -> None:
+    assert could_be_recorder(RECORDER)
+    assert not could_be_recorder(HUB)
+    assert not could_be_recorder(KEYBOARD)
+    assert not could_be_recorder({**RECORDER, "DEVTYPE": "usb_interface"})
+
+
+def test_add_and_remove_map_ports_to_slots(tmp_path: Path) -> None:
+    t = UdevTranslator(slots=4, ports={"1-1.2": 3}, sys_root=tmp_path)
+    (ev,) = t.handle("add", DEVPATH, RECORDER)
+    assert isinstance(ev, Attached) and ev.device.slot == 3
+    assert ev.device.hints["usb_bus"] == "1" and ev.device.hints["usb_address"] == "7"
+    assert t.handle("bind", DEVPATH, RECORDER) == []          # not reported twice
+    other = DEVPATH.replace("1-1.2", "1-1.4")
+    (ev2,) = t.handle("add", other, RECORDER)
+    assert isinstance(ev2, Attached) and ev2.device.slot == 1  # lowest free, 3 is reserved
+    assert t.handle("add", "/x/1-9", HUB) == []
+    assert t.handle("remove", DEVPATH, {}) == [Detached(3)]
+    assert t.handle("remove", "/never/seen", {}) == []
+
+
+def test_no_free_slot_is_reported(tmp_path: Path) -> None:
+    t = UdevTranslator(slots=1, ports={}, sys_root=tmp_path)
+    t.handle("add", DEVPATH, RECORDER)
+    (ev,) = t.handle("add", DEVPATH + "x", RECORDER)
+    assert isinstance(ev, DetectProblem)
+
+
+def test_mounted_volume_from_sysfs_and_mountinfo(tmp_path: Path) -> None:
+    sysroot = tmp_path / "sys"
+    block = sysroot / DEVPATH.lstrip("/") / "1-1.2:1.0" / "host6" / "target6:0:0" / "6:0:0:0" / "block" / "sdb"
+    (block / "sdb1").mkdir(parents=True)
+    (block / "dev").write_text("8:16\n")
+    (block / "sdb1" / "dev").write_text("8:17\n")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("22 1 259:2 / / rw,relatime - ext4 /dev/nvme0n1p2 rw\n"
+                         "99 22 8:17 / /media/dock\\040bay ro,nosuid - vfat /dev/sdb1 ro\n")
+    assert mounted_volume(DEVPATH, sysroot, mountinfo) == Path("/media/dock bay")
+    mountinfo.write_text("22 1 259:2 / / rw,relatime - ext4 /dev/nvme0n1p2 rw\n")
+    assert mounted_volume(DEVPATH, sysroot, mountinfo) is None
