@@ -84,6 +84,11 @@ class Serial(_M):
     baudrate: int = Field(115200, gt=0)
 
 
+class Zfy(_M):
+    #: text encoding of ZFY_INFO names; "auto" guesses between GBK and UTF-8
+    info_encoding: Literal["auto", "gbk", "utf-8"] = "auto"
+
+
 class Sidecar(_M):
     #: gps: a track for the clip; mark: the officer flagged the clip important
     kind: Literal["gps", "mark"]
@@ -102,6 +107,7 @@ class Profile(_M):
     names: list[NamePattern] = Field(default_factory=list)
     clock: Clock = Clock()
     serial: Serial = Serial()
+    zfy: Zfy = Zfy()
     #: ZFY command numbers that differ from the defaults, e.g. get_time = "N007"
     commands: dict[str, str] = Field(default_factory=dict)
     sidecars: list[Sidecar] = Field(default_factory=list)

@@ -59,7 +59,7 @@ class ZfyRecorder(VolumeRecorder):
     def identify(self) -> Identity:
         raw = self.call("get_info")
         try:
-            info = zfy_info.unpack(raw)
+            info = zfy_info.unpack(raw, self.profile.zfy.info_encoding)
         except zfy_info.ZfyInfoError as e:
             raise MalformedReply(self.label, "get_info", str(e), raw) from None
         battery = None

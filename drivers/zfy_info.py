@@ -31,16 +31,32 @@ class ZfyInfo:
     unit_name: str = ""
 
 
-def _decode(raw: bytes) -> str:
+def _plausible(text: str) -> float:
+    """Share of characters a Chinese name, unit or number plausibly holds."""
+    if not text:
+        return 1.0
+    good = sum(1 for c in text if c.isascii() and c.isprintable() or "\u4e00" <= c <= "\u9fff"
+               or "\u3000" <= c <= "\u303f" or "\uff00" <= c <= "\uffef")
+    return good / len(text)
+
+
+def _decode(raw: bytes, encoding: str) -> str:
     raw = raw.split(b"\0", 1)[0]
-    # GBK bytes are rarely valid UTF-8, while UTF-8 Chinese often is valid GBK:
-    # so UTF-8 first
+    if encoding != "auto":
+        return raw.decode(encoding, "replace")
+    # Short GBK text can be valid UTF-8 too (GBK D2BB "一" is UTF-8 "һ"), and
+    # UTF-8 Chinese is often valid GBK: keep the reading that looks like
+    # Chinese text; on a tie, UTF-8. A profile that knows its firmware's
+    # encoding sets it and skips the guess.
+    candidates = []
     for enc in ("utf-8", "gbk"):
         try:
-            return raw.decode(enc)
+            candidates.append((_plausible(raw.decode(enc)), enc == "utf-8", raw.decode(enc)))
         except UnicodeDecodeError:
             continue
-    return raw.decode("gbk", "replace")
+    if not candidates:
+        return raw.decode("gbk", "replace")
+    return max(candidates)[2]
 
 
 def _encode(value: str, width: int, name: str, encoding: str) -> bytes:
@@ -50,14 +66,15 @@ def _encode(value: str, width: int, name: str, encoding: str) -> bytes:
     return raw.ljust(width, b"\0")
 
 
-def unpack(data: bytes) -> ZfyInfo:
+def unpack(data: bytes, encoding: str = "auto") -> ZfyInfo:
+    """Parse either layout; *encoding* is "auto", "gbk" or "utf-8".""" 
     widths = LAYOUTS.get(len(data))
     if widths is None:
         raise ZfyInfoError(f"ZFY_INFO is {len(data)} bytes; expected 94 or 89")
     fields = []
     off = 0
     for w in widths:
-        fields.append(_decode(data[off:off + w]))
+        fields.append(_decode(data[off:off + w], encoding))
         off += w
     info = ZfyInfo(*fields)
     if not info.serial or not info.serial.isprintable():

@@ -33,11 +33,18 @@ def test_zfy_info_round_trips_in_both_layouts_with_gbk_names(size: int) -> None:
 
 
 @given(serial=st.text("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", min_size=1, max_size=7), officer=DIGITS,
-       name=CJK, unit=CJK, size=st.sampled_from([94, 89]))
-def test_zfy_info_round_trip_property(serial: str, officer: str, name: str, unit: str, size: int) -> None:
-    unit = unit[:6]
-    info = ZfyInfo(serial, officer, name, "", unit)
-    assert zfy_info.unpack(zfy_info.pack(info, size)) == info
+       name=CJK, unit=CJK, size=st.sampled_from([94, 89]), encoding=st.sampled_from(["gbk", "utf-8"]))
+def test_zfy_info_round_trip_property(serial: str, officer: str, name: str, unit: str, size: int,
+                                      encoding: str) -> None:
+    info = ZfyInfo(serial, officer, name, "", unit[:5])
+    assert zfy_info.unpack(zfy_info.pack(info, size, encoding), encoding) == info
+
+
+@pytest.mark.parametrize("text", ["一", "张三", "南京市公安局", "交警一中队", "王", "李四光"])
+@pytest.mark.parametrize("encoding", ["gbk", "utf-8"])
+def test_zfy_info_guesses_the_encoding_of_real_names(text: str, encoding: str) -> None:
+    raw = zfy_info.pack(ZfyInfo("A1", "1", text, "", ""), 94, encoding)
+    assert zfy_info.unpack(raw).officer_name == text
 
 
 @given(st.binary(max_size=200))
