@@ -35,7 +35,7 @@ def _plausible(text: str) -> float:
     """Share of characters a Chinese name, unit or number plausibly holds."""
     if not text:
         return 1.0
-    good = sum(1 for c in text if c.isascii() and c.isprintable() or "\u4e00" <= c <= "\u9fff"
+    good = sum(1 for c in text if (c.isascii() and c.isprintable()) or "\u4e00" <= c <= "\u9fff"
                or "\u3000" <= c <= "\u303f" or "\uff00" <= c <= "\uffef")
     return good / len(text)
 
@@ -44,7 +44,7 @@ def _decode(raw: bytes, encoding: str) -> str:
     raw = raw.split(b"\0", 1)[0]
     if encoding != "auto":
         return raw.decode(encoding, "replace")
-    # Short GBK text can be valid UTF-8 too (GBK D2BB "一" is UTF-8 "һ"), and
+    # Short GBK text can be valid UTF-8 too (GBK D2BB, "一", is UTF-8 for U+04BB), and
     # UTF-8 Chinese is often valid GBK: keep the reading that looks like
     # Chinese text; on a tie, UTF-8. A profile that knows its firmware's
     # encoding sets it and skips the guess.
@@ -67,7 +67,7 @@ def _encode(value: str, width: int, name: str, encoding: str) -> bytes:
 
 
 def unpack(data: bytes, encoding: str = "auto") -> ZfyInfo:
-    """Parse either layout; *encoding* is "auto", "gbk" or "utf-8".""" 
+    """Parse either layout; *encoding* is "auto", "gbk" or "utf-8"."""
     widths = LAYOUTS.get(len(data))
     if widths is None:
         raise ZfyInfoError(f"ZFY_INFO is {len(data)} bytes; expected 94 or 89")
