@@ -29,9 +29,9 @@ from typing import Any
 from drivers.base import ClipRef, DockedDevice, Identity
 
 ITEM_STATES = ("discovered", "pulling", "interrupted", "pulled", "sighting")
-CLIP_STATES = ("staged", "forwarding", "archived", "quarantined")
+CLIP_STATES = ("staged", "stamped", "forwarding", "archived", "quarantined")
 #: states shown to people and scripts, in pipeline order
-STATES = ("discovered", "pulling", "interrupted", "staged", "forwarding", "archived",
+STATES = ("discovered", "pulling", "interrupted", "staged", "stamped", "forwarding", "archived",
           "quarantined")
 
 _SCHEMA = """
@@ -87,7 +87,42 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_unpublished ON events(published, seq);
 """
-_VERSION = 1
+# each step takes the schema from version i to i + 1, in one transaction
+_MIGRATIONS = [
+    _SCHEMA,
+    """
+    ALTER TABLE clips ADD COLUMN manifest_path TEXT;
+    ALTER TABLE clips ADD COLUMN manifest_sha256 TEXT;
+    ALTER TABLE clips ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE clips ADD COLUMN capture_utc REAL;
+    ALTER TABLE clips ADD COLUMN assignment_id INTEGER;
+    CREATE TABLE assignments (
+        id INTEGER PRIMARY KEY,
+        officer TEXT NOT NULL,
+        from_ts REAL NOT NULL,
+        to_ts REAL NOT NULL,
+        case_number TEXT, proof TEXT, category TEXT, important INTEGER,
+        created_at REAL NOT NULL,
+        processed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE amendments (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL REFERENCES clips(sha256),
+        assignment_id INTEGER NOT NULL REFERENCES assignments(id),
+        path TEXT NOT NULL,
+        state TEXT NOT NULL,
+        archive_key TEXT,
+        created_at REAL NOT NULL,
+        UNIQUE (sha256, assignment_id)
+    );
+    CREATE TABLE segments (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
+]
+_VERSION = len(_MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -110,6 +145,24 @@ class ClipRow:
     path: bytes
     mtime_ns: int
     dock_id: int | None
+    manifest_path: str | None
+    manifest_sha256: str | None
+    partial: int
+    capture_utc: float | None
+    assignment_id: int | None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    id: int
+    officer: str
+    from_ts: float
+    to_ts: float
+    case_number: str | None
+    proof: str | None
+    category: str | None
+    important: int | None
+    created_at: float
 
 
 class Catalog:
@@ -134,9 +187,9 @@ class Catalog:
         (version,) = self.db.execute("PRAGMA user_version").fetchone()
         if version > _VERSION:
             raise RuntimeError(f"{self.path} was written by a newer dockgate (schema {version})")
-        if version == 0:
+        for step in range(version, _VERSION):
             # one script, one transaction: a crash leaves no half-made schema
-            self.db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_VERSION};COMMIT;")
+            self.db.executescript(f"BEGIN IMMEDIATE;{_MIGRATIONS[step]}PRAGMA user_version={step + 1};COMMIT;")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -157,7 +210,7 @@ class Catalog:
         with self.tx() as db:
             a = db.execute("UPDATE items SET state='interrupted', error='daemon stopped mid-pull', "
                            "updated_at=? WHERE state='pulling'", (now,)).rowcount
-            b = db.execute("UPDATE clips SET state='staged', updated_at=? "
+            b = db.execute("UPDATE clips SET state='stamped', updated_at=? "
                            "WHERE state='forwarding'", (now,)).rowcount
             c = db.execute("UPDATE docks SET undocked_at=?, result=coalesce(result, 'daemon stopped') "
                            "WHERE undocked_at IS NULL", (now,)).rowcount
@@ -254,19 +307,20 @@ class Catalog:
 
     # -- clips ------------------------------------------------------------
     _CLIP_SELECT = ("SELECT c.sha256, c.size, c.state, c.staged_path, c.archive_key, c.attempts, "
-                    "c.item_id, i.serial, i.officer, i.path, i.mtime_ns, i.dock_id "
+                    "c.item_id, i.serial, i.officer, i.path, i.mtime_ns, i.dock_id, c.manifest_path, "
+                    "c.manifest_sha256, c.partial, c.capture_utc, c.assignment_id "
                     "FROM clips c JOIN items i ON i.id = c.item_id ")
 
     def _clip(self, row: sqlite3.Row) -> ClipRow:
         return ClipRow(*tuple(row))
 
     def due_for_forward(self, now: float, limit: int) -> list[ClipRow]:
-        rows = self.db.execute(self._CLIP_SELECT + "WHERE c.state='staged' AND c.next_try_at<=? "
+        rows = self.db.execute(self._CLIP_SELECT + "WHERE c.state='stamped' AND c.next_try_at<=? "
                                "ORDER BY c.created_at LIMIT ?", (now, limit)).fetchall()
         return [self._clip(r) for r in rows]
 
     def next_retry_at(self) -> float | None:
-        row = self.db.execute("SELECT min(next_try_at) FROM clips WHERE state='staged'").fetchone()
+        row = self.db.execute("SELECT min(next_try_at) FROM clips WHERE state='stamped'").fetchone()
         return None if row[0] is None else float(row[0])
 
     def clip(self, sha256: str) -> ClipRow | None:
@@ -286,13 +340,97 @@ class Catalog:
 
     def retry_later(self, sha256: str, error: str, at: float) -> None:
         with self.tx() as db:
-            db.execute("UPDATE clips SET state='staged', error=?, next_try_at=?, updated_at=? "
+            db.execute("UPDATE clips SET state='stamped', error=?, next_try_at=?, updated_at=? "
                        "WHERE sha256=?", (error, at, time.time(), sha256))
 
     def quarantine(self, sha256: str, error: str) -> None:
         with self.tx() as db:
             db.execute("UPDATE clips SET state='quarantined', error=?, updated_at=? "
                        "WHERE sha256=?", (error, time.time(), sha256))
+
+    # -- evidence -----------------------------------------------------------
+    def due_for_stamp(self, limit: int = 16) -> list[ClipRow]:
+        rows = self.db.execute(self._CLIP_SELECT + "WHERE c.state='staged' ORDER BY c.created_at LIMIT ?",
+                               (limit,)).fetchall()
+        return [self._clip(r) for r in rows]
+
+    def mark_stamped(self, sha256: str, key: str, manifest_path: str, manifest_sha256: str, partial: bool,
+                     capture_utc: float | None, assignment_id: int | None) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE clips SET state='stamped', archive_key=?, manifest_path=?, manifest_sha256=?, "
+                       "partial=?, capture_utc=?, assignment_id=?, updated_at=? "
+                       "WHERE sha256=? AND state='staged'",
+                       (key, manifest_path, manifest_sha256, int(partial), capture_utc, assignment_id,
+                        time.time(), sha256))
+
+    def sibling_item(self, serial: str, path: bytes) -> tuple[str, str | None] | None:
+        """(sha256, staged path) of another pulled file of the same recorder."""
+        row = self.db.execute("SELECT c.sha256, c.staged_path FROM items i JOIN clips c ON c.sha256=i.sha256 "
+                              "WHERE i.serial=? AND lower(CAST(i.path AS TEXT))=lower(CAST(? AS TEXT)) "
+                              "AND i.state IN ('pulled','sighting') LIMIT 1", (serial, path)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def add_assignment(self, officer: str, from_ts: float, to_ts: float, case_number: str | None,
+                       proof: str | None, category: str | None, important: bool | None) -> int:
+        with self.tx() as db:
+            cur = db.execute("INSERT INTO assignments (officer, from_ts, to_ts, case_number, proof, category, "
+                             "important, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                             (officer, from_ts, to_ts, case_number, proof, category,
+                              None if important is None else int(important), time.time()))
+            return int(cur.lastrowid or 0)
+
+    _ASSIGN_COLS = "id, officer, from_ts, to_ts, case_number, proof, category, important, created_at"
+
+    def assignment_for(self, officer: str | None, when: float | None) -> Assignment | None:
+        if officer is None or when is None:
+            return None
+        row = self.db.execute(f"SELECT {self._ASSIGN_COLS} FROM assignments WHERE officer=? AND from_ts<=? "
+                              "AND to_ts>=? ORDER BY id DESC LIMIT 1", (officer, when, when)).fetchone()
+        return Assignment(*tuple(row)) if row else None
+
+    def new_assignments(self) -> list[Assignment]:
+        rows = self.db.execute(f"SELECT {self._ASSIGN_COLS} FROM assignments WHERE processed=0 ORDER BY id")
+        return [Assignment(*tuple(r)) for r in rows.fetchall()]
+
+    def mark_assignment_processed(self, assignment_id: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE assignments SET processed=1 WHERE id=?", (assignment_id,))
+
+    def clips_to_amend(self, a: Assignment) -> list[ClipRow]:
+        rows = self.db.execute(
+            self._CLIP_SELECT + "WHERE c.state IN ('stamped','forwarding','archived','quarantined') "
+            "AND i.officer=? AND c.capture_utc BETWEEN ? AND ? AND coalesce(c.assignment_id, -1) != ? "
+            "AND NOT EXISTS (SELECT 1 FROM amendments m WHERE m.sha256=c.sha256 AND m.assignment_id=?)",
+            (a.officer, a.from_ts, a.to_ts, a.id, a.id)).fetchall()
+        return [self._clip(r) for r in rows]
+
+    def add_amendment(self, sha256: str, assignment_id: int, path: str) -> int:
+        with self.tx() as db:
+            cur = db.execute("INSERT OR IGNORE INTO amendments (sha256, assignment_id, path, state, created_at) "
+                             "VALUES (?,?,?, 'pending', ?)", (sha256, assignment_id, path, time.time()))
+            return int(cur.lastrowid or 0)
+
+    def due_amendments(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT m.id, m.sha256, m.path, c.archive_key FROM amendments m "
+                               "JOIN clips c ON c.sha256=m.sha256 WHERE m.state='pending' "
+                               "AND c.state='archived' ORDER BY m.id").fetchall()
+        return [dict(r) for r in rows]
+
+    def mark_amendment_archived(self, amendment_id: int, key: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE amendments SET state='archived', archive_key=? WHERE id=?", (key, amendment_id))
+
+    def add_segment(self, name: str) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR IGNORE INTO segments (name, state, created_at) VALUES (?, 'sealed', ?)",
+                       (name, time.time()))
+
+    def due_segments(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM segments WHERE state='sealed' ORDER BY name")]
+
+    def mark_segment_archived(self, name: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE segments SET state='archived' WHERE name=?", (name,))
 
     # -- reporting --------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -308,7 +446,7 @@ class Catalog:
     def queue(self) -> tuple[int, int]:
         """Clips and bytes not yet archived (staged or forwarding)."""
         row = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM clips "
-                              "WHERE state IN ('staged','forwarding')").fetchone()
+                              "WHERE state IN ('staged','stamped','forwarding')").fetchone()
         return int(row[0]), int(row[1])
 
     def sightings(self) -> int:

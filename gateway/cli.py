@@ -86,6 +86,80 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from gateway.signing import keygen
+
+    private = Path(args.private)
+    public = Path(args.public) if args.public else private.with_suffix(".pub.pem")
+    signer = keygen(private, public, force=args.force)
+    print(f"private key {private} (mode 0600)\npublic key  {public}\nkey id      {signer.key_id}")
+    return 0
+
+
+def _when(text: str) -> float:
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise DockgateError(f"not a time: {text!r} (use ISO 8601, e.g. 2024-03-01T08:00 or "
+                            f"2024-03-01T08:00+08:00; without an offset: this machine's time zone)") from None
+    return t.timestamp() if t.tzinfo else t.astimezone().timestamp()
+
+
+def cmd_assign(args: argparse.Namespace) -> int:
+    from gateway.catalog import Catalog
+
+    cfg = _config(args)
+    start, end = _when(args.start), _when(args.end)
+    if end < start:
+        raise DockgateError("--to is before --from")
+    if not (args.case or args.proof or args.category or args.important is not None):
+        raise DockgateError("give at least one of --case, --proof, --category, --important")
+    for name, value in (("--case", args.case), ("--proof", args.proof), ("--category", args.category),
+                        ("--officer", args.officer)):
+        if value is not None and (not value.strip() or len(value) > 200 or not value.isprintable()):
+            raise DockgateError(f"{name} must be 1-200 printable characters")
+    cat = Catalog(cfg.catalog_path)
+    try:
+        aid = cat.add_assignment(args.officer, start, end, args.case, args.proof, args.category, args.important)
+    finally:
+        cat.close()
+    print(f"assignment {aid}: officer {args.officer}, clips captured {args.start} .. {args.end}: "
+          f"case {args.case or '-'}, proves {args.proof or '-'}, category {args.category or '-'}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from gateway.archive import open_archive
+    from gateway.archive.directory import DirectoryArchive
+    from gateway.signing import load_public
+    from gateway.verify import verify_archive
+
+    if args.config:
+        cfg = _config(args)
+        archive = open_archive(cfg)
+        pubkeys = [Path(p) for p in args.pubkey] or [cfg.public_key_file]
+    elif args.archive:
+        archive = DirectoryArchive(Path(args.archive))
+        pubkeys = [Path(p) for p in args.pubkey]
+        if not Path(args.archive).is_dir():
+            raise DockgateError(f"{args.archive}: no such directory")
+    else:
+        raise DockgateError("give -c CONFIG or --archive DIR")
+    if not pubkeys:
+        raise DockgateError("give --pubkey PEM (the station public key)")
+    report = verify_archive(archive, [load_public(p) for p in pubkeys])
+    if report.ok:
+        print(f"OK: {report.summary()}; every check holds")
+        return 0
+    print(f"FAILED: {report.failures[0]}", file=sys.stderr)
+    for f in report.failures[1:]:
+        print(f"also:   {f}", file=sys.stderr)
+    print(f"checked {report.summary()}", file=sys.stderr)
+    return 1
+
+
 def cmd_sim_make(args: argparse.Namespace) -> int:
     from drivers.sim.make import make_recorder
 
@@ -172,6 +246,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--since", type=int, default=0, help="only events after this sequence number")
     sp.add_argument("--limit", type=int, default=1000)
     sp.set_defaults(fn=cmd_events)
+
+    sp = sub.add_parser("keygen", help="create the station signing key (Ed25519)")
+    sp.add_argument("private", help="where to write the private key (mode 0600)")
+    sp.add_argument("--public", help="public key PEM (default: PRIVATE with .pub.pem)")
+    sp.add_argument("--force", action="store_true", help="replace an existing key")
+    sp.set_defaults(fn=cmd_keygen)
+
+    sp = with_config(sub.add_parser("assign", help="give an officer's clips of a time span a case, "
+                                                   "what they prove, a category"))
+    sp.add_argument("--officer", required=True, help="警号")
+    sp.add_argument("--from", dest="start", required=True, help="capture time from (ISO 8601)")
+    sp.add_argument("--to", dest="end", required=True, help="capture time to (ISO 8601)")
+    sp.add_argument("--case", help="case number 案件编号")
+    sp.add_argument("--proof", help="what the clips prove 证明对象")
+    sp.add_argument("--category")
+    sp.add_argument("--important", action=argparse.BooleanOptionalAction, default=None)
+    sp.set_defaults(fn=cmd_assign)
+
+    sp = sub.add_parser("verify", help="check media, manifests, amendments and custody log of an archive")
+    sp.add_argument("-c", "--config", help="use this station's archive and public key")
+    sp.add_argument("--archive", help="a directory archive")
+    sp.add_argument("--pubkey", action="append", default=[], help="station public key PEM (repeatable)")
+    sp.set_defaults(fn=cmd_verify)
 
     sp = sub.add_parser("demo", help="run a whole simulated station and verify its archive")
     sp.add_argument("--workdir", help="where to put it (default: ./dockgate-demo-<time>)")

@@ -96,6 +96,12 @@ class ForwardConfig(_Section):
     retry_max_s: float = Field(300.0, gt=0)
 
 
+class EvidenceConfig(_Section):
+    signing_key_file: Path = Field(description="Station Ed25519 private key (PEM, mode 0600; dockgate keygen)")
+    custody_rotate_entries: int = Field(1000, ge=1, description="Custody segment rotates after this many entries")
+    custody_rotate_s: float = Field(900.0, gt=0, description="... or after this many seconds")
+
+
 class MqttConfig(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -111,6 +117,7 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     archive: ArchiveConfig
     forward: ForwardConfig = ForwardConfig()
+    evidence: EvidenceConfig
     mqtt: MqttConfig = MqttConfig()
 
     #: the file this was loaded from (not a TOML key)
@@ -123,6 +130,14 @@ class Config(_Section):
     @property
     def run_dir(self) -> Path:
         return self.paths.state_dir / "run"
+
+    @property
+    def custody_dir(self) -> Path:
+        return self.paths.state_dir / "custody"
+
+    @property
+    def public_key_file(self) -> Path:
+        return self.evidence.signing_key_file.with_suffix(".pub.pem")
 
 
 def check_key_template(v: str) -> str:
@@ -188,8 +203,10 @@ def config_from_dict(raw: dict[str, object], path: Path) -> Config:
         "profiles_dir": _resolve(base, cfg.recorders.profiles_dir),
     })
     archive = cfg.archive.model_copy(update={"path": _resolve(base, cfg.archive.path)})
+    evidence = cfg.evidence.model_copy(update={
+        "signing_key_file": _resolve(base, cfg.evidence.signing_key_file)})
     cfg = cfg.model_copy(update={"paths": paths, "detect": detect, "recorders": recorders,
-                                 "archive": archive})
+                                 "archive": archive, "evidence": evidence})
     problems = []
     if archive.path.resolve() == paths.staging.resolve():
         problems.append("archive.path: must not be the staging directory")

@@ -17,12 +17,15 @@ from gateway import __version__
 from gateway.archive import open_archive
 from gateway.catalog import Catalog
 from gateway.config import Config
+from gateway.custody import CustodyLog
 from gateway.events import Events
 from gateway.forward import Forwarder
 from gateway.runfiles import InstanceLock, write_status
 from gateway.secrets import read_secret
 from gateway.session import Context, DockSession
+from gateway.signing import load_signer
 from gateway.staging import Staging
+from gateway.stamp import Stamper
 from gateway.state import StationState
 from gateway.supervise import supervise
 
@@ -61,11 +64,17 @@ class Daemon:
         self.staging = Staging(cfg.paths.staging, cfg.ingest.reserve_bytes)
         dropped = self.staging.prepare()
         self.archive = open_archive(cfg)
-        self.events = Events(self.catalog)
+        self.signer = load_signer(cfg.evidence.signing_key_file)
+        self.custody = CustodyLog(cfg.custody_dir, self.signer, cfg.station.id,
+                                  rotate_entries=cfg.evidence.custody_rotate_entries,
+                                  rotate_s=cfg.evidence.custody_rotate_s)
+        self.events = Events(self.catalog, self.custody)
         self.forwarder = Forwarder(cfg, self.catalog, self.staging, self.archive, self.events,
-                                   self.state)
+                                   self.state, cfg.custody_dir)
+        self.stamper = Stamper(cfg, self.catalog, self.staging, self.registry, self.signer, self.custody,
+                               self.events, self.forwarder.wake)
         self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.events,
-                           self.password, self.forwarder.wake)
+                           self.password, self.stamper.wake)
         self.detector = make_detector(cfg, self.registry)
         log.info("dockgate %s station %s: %d slots, %d profiles, archive %s; recovered %s, "
                  "dropped %d partial staging files", __version__, cfg.station.id,
@@ -100,6 +109,18 @@ class Daemon:
                 st.message = event.message
                 self.events.emit("device_error", event.slot, error=event.message)
 
+    async def flush_custody(self, timeout: float = 30.0) -> bool:
+        """Seal the open custody segment and wait until the archive holds every
+        sealed one (the demo's last step; a running station rotates by time)."""
+        self.stamper.rotate(force=True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.catalog.due_segments():
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            self.forwarder.wake()
+            await asyncio.sleep(0.1)
+        return True
+
     def _dock(self, event: Attached) -> None:
         slot = event.device.slot
         session = DockSession(self.ctx, event.device, self.state.slots[slot])
@@ -133,6 +154,7 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stopping.set)
         workers = {
             asyncio.create_task(supervise("detect", self._detect_loop), name="detect"),
+            asyncio.create_task(supervise("stamp", self.stamper.run), name="stamp"),
             asyncio.create_task(supervise("forward", self.forwarder.run), name="forward"),
             asyncio.create_task(supervise("status", self._status_writer), name="status"),
         }
@@ -157,6 +179,7 @@ class Daemon:
             snap["running"] = False
             write_status(self.cfg.run_dir, snap)
             self.archive.close()
+            self.custody.close()
             self.catalog.close()
             self.lock.release()
         return code

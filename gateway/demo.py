@@ -16,9 +16,9 @@ from pathlib import Path
 from drivers.sim.dock import attach
 from drivers.sim.make import make_recorder
 from gateway import logsetup
-from gateway.archive.base import SIDECAR_SUFFIX
 from gateway.config import load_config
 from gateway.daemon import Daemon
+from gateway.evidence import is_evidence_metadata
 from gateway.station import write_station
 from gateway.status import bar
 
@@ -35,8 +35,8 @@ def sha256_file(p: Path) -> str:
 
 
 def archive_media(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(SIDECAR_SUFFIX)
-            and not p.name.startswith(".")]
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+            and not is_evidence_metadata(str(p.relative_to(root)))]
 
 
 def run_demo(workdir: Path, *, recorders: int = 3, clips: int = 4, size: int = 4 << 20) -> int:
@@ -77,14 +77,24 @@ def run_demo(workdir: Path, *, recorders: int = 3, clips: int = 4, size: int = 4
         return 1
     print(f"archive check: every clip is in the archive exactly once ({len(media)} media files, "
           f"SHA-256 checked independently)")
+    from gateway.archive.directory import DirectoryArchive
+    from gateway.signing import load_public
+    from gateway.verify import verify_archive
+
+    report = verify_archive(DirectoryArchive(cfg.archive.path), [load_public(cfg.public_key_file)])
+    if not report.ok:
+        print(f"VERIFY FAILED: {report.failures[0]}")
+        return 1
+    print(f"signatures: {report.summary()} verified against the station key")
     print(f"""
 where to look:
-  archive   {cfg.archive.path}   (officer/date/serial/clip + .dockgate.json sidecar)
+  archive   {cfg.archive.path}   (officer/date/serial/clip + signed .manifest.json; custody/)
   catalog   {cfg.catalog_path}
   log       {workdir / 'dockgate.log'}
   config    {cfg_path}
 try:
   dockgate status -c {cfg_path}
+  dockgate verify --archive {cfg.archive.path} --pubkey {cfg.public_key_file}
   dockgate run -c {cfg_path}      # then, in another terminal:
   dockgate sim attach {recs[0]} -c {cfg_path} --slot 1""")
     return 0
@@ -133,6 +143,7 @@ async def _drive(cfg_path: Path, recs: list[Path], clips: int) -> int:
             if q == 0:
                 break
             await asyncio.sleep(0.2)
+        await daemon.flush_custody()
         counts = daemon.catalog.counts()
         print("catalog: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
         return 0 if counts["quarantined"] == 0 and daemon.catalog.queue()[0] == 0 else 1

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 from gateway.archive import Archive, ArchiveObject
@@ -24,6 +24,7 @@ from gateway.catalog import Catalog, ClipRow
 from gateway.config import Config
 from gateway.errors import ArchiveConflict, ChecksumMismatch, DockgateError
 from gateway.events import Events
+from gateway.evidence import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
 from gateway.keys import clip_key
 from gateway.staging import Staging
 from gateway.state import StationState
@@ -34,30 +35,11 @@ log = logging.getLogger(__name__)
 MAX_VERIFY_FAILURES = 5
 
 
-def sidecar_for(clip: ClipRow, dock: dict[str, Any] | None, station: str) -> bytes:
-    dock = dock or {}
-    doc = {
-        "format": "dockgate-sidecar/1",
-        "sha256": clip.sha256,
-        "size": clip.size,
-        "original_path": clip.path.decode("utf-8", "backslashreplace"),
-        "recorder_mtime_ns": clip.mtime_ns,
-        "recorder": {"serial": clip.serial, "model": dock.get("model"),
-                     "profile": dock.get("profile")},
-        "officer": clip.officer,
-        "unit": dock.get("unit"),
-        "station": station,
-        "slot": dock.get("slot"),
-        "docked_at": dock.get("docked_at"),
-        "clock_drift_s": dock.get("clock_drift_s"),
-    }
-    return (json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
-
-
 class Forwarder:
     def __init__(self, cfg: Config, catalog: Catalog, staging: Staging, archive: Archive,
-                 events: Events, state: StationState) -> None:
+                 events: Events, state: StationState, custody_dir: Path) -> None:
         self.cfg = cfg
+        self.custody_dir = custody_dir
         self.catalog = catalog
         self.staging = staging
         self.archive = archive
@@ -92,6 +74,8 @@ class Forwarder:
                         task = asyncio.create_task(self._forward(clip), name=f"fwd-{clip.sha256[:8]}")
                         self._in_flight[clip.sha256] = task
                         task.add_done_callback(functools.partial(self._done, clip.sha256))
+                if not self.state.forwarding_paused and self.state.archive_up is not False:
+                    await self._forward_small()
                 timeout = 30.0
                 nxt = self.catalog.next_retry_at()
                 if nxt is not None:
@@ -102,6 +86,28 @@ class Forwarder:
             for t in self._in_flight.values():
                 t.cancel()
 
+    async def _forward_small(self) -> None:
+        """Amendments of archived clips and sealed custody segments: small,
+        write-once, sent one at a time between the clips."""
+        try:
+            for a in self.catalog.due_amendments():
+                signed = read_signed(self.staging.resolve(a["path"]))
+                key = f"{a['archive_key']}{amendment_suffix(a['id'])}"
+                await asyncio.to_thread(self.archive.put_bytes, key, signed.body)
+                await asyncio.to_thread(self.archive.put_bytes, key + SIG_SUFFIX, signed.signature)
+                self.catalog.mark_amendment_archived(a["id"], key)
+                self.events.emit("amendment_archived", sha256=a["sha256"], key=key)
+            for name in self.catalog.due_segments():
+                data = (self.custody_dir / name).read_bytes()
+                key = f"custody/{self.cfg.station.id}/{name}"
+                await asyncio.to_thread(self.archive.put_bytes, key, data)
+                self.catalog.mark_segment_archived(name)
+                log.info("custody segment %s archived as %s", name, key)
+        except DockgateError as e:
+            log.warning("forwarding evidence metadata failed: %s", e)
+            if not e.permanent:
+                self.state.archive_up = False
+
     def _done(self, sha: str, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(sha, None)
         if not task.cancelled() and task.exception() is not None:
@@ -111,12 +117,18 @@ class Forwarder:
     async def _forward(self, clip: ClipRow) -> None:
         dock = self.catalog.dock(clip.dock_id) if clip.dock_id else None
         key = self.key_for(clip, dock)
-        if clip.staged_path is None:
-            self.catalog.quarantine(clip.sha256, "no staged copy")
+        if clip.staged_path is None or clip.manifest_path is None:
+            self._quarantine(clip, key, "no staged copy or manifest")
             return
         source = self.staging.resolve(clip.staged_path)
+        try:
+            manifest = read_signed(self.staging.resolve(clip.manifest_path))
+        except FileNotFoundError as e:
+            self._quarantine(clip, key, f"manifest missing: {e}")
+            return
         obj = ArchiveObject(key=key, source=source, sha256=clip.sha256, size=clip.size,
-                            sidecar=sidecar_for(clip, dock, self.cfg.station.id))
+                            extras=((MANIFEST_SUFFIX, manifest.body),
+                                    (MANIFEST_SUFFIX + SIG_SUFFIX, manifest.signature)))
         self.catalog.mark_forwarding(clip.sha256, key)
         try:
             receipt = await asyncio.to_thread(self.archive.put, obj)
@@ -144,13 +156,15 @@ class Forwarder:
             log.exception("unexpected error forwarding %s", clip.sha256[:12])
             self._retry(clip, e)
             return
+        self.events.emit("forwarded", sha256=clip.sha256, key=key, existed=receipt.existed)
+        self.events.emit("verified", sha256=clip.sha256, key=key, verified_by=receipt.verified_by)
         self.catalog.mark_archived(clip.sha256)
         if self.state.archive_up is not True:
             if self.state.archive_up is False:
                 self.events.emit("archive_up", archive=self.archive.describe())
             self.state.archive_up = True
         self.events.emit("clip_archived", sha256=clip.sha256, key=key, size=clip.size,
-                         existed=receipt.existed, verified_by=receipt.verified_by)
+                         partial=bool(clip.partial))
 
     def _retry(self, clip: ClipRow, err: Exception) -> None:
         f = self.cfg.forward

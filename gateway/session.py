@@ -83,6 +83,8 @@ class DockSession:
             return
         st.profile = profile.name
         self.dock_id = cat.open_dock(self.device, profile.name)
+        ev.emit("docked", self.slot, vid=f"{self.device.ids.vid:04x}", pid=f"{self.device.ids.pid:04x}",
+                usb_serial=self.device.ids.serial, profile=profile.name, dock_id=self.dock_id)
         result = "error"
         try:
             result = await self._serve(profile)
@@ -113,8 +115,8 @@ class DockSession:
         self.serial = ident.serial
         st.serial = ident.serial
         cat.identify_dock(self.dock_id, ident)
-        ev.emit("docked", self.slot, serial=ident.serial, model=ident.model, officer=ident.officer,
-                profile=rec.profile.name)
+        ev.emit("identified", self.slot, serial=ident.serial, model=ident.model, officer=ident.officer,
+                unit=ident.unit, battery_pct=ident.battery_pct, dock_id=self.dock_id)
 
         station_before = time.time()
         recorder_clock = await self._thread(rec.read_clock)
@@ -136,6 +138,9 @@ class DockSession:
                     more=len(skipped) - MAX_SKIP_EVENTS)
         st.skipped = len(skipped)
         pending, known = cat.discover(self.dock_id, ident.serial, ident.officer, refs)
+        # sidecars (GPS track, importance mark) first, so a clip's are staged before it is stamped
+        suffixes = tuple(s.suffix.lower().encode() for s in rec.profile.sidecars)
+        pending.sort(key=lambda p: not (suffixes and p.ref.relpath.lower().endswith(suffixes)))
         st.clips_total = len(pending)
         st.clips_known = known
         st.bytes_total = sum(p.ref.size for p in pending)
@@ -208,5 +213,7 @@ class DockSession:
         else:
             final = ctx.staging.commit(pulled.temp, pulled.sha256)
             ctx.catalog.mark_pulled(item.id, pulled.sha256, pulled.size, ctx.staging.relative(final))
+            ctx.events.emit("pulled", self.slot, serial=self.serial, path=item.ref.display,
+                            sha256=pulled.sha256, size=pulled.size)
             ctx.on_staged()
         self.st.clips_done += 1

@@ -6,12 +6,14 @@ import os
 from pathlib import Path
 
 from gateway.durable import write_atomic
+from gateway.signing import keygen
 
 FACTORY_PASSWORD = "000000"
 
 
 def write_station(workdir: Path, *, station_id: str = "sim-station-01", slots: int = 8,
-                  mqtt: str | None = None, reserve_bytes: int = 64 * 1024 * 1024) -> Path:
+                  mqtt: str | None = None, reserve_bytes: int = 64 * 1024 * 1024,
+                  custody_rotate_s: float = 60.0) -> Path:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     secrets = workdir / "secrets"
@@ -21,6 +23,9 @@ def write_station(workdir: Path, *, station_id: str = "sim-station-01", slots: i
         write_atomic(pw, FACTORY_PASSWORD.encode() + b"\n", mode=0o600)
     os.chmod(pw, 0o600)
     (workdir / "archive").mkdir(exist_ok=True)
+    key = secrets / "station.key"
+    if not key.exists():
+        keygen(key)
     mqtt_section = ""
     if mqtt:
         host, _, port = mqtt.rpartition(":")
@@ -46,6 +51,10 @@ admin_password_file = "{pw}"
 
 [ingest]
 reserve_bytes = {reserve_bytes}
+
+[evidence]
+signing_key_file = "{key}"
+custody_rotate_s = {custody_rotate_s}
 
 [archive]
 backend = "directory"

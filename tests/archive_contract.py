@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from gateway.archive import Archive, ArchiveObject
-from gateway.archive.base import SIDECAR_SUFFIX
 from gateway.errors import ArchiveConflict, ChecksumMismatch
 
 
@@ -23,7 +22,7 @@ def make_obj(tmp_path: Path, key: str = "0001/2024-01-01/S1/a_12345678.MP4", siz
     src = tmp_path / f"src-{hashlib.sha256(data).hexdigest()[:8]}"
     src.write_bytes(data)
     return ArchiveObject(key=key, source=src, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                         sidecar=b'{"k": 1}\n')
+                         extras=((".manifest.json", b'{"k": 1}'),))
 
 
 class ArchiveContract:
@@ -35,21 +34,29 @@ class ArchiveContract:
     def corrupting(self, tmp_path: Path) -> Archive:
         pytest.fail("backend test modules provide this fixture")
 
-    def test_put_stores_exact_bytes_and_sidecar(self, archive: Archive, tmp_path: Path) -> None:
+    def test_put_stores_exact_bytes_and_extras(self, archive: Archive, tmp_path: Path) -> None:
         obj = make_obj(tmp_path)
         r = archive.put(obj)
         assert not r.existed and r.sha256 == obj.sha256
         assert archive.sha256(obj.key) == obj.sha256
-        with archive.read(obj.key + SIDECAR_SUFFIX) as f:
-            assert f.read() == obj.sidecar
-        assert sorted(archive.keys()) == sorted([obj.key, obj.key + SIDECAR_SUFFIX])
+        with archive.read(obj.key + ".manifest.json") as f:
+            assert f.read() == b'{"k": 1}'
+        assert sorted(archive.keys()) == sorted([obj.key, obj.key + ".manifest.json"])
+
+    def test_small_objects_are_write_once(self, archive: Archive) -> None:
+        assert not archive.put_bytes("custody/s1/seg-1.jsonl", b"a\n").existed
+        assert archive.put_bytes("custody/s1/seg-1.jsonl", b"a\n").existed
+        with pytest.raises(ArchiveConflict):
+            archive.put_bytes("custody/s1/seg-1.jsonl", b"b\n")
+        with archive.read("custody/s1/seg-1.jsonl") as f:
+            assert f.read() == b"a\n"
 
     def test_identical_object_is_not_stored_twice(self, archive: Archive, tmp_path: Path) -> None:
         obj = make_obj(tmp_path)
         archive.put(obj)
         again = archive.put(obj)
         assert again.existed
-        assert sorted(archive.keys()) == sorted([obj.key, obj.key + SIDECAR_SUFFIX])
+        assert sorted(archive.keys()) == sorted([obj.key, obj.key + ".manifest.json"])
 
     def test_different_bytes_under_our_key_are_never_overwritten(self, archive: Archive,
                                                                  tmp_path: Path) -> None:
@@ -62,7 +69,7 @@ class ArchiveContract:
 
     def test_wrong_hash_fails_and_leaves_no_object(self, archive: Archive, tmp_path: Path) -> None:
         obj = make_obj(tmp_path)
-        lie = ArchiveObject(obj.key, obj.source, "0" * 64, obj.size, obj.sidecar)
+        lie = ArchiveObject(obj.key, obj.source, "0" * 64, obj.size, obj.extras)
         with pytest.raises(ChecksumMismatch):
             archive.put(lie)
         assert archive.sha256(obj.key) is None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SIDECAR = ".dockgate.json"
+from gateway.evidence import is_evidence_metadata
 
 
 def dockgate(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -39,7 +39,8 @@ def source_hashes(storage: Path) -> Counter[str]:
 
 def archive_hashes(archive: Path) -> Counter[str]:
     return Counter(sha256_file(p) for p in archive.rglob("*")
-                   if p.is_file() and not p.name.endswith(SIDECAR) and not p.name.startswith("."))
+                   if p.is_file() and not p.name.startswith(".")
+                   and not is_evidence_metadata(str(p.relative_to(archive))))
 
 
 class DaemonProc:

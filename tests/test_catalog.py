@@ -23,6 +23,9 @@ def test_lifecycle_and_recovery(tmp_path: Path) -> None:
     assert cat.mark_pulled(pending[0].id, "aa" * 32, 10, "media/aa/aa")
     cat.mark_pulling(pending[1].id)
     assert cat.counts()["pulling"] == 1
+    assert cat.due_for_forward(now=1e12, limit=10) == []  # not stamped yet
+    (clip,) = cat.due_for_stamp()
+    cat.mark_stamped(clip.sha256, "k", "manifests/x", "ff" * 32, False, 1.0, None)
     (clip,) = cat.due_for_forward(now=1e12, limit=10)
     cat.mark_forwarding(clip.sha256, "k")
     cat.close()
@@ -32,7 +35,7 @@ def test_lifecycle_and_recovery(tmp_path: Path) -> None:
     rec = cat.recover()
     assert rec["interrupted"] == 1 and rec["requeued"] == 1
     counts = cat.counts()
-    assert counts["interrupted"] == 1 and counts["staged"] == 1
+    assert counts["interrupted"] == 1 and counts["stamped"] == 1
     again = cat.clip("aa" * 32)
     assert again is not None and again.archive_key == "k"
     # the next dock pulls the interrupted clip again, not the pulled one

@@ -21,6 +21,8 @@ staging = "staging"
 [archive]
 backend = "directory"
 path = "/mnt/archive"
+[evidence]
+signing_key_file = "station.key"
 """
 
 

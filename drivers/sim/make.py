@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,13 +12,6 @@ from drivers.sim.device import load_sim_device
 from gateway.errors import DockgateError
 
 _CHUNK = 1 << 20
-
-
-def _mp4_header(size: int) -> bytes:
-    # ftyp + the start of an mdat box spanning the rest: a file tools see as MP4
-    ftyp = struct.pack(">I4s4sI", 24, b"ftyp", b"isom", 512) + b"isommp41"
-    mdat = struct.pack(">I4s", max(size - len(ftyp), 8), b"mdat")
-    return (ftyp + mdat)[:size]
 
 
 def _toml_str(v: str) -> str:
@@ -53,9 +45,9 @@ def make_recorder(folder: Path, *, clips: int, size: int, serial: str, officer: 
         day.mkdir(parents=True, exist_ok=True)
         p = day / f"{officer or 'X'}_{local.strftime('%Y%m%d%H%M%S')}_{i + 1:04d}.MP4"
         with open(p, "wb") as f:
-            head = _mp4_header(size)
-            f.write(head)
-            left = size - len(head)
+            # synthetic payload, not a container: an MP4 header without an index
+            # would read as a clip cut short (tests make real MP4s with ffmpeg)
+            left = size
             while left > 0:
                 n = min(left, _CHUNK)
                 f.write(rng.randbytes(n))

@@ -1,7 +1,8 @@
 """The archive contract.
 
 An archive stores immutable objects under keys. dockgate writes each clip's
-media under its key and a JSON sidecar under ``key + SIDECAR_SUFFIX``.
+media under its key, its signed manifest beside it (``extras``), amendments
+and custody log segments as further small objects.
 Methods are blocking and called from worker threads; one instance may serve
 several threads at once.
 
@@ -17,9 +18,14 @@ several threads at once.
   * verifies before returning (read-back hashing or the server's checksum,
     as configured); on a verification failure the bad object is removed
     where the archive allows it and ``ChecksumMismatch`` is raised;
-  * stores the sidecar after the media, replacing an older sidecar;
+  * stores each of ``obj.extras`` (suffix, bytes) under ``key + suffix``
+    after the media, write-once like ``put_bytes``;
   * raises ``ArchiveUnavailable`` (transient) when the archive cannot be
     reached or written, with nothing marked as stored.
+
+``put_bytes(key, data)``: the same for a small object held in memory:
+write-once, identical bytes already there are fine (``existed``), different
+bytes raise ``ArchiveConflict``, verified before returning.
 
 ``sha256(key)``: hash of the stored object by reading it back, ``None`` if
 absent. ``read(key)``: a binary stream. ``keys(prefix)``: every key.
@@ -33,8 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-SIDECAR_SUFFIX = ".dockgate.json"
-
 
 @dataclass(frozen=True)
 class ArchiveObject:
@@ -42,7 +46,7 @@ class ArchiveObject:
     source: Path
     sha256: str
     size: int
-    sidecar: bytes
+    extras: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class Archive(abc.ABC):
 
     @abc.abstractmethod
     def put(self, obj: ArchiveObject) -> Receipt: ...
+
+    @abc.abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> Receipt: ...
 
     @abc.abstractmethod
     def sha256(self, key: str) -> str | None: ...

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.archive.base import Archive, ArchiveObject, Receipt
-from gateway.durable import fsync_dir, temp_name, write_atomic
+from gateway.durable import fsync_dir, temp_name
 from gateway.errors import ArchiveConflict, ArchiveUnavailable, ChecksumMismatch, UnsafePath
 
 _BUF = 4 << 20
@@ -65,12 +65,53 @@ class DirectoryArchive(Archive):
         dest = self._path(obj.key)
         try:
             receipt = self._put_media(obj, dest)
-            sidecar = self._path(obj.key + ".dockgate.json")
-            if not sidecar.exists() or sidecar.read_bytes() != obj.sidecar:
-                write_atomic(sidecar, obj.sidecar, mode=0o444)
+            for suffix, data in obj.extras:
+                self._put_small(obj.key + suffix, data)
             return receipt
         except OSError as e:
             raise self._unavailable(e) from e
+
+    def put_bytes(self, key: str, data: bytes) -> Receipt:
+        if not self.root.is_dir():
+            raise ArchiveUnavailable(str(self.root), "archive root is not mounted or missing")
+        try:
+            return self._put_small(key, data)
+        except OSError as e:
+            raise self._unavailable(e) from e
+
+    def _put_small(self, key: str, data: bytes) -> Receipt:
+        dest = self._path(key)
+        want = hashlib.sha256(data).hexdigest()
+        if dest.exists():
+            found = hash_file(dest)
+            if found != want:
+                raise ArchiveConflict(key, want, found)
+            return Receipt(key, want, existed=True, verified_by="readback")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_name(dest)
+        try:
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+            try:
+                os.link(tmp, dest)
+            except FileExistsError:
+                found = hash_file(dest)
+                if found != want:
+                    raise ArchiveConflict(key, want, found) from None
+                return Receipt(key, want, existed=True, verified_by="readback")
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        fsync_dir(dest.parent)
+        back = hash_file(dest, drop_cache=True)
+        if back != want:
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            raise ChecksumMismatch(key, want, back)
+        return Receipt(key, want, existed=False, verified_by="readback")
 
     def _put_media(self, obj: ArchiveObject, dest: Path) -> Receipt:
         if dest.exists():

@@ -1,0 +1,203 @@
+"""`dockgate verify`: check an archive without trusting the station.
+
+Given the archive and the station public key(s), every manifest's signature
+and key id, every media object against its manifest (SHA-256 and size),
+every amendment's signature and the manifest hash it references, and every
+custody segment (signatures, sequence without gaps, hash chain) are checked.
+Media without a manifest fails too. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.archive import Archive
+from gateway.canonical import canonical
+from gateway.custody import GENESIS, entry_hash, signed_part
+from gateway.evidence import MANIFEST_SUFFIX, SIG_SUFFIX, is_evidence_metadata
+from gateway.signing import key_id, verify
+
+_AMEND = re.compile(r"^(?P<media>.+)\.amendment-(?P<n>\d+)\.json$")
+
+
+@dataclass(frozen=True)
+class Failure:
+    check: str
+    obj: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.obj}: {self.detail}"
+
+
+@dataclass
+class Report:
+    clips: int = 0
+    partial: int = 0
+    amendments: int = 0
+    custody_entries: int = 0
+    segments: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        return (f"{self.clips} clips ({self.partial} partial), {self.amendments} amendments, "
+                f"{self.custody_entries} custody entries in {self.segments} segments")
+
+
+def _read(archive: Archive, key: str) -> bytes:
+    with archive.read(key) as f:
+        data: bytes = f.read()
+    return data
+
+
+class Verifier:
+    def __init__(self, archive: Archive, keys: list[Ed25519PublicKey]) -> None:
+        self.archive = archive
+        self.keys = {key_id(k): k for k in keys}
+        self.report = Report()
+
+    def fail(self, check: str, obj: str, detail: str) -> None:
+        self.report.failures.append(Failure(check, obj, detail))
+
+    def _signed(self, key: str, kind: str) -> dict[str, Any] | None:
+        body = _read(self.archive, key)
+        keys = set(self.archive.keys(key + SIG_SUFFIX))
+        if key + SIG_SUFFIX not in keys:
+            self.fail(f"{kind}-signature", key, "signature file missing")
+            return None
+        sig = _read(self.archive, key + SIG_SUFFIX)
+        try:
+            doc = json.loads(body)
+        except ValueError as e:
+            self.fail(f"{kind}-format", key, f"not JSON: {e}")
+            return None
+        if not isinstance(doc, dict):
+            self.fail(f"{kind}-format", key, "not a JSON object")
+            return None
+        pub = self.keys.get(str(doc.get("key_id")))
+        if pub is None:
+            self.fail(f"{kind}-key-id", key, f"signed by unknown key {doc.get('key_id')}")
+            return None
+        if not verify(pub, body, sig):
+            self.fail(f"{kind}-signature", key, "signature does not verify")
+            return None
+        if canonical(doc) != body:
+            self.fail(f"{kind}-format", key, "not canonical JSON")
+            return None
+        return doc
+
+    def run(self) -> Report:
+        keys = sorted(self.archive.keys())
+        keyset = set(keys)
+        manifests: dict[str, bytes] = {}
+        for k in keys:
+            if k.endswith(MANIFEST_SUFFIX):
+                self.check_manifest(k, keyset, manifests)
+        for k in keys:
+            if not is_evidence_metadata(k) and k + MANIFEST_SUFFIX not in keyset:
+                self.fail("media-unstamped", k, "media without a signed manifest")
+        for k in keys:
+            m = _AMEND.match(k)
+            if m:
+                self.check_amendment(k, m.group("media"), manifests)
+        self.check_custody([k for k in keys if k.startswith("custody/") and k.endswith(".jsonl")])
+        return self.report
+
+    def check_manifest(self, key: str, keyset: set[str], manifests: dict[str, bytes]) -> None:
+        media = key[: -len(MANIFEST_SUFFIX)]
+        doc = self._signed(key, "manifest")
+        if doc is None:
+            return
+        manifests[media] = _read(self.archive, key)
+        clip = doc.get("clip") or {}
+        if clip.get("archive_key") != media:
+            self.fail("manifest-key", key, f"manifest is for {clip.get('archive_key')!r}")
+            return
+        if media not in keyset:
+            self.fail("media-missing", media, "manifest without its media")
+            return
+        h = hashlib.sha256()
+        size = 0
+        with self.archive.read(media) as f:
+            while chunk := f.read(4 << 20):
+                h.update(chunk)
+                size += len(chunk)
+        if h.hexdigest() != clip.get("sha256"):
+            self.fail("media-hash", media, f"sha256 {h.hexdigest()}, manifest says {clip.get('sha256')}")
+            return
+        if size != clip.get("size"):
+            self.fail("media-size", media, f"{size} bytes, manifest says {clip.get('size')}")
+            return
+        self.report.clips += 1
+        self.report.partial += bool(clip.get("partial"))
+
+    def check_amendment(self, key: str, media: str, manifests: dict[str, bytes]) -> None:
+        doc = self._signed(key, "amendment")
+        if doc is None:
+            return
+        manifest = manifests.get(media)
+        if manifest is None:
+            self.fail("amendment-reference", key, "amends a clip whose manifest is missing or invalid")
+            return
+        amends = doc.get("amends") or {}
+        if amends.get("manifest_sha256") != hashlib.sha256(manifest).hexdigest():
+            self.fail("amendment-reference", key, "references a manifest other than the one archived")
+            return
+        if amends.get("sha256") != json.loads(manifest).get("clip", {}).get("sha256"):
+            self.fail("amendment-reference", key, "references another clip")
+            return
+        self.report.amendments += 1
+
+    def check_custody(self, segment_keys: list[str]) -> None:
+        by_station: dict[str, list[str]] = defaultdict(list)
+        for k in segment_keys:
+            by_station[k.split("/")[1]].append(k)
+        for station, segs in by_station.items():
+            expected_seq, prev = 1, GENESIS
+            for seg in sorted(segs):
+                self.report.segments += 1
+                for n, line in enumerate(_read(self.archive, seg).splitlines(), start=1):
+                    obj = f"{seg} line {n}"
+                    try:
+                        entry = json.loads(line)
+                        sig = base64.b64decode(entry["sig"], validate=True)
+                        seq = int(entry["seq"])
+                    except (ValueError, KeyError, TypeError) as e:
+                        self.fail("custody-format", obj, f"unreadable entry: {e}")
+                        return
+                    pub = self.keys.get(str(entry.get("key_id")))
+                    if pub is None:
+                        self.fail("custody-key-id", obj, f"signed by unknown key {entry.get('key_id')}")
+                        return
+                    if not verify(pub, signed_part(entry), sig):
+                        self.fail("custody-signature", obj, "signature does not verify")
+                        return
+                    if entry.get("station") != station:
+                        self.fail("custody-station", obj, f"entry of station {entry.get('station')!r}")
+                        return
+                    if seq != expected_seq:
+                        self.fail("custody-sequence", obj, f"seq {seq}, expected {expected_seq} "
+                                                           f"(entries missing or reordered)")
+                        return
+                    if entry.get("prev") != prev:
+                        self.fail("custody-chain", obj, "prev does not match the hash of the entry before")
+                        return
+                    prev = entry_hash(line)
+                    expected_seq += 1
+                    self.report.custody_entries += 1
+
+
+def verify_archive(archive: Archive, keys: list[Ed25519PublicKey]) -> Report:
+    return Verifier(archive, keys).run()
