@@ -17,7 +17,6 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 from gateway.archive import Archive, ArchiveObject
 from gateway.catalog import Catalog, ClipRow
@@ -25,7 +24,6 @@ from gateway.config import Config
 from gateway.errors import ArchiveConflict, ChecksumMismatch, DockgateError
 from gateway.events import Events
 from gateway.evidence import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
-from gateway.keys import clip_key
 from gateway.staging import Staging
 from gateway.state import StationState
 
@@ -50,15 +48,6 @@ class Forwarder:
 
     def wake(self) -> None:
         self._wake.set()
-
-    def key_for(self, clip: ClipRow, dock: dict[str, Any] | None) -> str:
-        if clip.archive_key:  # decided once, so a retry can never pick another key
-            return clip.archive_key
-        return clip_key(self.cfg.archive.key_template, sha256=clip.sha256, officer=clip.officer,
-                        serial=clip.serial, station=self.cfg.station.id,
-                        unit=(dock or {}).get("unit"),
-                        original_name=clip.path.decode("utf-8", "backslashreplace"),
-                        mtime_ns=clip.mtime_ns)
 
     async def run(self) -> None:
         try:
@@ -115,9 +104,8 @@ class Forwarder:
         self._wake.set()
 
     async def _forward(self, clip: ClipRow) -> None:
-        dock = self.catalog.dock(clip.dock_id) if clip.dock_id else None
-        key = self.key_for(clip, dock)
-        if clip.staged_path is None or clip.manifest_path is None:
+        key = clip.archive_key or f"unstamped/{clip.sha256}"
+        if clip.staged_path is None or clip.manifest_path is None or clip.archive_key is None:
             self._quarantine(clip, key, "no staged copy or manifest")
             return
         source = self.staging.resolve(clip.staged_path)

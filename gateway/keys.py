@@ -21,9 +21,10 @@ def safe_part(value: str | None, fallback: str) -> str:
 
 
 def clip_key(template: str, *, sha256: str, officer: str | None, serial: str, station: str,
-             unit: str | None, original_name: str, mtime_ns: int) -> str:
+             unit: str | None, original_name: str, captured: float) -> str:
+    """*captured*: the clip's capture time (UTC seconds), which files it by day."""
     stem, ext = os.path.splitext(os.path.basename(original_name))
-    when = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC)
+    when = datetime.fromtimestamp(captured, tz=UTC)
     fields = {
         "officer": safe_part(officer, "unknown-officer"),
         "serial": safe_part(serial, "unknown-serial"),

@@ -121,7 +121,7 @@ class DockSession:
         station_before = time.time()
         recorder_clock = await self._thread(rec.read_clock)
         station_now = (station_before + time.time()) / 2
-        drift = None if recorder_clock is None else recorder_clock.timestamp() - station_now
+        drift = None if recorder_clock is None else round(recorder_clock.timestamp() - station_now, 3)
         was_set = await self._thread(rec.set_clock, datetime.now(UTC))
         st.clock_drift_s = drift
         cat.clock_dock(self.dock_id, None if recorder_clock is None else recorder_clock.timestamp(),

@@ -71,14 +71,14 @@ class Stamper:
         if sealed is not None:
             self.on_ready()
 
-    def key_for(self, clip: ClipRow, dock: dict[str, object]) -> str:
-        if clip.archive_key:
+    def key_for(self, clip: ClipRow, dock: dict[str, object], captured: float) -> str:
+        if clip.archive_key:  # decided once: a retry never files a clip elsewhere
             return clip.archive_key
         unit = dock.get("unit")
         return clip_key(self.cfg.archive.key_template, sha256=clip.sha256, officer=clip.officer,
                         serial=clip.serial, station=self.cfg.station.id,
                         unit=unit if isinstance(unit, str) else None,
-                        original_name=clip.path.decode("utf-8", "backslashreplace"), mtime_ns=clip.mtime_ns)
+                        original_name=clip.path.decode("utf-8", "backslashreplace"), captured=captured)
 
     async def stamp(self, clip: ClipRow) -> None:
         assert clip.staged_path is not None
@@ -103,7 +103,7 @@ class Stamper:
                     marked = True
         when = capture_time(facts, clip, profile, dock.get("clock_drift_s"))
         assignment = self.catalog.assignment_for(clip.officer, when["_ts"])
-        key = self.key_for(clip, dock)
+        key = self.key_for(clip, dock, when["_ts"])
         doc, ts = build_manifest(self.cfg, clip, dock, facts, profile, assignment, gps, marked, key,
                                  self.custody.seq + 1, self.signer.key_id)
         signed = sign_document(doc, self.signer)
