@@ -87,13 +87,55 @@ class DirectoryArchiveConfig(_Section):
         return check_key_template(v)
 
 
-ArchiveConfig = Annotated[DirectoryArchiveConfig, Field(discriminator="backend")]
+class S3ArchiveConfig(_Section):
+    backend: Literal["s3"]
+    endpoint: str | None = Field(None, description="https://host:port of MinIO/Ceph RGW; none for AWS")
+    region: str = "us-east-1"
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = Field("", description="prepended to every key, e.g. 'district-7/'")
+    access_key_file: Path | None = None
+    secret_key_file: Path | None = None
+    ca_bundle: Path | None = Field(None, description="CA certificates for a private endpoint")
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+    verify: Literal["readback", "checksum"] = "readback"
+    key_template: str = "{officer}/{date}/{serial}/{stem}_{sha8}{ext}"
+    multipart_threshold: int = Field(16 * 1024**2, ge=5 * 1024**2)
+    part_size: int = Field(16 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    retention_mode: Literal["COMPLIANCE", "GOVERNANCE", "none"] = "COMPLIANCE"
+    retention_days: int = Field(3650, ge=1, le=36500)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+
+    @field_validator("key_template")
+    @classmethod
+    def _template_ok(cls, v: str) -> str:
+        return check_key_template(v)
+
+    @property
+    def path(self) -> Path:  # the config's "where": for messages and the staging check
+        return Path(f"s3://{self.bucket}/{self.prefix}")
+
+
+ArchiveConfig = Annotated[DirectoryArchiveConfig | S3ArchiveConfig, Field(discriminator="backend")]
 
 
 class ForwardConfig(_Section):
     concurrency: int = Field(2, ge=1, le=64)
     retry_initial_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(300.0, gt=0)
+    attempts_per_try: int = Field(3, ge=1, le=20, description="quick retries of a transient failure before "
+                                                               "the clip goes back to the queue")
+    bandwidth_bytes_per_s: int = Field(0, ge=0, description="0: unlimited")
+
+
+class ReleaseConfig(_Section):
+    policy: Literal["never", "after-archive"] = "never"
+    partial: bool = Field(False, description="also release clips archived as partial")
+
+
+class PurgeConfig(_Section):
+    after_s: float = Field(7 * 86400, ge=0, description="keep archived clips in staging this long")
+    interval_s: float = Field(60.0, gt=0)
 
 
 class EvidenceConfig(_Section):
@@ -117,6 +159,8 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     archive: ArchiveConfig
     forward: ForwardConfig = ForwardConfig()
+    release: ReleaseConfig = ReleaseConfig()
+    purge: PurgeConfig = PurgeConfig()
     evidence: EvidenceConfig
     mqtt: MqttConfig = MqttConfig()
 
@@ -202,7 +246,12 @@ def config_from_dict(raw: dict[str, object], path: Path) -> Config:
         "admin_password_file": _resolve(base, cfg.recorders.admin_password_file),
         "profiles_dir": _resolve(base, cfg.recorders.profiles_dir),
     })
-    archive = cfg.archive.model_copy(update={"path": _resolve(base, cfg.archive.path)})
+    archive = cfg.archive
+    if isinstance(archive, DirectoryArchiveConfig):
+        archive = archive.model_copy(update={"path": _resolve(base, archive.path)})
+    else:
+        archive = archive.model_copy(update={k: _resolve(base, getattr(archive, k))
+                                             for k in ("access_key_file", "secret_key_file", "ca_bundle")})
     evidence = cfg.evidence.model_copy(update={
         "signing_key_file": _resolve(base, cfg.evidence.signing_key_file)})
     cfg = cfg.model_copy(update={"paths": paths, "detect": detect, "recorders": recorders,

@@ -116,7 +116,11 @@ class Forwarder:
             return
         obj = ArchiveObject(key=key, source=source, sha256=clip.sha256, size=clip.size,
                             extras=((MANIFEST_SUFFIX, manifest.body),
-                                    (MANIFEST_SUFFIX + SIG_SUFFIX, manifest.signature)))
+                                    (MANIFEST_SUFFIX + SIG_SUFFIX, manifest.signature)),
+                            metadata=(("officer", clip.officer or ""), ("serial", clip.serial),
+                                      ("station", self.cfg.station.id),
+                                      ("original-path", clip.path.decode("utf-8", "backslashreplace")),
+                                      ("manifest-sha256", clip.manifest_sha256 or "")))
         self.catalog.mark_forwarding(clip.sha256, key)
         try:
             receipt = await asyncio.to_thread(self.archive.put, obj)

@@ -8,6 +8,13 @@ import pytest
 from gateway.config import Config, load_config
 from gateway.station import write_station
 from tests.helpers import DaemonProc
+from tests.servers import MotoServer, moto
+
+
+@pytest.fixture(scope="session")
+def s3server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    with moto(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 @pytest.fixture

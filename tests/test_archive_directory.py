@@ -18,8 +18,8 @@ from tests.archive_contract import ArchiveContract, make_obj
 class FlipOnWrite(DirectoryArchive):
     """Fault injection: one byte flips between our hash and the disk."""
 
-    def _copy(self, source: Path, tmp: Path) -> str:
-        digest = super()._copy(source, tmp)
+    def _copy(self, source: Path, tmp: Path, key: str = "") -> str:
+        digest = super()._copy(source, tmp, key)
         os.chmod(tmp, 0o644)
         with open(tmp, "r+b") as f:
             b = f.read(1)

@@ -34,7 +34,7 @@ absent. ``read(key)``: a binary stream. ``keys(prefix)``: every key.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -47,6 +47,8 @@ class ArchiveObject:
     sha256: str
     size: int
     extras: tuple[tuple[str, bytes], ...] = ()
+    #: searchable facts stored as object metadata where the archive has it
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class Receipt:
 
 class Archive(abc.ABC):
     name: str = "abstract"
+    #: called with each chunk's size as the source is read (bandwidth limit)
+    throttle: Callable[[int], None] | None = None
+    #: applied to bytes after hashing, before they leave (fault injection only)
+    transmit_filter: Callable[[str, bytes], bytes] | None = None
 
     @abc.abstractmethod
     def put(self, obj: ArchiveObject) -> Receipt: ...

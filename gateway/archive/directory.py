@@ -122,7 +122,7 @@ class DirectoryArchive(Archive):
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_name(dest)
         try:
-            sent = self._copy(obj.source, tmp)
+            sent = self._copy(obj.source, tmp, obj.key)
             if sent != obj.sha256:
                 raise ChecksumMismatch(str(obj.source), obj.sha256, sent)
             try:
@@ -149,7 +149,7 @@ class DirectoryArchive(Archive):
             raise ChecksumMismatch(obj.key, obj.sha256, f"size {dest.stat().st_size}")
         return Receipt(obj.key, obj.sha256, existed=False, verified_by=self.verify)
 
-    def _copy(self, source: Path, tmp: Path) -> str:
+    def _copy(self, source: Path, tmp: Path, key: str = "") -> str:
         """Copy while hashing what is read: the hash is of the bytes sent."""
         h = hashlib.sha256()
         buf = bytearray(_BUF)
@@ -159,9 +159,13 @@ class DirectoryArchive(Archive):
             with open(source, "rb", buffering=0) as src:
                 while n := src.readinto(view):
                     h.update(view[:n])
+                    if self.throttle:
+                        self.throttle(n)
+                    out = view[:n] if self.transmit_filter is None else memoryview(
+                        self.transmit_filter(key, bytes(view[:n])))
                     off = 0
                     while off < n:
-                        off += os.write(fd, view[off:n])
+                        off += os.write(fd, out[off:n])
                 if hasattr(os, "posix_fadvise"):
                     os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             os.fsync(fd)

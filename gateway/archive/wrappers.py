@@ -1,0 +1,126 @@
+"""Behaviour added around any archive backend, never inside one (restic's
+way): quick retries of transient failures, a concurrency limit, a bandwidth
+limit, and (tests only) fault injection."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from gateway.archive.base import Archive, ArchiveObject, Receipt
+from gateway.errors import DockgateError
+
+log = logging.getLogger(__name__)
+
+
+class Wrapper(Archive):
+    def __init__(self, inner: Archive) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def put(self, obj: ArchiveObject) -> Receipt:
+        return self.inner.put(obj)
+
+    def put_bytes(self, key: str, data: bytes) -> Receipt:
+        return self.inner.put_bytes(key, data)
+
+    def sha256(self, key: str) -> str | None:
+        return self.inner.sha256(key)
+
+    def read(self, key: str) -> BinaryIO:
+        return self.inner.read(key)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        return self.inner.keys(prefix)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Retrying(Wrapper):
+    """Retry transient failures a few times with exponential backoff and
+    jitter; permanent ones go straight back. The forwarder's queue retries
+    across longer outages."""
+
+    def __init__(self, inner: Archive, attempts: int = 3, initial_s: float = 0.5, cap_s: float = 10.0) -> None:
+        super().__init__(inner)
+        self.attempts = attempts
+        self.initial_s = initial_s
+        self.cap_s = cap_s
+
+    def _retry(self, what: str, fn, *args):  # type: ignore[no-untyped-def]
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn(*args)
+            except DockgateError as e:
+                if e.permanent or attempt == self.attempts:
+                    raise
+                delay = min(self.cap_s, self.initial_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                log.info("%s: %s; retry %d/%d in %.1fs", what, e, attempt, self.attempts - 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def put(self, obj: ArchiveObject) -> Receipt:
+        return self._retry(f"put {obj.key}", self.inner.put, obj)  # type: ignore[no-any-return]
+
+    def put_bytes(self, key: str, data: bytes) -> Receipt:
+        return self._retry(f"put {key}", self.inner.put_bytes, key, data)  # type: ignore[no-any-return]
+
+
+class TokenBucket:
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.lock = threading.Lock()
+        self.next_free = time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_free)
+            self.next_free = start + n / self.rate
+        if start > now:
+            time.sleep(start - now)
+
+
+class Limited(Wrapper):
+    """At most *concurrency* uploads at once and, optionally, a shared byte
+    rate (shift change brings every recorder home at once)."""
+
+    def __init__(self, inner: Archive, concurrency: int, bandwidth_bytes_per_s: int = 0) -> None:
+        super().__init__(inner)
+        self.slots = threading.BoundedSemaphore(concurrency)
+        if bandwidth_bytes_per_s:
+            inner.throttle = TokenBucket(bandwidth_bytes_per_s)
+
+    def put(self, obj: ArchiveObject) -> Receipt:
+        with self.slots:
+            return self.inner.put(obj)
+
+    def put_bytes(self, key: str, data: bytes) -> Receipt:
+        with self.slots:
+            return self.inner.put_bytes(key, data)
+
+
+def install_faults(inner: Archive) -> None:
+    """Tests only: DOCKGATE_FAULT_FLIP_UPLOADS=<text> flips one bit of every
+    upload whose key contains <text>, after it was hashed: corruption on the
+    way, which only verification can catch."""
+    needle = os.environ.get("DOCKGATE_FAULT_FLIP_UPLOADS")
+    if not needle:
+        return
+    log.warning("fault injection on: corrupting uploads of keys containing %r", needle)
+
+    def flip(key: str, data: bytes) -> bytes:
+        if needle not in key or not data:
+            return data
+        return bytes([data[0] ^ 1]) + data[1:]
+
+    inner.transmit_filter = flip
