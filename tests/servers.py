@@ -49,7 +49,7 @@ class MotoServer:
         wait_port(self.port)
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
-    def client(self, endpoint: str | None = None):  # noqa: ANN201
+    def client(self, endpoint: str | None = None):
         return boto3.client("s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
                             aws_access_key_id="dockgate-test", aws_secret_access_key="dockgate-test-secret")
 
