@@ -40,4 +40,4 @@ class VolumeRecorder(Recorder):
         return self._volume().open(ref.relpath)
 
     def delete_clip(self, ref: ClipRef) -> None:
-        self._volume().delete(ref.relpath)
+        self._volume().delete(ref.relpath, expect=(ref.size, ref.mtime_ns))

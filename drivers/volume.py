@@ -124,14 +124,22 @@ class Volume:
         os.set_blocking(ffd, True)
         return os.fdopen(ffd, "rb", buffering=0)
 
-    def delete(self, relpath: bytes) -> None:
+    def delete(self, relpath: bytes, expect: tuple[int, int] | None = None) -> None:
+        """Remove a file; with *expect* (size, mtime_ns) only if it is still
+        the file that was listed, never one written since."""
         parts = _components(relpath)
+        disp = relpath.decode("utf-8", "backslashreplace")
         fd = os.open(self.root, _DIR_FLAGS)
         try:
             for part in parts[:-1]:
                 nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 os.close(fd)
                 fd = nxt
+            st = os.lstat(parts[-1], dir_fd=fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafePath(disp, f"not a regular file ({_kind(st.st_mode)}); not deleted")
+            if expect is not None and (st.st_size, st.st_mtime_ns) != expect:
+                raise UnsafePath(disp, "changed since it was listed; not deleted")
             os.unlink(parts[-1], dir_fd=fd)
             with contextlib.suppress(OSError):
                 os.fsync(fd)

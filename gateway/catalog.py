@@ -121,6 +121,10 @@ _MIGRATIONS = [
         created_at REAL NOT NULL
     );
     """,
+    """
+    ALTER TABLE items ADD COLUMN released_at REAL;
+    ALTER TABLE clips ADD COLUMN purged_at REAL;
+    """,
 ]
 _VERSION = len(_MIGRATIONS)
 
@@ -431,6 +435,39 @@ class Catalog:
     def mark_segment_archived(self, name: str) -> None:
         with self.tx() as db:
             db.execute("UPDATE segments SET state='archived' WHERE name=?", (name,))
+
+    # -- release and purge ------------------------------------------------------
+    def release_candidates(self, serial: str, refs: list[ClipRef]) -> list[dict[str, Any]]:
+        """For each listed clip we hold: its item, content state and partial flag."""
+        out = []
+        for ref in refs:
+            row = self.db.execute(
+                "SELECT i.id, i.state AS item_state, i.released_at, c.sha256, c.state AS clip_state, c.partial "
+                "FROM items i LEFT JOIN clips c ON c.sha256=i.sha256 WHERE i.serial=? AND i.path=? AND i.size=? "
+                "AND i.mtime_ns=?", (serial, ref.relpath, ref.size, ref.mtime_ns)).fetchone()
+            if row is not None:
+                out.append({**dict(row), "ref": ref})
+        return out
+
+    def mark_released(self, item_id: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE items SET released_at=? WHERE id=?", (time.time(), item_id))
+
+    def purgeable(self, archived_before: float, limit: int = 500) -> list[tuple[str, str, int]]:
+        """(sha256, staged path, size) of archived clips still in staging, oldest first."""
+        rows = self.db.execute("SELECT sha256, staged_path, size FROM clips WHERE state='archived' AND "
+                               "staged_path IS NOT NULL AND purged_at IS NULL AND archived_at<=? "
+                               "ORDER BY archived_at LIMIT ?", (archived_before, limit)).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def mark_purged(self, sha256: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE clips SET purged_at=? WHERE sha256=? AND state='archived'", (time.time(), sha256))
+
+    def released_and_purged(self) -> tuple[int, int]:
+        r = self.db.execute("SELECT count(*) FROM items WHERE released_at IS NOT NULL").fetchone()[0]
+        p = self.db.execute("SELECT count(*) FROM clips WHERE purged_at IS NOT NULL").fetchone()[0]
+        return int(r), int(p)
 
     # -- reporting --------------------------------------------------------
     def counts(self) -> dict[str, int]:

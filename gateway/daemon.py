@@ -20,6 +20,7 @@ from gateway.config import Config
 from gateway.custody import CustodyLog
 from gateway.events import Events
 from gateway.forward import Forwarder
+from gateway.purge import Purger
 from gateway.runfiles import InstanceLock, write_status
 from gateway.secrets import read_secret
 from gateway.session import Context, DockSession
@@ -73,8 +74,9 @@ class Daemon:
                                    self.state, cfg.custody_dir)
         self.stamper = Stamper(cfg, self.catalog, self.staging, self.registry, self.signer, self.custody,
                                self.events, self.forwarder.wake)
+        self.purger = Purger(cfg, self.catalog, self.staging, self.events)
         self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.events,
-                           self.password, self.stamper.wake)
+                           self.password, self.stamper.wake, self.purger.wake)
         self.detector = make_detector(cfg, self.registry)
         log.info("dockgate %s station %s: %d slots, %d profiles, archive %s; recovered %s, "
                  "dropped %d partial staging files", __version__, cfg.station.id,
@@ -157,6 +159,7 @@ class Daemon:
             asyncio.create_task(supervise("stamp", self.stamper.run), name="stamp"),
             asyncio.create_task(supervise("forward", self.forwarder.run), name="forward"),
             asyncio.create_task(supervise("status", self._status_writer), name="status"),
+            asyncio.create_task(supervise("purge", self.purger.run), name="purge"),
         }
         stop = asyncio.create_task(self.stopping.wait(), name="stop")
         if on_ready:

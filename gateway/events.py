@@ -13,7 +13,7 @@ from gateway.custody import CustodyLog
 log = logging.getLogger("dockgate.events")
 
 WARNING_EVENTS = {"foreign_device", "wrong_password", "quarantined", "clip_interrupted",
-                  "disk_low", "archive_down", "device_error", "skipped_entry", "partial_clip"}
+                  "disk_low", "archive_down", "device_error", "skipped_entry", "partial_clip", "release_failed"}
 #: what the custody log records: every hand a clip passes through
 CUSTODY_EVENTS = {"docked", "identified", "clock", "pulled", "seen_again", "clip_interrupted", "stamped",
                   "partial_clip", "assigned", "amended", "forwarded", "verified", "clip_archived",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from drivers.base import DockedDevice, DriverError, Recorder, Skipped, WrongPassword
+from drivers.base import ClipRef, DockedDevice, DriverError, Recorder, Skipped, WrongPassword
 from drivers.families import open_recorder
 from drivers.profiles import Profile, Registry
 from gateway import ingest
@@ -32,6 +32,7 @@ T = TypeVar("T")
 #: per-entry events for skipped volume entries; beyond that, one summary
 MAX_SKIP_EVENTS = 50
 DISK_WAIT_S = 5.0
+RELEASE_POLL_S = 0.5
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Context:
     events: Events
     password: str | None
     on_staged: Callable[[], None]
+    on_disk_low: Callable[[], None]
 
 
 class DockSession:
@@ -150,13 +152,50 @@ class DockSession:
         for item in pending:
             await self._pull(rec, item)
         st.current = None
+        if self.ctx.cfg.release.policy == "after-archive":
+            await self._release(rec, refs)
         st.state = "done"
         failed = st.clips_failed
         st.message = (f"{st.clips_done} pulled, {known} already held"
-                      + (f", {failed} interrupted" if failed else ""))
+                      + (f", {failed} interrupted" if failed else "")
+                      + (f"; {st.message}" if st.message and st.message.startswith("released") else ""))
         ev.emit("dock_done", self.slot, serial=ident.serial, pulled=st.clips_done, known=known,
                 interrupted=failed, skipped=len(skipped))
         return "done" if not failed else "incomplete"
+
+    async def _release(self, rec: Recorder, refs: list[ClipRef]) -> None:
+        """Free the recorder of exactly the clips the archive verified: wait
+        until every clip pulled from it is archived or quarantined, then delete
+        the archived ones (partial ones only if configured), each only if it is
+        still the file that was listed."""
+        cat, st, cfg = self.ctx.catalog, self.st, self.ctx.cfg
+        while True:
+            cands = cat.release_candidates(self.serial, refs)
+            waiting = [c for c in cands if c["clip_state"] in ("staged", "stamped", "forwarding")]
+            if not waiting:
+                break
+            st.state = "waiting"
+            st.message = f"waiting for the archive to confirm {len(waiting)} clips before freeing the recorder"
+            await asyncio.sleep(RELEASE_POLL_S)
+        released = kept = 0
+        for c in cands:
+            if c["released_at"] is not None:
+                continue
+            if c["clip_state"] != "archived" or (c["partial"] and not cfg.release.partial):
+                kept += 1
+                continue
+            ref: ClipRef = c["ref"]
+            try:
+                await self._thread(rec.delete_clip, ref)
+            except (DockgateError, OSError) as e:
+                kept += 1
+                self.ctx.events.emit("release_failed", self.slot, serial=self.serial, path=ref.display, error=str(e))
+                continue
+            cat.mark_released(c["id"])
+            released += 1
+            self.ctx.events.emit("released", self.slot, serial=self.serial, path=ref.display, sha256=c["sha256"])
+        st.message = f"released {released} archived clips, kept {kept}"
+        log.info("slot %d serial %s: %s", self.slot, self.serial, st.message)
 
     async def _wait_for_space(self, size: int) -> None:
         alarmed = False
@@ -172,6 +211,7 @@ class DockSession:
                     self.ctx.events.emit("disk_low", self.slot, free=e.free, needed=e.needed,
                                          path=str(e.path))
                     alarmed = True
+                    self.ctx.on_disk_low()
                 self.st.state, self.st.message = "waiting", str(e)
                 await asyncio.sleep(DISK_WAIT_S)
 

@@ -17,6 +17,7 @@ def collect(cfg: Config) -> dict[str, Any]:
     queue = {"clips": 0, "bytes": 0}
     sightings = 0
     docks: list[dict[str, Any]] = []
+    released = purged = 0
     if cfg.catalog_path.exists():
         try:
             cat = Catalog(cfg.catalog_path, readonly=True)
@@ -29,6 +30,7 @@ def collect(cfg: Config) -> dict[str, Any]:
                 queue = {"clips": q[0], "bytes": q[1]}
                 sightings = cat.sightings()
                 docks = cat.recent_docks()
+                released, purged = cat.released_and_purged()
             except sqlite3.Error:
                 pass  # catalog not created yet by a first start
             finally:
@@ -40,6 +42,8 @@ def collect(cfg: Config) -> dict[str, Any]:
                    "version": live.get("version"), "updated_at": live.get("updated_at")},
         "clips": counts,
         "sightings": sightings,
+        "released": released,
+        "purged": purged,
         "queue": queue,
         "archive_up": live.get("archive_up") if running else None,
         "staging_free_bytes": live.get("staging_free_bytes"),

@@ -60,7 +60,7 @@ def test_object_lock_metadata_and_checksum(tmp_path: Path, s3server: MotoServer)
     assert head["ObjectLockMode"] == "GOVERNANCE" and head["ObjectLockRetainUntilDate"]
     assert head["Metadata"]["sha256"] == obj.sha256 and head["Metadata"]["officer"] == "0123456"
     assert "%E7%8E%B0" in head["Metadata"]["original-path"]  # non-ASCII, percent-encoded
-    with pytest.raises(Exception, match="AccessDenied|Access Denied"):  # locked: no plain delete
+    with pytest.raises(Exception, match=r"AccessDenied|Access Denied"):  # locked: no plain delete
         a.client.delete_object(Bucket=a.bucket, Key=obj.key, VersionId=head["VersionId"])
 
 

@@ -130,3 +130,26 @@ def test_demo_runs_and_archives_every_clip_once(tmp_path: Path) -> None:
                start=source_hashes(tmp_path / "nothing"))
     assert archive_hashes(work / "archive") == want
     assert sum(want.values()) == 12
+
+
+def test_release_frees_exactly_the_archived_clips_and_purge_empties_staging(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    dockgate("sim", "station", str(work))
+    config = work / "dockgate.toml"
+    config.write_text(config.read_text() + '\n[release]\npolicy = "after-archive"\n\n[purge]\nafter_s = 0\n'
+                                           'interval_s = 0.5\n')
+    rec = make(tmp_path / "R", "SNREL01", "000505", 4, "2M", rate="4M")
+    d = DaemonProc(config, tmp_path / "daemon.log").start()
+    try:
+        attach(config, rec, 1)
+        d.wait_for(lambda s: any(x["slot"] == 1 and x["bytes_done"] > 0 for x in s["slots"]), what="pulling")
+        # the officer records one more clip while docked: not listed, not archived, never deleted
+        late = rec / "storage" / "DCIM" / "late_0100.MP4"
+        late.write_bytes(os.urandom(50_000))
+        s = d.wait_for(lambda s: s["released"] == 4 and s["purged"] == 4, timeout=60, what="released and purged")
+        assert s["clips"]["archived"] == 4
+    finally:
+        assert d.stop() == 0
+    assert [p for p in (rec / "storage").rglob("*") if p.is_file()] == [late]
+    assert not [p for p in (work / "staging" / "media").rglob("*") if p.is_file()]
+    assert len(archive_hashes(work / "archive")) == 4

@@ -1,0 +1,57 @@
+"""Staging purge and disk guard.
+
+Local copies of archived clips go after ``purge.after_s``; when free space
+falls below the reserve, the oldest archived copies go first, whatever their
+age. Nothing that is not verified in the archive is ever purged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from gateway.catalog import Catalog
+from gateway.config import Config
+from gateway.events import Events
+from gateway.staging import Staging
+
+log = logging.getLogger(__name__)
+
+
+class Purger:
+    def __init__(self, cfg: Config, catalog: Catalog, staging: Staging, events: Events) -> None:
+        self.cfg = cfg
+        self.catalog = catalog
+        self.staging = staging
+        self.events = events
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            await self.purge()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.cfg.purge.interval_s)
+
+    async def purge(self) -> int:
+        done = 0
+        aged = self.catalog.purgeable(time.time() - self.cfg.purge.after_s)
+        done += await self._remove(aged, "age")
+        while self.staging.free_bytes() < self.staging.reserve_bytes:
+            oldest = self.catalog.purgeable(time.time() + 1, limit=20)
+            if not oldest:
+                break
+            done += await self._remove(oldest, "disk low")
+        return done
+
+    async def _remove(self, clips: list[tuple[str, str, int]], why: str) -> int:
+        for sha, rel, size in clips:
+            path = self.staging.resolve(rel)
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            self.catalog.mark_purged(sha)
+            self.events.emit("purged", sha256=sha, size=size, why=why)
+        return len(clips)
