@@ -497,6 +497,18 @@ class Catalog:
                        (eid, time.time(), type_, slot, json.dumps(data, ensure_ascii=False)))
         return eid
 
+    def unpublished(self, limit: int = 200) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT seq, id, ts, type, slot, data FROM events WHERE published=0 "
+                               "ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    def mark_published(self, seq: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE events SET published=1 WHERE seq=?", (seq,))
+
+    def unpublished_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM events WHERE published=0").fetchone()[0])
+
     def events(self, since_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT seq, id, ts, type, slot, data FROM events WHERE seq>? "
                                "ORDER BY seq LIMIT ?", (since_seq, limit)).fetchall()

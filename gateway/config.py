@@ -148,7 +148,22 @@ class MqttConfig(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    prefix: str = "dockgate"
+    prefix: str = Field("dockgate", pattern=r"^[A-Za-z0-9._/-]{1,64}$")
+    client_id: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive: int = Field(30, ge=5, le=3600)
+    discovery: bool = Field(False, description="Home Assistant MQTT discovery")
+    discovery_prefix: str = "homeassistant"
+
+
+class MetricsConfig(_Section):
+    enabled: bool = False
+    listen: str = Field("127.0.0.1:9808", pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}$")
 
 
 class Config(_Section):
@@ -163,6 +178,7 @@ class Config(_Section):
     purge: PurgeConfig = PurgeConfig()
     evidence: EvidenceConfig
     mqtt: MqttConfig = MqttConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     #: the file this was loaded from (not a TOML key)
     source: Path = Field(Path("<memory>"), exclude=True)
@@ -254,8 +270,10 @@ def config_from_dict(raw: dict[str, object], path: Path) -> Config:
                                              for k in ("access_key_file", "secret_key_file", "ca_bundle")})
     evidence = cfg.evidence.model_copy(update={
         "signing_key_file": _resolve(base, cfg.evidence.signing_key_file)})
+    mqtt = cfg.mqtt.model_copy(update={k: _resolve(base, getattr(cfg.mqtt, k))
+                                       for k in ("password_file", "ca_file", "cert_file", "key_file")})
     cfg = cfg.model_copy(update={"paths": paths, "detect": detect, "recorders": recorders,
-                                 "archive": archive, "evidence": evidence})
+                                 "archive": archive, "evidence": evidence, "mqtt": mqtt})
     problems = []
     if archive.path.resolve() == paths.staging.resolve():
         problems.append("archive.path: must not be the staging directory")

@@ -16,8 +16,10 @@ from drivers.profiles import Registry
 from gateway import __version__
 from gateway.archive import open_archive
 from gateway.catalog import Catalog
+from gateway.commands import AssignReq, CommandError, SlotReq, parse_request, request_id, response
 from gateway.config import Config
 from gateway.custody import CustodyLog
+from gateway.errors import DockgateError
 from gateway.events import Events
 from gateway.forward import Forwarder
 from gateway.purge import Purger
@@ -29,6 +31,9 @@ from gateway.staging import Staging
 from gateway.stamp import Stamper
 from gateway.state import StationState
 from gateway.supervise import supervise
+from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.mqtt import MqttLink
+from gateway.telemetry.sdnotify import notify, watchdog_interval
 
 log = logging.getLogger(__name__)
 STATUS_INTERVAL_S = 0.5
@@ -52,7 +57,11 @@ class Daemon:
         self.lock = InstanceLock(cfg.run_dir)
         self.state = StationState(cfg.detect.slots)
         self.sessions: dict[int, asyncio.Task[None]] = {}
+        self.devices: dict[int, Attached] = {}
         self.stopping = asyncio.Event()
+        self.mqtt: MqttLink | None = None
+        self.metrics: Metrics | None = None
+        self.workers: set[asyncio.Task[None]] = set()
 
     def _startup(self) -> None:
         cfg = self.cfg
@@ -78,6 +87,13 @@ class Daemon:
         self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.events,
                            self.password, self.stamper.wake, self.purger.wake)
         self.detector = make_detector(cfg, self.registry)
+        if cfg.metrics.enabled:
+            self.metrics = Metrics(cfg.detect.slots)
+            self.events.listeners.append(self.metrics.on_event)
+            self.metrics.serve(cfg.metrics.listen)
+        if cfg.mqtt.enabled:
+            self.mqtt = MqttLink(cfg.mqtt, cfg.station.id, self.catalog, self.snapshot, self.handle_request)
+            self.events.listeners.append(self.mqtt.wake)
         log.info("dockgate %s station %s: %d slots, %d profiles, archive %s; recovered %s, "
                  "dropped %d partial staging files", __version__, cfg.station.id,
                  cfg.detect.slots, len(self.registry.profiles), self.archive.describe(),
@@ -92,16 +108,81 @@ class Daemon:
         return snap
 
     async def _status_writer(self) -> None:
+        last_status = ""
         while True:
-            await asyncio.to_thread(write_status, self.cfg.run_dir, self.snapshot())
+            snap = self.snapshot()
+            await asyncio.to_thread(write_status, self.cfg.run_dir, snap)
+            if self.metrics is not None:
+                self.metrics.update(snap, self.catalog.unpublished_count(),
+                                    self.mqtt.connected if self.mqtt else None)
+            docked = sum(1 for s in snap["slots"] if s["state"] != "idle")
+            line = (f"STATUS={docked} docked, {snap['queue']['clips']} clips queued, archive "
+                    + {True: "up", False: "DOWN", None: "not contacted"}[snap["archive_up"]])
+            if line != last_status:
+                notify(line)
+                last_status = line
             await asyncio.sleep(STATUS_INTERVAL_S)
+
+    async def _watchdog(self, interval: float) -> None:
+        """Ping systemd only while every worker is alive and the loop is not stalled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(interval)
+            stalled = loop.time() - before > interval * 1.5
+            if not stalled and all(not t.done() for t in self.workers):
+                notify("WATCHDOG=1")
+
+    async def handle_request(self, cmd: str, payload: bytes) -> bytes:
+        """One MQTT request: validated, then applied; errors change nothing."""
+        try:
+            req = parse_request(cmd, payload)
+        except CommandError as e:
+            log.warning("rejected request %s: %s", cmd[:40], e)
+            return response(request_id(payload), False, error=str(e))
+        try:
+            result = await self._apply(cmd, req)
+        except DockgateError as e:
+            return response(req.id, False, error=str(e))
+        return response(req.id, True, result=result)
+
+    async def _apply(self, cmd: str, req: Any) -> dict[str, Any]:
+        if isinstance(req, AssignReq):
+            aid = self.catalog.add_assignment(req.officer, req.start.timestamp(), req.end.timestamp(), req.case,
+                                              req.proof, req.category, req.important)
+            self.stamper.wake()
+            return {"assignment": aid}
+        if isinstance(req, SlotReq):
+            if req.slot > self.cfg.detect.slots:
+                raise CommandError(f"slot {req.slot} does not exist (1..{self.cfg.detect.slots})")
+            attached = self.devices.get(req.slot)
+            if attached is None:
+                raise CommandError(f"slot {req.slot} is empty")
+            await self._undock(req.slot)
+            self._dock(attached)
+            return {"slot": req.slot, "rescanning": True}
+        if cmd == "pause":
+            self.state.forwarding_paused = True
+            self.events.emit("forwarding_paused")
+            return {"forwarding_paused": True}
+        if cmd == "resume":
+            self.state.forwarding_paused = False
+            self.forwarder.wake()
+            self.events.emit("forwarding_resumed")
+            return {"forwarding_paused": False}
+        snap = self.snapshot()
+        return {"clips": self.catalog.counts(), "queue": snap["queue"], "archive_up": snap["archive_up"],
+                "forwarding_paused": snap["forwarding_paused"],
+                "slots": [{k: x[k] for k in ("slot", "state", "clips_done", "clips_total")} for x in snap["slots"]]}
 
     async def _detect_loop(self) -> None:
         async for event in self.detector.events():
             if isinstance(event, Attached):
                 await self._undock(event.device.slot)
+                self.devices[event.device.slot] = event
                 self._dock(event)
             elif isinstance(event, Detached):
+                self.devices.pop(event.slot, None)
                 await self._undock(event.slot)
                 self.events.emit("undocked", event.slot)
             elif isinstance(event, DetectProblem):
@@ -154,14 +235,19 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
-        workers = {
+        workers = self.workers = {
             asyncio.create_task(supervise("detect", self._detect_loop), name="detect"),
             asyncio.create_task(supervise("stamp", self.stamper.run), name="stamp"),
             asyncio.create_task(supervise("forward", self.forwarder.run), name="forward"),
             asyncio.create_task(supervise("status", self._status_writer), name="status"),
             asyncio.create_task(supervise("purge", self.purger.run), name="purge"),
         }
+        if self.mqtt is not None:
+            workers.add(asyncio.create_task(supervise("mqtt", self.mqtt.run), name="mqtt"))
         stop = asyncio.create_task(self.stopping.wait(), name="stop")
+        interval = watchdog_interval()
+        watchdog = asyncio.create_task(self._watchdog(interval), name="watchdog") if interval else None
+        notify("READY=1")
         if on_ready:
             on_ready()
         code = 0
@@ -172,6 +258,9 @@ class Daemon:
                     log.error("stopping: %s", t.exception())
                     code = 1
         finally:
+            notify("STOPPING=1")
+            if watchdog is not None:
+                watchdog.cancel()
             log.info("draining: interrupting clips in flight, closing the catalog")
             for slot in list(self.sessions):
                 await self._undock(slot)

@@ -122,6 +122,7 @@ class Forwarder:
                                       ("original-path", clip.path.decode("utf-8", "backslashreplace")),
                                       ("manifest-sha256", clip.manifest_sha256 or "")))
         self.catalog.mark_forwarding(clip.sha256, key)
+        started = time.monotonic()
         try:
             receipt = await asyncio.to_thread(self.archive.put, obj)
         except ChecksumMismatch as e:
@@ -156,7 +157,7 @@ class Forwarder:
                 self.events.emit("archive_up", archive=self.archive.describe())
             self.state.archive_up = True
         self.events.emit("clip_archived", sha256=clip.sha256, key=key, size=clip.size,
-                         partial=bool(clip.partial))
+                         partial=bool(clip.partial), duration_s=round(time.monotonic() - started, 3))
 
     def _retry(self, clip: ClipRow, err: Exception) -> None:
         f = self.cfg.forward
@@ -164,6 +165,7 @@ class Forwarder:
         delay *= random.uniform(0.8, 1.2)
         self.catalog.retry_later(clip.sha256, str(err), time.time() + delay)
         self.state.last_error = str(err)
+        self.state.last_error_reason = getattr(err, "reason", "archive")
         if self.state.archive_up is not False:
             self.state.archive_up = False
             self.events.emit("archive_down", archive=self.archive.describe(), error=str(err))
@@ -172,4 +174,5 @@ class Forwarder:
     def _quarantine(self, clip: ClipRow, key: str, why: str) -> None:
         self.catalog.quarantine(clip.sha256, why)
         self.state.last_error = why
+        self.state.last_error_reason = "quarantine"
         self.events.emit("quarantined", sha256=clip.sha256, key=key, error=why)

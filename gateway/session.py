@@ -223,6 +223,7 @@ class DockSession:
             ctx.catalog.mark_pulling(item.id)
             temp = ctx.staging.temp_path(item.id)
             before = st.bytes_done
+            started = time.monotonic()
             try:
                 pulled = await self._thread(ingest.pull, rec.open_clip, ref, temp, self.buf,
                                             self.cancel, st.add_bytes)
@@ -240,10 +241,10 @@ class DockSession:
                     return
                 log.info("slot %d serial %s: %s; retrying", self.slot, self.serial, e)
                 continue
-            self._commit(item, pulled)
+            self._commit(item, pulled, time.monotonic() - started)
             return
 
-    def _commit(self, item: PendingItem, pulled: ingest.Pulled) -> None:
+    def _commit(self, item: PendingItem, pulled: ingest.Pulled, duration_s: float) -> None:
         ctx = self.ctx
         if ctx.catalog.has_clip(pulled.sha256):
             pulled.temp.unlink()
@@ -254,6 +255,6 @@ class DockSession:
             final = ctx.staging.commit(pulled.temp, pulled.sha256)
             ctx.catalog.mark_pulled(item.id, pulled.sha256, pulled.size, ctx.staging.relative(final))
             ctx.events.emit("pulled", self.slot, serial=self.serial, path=item.ref.display,
-                            sha256=pulled.sha256, size=pulled.size)
+                            sha256=pulled.sha256, size=pulled.size, duration_s=round(duration_s, 3))
             ctx.on_staged()
         self.st.clips_done += 1

@@ -51,6 +51,8 @@ class StationState:
         self.started_at = time.time()
         self.archive_up: bool | None = None
         self.last_error: str | None = None
+        #: a bounded word for the last error (what MQTT's retained state shows)
+        self.last_error_reason: str | None = None
         self.forwarding_paused = False
         self.staging_low = False
 
@@ -59,6 +61,7 @@ class StationState:
             "started_at": self.started_at,
             "archive_up": self.archive_up,
             "last_error": self.last_error,
+            "last_error_reason": self.last_error_reason,
             "forwarding_paused": self.forwarding_paused,
             "staging_low": self.staging_low,
             "slots": [s.snapshot() for s in self.slots.values()],

@@ -136,3 +136,34 @@ def moto(tmp: Path) -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+class Mosquitto:
+    """A real mosquitto on 127.0.0.1, restartable on the same port, with
+    persistence so that a durable subscriber's session survives a restart."""
+
+    def __init__(self, workdir: Path, port: int | None = None, extra: str = "") -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(exe):
+            raise AssertionError("mosquitto is not installed (apt-get install mosquitto); the MQTT tests need it")
+        self.exe = exe
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {self.dir}/\nautosave_interval 1\n{extra}")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self._log = open(self.dir / "mosquitto.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=self._log, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+        self._log.close()

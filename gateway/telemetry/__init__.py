@@ -1,0 +1,1 @@
+"""Telemetry beside the data path: MQTT, Prometheus, systemd notify."""

@@ -1,0 +1,82 @@
+"""Prometheus metrics: prefix dockgate_, base units, _total counters, bounded
+labels only (slot, result, reason; never serial, officer or clip)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+from gateway import __version__
+
+log = logging.getLogger(__name__)
+
+#: event type -> clip result label
+_RESULTS = {"pulled": "pulled", "seen_again": "seen_again", "clip_interrupted": "interrupted",
+            "clip_archived": "archived", "quarantined": "quarantined", "partial_clip": "partial",
+            "released": "released", "purged": "purged"}
+#: event type -> error reason label
+_ERRORS = {"wrong_password": "wrong_password", "foreign_device": "foreign_device", "device_error": "device",
+           "quarantined": "quarantine", "clip_interrupted": "interrupted", "disk_low": "disk_low",
+           "archive_down": "archive_down", "release_failed": "release_failed", "skipped_entry": "skipped_entry"}
+_SIZE_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+class Metrics:
+    def __init__(self, slots: int) -> None:
+        r = self.registry = CollectorRegistry()
+        self.build = Info("dockgate_build", "dockgate version", registry=r)
+        self.build.info({"version": __version__})
+        self.docked = Gauge("dockgate_recorders_docked", "Recorders docked now", registry=r)
+        self.clips = Counter("dockgate_clips_total", "Clips by result", ["result"], registry=r)
+        self.bytes_pulled = Counter("dockgate_pulled_bytes_total", "Bytes pulled from recorders", registry=r)
+        self.bytes_forwarded = Counter("dockgate_forwarded_bytes_total", "Bytes stored in the archive", registry=r)
+        self.pull_seconds = Histogram("dockgate_pull_duration_seconds", "Time to pull one clip", registry=r,
+                                      buckets=_SIZE_BUCKETS)
+        self.forward_seconds = Histogram("dockgate_forward_duration_seconds", "Time to archive one clip",
+                                         registry=r, buckets=_SIZE_BUCKETS)
+        self.queue_clips = Gauge("dockgate_queue_clips", "Clips waiting to be archived", registry=r)
+        self.queue_bytes = Gauge("dockgate_queue_bytes", "Bytes waiting to be archived", registry=r)
+        self.staging_free = Gauge("dockgate_staging_free_bytes", "Free space on staging", registry=r)
+        self.archive_up = Gauge("dockgate_archive_up", "1 if the last archive operation succeeded", registry=r)
+        self.mqtt_connected = Gauge("dockgate_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.outbox = Gauge("dockgate_events_unpublished", "Events waiting for the broker", registry=r)
+        self.drift = Gauge("dockgate_clock_drift_seconds", "Recorder clock minus station clock at docking",
+                           ["slot"], registry=r)
+        self.errors = Counter("dockgate_errors_total", "Problems by reason", ["reason"], registry=r)
+        for result in sorted(set(_RESULTS.values())):
+            self.clips.labels(result)
+        for reason in sorted(set(_ERRORS.values())):
+            self.errors.labels(reason)
+        self.slots = slots
+
+    def serve(self, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+        log.info("metrics on http://%s/metrics", listen)
+
+    def on_event(self, type_: str, slot: int | None, data: dict[str, Any]) -> None:
+        if type_ in _RESULTS:
+            self.clips.labels(_RESULTS[type_]).inc()
+        if type_ in _ERRORS:
+            self.errors.labels(_ERRORS[type_]).inc()
+        if type_ == "pulled":
+            self.bytes_pulled.inc(data.get("size") or 0)
+            if data.get("duration_s") is not None:
+                self.pull_seconds.observe(data["duration_s"])
+        elif type_ == "clip_archived":
+            self.bytes_forwarded.inc(data.get("size") or 0)
+            if data.get("duration_s") is not None:
+                self.forward_seconds.observe(data["duration_s"])
+        elif type_ == "clock" and slot is not None and data.get("drift_s") is not None:
+            self.drift.labels(str(slot)).set(data["drift_s"])
+
+    def update(self, snapshot: dict[str, Any], unpublished: int, mqtt_connected: bool | None) -> None:
+        self.docked.set(sum(1 for s in snapshot["slots"] if s["state"] != "idle"))
+        self.queue_clips.set(snapshot["queue"]["clips"])
+        self.queue_bytes.set(snapshot["queue"]["bytes"])
+        self.staging_free.set(snapshot["staging_free_bytes"])
+        self.archive_up.set(0 if snapshot["archive_up"] is False else 1)
+        self.mqtt_connected.set(1 if mqtt_connected else 0)
+        self.outbox.set(unpublished)

@@ -1,0 +1,141 @@
+"""Telemetry against a real mosquitto on 127.0.0.1 and the real daemon:
+availability and retained state through kills and broker restarts, events
+through a broker outage (once per id), requests good and bad, metrics that
+promtool accepts, and a systemd unit that verifies and scores well."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gateway.station import write_station
+from tests.helpers import DaemonProc, dockgate
+from tests.mqttclient import Recorder
+from tests.servers import Mosquitto, free_port
+
+pytestmark = pytest.mark.e2e
+STATION = "sim-station-01"
+BASE = f"dockgate/{STATION}"
+
+
+def station_with_mqtt(tmp: Path, broker: Mosquitto) -> tuple[Path, int]:
+    station = write_station(tmp / "st", slots=2, reserve_bytes=0, mqtt=f"127.0.0.1:{broker.port}")
+    port = free_port()
+    station.write_text(station.read_text() + f'\n[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n')
+    return station, port
+
+
+def test_availability_and_retained_state_survive_kill_and_broker_restart(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    station, _ = station_with_mqtt(tmp_path, broker)
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    sub = Recorder(broker.port, f"{BASE}/#")
+    try:
+        sub.wait(lambda: b"online" in sub.on("/availability"), what="online")
+        sub.wait(lambda: sub.on(f"{BASE}/state") and sub.on("/slot/1/state"), what="retained state")
+        state = sub.json_on(f"{BASE}/state")[-1]
+        assert state["station"] == STATION and state["slots"] == 2 and "queue" in state
+        broker.stop()  # no persistence of retained messages that matters: the daemon re-publishes
+        (broker.dir / "mosquitto.db").unlink(missing_ok=True)
+        broker.start()
+        fresh = Recorder(broker.port, f"{BASE}/#")
+        fresh.wait(lambda: fresh.on(f"{BASE}/state") and b"online" in fresh.on("/availability"), timeout=45,
+                   what="retained state back after the broker restart")
+        d.kill()
+        fresh.wait(lambda: fresh.on("/availability")[-1:] == [b"offline"], timeout=30, what="offline (will)")
+        fresh.close()
+    finally:
+        sub.close()
+        broker.stop()
+
+
+def test_events_raised_during_a_broker_outage_arrive_once(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    station, _ = station_with_mqtt(tmp_path, broker)
+    sub = Recorder(broker.port, f"{BASE}/events", client_id="it-dashboard", clean=False)
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    try:
+        sub.wait(lambda: len(sub.on("/events")) >= 0 and sub.c.is_connected(), what="subscriber")
+        rec = tmp_path / "rec"
+        dockgate("sim", "make", str(rec), "--clips", "3", "--size", "300k", "--serial", "EVT0001")
+        broker.stop()
+        dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", "1")
+        d.wait_for(lambda s: s["clips"]["archived"] == 3, timeout=60, what="archived while the broker is down")
+        broker.start()
+        all_events = [json.loads(x) for x in dockgate("events", "-c", str(station), "--json").stdout.splitlines()]
+        want = {e["id"] for e in all_events}
+        sub.wait(lambda: want <= {e["id"] for e in sub.json_on("/events")}, timeout=60,
+                 what="every event after the outage")
+        got = [e["id"] for e in sub.json_on("/events")]
+        assert len(got) == len(set(got)), "an event arrived twice"
+        types = {e["type"] for e in sub.json_on("/events")}
+        assert {"docked", "pulled", "clip_archived"} <= types
+    finally:
+        sub.close()
+        d.stop()
+        broker.stop()
+
+
+def test_requests_are_validated_and_answered(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    station, metrics_port = station_with_mqtt(tmp_path, broker)
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    sub = Recorder(broker.port, f"{BASE}/response/#")
+    try:
+        sub.wait(sub.c.is_connected, what="connected")
+        d.wait_for(lambda s: True, what="daemon")
+        bad = [("assign", b"{not json"), ("assign", b'{"id": "t1", "officer": "1"}'),
+               ("assign", b'{"id": "t2", "officer": "1", "from": "2024-01-01T00:00:00+08:00", '
+                          b'"to": "2024-01-02T00:00:00+08:00", "case": "C1", "rm": "-rf"}'),
+               ("explode", b'{"id": "t3"}'), ("rescan", b'{"id": "t4", "slot": 9}'), ("rescan", b'[1, 2]'),
+               ("status", b"\xff\xfe")]
+        for cmd, payload in bad:
+            sub.publish(f"{BASE}/request/{cmd}", payload)
+        sub.wait(lambda: len(sub.on("/response/assign")) >= 3 and sub.on("/response/explode")
+                 and len(sub.on("/response/rescan")) >= 2 and sub.on("/response/status"), what="error responses")
+        for topic in ("assign", "explode", "rescan", "status"):
+            assert all(not r["ok"] and r["error"] for r in sub.json_on(f"/response/{topic}")), topic
+        assert {r["id"] for r in sub.json_on("/response/assign")} == {None, "t1", "t2"}
+        assert "unknown" in sub.json_on("/response/explode")[0]["error"]
+        sub.publish(f"{BASE}/request/pause", b'{"id": "p1"}')
+        sub.publish(f"{BASE}/request/assign", json.dumps({
+            "id": "a1", "officer": "012345", "from": "2024-03-01T08:00:00+08:00", "to": "2024-03-01T09:00:00+08:00",
+            "case": "A-1", "proof": "闯红灯"}).encode())
+        sub.publish(f"{BASE}/request/status", b'{"id": "s1"}')
+        sub.wait(lambda: any(r["id"] == "s1" for r in sub.json_on("/response/status")), what="status response")
+        pause = sub.json_on("/response/pause")[-1]
+        assert pause == {"id": "p1", "ok": True, "result": {"forwarding_paused": True}}
+        assert next(r for r in sub.json_on("/response/assign") if r["id"] == "a1")["ok"]
+        status = next(r for r in sub.json_on("/response/status") if r["id"] == "s1")
+        assert status["ok"] and status["result"]["forwarding_paused"] is True
+        assert d.status()["daemon"]["running"]  # still serving
+        # the metrics endpoint passes promtool's lint
+        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+        assert b"dockgate_queue_clips" in body and b"dockgate_mqtt_connected 1.0" in body
+        lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, check=False)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+    finally:
+        sub.close()
+        d.stop()
+        broker.stop()
+
+
+def test_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    unit = (Path(__file__).parent.parent / "systemd" / "dockgate.service").read_text()
+    exe = shutil.which("dockgate") or str(Path(sys.executable).parent / "dockgate")
+    # verify wants ExecStart to exist: point it at this installation
+    local = tmp_path / "dockgate.service"
+    local.write_text(unit.replace("/usr/local/bin/dockgate", exe or "/usr/local/bin/dockgate"))
+    v = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True, check=False)
+    assert v.returncode == 0, v.stdout + v.stderr
+    sec = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(local)], capture_output=True,
+                         text=True, check=False)
+    score = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", sec.stdout).group(1))  # type: ignore[union-attr]
+    assert score <= 2.0, sec.stdout[-2000:]
