@@ -70,7 +70,8 @@ class RecordersConfig(_Section):
 
 
 class IngestConfig(_Section):
-    buffer_size: int = Field(4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    buffer_size: int = Field(1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
+                             description="each slot holds four of these in flight")
     reserve_bytes: int = Field(1024**3, ge=0, description="Free space staging always keeps")
     max_attempts: int = Field(3, ge=1, le=100, description="Read attempts per clip within one dock")
 

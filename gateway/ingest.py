@@ -1,9 +1,10 @@
 """Pull one clip: copy and SHA-256 in a single pass, durably.
 
-Runs in a worker thread. The loop reads into one reused buffer, hashes the
-bytes (hashlib drops the GIL for large updates, so slots pull in parallel),
-and writes them out; nothing touches the event loop per chunk. Progress is a
-plain counter the status writer samples.
+Runs in a worker thread. The loop reads into a small ring of reused buffers
+and writes them out while a second thread hashes them (hashlib drops the GIL
+for large updates, so the two overlap, and slots pull in parallel); nothing
+touches the event loop per chunk. Progress is a plain counter the status
+writer samples.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +23,9 @@ from drivers.base import ClipRef
 from gateway.errors import ClipInterrupted
 
 _FADV = hasattr(os, "posix_fadvise")
+#: buffers in flight between the copy loop and the hashing thread
+_BUFFERS = 4
+_WRITEBACK_EVERY = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -30,37 +35,84 @@ class Pulled:
     temp: Path
 
 
-def copy_and_hash(src: BinaryIO, dst_fd: int, buf: bytearray, cancel: threading.Event,
+class _Hasher:
+    """SHA-256 on its own thread, fed buffers the copy loop has written:
+    hashing (the slow part, ~1.2 GB/s) overlaps reading and writing, so the
+    copy costs little more than the hash alone. Buffers come back through
+    ``free`` once hashed; nothing is copied between threads."""
+
+    def __init__(self, buffers: list[bytearray]) -> None:
+        self.h = hashlib.sha256()
+        self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.todo: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self.buffers = [memoryview(b) for b in buffers]
+        for i in range(len(buffers)):
+            self.free.put(i)
+        self.thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (job := self.todo.get()) is not None:
+            i, n = job
+            self.h.update(self.buffers[i][:n])
+            self.free.put(i)
+
+    def finish(self) -> str:
+        self.todo.put(None)
+        self.thread.join()
+        return self.h.hexdigest()
+
+
+def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: threading.Event,
                   progress: Callable[[int], None] | None, label: str, limit: int) -> tuple[str, int]:
-    """Copy at most *limit* bytes; one byte more means the clip is still
-    growing (the recorder is writing it), which must not loop forever."""
-    h = hashlib.sha256()
-    view = memoryview(buf)
+    """Copy at most *limit* bytes, hashing them on a second thread; one byte
+    more means the clip is still growing (being recorded), which must not
+    loop forever."""
+    hasher = _Hasher(buffers)
     total = 0
-    while True:
-        if cancel.is_set():
-            raise ClipInterrupted(label, "undocked or stopping")
-        want = min(len(view), limit - total + 1)
-        try:
-            n = src.readinto(view[:want])  # type: ignore[attr-defined]
-        except OSError as e:
-            raise ClipInterrupted(label, f"read error: {e.strerror or e}") from None
-        if not n:
-            break
-        chunk = view[:n]
-        h.update(chunk)
-        off = 0
-        while off < n:
-            off += os.write(dst_fd, chunk[off:])
-        total += n
-        if total > limit:
-            raise ClipInterrupted(label, "grew while it was being copied")
-        if progress is not None:
-            progress(n)
-    return h.hexdigest(), total
+    synced = 0
+    try:
+        while True:
+            if cancel.is_set():
+                raise ClipInterrupted(label, "undocked or stopping")
+            i = hasher.free.get()
+            view = hasher.buffers[i]
+            want = min(len(view), limit - total + 1)
+            try:
+                n = src.readinto(view[:want])  # type: ignore[attr-defined]
+            except OSError as e:
+                hasher.free.put(i)
+                raise ClipInterrupted(label, f"read error: {e.strerror or e}") from None
+            if not n:
+                hasher.free.put(i)
+                break
+            total += n
+            if total > limit:
+                hasher.free.put(i)
+                raise ClipInterrupted(label, "grew while it was being copied")
+            chunk = view[:n]
+            off = 0
+            while off < n:
+                off += os.write(dst_fd, chunk[off:])
+            hasher.todo.put((i, n))
+            if _FADV and total - synced >= _WRITEBACK_EVERY:
+                # start writeback of what is written and drop what is clean: a
+                # multi-GB clip must neither pile up dirty pages for one long
+                # fsync nor push everything else out of the page cache
+                os.posix_fadvise(dst_fd, 0, total, os.POSIX_FADV_DONTNEED)
+                synced = total
+            if progress is not None:
+                progress(n)
+    finally:
+        digest = hasher.finish()
+    return digest, total
 
 
-def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf: bytearray,
+def make_buffers(size: int) -> list[bytearray]:
+    return [bytearray(size) for _ in range(_BUFFERS)]
+
+
+def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buffers: list[bytearray],
          cancel: threading.Event, progress: Callable[[int], None] | None = None) -> Pulled:
     """Copy *ref* to *temp* (fsynced) and return its hash. Raises ClipInterrupted
     (temp removed) if the clip could not be read whole and unchanged."""
@@ -75,7 +127,7 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
     ok = False
     try:
         with src:
-            sha, size = copy_and_hash(src, fd, buf, cancel, progress, label, ref.size)
+            sha, size = copy_and_hash(src, fd, buffers, cancel, progress, label, ref.size)
             if size != ref.size:
                 raise ClipInterrupted(label, f"read {size} bytes, recorder listed {ref.size}")
             _check_unchanged(src, ref, label)

@@ -53,7 +53,7 @@ class DockSession:
         self.device = device
         self.st = slot_state
         self.cancel = threading.Event()
-        self.buf = bytearray(ctx.cfg.ingest.buffer_size)
+        self.buffers = ingest.make_buffers(ctx.cfg.ingest.buffer_size)
         self.dock_id: int | None = None
         self.recorder: Recorder | None = None
         self.serial = device.ids.serial or "?"
@@ -225,7 +225,7 @@ class DockSession:
             before = st.bytes_done
             started = time.monotonic()
             try:
-                pulled = await self._thread(ingest.pull, rec.open_clip, ref, temp, self.buf,
+                pulled = await self._thread(ingest.pull, rec.open_clip, ref, temp, self.buffers,
                                             self.cancel, st.add_bytes)
             except asyncio.CancelledError:
                 ctx.catalog.mark_interrupted(item.id, "undocked during copy")

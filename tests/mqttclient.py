@@ -19,6 +19,8 @@ class Recorder:
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "", clean_session=clean)
         self.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe(self.topics, qos=1)
         self.c.on_message = self._on_message
+        self.subscribed = threading.Event()
+        self.c.on_subscribe = lambda *args: self.subscribed.set()
         self.c.reconnect_delay_set(0.2, 1)
         self.c.connect("127.0.0.1", port, keepalive=10)
         self.c.loop_start()

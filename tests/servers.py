@@ -7,6 +7,7 @@ A missing server binary fails the test; it never skips."""
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import socket
@@ -151,8 +152,10 @@ class Mosquitto:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.conf = self.dir / "mosquitto.conf"
+        # as root mosquitto drops to user "mosquitto", who cannot write our temp dir
+        user = f"user {getpass.getuser()}\n"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {self.dir}/\nautosave_interval 1\n{extra}")
+                             f"persistence_location {self.dir}/\nautosave_interval 1\n{user}{extra}")
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 

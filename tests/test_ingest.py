@@ -14,7 +14,7 @@ import pytest
 from drivers.base import ClipRef
 from drivers.volume import Volume
 from gateway.errors import ClipInterrupted, StagingFull
-from gateway.ingest import pull
+from gateway.ingest import make_buffers, pull
 from gateway.staging import Staging
 
 
@@ -40,7 +40,7 @@ def test_pull_hashes_in_the_copy_pass_and_stages_by_content(tmp_path: Path, vol:
     staging.prepare()
     ref = ref_for(vol, "clip.mp4")
     seen: list[int] = []
-    got = pull(opener(vol), ref, staging.temp_path(1), bytearray(1 << 20), threading.Event(),
+    got = pull(opener(vol), ref, staging.temp_path(1), make_buffers(1 << 20), threading.Event(),
                seen.append)
     data = (vol / "clip.mp4").read_bytes()
     assert got.sha256 == hashlib.sha256(data).hexdigest()
@@ -56,7 +56,7 @@ def test_short_read_is_interrupted_and_leaves_nothing(tmp_path: Path, vol: Path)
     ref = ref_for(vol, "clip.mp4")
     liar = ClipRef(ref.relpath, ref.size + 100, ref.mtime_ns)  # recorder listed more than it has
     with pytest.raises(ClipInterrupted, match="listed"):
-        pull(opener(vol), liar, staging.temp_path(1), bytearray(1 << 20), threading.Event())
+        pull(opener(vol), liar, staging.temp_path(1), make_buffers(1 << 20), threading.Event())
     assert list(staging.tmp.iterdir()) == []
 
 
@@ -66,7 +66,7 @@ def test_cancel_interrupts_and_leaves_nothing(tmp_path: Path, vol: Path) -> None
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(ClipInterrupted, match="undocked"):
-        pull(opener(vol), ref_for(vol, "clip.mp4"), staging.temp_path(1), bytearray(1 << 20),
+        pull(opener(vol), ref_for(vol, "clip.mp4"), staging.temp_path(1), make_buffers(1 << 20),
              cancel)
     assert list(staging.tmp.iterdir()) == []
 
@@ -81,7 +81,7 @@ def test_clip_changed_while_copying_is_interrupted(tmp_path: Path, vol: Path) ->
             f.write(b"more")
 
     with pytest.raises(ClipInterrupted):
-        pull(opener(vol), ref, staging.temp_path(1), bytearray(1 << 20), threading.Event(), grow)
+        pull(opener(vol), ref, staging.temp_path(1), make_buffers(1 << 20), threading.Event(), grow)
     assert list(staging.tmp.iterdir()) == []
 
 
@@ -91,7 +91,7 @@ def test_vanished_clip_is_interrupted(tmp_path: Path, vol: Path) -> None:
     ref = ref_for(vol, "clip.mp4")
     (vol / "clip.mp4").unlink()
     with pytest.raises(ClipInterrupted, match="vanished"):
-        pull(opener(vol), ref, staging.temp_path(1), bytearray(1 << 20), threading.Event())
+        pull(opener(vol), ref, staging.temp_path(1), make_buffers(1 << 20), threading.Event())
 
 
 def test_staging_reserve(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_events_raised_during_a_broker_outage_arrive_once(tmp_path: Path) -> Non
     sub = Recorder(broker.port, f"{BASE}/events", client_id="it-dashboard", clean=False)
     d = DaemonProc(station, tmp_path / "daemon.log").start()
     try:
-        sub.wait(lambda: len(sub.on("/events")) >= 0 and sub.c.is_connected(), what="subscriber")
+        sub.wait(sub.subscribed.is_set, what="durable subscription acknowledged")
         rec = tmp_path / "rec"
         dockgate("sim", "make", str(rec), "--clips", "3", "--size", "300k", "--serial", "EVT0001")
         broker.stop()
@@ -89,7 +89,7 @@ def test_requests_are_validated_and_answered(tmp_path: Path) -> None:
     d = DaemonProc(station, tmp_path / "daemon.log").start()
     sub = Recorder(broker.port, f"{BASE}/response/#")
     try:
-        sub.wait(sub.c.is_connected, what="connected")
+        sub.wait(sub.subscribed.is_set, what="subscribed")
         d.wait_for(lambda s: True, what="daemon")
         bad = [("assign", b"{not json"), ("assign", b'{"id": "t1", "officer": "1"}'),
                ("assign", b'{"id": "t2", "officer": "1", "from": "2024-01-01T00:00:00+08:00", '
