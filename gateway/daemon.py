@@ -85,7 +85,7 @@ class Daemon:
                                self.events, self.forwarder.wake)
         self.purger = Purger(cfg, self.catalog, self.staging, self.events)
         self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.events,
-                           self.password, self.stamper.wake, self.purger.wake)
+                           self.password, self.stamper.wake, self.purger.need)
         self.detector = make_detector(cfg, self.registry)
         if cfg.metrics.enabled:
             self.metrics = Metrics(cfg.detect.slots)

@@ -13,12 +13,13 @@ from gateway.custody import CustodyLog
 log = logging.getLogger("dockgate.events")
 
 WARNING_EVENTS = {"foreign_device", "wrong_password", "quarantined", "clip_interrupted",
-                  "disk_low", "archive_down", "device_error", "skipped_entry", "partial_clip", "release_failed"}
+                  "disk_low", "archive_down", "device_error", "skipped_entry", "partial_clip", "release_failed",
+                  "implausible_time"}
 #: what the custody log records: every hand a clip passes through
 CUSTODY_EVENTS = {"docked", "identified", "clock", "pulled", "seen_again", "clip_interrupted", "stamped",
                   "partial_clip", "assigned", "amended", "forwarded", "verified", "clip_archived",
                   "amendment_archived", "quarantined", "released", "purged", "undocked", "wrong_password",
-                  "foreign_device"}
+                  "foreign_device", "implausible_time", "disk_low"}
 
 
 class Events:

@@ -10,6 +10,7 @@ writer samples.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import queue
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from drivers.base import ClipRef
-from gateway.errors import ClipInterrupted
+from gateway.errors import ClipInterrupted, StagingFull
 
 _FADV = hasattr(os, "posix_fadvise")
 #: buffers in flight between the copy loop and the hashing thread
@@ -92,8 +93,12 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
                 raise ClipInterrupted(label, "grew while it was being copied")
             chunk = view[:n]
             off = 0
-            while off < n:
-                off += os.write(dst_fd, chunk[off:])
+            try:
+                while off < n:
+                    off += os.write(dst_fd, chunk[off:])
+            except OSError as e:
+                hasher.free.put(i)
+                raise _staging_error(e, label) from None
             hasher.todo.put((i, n))
             if _FADV and total - synced >= _WRITEBACK_EVERY:
                 # start writeback of what is written and drop what is clean: a
@@ -106,6 +111,12 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
     finally:
         digest = hasher.finish()
     return digest, total
+
+
+def _staging_error(e: OSError, label: str) -> Exception:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StagingFull(Path("."), 0, 0)
+    return ClipInterrupted(label, f"staging write failed: {e.strerror or e}")
 
 
 def make_buffers(size: int) -> list[bytearray]:
@@ -123,7 +134,11 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
         raise ClipInterrupted(label, "vanished from the recorder") from None
     except OSError as e:
         raise ClipInterrupted(label, f"cannot open: {e.strerror or e}") from None
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    except OSError as e:
+        src.close()
+        raise _staging_error(e, label) from None
     ok = False
     try:
         with src:
@@ -131,7 +146,10 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
             if size != ref.size:
                 raise ClipInterrupted(label, f"read {size} bytes, recorder listed {ref.size}")
             _check_unchanged(src, ref, label)
-            os.fsync(fd)
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                raise _staging_error(e, label) from None
             if _FADV:
                 # a multi-GB clip must not push everything else out of the page cache
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)

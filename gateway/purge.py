@@ -26,9 +26,19 @@ class Purger:
         self.staging = staging
         self.events = events
         self._wake = asyncio.Event()
+        #: slot -> bytes a waiting pull needs free (its clip plus the reserve)
+        self.wanted: dict[int, int] = {}
 
     def wake(self) -> None:
         self._wake.set()
+
+    def need(self, slot: int, free_bytes: int) -> None:
+        """A pull on *slot* waits for *free_bytes* (0: no longer waiting)."""
+        if free_bytes:
+            self.wanted[slot] = free_bytes
+            self._wake.set()
+        else:
+            self.wanted.pop(slot, None)
 
     async def run(self) -> None:
         while True:
@@ -41,7 +51,8 @@ class Purger:
         done = 0
         aged = self.catalog.purgeable(time.time() - self.cfg.purge.after_s)
         done += await self._remove(aged, "age")
-        while self.staging.free_bytes() < self.staging.reserve_bytes:
+        target = max([self.staging.reserve_bytes, *self.wanted.values()])
+        while self.staging.free_bytes() < target:
             oldest = self.catalog.purgeable(time.time() + 1, limit=20)
             if not oldest:
                 break

@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 #: per-entry events for skipped volume entries; beyond that, one summary
 MAX_SKIP_EVENTS = 50
-DISK_WAIT_S = 5.0
+DISK_WAIT_S = 1.0
 RELEASE_POLL_S = 0.5
 
 
@@ -44,7 +44,8 @@ class Context:
     events: Events
     password: str | None
     on_staged: Callable[[], None]
-    on_disk_low: Callable[[], None]
+    #: (slot, bytes needed free; 0 when no longer waiting): lets the purger make room
+    on_disk_low: Callable[[int, int], None]
 
 
 class DockSession:
@@ -201,8 +202,9 @@ class DockSession:
         alarmed = False
         while True:
             try:
-                self.ctx.staging.check_space(size)
+                await asyncio.to_thread(self.ctx.staging.check_space, size)
                 if alarmed:
+                    self.ctx.on_disk_low(self.slot, 0)
                     self.ctx.events.emit("disk_ok", self.slot)
                     self.st.state = "pulling"
                 return
@@ -211,14 +213,16 @@ class DockSession:
                     self.ctx.events.emit("disk_low", self.slot, free=e.free, needed=e.needed,
                                          path=str(e.path))
                     alarmed = True
-                    self.ctx.on_disk_low()
+                self.ctx.on_disk_low(self.slot, e.needed)
                 self.st.state, self.st.message = "waiting", str(e)
                 await asyncio.sleep(DISK_WAIT_S)
 
     async def _pull(self, rec: Recorder, item: PendingItem) -> None:
         ctx, st, ref = self.ctx, self.st, item.ref
         st.current = ref.display
-        for attempt in range(1, ctx.cfg.ingest.max_attempts + 1):
+        attempt = 0
+        while attempt < ctx.cfg.ingest.max_attempts:
+            attempt += 1
             await self._wait_for_space(ref.size)
             ctx.catalog.mark_pulling(item.id)
             temp = ctx.staging.temp_path(item.id)
@@ -230,6 +234,14 @@ class DockSession:
             except asyncio.CancelledError:
                 ctx.catalog.mark_interrupted(item.id, "undocked during copy")
                 raise
+            except StagingFull:
+                # the disk filled under us (other slots, other programs): not the
+                # clip's fault; wait for space, as before a pull, and try again
+                st.bytes_done = before
+                ctx.catalog.mark_interrupted(item.id, "staging full")
+                attempt -= 1
+                await self._wait_for_space(ref.size + ctx.cfg.ingest.reserve_bytes // 2 + (64 << 20))
+                continue
             except (ClipInterrupted, UnsafePath, DriverError) as e:
                 st.bytes_done = before
                 ctx.catalog.mark_interrupted(item.id, str(e))

@@ -114,6 +114,10 @@ class Stamper:
         self.events.emit("stamped", sha256=clip.sha256, manifest_sha256=signed.sha256, key=key,
                          partial=facts.truncated, capture_utc=iso(ts),
                          case_number=assignment.case_number if assignment else None)
+        if not doc["capture_time"]["plausible"]:
+            self.events.emit("implausible_time", sha256=clip.sha256, key=key, serial=clip.serial, path=name,
+                             recorder_clock=doc["capture_time"]["recorder_clock"],
+                             source=doc["capture_time"]["source"])
         if facts.truncated:
             self.events.emit("partial_clip", sha256=clip.sha256, key=key, serial=clip.serial,
                              path=name, reason=facts.reason)
