@@ -117,8 +117,8 @@ def test_staged_file_altered_before_forwarding_is_quarantined_and_kept(tmp_path:
         data[1000] ^= 0xFF  # bit rot or tampering on the station's disk
         staged.write_bytes(bytes(data))
         (work / "archive-unmounted").rename(archive)
-        s = d.wait_for(lambda s: s["clips"]["archived"] == 2 and s["clips"]["quarantined"] == 1, timeout=60,
-                       what="two archived, the altered one quarantined")
+        d.wait_for(lambda s: s["clips"]["archived"] == 2 and s["clips"]["quarantined"] == 1, timeout=60,
+                   what="two archived, the altered one quarantined")
         d.wait_for(lambda s: s["released"] == 2, timeout=30, what="release of the good ones")
     finally:
         d.stop()
