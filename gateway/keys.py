@@ -6,7 +6,9 @@ import os
 import unicodedata
 from datetime import UTC, datetime
 
-_MAX_PART = 100
+#: bytes (UTF-8) per key component: with the temp-file and manifest-signature
+#: suffixes a file name stays well under the 255 bytes filesystems allow
+_MAX_PART_BYTES = 120
 
 
 def safe_part(value: str | None, fallback: str) -> str:
@@ -16,8 +18,11 @@ def safe_part(value: str | None, fallback: str) -> str:
         return fallback
     out = "".join(c if (c.isalnum() or c in "._-") and unicodedata.category(c)[0] != "C" else "_"
                   for c in value)
-    out = out.strip(".")[:_MAX_PART] or fallback
-    return out
+    out = out.strip(".")
+    raw = out.encode("utf-8")
+    if len(raw) > _MAX_PART_BYTES:
+        out = raw[:_MAX_PART_BYTES].decode("utf-8", "ignore")  # cut at a character boundary
+    return out or fallback
 
 
 def clip_key(template: str, *, sha256: str, officer: str | None, serial: str, station: str,
