@@ -29,6 +29,14 @@ class ProfileError(DockgateError):
         super().__init__(f"{source}: " + "; ".join(problems))
 
 
+def _regex(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as e:  # not a ValueError: pydantic would let it escape untyped
+        raise ValueError(f"not a valid regular expression: {e}") from None
+    return v
+
+
 class _M(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,9 +49,7 @@ class Match(_M):
     @field_validator("product")
     @classmethod
     def _regex_ok(cls, v: str | None) -> str | None:
-        if v is not None:
-            re.compile(v)
-        return v
+        return None if v is None else _regex(v)
 
 
 class Password(_M):
@@ -63,8 +69,7 @@ class NamePattern(_M):
     @field_validator("pattern")
     @classmethod
     def _regex_ok(cls, v: str) -> str:
-        re.compile(v)
-        return v
+        return _regex(v)
 
 
 class Clock(_M):

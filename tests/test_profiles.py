@@ -32,6 +32,21 @@ def test_two_profiles_claiming_one_device_is_an_error(tmp_path: Path) -> None:
         Registry.load(tmp_path)
 
 
+@pytest.mark.parametrize(("extra", "needle"), [
+    ('product = "("', "match.product"), ('\n[[names]]\npattern = "["', "names.0.pattern"),
+    ('\n[clock]\ntimezone = "../../etc/passwd"', "unknown time zone"),
+    ('\n[commands]\nget_info = "X1"', "commands"), ('\n[commands]\nformat_disk = "S013"', "unknown command"),
+])
+def test_malformed_profiles_are_typed_errors_naming_the_file(extra: str, needle: str) -> None:
+    from drivers.profiles import load_profile
+
+    text = PROFILE.format(name="bad", pid=5).replace("pid = 5", "pid = 5\n" + extra if extra.startswith("product")
+                                                      else "pid = 5") + ("" if extra.startswith("product") else extra)
+    with pytest.raises(ProfileError, match=needle) as e:
+        load_profile(text, "vendor/bad.toml")
+    assert "vendor/bad.toml" in str(e.value)
+
+
 def test_extra_profile_and_bad_profile(tmp_path: Path) -> None:
     (tmp_path / "mine.toml").write_text(PROFILE.format(name="mine", pid=0x77))
     reg = Registry.load(tmp_path)
