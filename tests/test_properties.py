@@ -5,6 +5,7 @@ value; never another exception, never a hang."""
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, int):
         return str(max(min(v, 2**63 - 1), -(2**63)))
     if isinstance(v, float):
-        return "nan" if v != v else ("inf" if v == float("inf") else "-inf" if v == float("-inf") else repr(v))
+        return "nan" if math.isnan(v) else ("inf" if v == float("inf") else "-inf" if v == float("-inf") else repr(v))
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v if x is not None) + "]"
     if isinstance(v, dict):

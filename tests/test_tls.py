@@ -96,7 +96,7 @@ def test_s3_over_https_with_a_custom_ca(tmp_path: Path) -> None:
         obj = make_obj(tmp_path, size=200_000)
         assert not good.put(obj).existed
         assert good.sha256(obj.key) == obj.sha256
-        with pytest.raises(ArchiveUnavailable, match="certificate verify failed|CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(ArchiveUnavailable, match=r"certificate verify failed|CERTIFICATE_VERIFY_FAILED"):
             archive(other["ca"]).put(make_obj(tmp_path, size=1000, key="x/y.mp4"))
     finally:
         proc.terminate()
