@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drivers.base import UsbIds
-from gateway.errors import DockgateError
+from gateway.errors import DockgateError, describe_validation
 
 PROTOCOLS = ("ums", "zfy", "zfy-serial", "amba")
 
@@ -152,10 +152,7 @@ def load_profile(text: str, source: str) -> Profile:
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(source, [f"not valid TOML: {e}"]) from None
     except ValidationError as e:
-        raise ProfileError(source, [
-            ".".join(str(x) for x in err["loc"]) + ": " +
-            ("unknown key" if err["type"] == "extra_forbidden" else err["msg"])
-            for err in e.errors()]) from None
+        raise ProfileError(source, describe_validation(e.errors())) from None
 
 
 def _overlap(a: Match, b: Match) -> bool:

@@ -95,25 +95,37 @@ class Volume:
             else:
                 skipped(Skipped(rel, f"not a regular file ({_kind(st.st_mode)})"))
 
-    def open(self, relpath: bytes) -> BinaryIO:
-        """Open a regular file under the root; every component O_NOFOLLOW."""
+    def _parent(self, relpath: bytes) -> tuple[int, bytes]:
+        """A descriptor of the clip's directory, reached with O_NOFOLLOW on
+        every component, and the clip's own name. The caller closes it."""
         parts = _components(relpath)
-        disp = relpath.decode("utf-8", "backslashreplace")
         fd = os.open(self.root, _DIR_FLAGS)
         try:
             for part in parts[:-1]:
                 nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 os.close(fd)
                 fd = nxt
-            st = os.lstat(parts[-1], dir_fd=fd)
+        except OSError as e:
+            os.close(fd)
+            # O_DIRECTORY|O_NOFOLLOW answers ENOTDIR for a symlinked directory
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePath(relpath.decode("utf-8", "backslashreplace"),
+                                 "symlink or non-directory on the path (never followed)") from None
+            raise
+        return fd, parts[-1]
+
+    def open(self, relpath: bytes) -> BinaryIO:
+        """Open a regular file under the root; every component O_NOFOLLOW."""
+        disp = relpath.decode("utf-8", "backslashreplace")
+        fd, name = self._parent(relpath)
+        try:
+            st = os.lstat(name, dir_fd=fd)
             if not stat.S_ISREG(st.st_mode):
                 raise UnsafePath(disp, f"not a regular file ({_kind(st.st_mode)})")
-            ffd = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+            ffd = os.open(name, _FILE_FLAGS, dir_fd=fd)
         except OSError as e:
-            # O_NOFOLLOW answers ELOOP for a symlinked file, O_DIRECTORY|O_NOFOLLOW
-            # ENOTDIR for a symlinked directory
-            if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise UnsafePath(disp, "symlink or non-directory on the path (never followed)") from None
+            if e.errno == errno.ELOOP:  # swapped for a symlink since the lstat
+                raise UnsafePath(disp, "symlink (never followed)") from None
             raise
         finally:
             os.close(fd)
@@ -127,20 +139,15 @@ class Volume:
     def delete(self, relpath: bytes, expect: tuple[int, int] | None = None) -> None:
         """Remove a file; with *expect* (size, mtime_ns) only if it is still
         the file that was listed, never one written since."""
-        parts = _components(relpath)
         disp = relpath.decode("utf-8", "backslashreplace")
-        fd = os.open(self.root, _DIR_FLAGS)
+        fd, name = self._parent(relpath)
         try:
-            for part in parts[:-1]:
-                nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = nxt
-            st = os.lstat(parts[-1], dir_fd=fd)
+            st = os.lstat(name, dir_fd=fd)
             if not stat.S_ISREG(st.st_mode):
                 raise UnsafePath(disp, f"not a regular file ({_kind(st.st_mode)}); not deleted")
             if expect is not None and (st.st_size, st.st_mtime_ns) != expect:
                 raise UnsafePath(disp, "changed since it was listed; not deleted")
-            os.unlink(parts[-1], dir_fd=fd)
+            os.unlink(name, dir_fd=fd)
             with contextlib.suppress(OSError):
                 os.fsync(fd)
         finally:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.errors import DockgateError
+from gateway.errors import DockgateError, describe_validation
 
 MAX_REQUEST_BYTES = 16 * 1024
 
@@ -74,10 +74,7 @@ def parse_request(cmd: str, payload: bytes) -> _Req:
     try:
         return COMMANDS[cmd].model_validate(raw)
     except ValidationError as e:
-        problems = "; ".join(".".join(str(x) for x in err["loc"]) + ": " +
-                             ("unknown field" if err["type"] == "extra_forbidden" else err["msg"])
-                             for err in e.errors())
-        raise CommandError(problems) from None
+        raise CommandError("; ".join(describe_validation(e.errors()))) from None
 
 
 def request_id(payload: bytes) -> str | None:

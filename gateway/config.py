@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, describe_validation
 
 _STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TEMPLATE_FIELDS = {"officer", "serial", "station", "date", "year", "month", "day",
@@ -220,15 +219,9 @@ def _resolve(base: Path, p: Path | None) -> Path | None:
     return p if p.is_absolute() else (base / p)
 
 
-def _format_error(err: Mapping[str, Any]) -> str:
-    loc = ".".join(str(x) for x in err.get("loc", ()) if not str(x).startswith("function-"))
+def _format_errors(errors: list[Any]) -> list[str]:
     # discriminated unions put the tag in the location; drop it for people
-    loc = re.sub(r"\.(directory|s3)(?=\.|$)", "", loc)
-    msg = str(err.get("msg", "invalid"))
-    if err.get("type") == "extra_forbidden":
-        msg = "unknown key"
-    msg = msg.removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
+    return [re.sub(r"^archive\.(directory|s3)(?=[.:])", "archive", p) for p in describe_validation(errors)]
 
 
 def load_config(path: Path | str) -> Config:
@@ -251,7 +244,7 @@ def config_from_dict(raw: dict[str, object], path: Path) -> Config:
     try:
         cfg = Config.model_validate({**raw, "source": path})
     except ValidationError as e:
-        raise ConfigError(path, [_format_error(x) for x in e.errors()]) from None
+        raise ConfigError(path, _format_errors(e.errors())) from None
     base = path.resolve().parent
     # relative paths are relative to the config file, never to the cwd
     paths = cfg.paths.model_copy(update={

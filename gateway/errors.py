@@ -8,7 +8,20 @@ full, device busy). Retry wrappers look only at ``permanent``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+
+
+def describe_validation(errors: Iterable[Mapping[str, Any]]) -> list[str]:
+    """pydantic's errors as 'dotted.key: what is wrong', one per problem."""
+    out = []
+    for err in errors:
+        loc = ".".join(str(x) for x in err.get("loc", ()) if not str(x).startswith("function-"))
+        msg = "unknown key" if err.get("type") == "extra_forbidden" else str(err.get("msg", "invalid"))
+        msg = msg.removeprefix("Value error, ")
+        out.append(f"{loc}: {msg}" if loc else msg)
+    return out
 
 
 class DockgateError(Exception):

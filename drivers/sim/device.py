@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.errors import DockgateError
+from gateway.errors import DockgateError, describe_validation
 
 
 class SimDeviceError(DockgateError):
@@ -71,10 +71,7 @@ def load_sim_device(folder: Path) -> SimDevice:
     try:
         dev = SimDevice.model_validate({**raw, "folder": folder})
     except ValidationError as e:
-        raise SimDeviceError(folder, "device.toml: " + "; ".join(
-            ".".join(str(x) for x in err["loc"]) + ": " +
-            ("unknown key" if err["type"] == "extra_forbidden" else err["msg"])
-            for err in e.errors())) from None
+        raise SimDeviceError(folder, "device.toml: " + "; ".join(describe_validation(e.errors()))) from None
     if not dev.storage.is_dir():
         raise SimDeviceError(folder, "storage/ folder not found")
     return dev
