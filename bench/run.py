@@ -138,12 +138,12 @@ def bench_ingest(work: Path, rounds: int, big: int, small_n: int, small_size: in
             shutil.rmtree(work / "staging", ignore_errors=True)
 
         srcs = " ".join(f"'{p}'" for p in files)
-        cpu_before = cpu_s()
-        dg_runs: list[float] = []
+        dg_cpu: list[float] = []
 
         def dg() -> float:
+            c = cpu_s()  # this process and its threads (the hasher), user + system
             el = timed(lambda: ingest(files, work / "staging"))
-            dg_runs.append(el)
+            dg_cpu.append(cpu_s() - c)
             clean()
             return el
 
@@ -155,9 +155,7 @@ def bench_ingest(work: Path, rounds: int, big: int, small_n: int, small_size: in
 
         runs = interleave(rounds, {"dockgate": dg, "cp+sha256sum": cp_sha, "hashlib": lambda: timed(
             lambda: hash_all(files))}, lambda: warm(files))
-        dg_cpu = (cpu_s() - cpu_before) / rounds  # includes hashlib runs: subtract them
-        hash_cpu = med(runs["hashlib"])  # hashing is CPU-bound: its wall time is its CPU time
-        per_gb = max(0.0, dg_cpu - hash_cpu) / (total / 1e9)
+        per_gb = med(dg_cpu) / (total / 1e9)
         d = med(runs["dockgate"])
         row(f"ingest {label}: vs hashlib (SHA-256 alone)", f"{med(runs['hashlib']) / d:.2f}x",
             f"dockgate {total / d / 1e9:.2f} GB/s ({spread(runs['dockgate'])}), hashlib "
@@ -165,7 +163,8 @@ def bench_ingest(work: Path, rounds: int, big: int, small_n: int, small_size: in
         row(f"ingest {label}: vs cp + sha256sum", f"{med(runs['cp+sha256sum']) / d:.2f}x",
             f"cp+sha256sum {total / med(runs['cp+sha256sum']) / 1e9:.2f} GB/s ({spread(runs['cp+sha256sum'])})",
             ">= 3x")
-        row(f"ingest {label}: CPU seconds per GB", f"{per_gb:.2f} s/GB", "process CPU time of the dockgate runs",
+        row(f"ingest {label}: CPU seconds per GB", f"{per_gb:.2f} s/GB",
+            f"user+system of the ingesting process; SHA-256 alone {med(runs['hashlib']) / (total / 1e9):.2f} s/GB",
             "<= 1.2")
         for p in files:
             p.unlink()

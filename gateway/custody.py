@@ -52,6 +52,8 @@ class CustodyLog:
         self._open_path: Path | None = None
         self._open_entries = 0
         self._opened_at = 0.0
+        #: the segment sealed most recently, until someone queues it for the archive
+        self.last_sealed: Path | None = None
         self._recover()
 
     # -- files --------------------------------------------------------------
@@ -110,6 +112,7 @@ class CustodyLog:
         os.chmod(sealed, 0o444)
         fsync_dir(self.dir)
         self._open_path = None
+        self.last_sealed = sealed
         return sealed
 
     def maybe_rotate(self) -> Path | None:

@@ -37,6 +37,7 @@ from gateway.telemetry.sdnotify import notify, watchdog_interval
 
 log = logging.getLogger(__name__)
 STATUS_INTERVAL_S = 0.5
+IDLE_STATUS_S = 5.0
 
 
 def make_detector(cfg: Config, registry: Registry) -> Detector:
@@ -79,6 +80,8 @@ class Daemon:
                                   rotate_entries=cfg.evidence.custody_rotate_entries,
                                   rotate_s=cfg.evidence.custody_rotate_s)
         self.events = Events(self.catalog, self.custody)
+        self._dirty = True
+        self.events.listeners.append(self._mark_dirty)
         self.forwarder = Forwarder(cfg, self.catalog, self.staging, self.archive, self.events,
                                    self.state, cfg.custody_dir)
         self.stamper = Stamper(cfg, self.catalog, self.staging, self.registry, self.signer, self.custody,
@@ -107,14 +110,31 @@ class Daemon:
                     staging_free_bytes=self.staging.free_bytes(), running=True)
         return snap
 
+    def _mark_dirty(self, *_args: object) -> None:
+        self._dirty = True
+
     async def _status_writer(self) -> None:
+        """The live snapshot for `dockgate status`, metrics and systemd: every
+        half second while anything moves, every few seconds when idle."""
         last_status = ""
+        last_write = 0.0
+        loop = asyncio.get_running_loop()
         while True:
+            busy = any(s.state in ("identifying", "pulling", "waiting") for s in self.state.slots.values())
+            write = busy or self._dirty or loop.time() - last_write >= IDLE_STATUS_S
+            if not write and self.metrics is None:
+                await asyncio.sleep(STATUS_INTERVAL_S)
+                continue
             snap = self.snapshot()
-            await asyncio.to_thread(write_status, self.cfg.run_dir, snap)
-            if self.metrics is not None:
+            if self.metrics is not None:  # a scrape may come at any moment
                 self.metrics.update(snap, self.catalog.unpublished_count(),
                                     self.mqtt.connected if self.mqtt else None)
+            if not write:
+                await asyncio.sleep(STATUS_INTERVAL_S)
+                continue
+            self._dirty = False
+            last_write = loop.time()
+            await asyncio.to_thread(write_status, self.cfg.run_dir, snap)
             docked = sum(1 for s in snap["slots"] if s["state"] != "idle")
             line = (f"STATUS={docked} docked, {snap['queue']['clips']} clips queued, archive "
                     + {True: "up", False: "DOWN", None: "not contacted"}[snap["archive_up"]])

@@ -108,6 +108,10 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
                 synced = total
             if progress is not None:
                 progress(n)
+        if _FADV:
+            # start writing the tail back now, while the hasher catches up,
+            # so the fsync that follows finds little left to wait for
+            os.posix_fadvise(dst_fd, synced, 0, os.POSIX_FADV_DONTNEED)
     finally:
         digest = hasher.finish()
     return digest, total

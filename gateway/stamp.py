@@ -27,11 +27,13 @@ from gateway.evidence import (
 )
 from gateway.evidence import _sibling as sibling
 from gateway.keys import clip_key
-from gateway.probe import probe
+from gateway.probe import ContainerFacts, probe
 from gateway.signing import Signer
 from gateway.staging import Staging
 
 log = logging.getLogger(__name__)
+PROBE_BATCH = 4
+IDLE_POLL_S = 2.0
 
 
 class Stamper:
@@ -55,19 +57,33 @@ class Stamper:
     async def run(self) -> None:
         self.manifests.mkdir(parents=True, exist_ok=True)
         self.amendments.mkdir(parents=True, exist_ok=True)
+        for seg in self.custody.sealed():  # sealed before a crash, maybe not yet queued
+            self.catalog.add_segment(seg.name)
         while True:
             self._wake.clear()
             self.process_assignments()
-            for clip in self.catalog.due_for_stamp():
-                await self.stamp(clip)
+            batch = self.catalog.due_for_stamp(PROBE_BATCH)
+            if batch:
+                # probe side by side (threads), then sign one by one: the custody
+                # sequence number in each manifest must be the one its entry gets
+                facts = await asyncio.gather(*(asyncio.to_thread(
+                    probe, self.staging.resolve(c.staged_path or ""), c.path.decode("utf-8", "backslashreplace"))
+                    for c in batch))
+                for clip, f in zip(batch, facts, strict=True):
+                    self.stamp(clip, f)
+                self.rotate()
+                continue
             self.rotate()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+                # woken by every staged clip; the timeout only picks up assignments
+                # made by `dockgate assign` in another process
+                await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
 
     def rotate(self, force: bool = False) -> None:
         sealed = self.custody.seal() if force else self.custody.maybe_rotate()
-        for seg in self.custody.sealed():
-            self.catalog.add_segment(seg.name)
+        if self.custody.last_sealed is not None:
+            self.catalog.add_segment(self.custody.last_sealed.name)
+            self.custody.last_sealed = None
         if sealed is not None:
             self.on_ready()
 
@@ -80,13 +96,10 @@ class Stamper:
                         unit=unit if isinstance(unit, str) else None,
                         original_name=clip.path.decode("utf-8", "backslashreplace"), captured=captured)
 
-    async def stamp(self, clip: ClipRow) -> None:
-        assert clip.staged_path is not None
-        staged = self.staging.resolve(clip.staged_path)
+    def stamp(self, clip: ClipRow, facts: ContainerFacts) -> None:
+        """Sign and record one clip. Synchronous on purpose: nothing else may
+        append to the custody log between choosing the seq and using it."""
         name = clip.path.decode("utf-8", "backslashreplace")
-        facts = await asyncio.to_thread(probe, staged, name)
-        # from here on no await: the custody seq named in the manifest is the
-        # one its "stamped" entry gets
         dock = self.catalog.dock(clip.dock_id) if clip.dock_id else None
         dock = dock or {}
         profile = profile_for(self.registry, dock)

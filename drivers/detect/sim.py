@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -87,8 +88,19 @@ class SimDetector(Detector):
 
     async def events(self) -> AsyncIterator[DetectEvent]:
         current: dict[int, str] = {}
+        last_mtime = -1
         try:
             while True:
+                # attach and detach create and remove files: the directory's
+                # mtime tells whether there is anything to read at all
+                try:
+                    mtime = os.stat(self.sim_dir).st_mtime_ns
+                except FileNotFoundError:
+                    mtime = 0
+                if mtime == last_mtime:
+                    await asyncio.sleep(self.poll_interval_s)
+                    continue
+                last_mtime = mtime
                 seen = await asyncio.to_thread(read_slots, self.sim_dir, self.slots)
                 for slot in sorted(set(current) - set(seen)):
                     del current[slot]
