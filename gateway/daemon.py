@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -250,7 +252,16 @@ class Daemon:
         self.state.slots[slot].reset("idle")
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> int:
+        # blocking work is I/O (USB, disks, the archive): enough threads that a
+        # slot's pull never queues behind uploads and probes
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=8 + 2 * self.cfg.detect.slots,
+                                                  thread_name_prefix="dockgate"))
         self._startup()
+        # `kill -USR1 <pid>` writes every thread's stack to the log: what a
+        # stuck station is doing, without stopping it
+        with contextlib.suppress(AttributeError, ValueError, RuntimeError):
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -281,12 +292,14 @@ class Daemon:
             notify("STOPPING=1")
             if watchdog is not None:
                 watchdog.cancel()
-            log.info("draining: interrupting clips in flight, closing the catalog")
-            for slot in list(self.sessions):
-                await self._undock(slot)
+            log.info("draining: stopping workers, interrupting clips in flight, closing the catalog")
+            # uploads and stamping resume from the catalog: stop them first, so
+            # that they do not compete with the pulls being interrupted
             for t in workers | {stop}:
                 t.cancel()
             await asyncio.gather(*workers, stop, return_exceptions=True)
+            for slot in list(self.sessions):
+                await self._undock(slot)
             snap = self.snapshot()
             snap["running"] = False
             write_status(self.cfg.run_dir, snap)

@@ -85,10 +85,21 @@ class DaemonProc:
         self.proc.wait(10)
         self._logf.close()
 
-    def stop(self, timeout: float = 30) -> int:
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait (the unit's TimeoutStopSec); if the daemon does not
+        drain in time, its thread stacks (SIGUSR1) go into the failure."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGUSR1)
+                time.sleep(2)
+                self.proc.kill()
+                self.proc.wait(10)
+                self._logf.close()
+                raise AssertionError(f"daemon did not stop within {timeout}s of SIGTERM; its stacks:\n"
+                                     + self.log.read_text(errors="replace")[-12000:]) from None
         self._logf.close()
         return self.proc.returncode
