@@ -323,13 +323,16 @@ def bench_daemon(work: Path, recorders: int, clips: int, size: int, big: int) ->
                    interval=0.1, what="all archived")
         e2e = time.monotonic() - t
         staging2, archive2 = work / "s2", work / "a2"
-        staging2.mkdir()
-        archive2.mkdir()
+        steps = []
+        for r in recs:  # one directory per recorder: their file names collide
+            s2, a2 = staging2 / r.name, archive2 / r.name
+            s2.mkdir(parents=True)
+            a2.mkdir(parents=True)
+            srcs = " ".join(f"'{p}'" for p in (r / "storage").rglob("*") if p.is_file())
+            steps.append(f"cp {srcs} '{s2}/' && sha256sum '{s2}'/* > /dev/null && cp '{s2}'/* '{a2}/'")
         warm(data)
         os.sync()
-        srcs = " ".join(f"'{p}'" for p in data)
-        base = timed(lambda: sh(f"cp {srcs} '{staging2}/' && sha256sum '{staging2}'/* > /dev/null && "
-                                f"cp '{staging2}'/* '{archive2}/' && sync"))
+        base = timed(lambda: sh(" && ".join(steps) + " && sync"))
         row(f"dock -> archived, {recorders} recorders x {clips} x {size // MiB} MiB, directory archive",
             f"{base / e2e:.2f}x", f"dockgate {total / e2e / 1e6:.0f} MB/s end to end (stamped, signed, fsynced, "
             f"read back); cp+sha256sum+cp+sync {total / base / 1e6:.0f} MB/s", ">= 2x")
@@ -379,19 +382,27 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes, one round (a smoke test)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", default="ingest,parallel,forward,daemon,catalog",
+                    help="comma-separated sections to run")
     a = ap.parse_args()
+    only = set(a.only.split(","))
     q = a.quick
     rounds = 1 if q else a.rounds
     work = Path(tempfile.mkdtemp(prefix="dockgate-bench-", dir="/work" if os.path.isdir("/work") else None))
     print(f"dockgate benchmark, {rounds} interleaved round(s), medians; ratio = dockgate's speed / the other's")
     print(f"  {'what':<58} {'ratio':>16}  {'goal':<14} context")
     try:
-        bench_ingest(work, rounds, big=(128 if q else 1024) * MiB, small_n=20 if q else 200, small_size=5 * MiB)
-        bench_parallel(work, rounds, size=(32 if q else 256) * MiB)
-        bench_forward(work, rounds, clips=4 if q else 8, size=(8 if q else 32) * MiB)
-        bench_daemon(work, recorders=2 if q else 4, clips=3 if q else 10, size=(4 if q else 20) * MiB,
-                     big=(64 if q else 1024) * MiB)
-        bench_catalog(work, 2000 if q else 100_000)
+        if "ingest" in only:
+            bench_ingest(work, rounds, big=(128 if q else 1024) * MiB, small_n=20 if q else 200, small_size=5 * MiB)
+        if "parallel" in only:
+            bench_parallel(work, rounds, size=(32 if q else 256) * MiB)
+        if "forward" in only:
+            bench_forward(work, rounds, clips=4 if q else 8, size=(8 if q else 32) * MiB)
+        if "daemon" in only:
+            bench_daemon(work, recorders=2 if q else 4, clips=3 if q else 10, size=(4 if q else 20) * MiB,
+                         big=(64 if q else 1024) * MiB)
+        if "catalog" in only:
+            bench_catalog(work, 2000 if q else 100_000)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (ROOT / "bench" / "last-run.json").write_text(json.dumps(ROWS, ensure_ascii=False, indent=1) + "\n")
