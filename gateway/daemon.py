@@ -40,6 +40,7 @@ from gateway.telemetry.sdnotify import notify, watchdog_interval
 log = logging.getLogger(__name__)
 STATUS_INTERVAL_S = 0.5
 IDLE_STATUS_S = 5.0
+DRAIN_WORKERS_S = 10.0
 
 
 def make_detector(cfg: Config, registry: Registry) -> Detector:
@@ -297,7 +298,10 @@ class Daemon:
             # that they do not compete with the pulls being interrupted
             for t in workers | {stop}:
                 t.cancel()
-            await asyncio.gather(*workers, stop, return_exceptions=True)
+            _, stuck = await asyncio.wait(workers | {stop}, timeout=DRAIN_WORKERS_S)
+            if stuck:  # never let one worker keep the pulls from being interrupted
+                log.error("workers %s did not stop within %.0fs; interrupting pulls anyway",
+                          sorted(t.get_name() for t in stuck), DRAIN_WORKERS_S)
             for slot in list(self.sessions):
                 await self._undock(slot)
             snap = self.snapshot()

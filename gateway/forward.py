@@ -11,7 +11,6 @@ under our key) quarantine the clip: kept, alarmed, never released.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -26,6 +25,7 @@ from gateway.events import Events
 from gateway.evidence import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
 from gateway.staging import Staging
 from gateway.state import StationState
+from gateway.supervise import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,7 @@ class Forwarder:
                 nxt = self.catalog.next_retry_at()
                 if nxt is not None:
                     timeout = min(timeout, max(0.05, nxt - time.time()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)
         finally:
             for t in self._in_flight.values():
                 t.cancel()

@@ -7,7 +7,6 @@ age. Nothing that is not verified in the archive is ever purged."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -15,6 +14,7 @@ from gateway.catalog import Catalog
 from gateway.config import Config
 from gateway.events import Events
 from gateway.staging import Staging
+from gateway.supervise import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,7 @@ class Purger:
         while True:
             self._wake.clear()
             await self.purge()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.cfg.purge.interval_s)
+            await wait_event(self._wake, self.cfg.purge.interval_s)
 
     async def purge(self) -> int:
         done = 0

@@ -4,7 +4,6 @@ become manifest content or signed amendments, custody segments rotate."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from gateway.keys import clip_key
 from gateway.probe import ContainerFacts, probe
 from gateway.signing import Signer
 from gateway.staging import Staging
+from gateway.supervise import wait_event
 
 log = logging.getLogger(__name__)
 PROBE_BATCH = 4
@@ -74,10 +74,9 @@ class Stamper:
                 self.rotate()
                 continue
             self.rotate()
-            with contextlib.suppress(TimeoutError):
-                # woken by every staged clip; the timeout only picks up assignments
-                # made by `dockgate assign` in another process
-                await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+            # woken by every staged clip; the timeout only picks up assignments
+            # made by `dockgate assign` in another process
+            await wait_event(self._wake, IDLE_POLL_S)
 
     def rotate(self, force: bool = False) -> None:
         sealed = self.custody.seal() if force else self.custody.maybe_rotate()

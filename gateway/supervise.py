@@ -12,6 +12,21 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger(__name__)
 
 
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for *event* at most *timeout* seconds; True if it was set.
+
+    Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that
+    arrives just as the inner wait completes (fixed in 3.12), and a worker
+    that loses its cancellation never stops: a daemon woken by every staged
+    clip then ignores SIGTERM."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 class GaveUp(Exception):
     def __init__(self, name: str, restarts: int) -> None:
         self.name = name

@@ -27,6 +27,7 @@ from gateway import __version__
 from gateway.catalog import Catalog
 from gateway.config import MqttConfig
 from gateway.secrets import read_secret
+from gateway.supervise import wait_event
 
 log = logging.getLogger(__name__)
 STATE_INTERVAL_S = 0.5
@@ -143,8 +144,7 @@ class MqttLink:
                 await client.publish(f"{self.base}/events", _json(payload), qos=1)
                 self.catalog.mark_published(ev["seq"])
             if not batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                await wait_event(self._wake, 1.0)
 
     # -- requests -------------------------------------------------------------------
     async def _requests(self, client: aiomqtt.Client) -> None:
