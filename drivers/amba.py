@@ -7,6 +7,7 @@ the clock and ``@Sdt``/``@Stm`` set date and time.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -54,11 +55,9 @@ class AmbaRecorder(VolumeRecorder):
         if not serial or not serial.isprintable():
             raise MalformedReply(self.label, "Gdv", "empty or unprintable device id")
         battery = None
-        try:
+        with contextlib.suppress(DriverError):  # nice to have, no reason to refuse a dock
             b = self._get("Gbt")
             battery = int(b) if b.isdigit() and int(b) <= 100 else None
-        except DriverError:
-            pass
         return Identity(serial=serial, model=self.profile.model or None, officer=self._get("Gus") or None,
                         unit=self._get("Gun") or None, battery_pct=battery)
 

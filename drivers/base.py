@@ -159,10 +159,6 @@ class DeviceGone(DriverError):
     reason = "device_gone"
 
 
-class Unsupported(DriverError):
-    reason = "unsupported"
-
-
 class Recorder(abc.ABC):
     """One docked recorder, opened through its protocol family."""
 

@@ -21,14 +21,10 @@ class UmsRecorder(VolumeRecorder):
     def identify(self) -> Identity:
         hints = self.device.hints
         serial = self.device.ids.serial or hints.get("serial") or "unknown"
-        officer = hints.get("officer")
-        if officer is None:
-            for ref in self._volume().walk(lambda s: None):
-                officer = self.profile.officer_from_name(ref.name)
-                if officer:
-                    break
+        # no officer from the device: the session takes it from the clips' file
+        # names (profile patterns) once it has listed them, without a second walk
         return Identity(serial=serial, model=hints.get("model") or self.profile.model or None,
-                        officer=officer, unit=hints.get("unit"),
+                        officer=hints.get("officer"), unit=hints.get("unit"),
                         officer_name=hints.get("officer_name"))
 
     def read_clock(self) -> datetime | None:

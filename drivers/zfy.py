@@ -7,6 +7,7 @@ are then read from the volume the recorder exposes.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -63,11 +64,9 @@ class ZfyRecorder(VolumeRecorder):
         except zfy_info.ZfyInfoError as e:
             raise MalformedReply(self.label, "get_info", str(e), raw) from None
         battery = None
-        try:
+        with contextlib.suppress(DriverError):  # nice to have, no reason to refuse a dock
             text = self.call("battery").decode("ascii", "replace").strip()
             battery = int(text) if text.isdigit() and int(text) <= 100 else None
-        except DriverError:
-            pass  # battery is nice to have, not a reason to refuse a dock
         return Identity(serial=info.serial, model=self.profile.model or None, officer=info.officer or None,
                         unit=info.unit_name or info.unit_no or None,
                         officer_name=info.officer_name or None, battery_pct=battery)

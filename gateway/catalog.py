@@ -28,8 +28,6 @@ from typing import Any
 
 from drivers.base import ClipRef, DockedDevice, Identity
 
-ITEM_STATES = ("discovered", "pulling", "interrupted", "pulled", "sighting")
-CLIP_STATES = ("staged", "stamped", "forwarding", "archived", "quarantined")
 #: states shown to people and scripts, in pipeline order
 STATES = ("discovered", "pulling", "interrupted", "staged", "stamped", "forwarding", "archived",
           "quarantined")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -56,7 +56,6 @@ class PlainReq(_Req):
 COMMANDS: dict[str, type[_Req]] = {
     "assign": AssignReq, "rescan": SlotReq, "pause": PlainReq, "resume": PlainReq, "status": PlainReq,
 }
-Command = Literal["assign", "rescan", "pause", "resume", "status"]
 
 
 def parse_request(cmd: str, payload: bytes) -> _Req:

@@ -7,7 +7,6 @@ independently and looked up in the archive (each exactly once)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sys
 import time
 from collections import Counter
@@ -16,6 +15,7 @@ from pathlib import Path
 from drivers.sim.dock import attach
 from drivers.sim.make import make_recorder
 from gateway import logsetup
+from gateway.archive.directory import hash_file
 from gateway.config import load_config
 from gateway.daemon import Daemon
 from gateway.evidence import is_evidence_metadata
@@ -24,14 +24,6 @@ from gateway.status import bar
 
 OFFICERS = [("SIM10001", "010231", "一分局巡警大队"), ("SIM10002", "010472", "一分局交警中队"),
             ("SIM10003", "010988", "一分局治安大队"), ("SIM10004", "011305", "一分局刑侦中队")]
-
-
-def sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
 
 
 def archive_media(root: Path) -> list[Path]:
@@ -65,9 +57,9 @@ def run_demo(workdir: Path, *, recorders: int = 3, clips: int = 4, size: int = 4
         return result
     # independent check: our own hashing of every source clip against the archive
     sources = [p for r in recs for p in (r / "storage").rglob("*") if p.is_file()]
-    want = Counter(sha256_file(p) for p in sources)
+    want = Counter(hash_file(p) for p in sources)
     media = archive_media(cfg.archive.path)
-    have = Counter(sha256_file(p) for p in media)
+    have = Counter(hash_file(p) for p in media)
     missing = set(want) - set(have)
     doubled = [h for h, n in have.items() if n > 1]
     total = sum(p.stat().st_size for p in sources)

@@ -50,16 +50,3 @@ def atomic_writer(final: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
 def write_atomic(final: Path, data: bytes, mode: int = 0o644) -> None:
     with atomic_writer(final, mode) as f:
         f.write(data)
-
-
-def remove_stale_temps(directory: Path) -> int:
-    """Delete temp files a crash left behind (they were never renamed, so no
-    reader ever saw them as complete). Returns how many were removed."""
-    removed = 0
-    if not directory.is_dir():
-        return 0
-    for p in directory.rglob(".*.tmp"):
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
-            removed += 1
-    return removed

@@ -11,7 +11,6 @@ signed *amendment* that references the manifest's hash.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import os
@@ -189,10 +188,6 @@ def write_signed(path: Path, signed: Signed) -> None:
 
 def read_signed(path: Path) -> Signed:
     return Signed(path.read_bytes(), path.with_name(path.name + SIG_SUFFIX).read_bytes())
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def profile_for(registry: Registry, dock: dict[str, Any]) -> Profile | None:

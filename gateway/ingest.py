@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,9 +97,9 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
             try:
                 while off < n:
                     off += os.write(dst_fd, chunk[off:])
-            except OSError as e:
+            except OSError:
                 hasher.free.put(i)
-                raise _staging_error(e, label) from None
+                raise  # a staging error: pull() says which
             hasher.todo.put((i, n))
             if _FADV and total - synced >= _WRITEBACK_EVERY:
                 # start writeback of what is written and drop what is clean: a
@@ -117,9 +118,9 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
     return digest, total
 
 
-def _staging_error(e: OSError, label: str) -> Exception:
+def _staging_error(e: OSError, label: str, staging: Path) -> Exception:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StagingFull(Path("."), 0, 0)
+        return StagingFull(staging, shutil.disk_usage(staging).free, 0)
     return ClipInterrupted(label, f"staging write failed: {e.strerror or e}")
 
 
@@ -142,18 +143,21 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
     except OSError as e:
         src.close()
-        raise _staging_error(e, label) from None
+        raise _staging_error(e, label, temp.parent) from None
     ok = False
     try:
         with src:
-            sha, size = copy_and_hash(src, fd, buffers, cancel, progress, label, ref.size)
+            try:
+                sha, size = copy_and_hash(src, fd, buffers, cancel, progress, label, ref.size)
+            except OSError as e:  # reads fail as ClipInterrupted: an OSError here is the write side
+                raise _staging_error(e, label, temp.parent) from None
             if size != ref.size:
                 raise ClipInterrupted(label, f"read {size} bytes, recorder listed {ref.size}")
             _check_unchanged(src, ref, label)
             try:
                 os.fsync(fd)
             except OSError as e:
-                raise _staging_error(e, label) from None
+                raise _staging_error(e, label, temp.parent) from None
             if _FADV:
                 # a multi-GB clip must not push everything else out of the page cache
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -117,9 +118,6 @@ class DockSession:
         ident = await self._thread(rec.identify)
         self.serial = ident.serial
         st.serial = ident.serial
-        cat.identify_dock(self.dock_id, ident)
-        ev.emit("identified", self.slot, serial=ident.serial, model=ident.model, officer=ident.officer,
-                unit=ident.unit, battery_pct=ident.battery_pct, dock_id=self.dock_id)
 
         station_before = time.time()
         recorder_clock = await self._thread(rec.read_clock)
@@ -140,6 +138,12 @@ class DockSession:
             ev.emit("skipped_entry", self.slot, serial=ident.serial,
                     more=len(skipped) - MAX_SKIP_EVENTS)
         st.skipped = len(skipped)
+        if ident.officer is None:  # plain storage: the profile's file-name patterns know it
+            officer = next((o for o in map(rec.profile.officer_from_name, (r.name for r in refs)) if o), None)
+            ident = dataclasses.replace(ident, officer=officer)
+        cat.identify_dock(self.dock_id, ident)
+        ev.emit("identified", self.slot, serial=ident.serial, model=ident.model, officer=ident.officer,
+                unit=ident.unit, battery_pct=ident.battery_pct, dock_id=self.dock_id)
         pending, known = cat.discover(self.dock_id, ident.serial, ident.officer, refs)
         # sidecars (GPS track, importance mark) first, so a clip's are staged before it is stamped
         suffixes = tuple(s.suffix.lower().encode() for s in rec.profile.sidecars)

@@ -9,8 +9,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SLOT_STATES = ("idle", "identifying", "pulling", "waiting", "done", "error", "foreign")
-
 
 @dataclass
 class SlotState:
@@ -54,7 +52,6 @@ class StationState:
         #: a bounded word for the last error (what MQTT's retained state shows)
         self.last_error_reason: str | None = None
         self.forwarding_paused = False
-        self.staging_low = False
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -63,6 +60,5 @@ class StationState:
             "last_error": self.last_error,
             "last_error_reason": self.last_error_reason,
             "forwarding_paused": self.forwarding_paused,
-            "staging_low": self.staging_low,
             "slots": [s.snapshot() for s in self.slots.values()],
         }
