@@ -1,23 +1,36 @@
 """Firmware profiles: one TOML file per recorder model, matched by an explicit
-registry. Adding a model is adding a file; two profiles claiming the same
-device is an error at start, not a coin toss at dock time."""
+registry. Adding a model is adding a file (docs/profiles.md): everything a
+model varies in (transport, interface and endpoints, control request fields,
+timeouts, command codes, record layout, clock zone, password encoding, probe,
+the storage side after the switch) is data here. A setting left out takes
+the family's default, the reading of the reference that most sources share.
+
+Two profiles that could claim the same device are an error at start, not a
+coin toss at dock time; a device that two profiles' regexes both accept
+matches neither (never guess which protocol to speak to an unknown device).
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drivers.base import UsbIds
+from drivers.ids import UsbIds
 from gateway.errors import DockgateError, describe_validation
 
-PROTOCOLS = ("ums", "zfy", "zfy-serial", "amba")
+log = logging.getLogger(__name__)
+
+#: every protocol family a profile may name (drivers.families maps each to its driver)
+PROTOCOLS = ("ums", "amba-ctrl", "amba-ascii", "zfy-ctrl", "bc-text", "e12-tcp", "zzx-json")
+Protocol = Literal["ums", "amba-ctrl", "amba-ascii", "zfy-ctrl", "bc-text", "e12-tcp", "zzx-json"]
 
 
 class ProfileError(DockgateError):
@@ -37,24 +50,165 @@ def _regex(v: str) -> str:
     return v
 
 
+def _opt_regex(v: str | None) -> str | None:
+    return None if v is None else _regex(v)
+
+
 class _M(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+U8 = Field(None, ge=0, le=0xFF)
+U16 = Field(None, ge=0, le=0xFFFF)
+
+
 class Match(_M):
+    """Which USB device this profile claims: VID:PID and, where several
+    protocols share one VID:PID (4255:0001 carries four), regexes on the
+    string descriptors that tell them apart."""
+
     vid: int = Field(ge=0, le=0xFFFF)
     pid: int = Field(ge=0, le=0xFFFF)
     product: str | None = Field(None, description="regex on the USB product string")
+    manufacturer: str | None = Field(None, description="regex on the USB manufacturer string")
+    serial: str | None = Field(None, description="regex on the USB serial string")
 
-    @field_validator("product")
+    @field_validator("product", "manufacturer", "serial")
     @classmethod
     def _regex_ok(cls, v: str | None) -> str | None:
-        return None if v is None else _regex(v)
+        return _opt_regex(v)
+
+    def regexes(self) -> dict[str, str]:
+        return {k: v for k, v in (("product", self.product), ("manufacturer", self.manufacturer),
+                                  ("serial", self.serial)) if v is not None}
+
+    def matches(self, ids: UsbIds) -> bool:
+        if (ids.vid, ids.pid) != (self.vid, self.pid):
+            return False
+        for attr, pattern in self.regexes().items():
+            value = getattr(ids, attr)
+            if value is None or re.search(pattern, value) is None:
+                return False
+        return True
 
 
 class Password(_M):
     #: none: no authentication; station: recorders.admin_password_file
     source: Literal["none", "station"] = "none"
+    #: how the text becomes bytes (A: UTF-8, C: ASCII); BC+ always sends MD5
+    encoding: Literal["utf-8", "ascii", "gbk"] = "utf-8"
+    #: the account logged in: BC+ "admin"/"user"; ZFY control: 0x10 admin, 0x11 user
+    user: Literal["admin", "user"] = "admin"
+    #: ZFY control: the SDK sends the password unpadded; [G] pads it to 6
+    pad_to: int = Field(0, ge=0, le=64)
+    #: login attempts before the password counts as refused (SDKs: C 6, D 10)
+    attempts: int = Field(1, ge=1, le=10)
+
+
+class Usb(_M):
+    configuration: int = Field(1, ge=1, le=255)
+    interface: int = Field(0, ge=0, le=255)
+    ep_out: int | None = Field(None, ge=0x01, le=0x0F)
+    ep_in: int | None = Field(None, ge=0x81, le=0x8F)
+    #: per transfer; None: the family's default
+    timeout_ms: int | None = Field(None, gt=0, le=60_000)
+    #: bulk IN buffer per read (B 64, D 1024)
+    read_size: int | None = Field(None, gt=0, le=65536)
+    #: BC+: drain bulk IN before every command (reads of drain_size, drain_timeout_ms each)
+    drain: bool | None = None
+    drain_size: int = Field(4096, gt=0, le=65536)
+    drain_timeout_ms: int = Field(100, gt=0, le=10_000)
+
+
+class Control(_M):
+    """Vendor control transfers on EP0 (families A and C)."""
+
+    request_type_out: int | None = U8
+    request_type_in: int | None = U8
+    request: int | None = U8
+    #: A: the storage switch goes out with its own bRequest (0x50)
+    storage_request: int | None = U8
+    value: int | None = U16
+    #: wValue of IN transfers: C's SDK sends 0x00aa, another tool 0; unknown which the firmware needs
+    in_value: int | None = U16
+    index: int | None = U16
+    #: A: every OUT packet is zero-padded to this length; the reply is reply_length bytes
+    packet: int | None = Field(None, gt=0, le=4096)
+    reply_length: int | None = Field(None, gt=0, le=4096)
+
+
+class Tcp(_M):
+    """TCP families (E, F). Host and port from the dock's hints first."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, gt=0, le=65535)
+    #: E: byte order of the 4-byte length prefix (unknown from sources)
+    length_order: Literal["big", "little"] = "big"
+    connect_timeout_ms: int = Field(3000, gt=0)
+    send_timeout_ms: int = Field(3000, gt=0)
+    read_timeout_ms: int = Field(5000, gt=0)
+    #: reach the recorder through ``adb -s <usb serial> forward tcp:0 tcp:<port>``
+    adb_forward: bool = False
+
+
+class Timing(_M):
+    #: pause between two commands (no source needs one; slow firmware may)
+    delay_ms: int = Field(0, ge=0, le=10_000)
+
+
+class ProbeSpec(_M):
+    """The read-only probe: which one is the family's; here only what to expect."""
+
+    #: regex the IDCode (C, D, E, F) must match; None: any well-formed IDCode
+    idcode: str | None = None
+    @field_validator("idcode")
+    @classmethod
+    def _regex_ok(cls, v: str | None) -> str | None:
+        return _opt_regex(v)
+
+
+class Record(_M):
+    """The officer record's layout (C: 100 bytes, E: 89 bytes)."""
+
+    size: int | None = Field(None, gt=0, le=4096)
+    #: serial, officer number, officer name, unit number, unit name
+    offsets: tuple[int, int, int, int, int] | None = None
+    widths: tuple[int, int, int, int, int] | None = None
+    #: text encoding of names; "auto" guesses between GBK and UTF-8
+    encoding: Literal["auto", "gbk", "utf-8"] = "auto"
+
+    @model_validator(mode="after")
+    def _inside(self) -> Record:
+        if self.size is not None and self.offsets is not None and self.widths is not None:
+            for o, w in zip(self.offsets, self.widths, strict=True):
+                if o + w > self.size:
+                    raise ValueError(f"field at {o} of {w} bytes leaves the {self.size}-byte record")
+        return self
+
+
+class Storage(_M):
+    """The mass-storage device the recorder becomes after the switch."""
+
+    vid: int | None = U16
+    pid: int | None = U16
+    #: seconds the switch usually takes; the session waits for the device
+    settle_s: float = Field(5.0, ge=0, le=300)
+    #: report the storage missing after this many seconds
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    #: none: any label; device-id: the label equals the id the recorder gave (B's @Gdv)
+    label: Literal["none", "device-id"] = "none"
+
+    @model_validator(mode="after")
+    def _both(self) -> Storage:
+        if (self.vid is None) != (self.pid is None):
+            raise ValueError("give both storage.vid and storage.pid, or neither")
+        if self.timeout_s < self.settle_s:
+            raise ValueError("storage.timeout_s is shorter than storage.settle_s")
+        return self
+
+    @property
+    def ids(self) -> UsbIds | None:
+        return None if self.vid is None or self.pid is None else UsbIds(self.vid, self.pid)
 
 
 class Clips(_M):
@@ -73,7 +227,10 @@ class NamePattern(_M):
 
 
 class Clock(_M):
-    timezone: str = "UTC"
+    #: the zone the recorder keeps its clock in, where the family sends local time
+    timezone: str = "Asia/Shanghai"
+    #: set the recorder's clock at dock (families that can)
+    set: bool = True
 
     @field_validator("timezone")
     @classmethod
@@ -83,15 +240,6 @@ class Clock(_M):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r}") from None
         return v
-
-
-class Serial(_M):
-    baudrate: int = Field(115200, gt=0)
-
-
-class Zfy(_M):
-    #: text encoding of ZFY_INFO names; "auto" guesses between GBK and UTF-8
-    info_encoding: Literal["auto", "gbk", "utf-8"] = "auto"
 
 
 class Sidecar(_M):
@@ -105,37 +253,34 @@ class Profile(_M):
     name: str
     description: str = ""
     model: str = ""
-    protocol: Literal["ums", "zfy", "zfy-serial", "amba"]
-    match: Match
+    protocol: Protocol
+    match: list[Match] = Field(min_length=1)
     password: Password = Password()
+    usb: Usb = Usb()
+    control: Control = Control()
+    tcp: Tcp = Tcp()
+    timing: Timing = Timing()
+    probe: ProbeSpec = ProbeSpec()
+    record: Record = Record()
+    storage: Storage = Storage()
     clips: Clips = Clips()
     names: list[NamePattern] = Field(default_factory=list)
     clock: Clock = Clock()
-    serial: Serial = Serial()
-    zfy: Zfy = Zfy()
-    #: ZFY command numbers that differ from the defaults, e.g. get_time = "N007"
-    commands: dict[str, str] = Field(default_factory=dict)
+    #: command codes that differ from the family's (names: see the family's codec)
+    commands: dict[str, int | str] = Field(default_factory=dict)
     sidecars: list[Sidecar] = Field(default_factory=list)
     source: str = Field("", exclude=True)
 
-    @field_validator("commands")
+    @field_validator("match", mode="before")
     @classmethod
-    def _commands_ok(cls, v: dict[str, str]) -> dict[str, str]:
-        from drivers.zfy_proto import COMMANDS
-
-        for name, num in v.items():
-            if name not in COMMANDS:
-                raise ValueError(f"unknown command {name!r}; known: {sorted(COMMANDS)}")
-            if not re.fullmatch(r"[SN]\d{3}", num):
-                raise ValueError(f"{name}: {num!r} is not like S001 or N012")
-        return v
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, dict) else v
 
     def matches(self, ids: UsbIds) -> bool:
-        if (ids.vid, ids.pid) != (self.match.vid, self.match.pid):
-            return False
-        if self.match.product is None:
-            return True
-        return ids.product is not None and re.search(self.match.product, ids.product) is not None
+        return any(m.matches(ids) for m in self.match)
+
+    def specificity(self, ids: UsbIds) -> int:
+        return max((len(m.regexes()) for m in self.match if m.matches(ids)), default=-1)
 
     def officer_from_name(self, name: str) -> str | None:
         for p in self.names:
@@ -156,9 +301,12 @@ def load_profile(text: str, source: str) -> Profile:
 
 
 def _overlap(a: Match, b: Match) -> bool:
-    # a profile without a product regex claims every product of its VID:PID
-    return (a.vid, a.pid) == (b.vid, b.pid) and (
-        a.product is None or b.product is None or a.product == b.product)
+    """Whether nothing tells the two claims apart: same VID:PID and no string
+    descriptor for which both give different regexes."""
+    if (a.vid, a.pid) != (b.vid, b.pid):
+        return False
+    ra, rb = a.regexes(), b.regexes()
+    return not any(k in rb and ra[k] != rb[k] for k in ra)
 
 
 class Registry:
@@ -171,9 +319,12 @@ class Registry:
             for q in self.profiles[:i]:
                 if p.name == q.name:
                     problems.append(f"{p.source} and {q.source} share the name {p.name!r}")
-                if _overlap(p.match, q.match):
-                    problems.append(f"{p.source} and {q.source} both claim "
-                                    f"{p.match.vid:04x}:{p.match.pid:04x}")
+                for a in p.match:
+                    for b in q.match:
+                        if _overlap(a, b):
+                            problems.append(f"{p.source} and {q.source} both claim {a.vid:04x}:{a.pid:04x}"
+                                            " with nothing to tell them apart (product, manufacturer or"
+                                            " serial regex)")
         if problems:
             raise ProfileError("firmware profiles", problems)
 
@@ -192,13 +343,30 @@ class Registry:
         return cls(profiles)
 
     def match(self, ids: UsbIds) -> Profile | None:
-        hits = [p for p in self.profiles if p.matches(ids)]
-        # a product-specific profile beats a VID:PID-only one
-        hits.sort(key=lambda p: p.match.product is None)
-        return hits[0] if hits else None
+        """The profile that claims this device, or None: no profile, or two
+        equally specific ones (never guess a protocol for a device)."""
+        hits = sorted(((p.specificity(ids), p) for p in self.profiles if p.matches(ids)),
+                      key=lambda h: -h[0])
+        if not hits:
+            return None
+        if len(hits) > 1 and hits[0][0] == hits[1][0]:
+            log.warning("%s matches profiles %s and %s alike; treating it as unknown",
+                        ids, hits[0][1].name, hits[1][1].name)
+            return None
+        return hits[0][1]
+
+    def match_storage(self, ids: UsbIds) -> Profile | None:
+        """The profile whose storage side has these ids (a recorder that was
+        switched to storage with no session waiting for it), or None when no
+        profile or more than one claims them."""
+        hits = [p for p in self.profiles if p.storage.ids is not None
+                and (p.storage.ids.vid, p.storage.ids.pid) == (ids.vid, ids.pid)]
+        return hits[0] if len(hits) == 1 else None
 
     def default_for(self, protocol: str) -> Profile:
-        for p in self.profiles:
-            if p.protocol == protocol:
-                return p
-        raise ProfileError("firmware profiles", [f"no shipped profile for protocol {protocol!r}"])
+        """The family's shipped profile (the simulator's defaults)."""
+        mine = [p for p in self.profiles if p.protocol == protocol]
+        mine.sort(key=lambda p: not p.source.startswith("firmware_profiles/"))
+        if not mine:
+            raise ProfileError("firmware profiles", [f"no profile for protocol {protocol!r}"])
+        return mine[0]
