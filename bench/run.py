@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from drivers.base import ClipRef
+from drivers.sim.station import write_station
 from drivers.volume import Volume
 from gateway.archive.base import ArchiveObject
 from gateway.archive.directory import DirectoryArchive
@@ -39,7 +40,6 @@ from gateway.catalog import Catalog
 from gateway.config import S3ArchiveConfig
 from gateway.ingest import make_buffers, pull
 from gateway.staging import Staging
-from gateway.station import write_station
 from tests.helpers import DaemonProc, dockgate
 from tests.servers import MotoServer
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.evidence import is_evidence_metadata
-from gateway.station import write_station
+from drivers.sim.station import write_station
+from gateway.evidence.manifest import is_evidence_metadata
 from tests.helpers import DaemonProc, dockgate, source_hashes
 from tests.servers import Mosquitto, MotoServer
 

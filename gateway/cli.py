@@ -87,7 +87,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from gateway.signing import keygen
+    from gateway.evidence.signing import keygen
 
     private = Path(args.private)
     public = Path(args.public) if args.public else private.with_suffix(".pub.pem")
@@ -133,8 +133,8 @@ def cmd_assign(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from gateway.archive import open_archive
     from gateway.archive.directory import DirectoryArchive
-    from gateway.signing import load_public
-    from gateway.verify import verify_archive
+    from gateway.evidence.signing import load_public
+    from gateway.evidence.verify import verify_archive
 
     if args.config:
         cfg = _config(args)
@@ -173,7 +173,7 @@ def cmd_sim_make(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_station(args: argparse.Namespace) -> int:
-    from gateway.station import write_station
+    from drivers.sim.station import write_station
 
     if args.mqtt and not re.match(r"^[^:]+:\d{1,5}$", args.mqtt):
         raise DockgateError(f"--mqtt wants HOST:PORT, got {args.mqtt!r}")

@@ -126,6 +126,8 @@ class ForwardConfig(_Section):
     attempts_per_try: int = Field(3, ge=1, le=20, description="quick retries of a transient failure before "
                                                                "the clip goes back to the queue")
     bandwidth_bytes_per_s: int = Field(0, ge=0, description="0: unlimited")
+    refused_retry_s: float = Field(60.0, gt=0, description="while the archive refuses the station (credentials, "
+                                                            "permissions): try one clip this often")
 
 
 class ReleaseConfig(_Section):

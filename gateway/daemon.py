@@ -18,23 +18,23 @@ from drivers.profiles import Registry
 from gateway import __version__
 from gateway.archive import open_archive
 from gateway.catalog import Catalog
-from gateway.commands import AssignReq, CommandError, SlotReq, parse_request, request_id, response
 from gateway.config import Config
-from gateway.custody import CustodyLog
 from gateway.errors import DockgateError
-from gateway.events import Events
+from gateway.events import Journal
+from gateway.evidence.custody import CustodyLog
+from gateway.evidence.signing import load_signer
 from gateway.forward import Forwarder
+from gateway.live import StationState
 from gateway.purge import Purger
 from gateway.runfiles import InstanceLock, write_status
 from gateway.secrets import read_secret
 from gateway.session import Context, DockSession
-from gateway.signing import load_signer
 from gateway.staging import Staging
 from gateway.stamp import Stamper
-from gateway.state import StationState
 from gateway.supervise import supervise
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.mqtt import MqttLink
+from gateway.telemetry.requests import AssignReq, CommandError, SlotReq, parse_request, request_id, response
 from gateway.telemetry.sdnotify import notify, watchdog_interval
 
 log = logging.getLogger(__name__)
@@ -82,24 +82,23 @@ class Daemon:
         self.custody = CustodyLog(cfg.custody_dir, self.signer, cfg.station.id,
                                   rotate_entries=cfg.evidence.custody_rotate_entries,
                                   rotate_s=cfg.evidence.custody_rotate_s)
-        self.events = Events(self.catalog, self.custody)
+        self.journal = self.catalog.journal = Journal(self.custody)
         self._dirty = True
-        self.events.listeners.append(self._mark_dirty)
-        self.forwarder = Forwarder(cfg, self.catalog, self.staging, self.archive, self.events,
-                                   self.state, cfg.custody_dir)
+        self.journal.listeners.append(self._mark_dirty)
+        self.forwarder = Forwarder(cfg, self.catalog, self.staging, self.archive, self.state, cfg.custody_dir)
         self.stamper = Stamper(cfg, self.catalog, self.staging, self.registry, self.signer, self.custody,
-                               self.events, self.forwarder.wake)
-        self.purger = Purger(cfg, self.catalog, self.staging, self.events)
-        self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.events,
-                           self.password, self.stamper.wake, self.purger.need)
+                               self.forwarder.wake)
+        self.purger = Purger(cfg, self.catalog, self.staging)
+        self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.password, self.stamper.wake,
+                           self.purger.need)
         self.detector = make_detector(cfg, self.registry)
         if cfg.metrics.enabled:
             self.metrics = Metrics(cfg.detect.slots)
-            self.events.listeners.append(self.metrics.on_event)
+            self.journal.listeners.append(self.metrics.on_event)
             self.metrics.serve(cfg.metrics.listen)
         if cfg.mqtt.enabled:
             self.mqtt = MqttLink(cfg.mqtt, cfg.station.id, self.catalog, self.snapshot, self.handle_request)
-            self.events.listeners.append(self.mqtt.wake)
+            self.journal.listeners.append(self.mqtt.wake)
         log.info("dockgate %s station %s: %d slots, %d profiles, archive %s; recovered %s, "
                  "dropped %d partial staging files", __version__, cfg.station.id,
                  cfg.detect.slots, len(self.registry.profiles), self.archive.describe(),
@@ -186,12 +185,12 @@ class Daemon:
             return {"slot": req.slot, "rescanning": True}
         if cmd == "pause":
             self.state.forwarding_paused = True
-            self.events.emit("forwarding_paused")
+            self.catalog.emit("forwarding_paused")
             return {"forwarding_paused": True}
         if cmd == "resume":
             self.state.forwarding_paused = False
             self.forwarder.wake()
-            self.events.emit("forwarding_resumed")
+            self.catalog.emit("forwarding_resumed")
             return {"forwarding_paused": False}
         snap = self.snapshot()
         return {"clips": self.catalog.counts(), "queue": snap["queue"], "archive_up": snap["archive_up"],
@@ -207,13 +206,13 @@ class Daemon:
             elif isinstance(event, Detached):
                 self.devices.pop(event.slot, None)
                 await self._undock(event.slot)
-                self.events.emit("undocked", event.slot)
+                self.catalog.emit("undocked", event.slot)
             elif isinstance(event, DetectProblem):
                 await self._undock(event.slot)
                 st = self.state.slots[event.slot]
                 st.reset("error")
                 st.message = event.message
-                self.events.emit("device_error", event.slot, error=event.message)
+                self.catalog.emit("device_error", event.slot, error=event.message)
 
     async def flush_custody(self, timeout: float = 30.0) -> bool:
         """Seal the open custody segment and wait until the archive holds every
@@ -241,7 +240,7 @@ class Daemon:
         except Exception as e:  # a bug in one slot must not take the station down
             log.exception("slot %d serial %s: session crashed", session.slot, session.serial)
             session.st.state, session.st.message = "error", f"internal error: {e}"
-            self.events.emit("device_error", session.slot, serial=session.serial,
+            self.catalog.emit("device_error", session.slot, serial=session.serial,
                              error=f"internal error: {e}")
 
     async def _undock(self, slot: int) -> None:

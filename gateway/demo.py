@@ -14,12 +14,12 @@ from pathlib import Path
 
 from drivers.sim.dock import attach
 from drivers.sim.make import make_recorder
+from drivers.sim.station import write_station
 from gateway import logsetup
 from gateway.archive.directory import hash_file
 from gateway.config import load_config
 from gateway.daemon import Daemon
-from gateway.evidence import is_evidence_metadata
-from gateway.station import write_station
+from gateway.evidence.manifest import is_evidence_metadata
 from gateway.status import bar
 
 OFFICERS = [("SIM10001", "010231", "一分局巡警大队"), ("SIM10002", "010472", "一分局交警中队"),
@@ -70,8 +70,8 @@ def run_demo(workdir: Path, *, recorders: int = 3, clips: int = 4, size: int = 4
     print(f"archive check: every clip is in the archive exactly once ({len(media)} media files, "
           f"SHA-256 checked independently)")
     from gateway.archive.directory import DirectoryArchive
-    from gateway.signing import load_public
-    from gateway.verify import verify_archive
+    from gateway.evidence.signing import load_public
+    from gateway.evidence.verify import verify_archive
 
     report = verify_archive(DirectoryArchive(cfg.archive.path), [load_public(cfg.public_key_file)])
     if not report.ok:

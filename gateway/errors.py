@@ -75,18 +75,6 @@ class ClipInterrupted(DockgateError):
         super().__init__(f"{path}: {why}")
 
 
-class ChecksumMismatch(DockgateError):
-    """Bytes read back do not have the hash they must have."""
-
-    reason = "checksum_mismatch"
-
-    def __init__(self, path: str, expected: str, actual: str) -> None:
-        self.path = path
-        self.expected = expected
-        self.actual = actual
-        super().__init__(f"{path}: expected sha256 {expected}, got {actual}")
-
-
 class StagingFull(DockgateError):
     """Staging has less free space than the configured reserve."""
 
@@ -98,37 +86,6 @@ class StagingFull(DockgateError):
         self.free = free
         self.needed = needed
         super().__init__(f"{path}: {free} bytes free, need {needed} (reserve included)")
-
-
-class ArchiveError(DockgateError):
-    """Base of archive backend failures."""
-
-    reason = "archive"
-
-
-class ArchiveUnavailable(ArchiveError):
-    """The archive cannot be reached or written right now."""
-
-    permanent = False
-    reason = "archive_unavailable"
-
-    def __init__(self, target: str, why: str) -> None:
-        self.target = target
-        self.why = why
-        super().__init__(f"archive {target} unavailable: {why}")
-
-
-class ArchiveConflict(ArchiveError):
-    """The archive already holds *different* bytes under our key. Evidence is
-    never overwritten; a person must look."""
-
-    reason = "archive_conflict"
-
-    def __init__(self, key: str, expected: str, found: str) -> None:
-        self.key = key
-        self.expected = expected
-        self.found = found
-        super().__init__(f"archive key {key} holds sha256 {found}, ours is {expected}")
 
 
 class UnsafePath(DockgateError):

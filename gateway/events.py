@@ -1,5 +1,8 @@
-"""Events people and systems act on: logged, and kept in the catalog's outbox
-so that telemetry can deliver every one of them, even after an outage."""
+"""Where recorded events go besides the catalog's outbox: the custody log
+(inside the recording transaction: an event announced is an event on the
+record), then logs and listeners (metrics, MQTT, the status writer) once it
+is committed. Telemetry delivers every event from the outbox, even after an
+outage."""
 
 from __future__ import annotations
 
@@ -7,36 +10,35 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from gateway.catalog import Catalog
-from gateway.custody import CustodyLog
+from gateway.catalog import Event
+from gateway.evidence.custody import CustodyLog
 
 log = logging.getLogger("dockgate.events")
 
 WARNING_EVENTS = {"foreign_device", "wrong_password", "quarantined", "clip_interrupted",
-                  "disk_low", "archive_down", "device_error", "skipped_entry", "partial_clip", "release_failed",
-                  "implausible_time"}
+                  "disk_low", "archive_down", "archive_refused", "device_error", "skipped_entry", "partial_clip",
+                  "release_failed", "implausible_time", "unrecognised_device", "storage_missing"}
 #: what the custody log records: every hand a clip passes through
 CUSTODY_EVENTS = {"docked", "identified", "clock", "pulled", "seen_again", "clip_interrupted", "stamped",
                   "partial_clip", "assigned", "amended", "forwarded", "verified", "clip_archived",
                   "amendment_archived", "quarantined", "released", "purged", "undocked", "wrong_password",
-                  "foreign_device", "implausible_time", "disk_low"}
+                  "foreign_device", "implausible_time", "disk_low", "storage_switched", "unrecognised_device"}
+
+Listener = Callable[[str, int | None, dict[str, Any]], None]
 
 
-class Events:
-    def __init__(self, catalog: Catalog, custody: CustodyLog | None = None) -> None:
-        self.catalog = catalog
+class Journal:
+    def __init__(self, custody: CustodyLog | None = None) -> None:
         self.custody = custody
-        self.listeners: list[Callable[[str, int | None, dict[str, Any]], None]] = []
+        self.listeners: list[Listener] = []
 
-    def emit(self, type_: str, slot: int | None = None, **data: Any) -> str:
-        if self.custody is not None and type_ in CUSTODY_EVENTS:
-            # custody first: an event announced is an event on the record
-            self.custody.append(type_, slot=slot, **data)
-        eid = self.catalog.add_event(type_, slot, data)
-        where = f"slot {slot}: " if slot is not None else ""
-        detail = " ".join(f"{k}={v}" for k, v in data.items() if v is not None)
-        level = logging.WARNING if type_ in WARNING_EVENTS else logging.INFO
-        log.log(level, "%s%s %s", where, type_, detail)
+    def on_record(self, ev: Event) -> None:
+        if self.custody is not None and ev.type in CUSTODY_EVENTS:
+            self.custody.append(ev.type, slot=ev.slot, **ev.data)
+
+    def announce(self, ev: Event) -> None:
+        where = f"slot {ev.slot}: " if ev.slot is not None else ""
+        detail = " ".join(f"{k}={v}" for k, v in ev.data.items() if v is not None)
+        log.log(logging.WARNING if ev.type in WARNING_EVENTS else logging.INFO, "%s%s %s", where, ev.type, detail)
         for cb in self.listeners:
-            cb(type_, slot, data)
-        return eid
+            cb(ev.type, ev.slot, ev.data)

@@ -1,11 +1,21 @@
-"""Forwarding: drain the catalog's staged clips into the archive.
+"""Forwarding: drain the catalog's stamped clips into the archive.
 
 The catalog is the queue, so a crash loses nothing: clips left ``forwarding``
-go back to ``staged`` at start and ``put`` is idempotent. Transient failures
-(archive down) back off exponentially with jitter up to ``retry_max_s`` and
-are retried for as long as it takes; failures that retrying cannot fix
-(staged bytes no longer match their hash, the archive holds different bytes
-under our key) quarantine the clip: kept, alarmed, never released.
+go back to ``stamped`` at start and ``put`` is idempotent. What a failure
+does is decided by the archive contract's taxonomy (``archive/base.py``),
+never by comparing types or paths here:
+
+* the clip's own fault, permanent (its staged copy changed or vanished, the
+  archive holds other bytes under its key): the clip is quarantined, kept and
+  alarmed, never released;
+* the clip's own fault, transient (the stored copy did not read back right):
+  retried, quarantined after ``MAX_VERIFY_FAILURES``;
+* the station's fault, permanent (the archive refuses us: credentials,
+  permissions, policy): forwarding pauses with one alarm, nothing is
+  quarantined, one clip is tried every ``refused_retry_s`` and forwarding
+  resumes by itself once the archive takes it;
+* the station's fault, transient (archive down): exponential backoff with
+  jitter up to ``retry_max_s``, for as long as it takes.
 """
 
 from __future__ import annotations
@@ -17,161 +27,172 @@ import random
 import time
 from pathlib import Path
 
-from gateway.archive import Archive, ArchiveObject
-from gateway.catalog import Catalog, ClipRow
+from gateway.archive import Archive, ArchiveError, ArchiveObject, ArchiveUnavailable, Receipt
+from gateway.catalog import Catalog, ClipRow, event
 from gateway.config import Config
-from gateway.errors import ArchiveConflict, ChecksumMismatch, DockgateError
-from gateway.events import Events
-from gateway.evidence import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
+from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
+from gateway.live import StationState
 from gateway.staging import Staging
-from gateway.state import StationState
-from gateway.supervise import wait_event
+from gateway.supervise import Worker
 
 log = logging.getLogger(__name__)
 
 #: read-back mismatches tolerated before a clip is quarantined
 MAX_VERIFY_FAILURES = 5
+IDLE_S = 30.0
 
 
-class Forwarder:
+class Forwarder(Worker):
     def __init__(self, cfg: Config, catalog: Catalog, staging: Staging, archive: Archive,
-                 events: Events, state: StationState, custody_dir: Path) -> None:
+                 live: StationState, custody_dir: Path) -> None:
+        super().__init__()
         self.cfg = cfg
         self.custody_dir = custody_dir
         self.catalog = catalog
         self.staging = staging
         self.archive = archive
-        self.events = events
-        self.state = state
-        self._wake = asyncio.Event()
+        self.live = live
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-
-    def wake(self) -> None:
-        self._wake.set()
+        #: while the archive refuses the station: when to try one clip again
+        self._probe_at = 0.0
 
     async def run(self) -> None:
         try:
-            while True:
-                self._wake.clear()
-                free = self.cfg.forward.concurrency - len(self._in_flight)
-                if free > 0 and not self.state.forwarding_paused:
-                    due = self.catalog.due_for_forward(time.time(), free + len(self._in_flight))
-                    for clip in due:
-                        if clip.sha256 in self._in_flight or free <= 0:
-                            continue
-                        free -= 1
-                        task = asyncio.create_task(self._forward(clip), name=f"fwd-{clip.sha256[:8]}")
-                        self._in_flight[clip.sha256] = task
-                        task.add_done_callback(functools.partial(self._done, clip.sha256))
-                if not self.state.forwarding_paused and self.state.archive_up is not False:
-                    await self._forward_small()
-                timeout = 30.0
-                nxt = self.catalog.next_retry_at()
-                if nxt is not None:
-                    timeout = min(timeout, max(0.05, nxt - time.time()))
-                await wait_event(self._wake, timeout)
+            await super().run()
         finally:
             for t in self._in_flight.values():
                 t.cancel()
+
+    async def step(self) -> float:
+        now = time.time()
+        if self.live.forwarding_paused:
+            return IDLE_S  # `resume` wakes us
+        refused = self.live.archive_refused is not None
+        if refused and now < self._probe_at:
+            return self._probe_at - now
+        # while refused, one clip at a time finds out whether the fault is gone
+        free = (1 if refused else self.cfg.forward.concurrency) - len(self._in_flight)
+        if free > 0:
+            for clip in self.catalog.due_for_forward(now, free + len(self._in_flight)):
+                if clip.sha256 in self._in_flight or free <= 0:
+                    continue
+                free -= 1
+                task = asyncio.create_task(self._forward(clip), name=f"fwd-{clip.sha256[:8]}")
+                self._in_flight[clip.sha256] = task
+                task.add_done_callback(functools.partial(self._done, clip.sha256))
+        if self.live.archive_up is not False:
+            await self._forward_small()
+        nxt = self.catalog.next_retry_at()
+        return IDLE_S if nxt is None else min(IDLE_S, max(0.05, nxt - time.time()))
+
+    def _done(self, sha: str, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(sha, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("forwarding %s crashed", sha[:12], exc_info=task.exception())
+        self.wake()
 
     async def _forward_small(self) -> None:
         """Amendments of archived clips and sealed custody segments: small,
         write-once, sent one at a time between the clips."""
         try:
             for a in self.catalog.due_amendments():
-                signed = read_signed(self.staging.resolve(a["path"]))
-                key = f"{a['archive_key']}{amendment_suffix(a['id'])}"
-                await asyncio.to_thread(self.archive.put_bytes, key, signed.body)
-                await asyncio.to_thread(self.archive.put_bytes, key + SIG_SUFFIX, signed.signature)
-                self.catalog.mark_amendment_archived(a["id"], key)
-                self.events.emit("amendment_archived", sha256=a["sha256"], key=key)
+                signed = await asyncio.to_thread(read_signed, self.staging.resolve(a.path))
+                key = f"{a.archive_key}{amendment_suffix(a.id)}"
+                await self._put_bytes(key, signed.body)
+                await self._put_bytes(key + SIG_SUFFIX, signed.signature)
+                self.catalog.amendment_archived(a.id, key, event("amendment_archived", sha256=a.sha256, key=key))
             for name in self.catalog.due_segments():
-                data = (self.custody_dir / name).read_bytes()
+                data = await asyncio.to_thread((self.custody_dir / name).read_bytes)
                 key = f"custody/{self.cfg.station.id}/{name}"
-                await asyncio.to_thread(self.archive.put_bytes, key, data)
-                self.catalog.mark_segment_archived(name)
+                await self._put_bytes(key, data)
+                self.catalog.segment_archived(name)
                 log.info("custody segment %s archived as %s", name, key)
-        except DockgateError as e:
+        except OSError as e:  # our own copy of a small object: kept, tried again next round
+            log.error("evidence metadata cannot be read from the station: %s", e)
+        except ArchiveError as e:
             log.warning("forwarding evidence metadata failed: %s", e)
-            if not e.permanent:
-                self.state.archive_up = False
+            self._station_fault(e)
 
-    def _done(self, sha: str, task: asyncio.Task[None]) -> None:
-        self._in_flight.pop(sha, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("forwarding %s crashed", sha[:12], exc_info=task.exception())
-        self._wake.set()
+    async def _put_bytes(self, key: str, data: bytes) -> Receipt:
+        return await asyncio.to_thread(self.archive.put_bytes, key, data)
+
+    def _object(self, clip: ClipRow) -> ArchiveObject | str:
+        """The archive object for *clip*, or why there can be none."""
+        if clip.staged_path is None or clip.manifest_path is None or clip.archive_key is None:
+            return "no staged copy or manifest"
+        try:
+            manifest = read_signed(self.staging.resolve(clip.manifest_path))
+        except OSError as e:
+            return f"manifest unreadable: {e}"
+        return ArchiveObject(
+            key=clip.archive_key, source=self.staging.resolve(clip.staged_path), sha256=clip.sha256, size=clip.size,
+            extras=((MANIFEST_SUFFIX, manifest.body), (MANIFEST_SUFFIX + SIG_SUFFIX, manifest.signature)),
+            metadata=(("officer", clip.officer or ""), ("serial", clip.serial), ("station", self.cfg.station.id),
+                      ("original-path", clip.display), ("manifest-sha256", clip.manifest_sha256 or "")))
 
     async def _forward(self, clip: ClipRow) -> None:
         key = clip.archive_key or f"unstamped/{clip.sha256}"
-        if clip.staged_path is None or clip.manifest_path is None or clip.archive_key is None:
-            self._quarantine(clip, key, "no staged copy or manifest")
+        obj = await asyncio.to_thread(self._object, clip)
+        if isinstance(obj, str):
+            self.catalog.quarantine(clip.sha256, obj, event("quarantined", sha256=clip.sha256, key=key, error=obj))
             return
-        source = self.staging.resolve(clip.staged_path)
-        try:
-            manifest = read_signed(self.staging.resolve(clip.manifest_path))
-        except FileNotFoundError as e:
-            self._quarantine(clip, key, f"manifest missing: {e}")
-            return
-        obj = ArchiveObject(key=key, source=source, sha256=clip.sha256, size=clip.size,
-                            extras=((MANIFEST_SUFFIX, manifest.body),
-                                    (MANIFEST_SUFFIX + SIG_SUFFIX, manifest.signature)),
-                            metadata=(("officer", clip.officer or ""), ("serial", clip.serial),
-                                      ("station", self.cfg.station.id),
-                                      ("original-path", clip.path.decode("utf-8", "backslashreplace")),
-                                      ("manifest-sha256", clip.manifest_sha256 or "")))
-        self.catalog.mark_forwarding(clip.sha256, key)
+        self.catalog.start_forward(clip.sha256, key)
         started = time.monotonic()
         try:
             receipt = await asyncio.to_thread(self.archive.put, obj)
-        except ChecksumMismatch as e:
-            if e.path == str(source):
-                self._quarantine(clip, key, f"staged copy no longer matches its hash: {e}")
-            elif clip.attempts + 1 >= MAX_VERIFY_FAILURES:
-                self._quarantine(clip, key, f"archive read-back failed {clip.attempts + 1} times: {e}")
-            else:
-                self._retry(clip, e)
+        except ArchiveError as e:
+            self._failed(clip, key, e)
             return
-        except ArchiveConflict as e:
-            self._quarantine(clip, key, str(e))
-            return
-        except DockgateError as e:
-            if e.permanent:
-                self._quarantine(clip, key, str(e))
-            else:
-                self._retry(clip, e)
-            return
-        except FileNotFoundError as e:
-            self._quarantine(clip, key, f"staged copy missing: {e}")
-            return
-        except Exception as e:  # unknown: treat as transient, keep the clip queued
+        except Exception as e:  # a bug, not the archive: keep the clip queued, say so loudly
             log.exception("unexpected error forwarding %s", clip.sha256[:12])
-            self._retry(clip, e)
+            self._failed(clip, key, ArchiveUnavailable(self.archive.describe(), f"internal error: {e!r}"))
             return
-        self.events.emit("forwarded", sha256=clip.sha256, key=key, existed=receipt.existed)
-        self.events.emit("verified", sha256=clip.sha256, key=key, verified_by=receipt.verified_by)
-        self.catalog.mark_archived(clip.sha256)
-        if self.state.archive_up is not True:
-            if self.state.archive_up is False:
-                self.events.emit("archive_up", archive=self.archive.describe())
-            self.state.archive_up = True
-        self.events.emit("clip_archived", sha256=clip.sha256, key=key, size=clip.size,
-                         partial=bool(clip.partial), duration_s=round(time.monotonic() - started, 3))
+        self.catalog.archived(
+            clip.sha256,
+            event("forwarded", sha256=clip.sha256, key=key, existed=receipt.existed),
+            event("verified", sha256=clip.sha256, key=key, verified_by=receipt.verified_by),
+            event("clip_archived", sha256=clip.sha256, key=key, size=clip.size, partial=bool(clip.partial),
+                  duration_s=round(time.monotonic() - started, 3)))
+        self._archive_works()
 
-    def _retry(self, clip: ClipRow, err: Exception) -> None:
+    def _failed(self, clip: ClipRow, key: str, e: ArchiveError) -> None:
+        if e.scope == "clip" and (e.permanent or clip.attempts + 1 >= MAX_VERIFY_FAILURES):
+            why = str(e) if e.permanent else f"failed {clip.attempts + 1} times: {e}"
+            self.live.last_error, self.live.last_error_reason = why, "quarantine"
+            self.catalog.quarantine(clip.sha256, why, event("quarantined", sha256=clip.sha256, key=key, error=why,
+                                                            reason=e.reason))
+            return
+        if e.scope == "station" and e.permanent:
+            self._station_fault(e)
+            self.catalog.retry_later(clip.sha256, str(e), self._probe_at, counts=False)
+            return
         f = self.cfg.forward
-        delay = min(f.retry_max_s, f.retry_initial_s * 2 ** min(clip.attempts, 30))
-        delay *= random.uniform(0.8, 1.2)
-        self.catalog.retry_later(clip.sha256, str(err), time.time() + delay)
-        self.state.last_error = str(err)
-        self.state.last_error_reason = getattr(err, "reason", "archive")
-        if self.state.archive_up is not False:
-            self.state.archive_up = False
-            self.events.emit("archive_down", archive=self.archive.describe(), error=str(err))
-        log.warning("forwarding %s failed (%s); retry in %.1fs", clip.sha256[:12], err, delay)
+        delay = min(f.retry_max_s, f.retry_initial_s * 2 ** min(clip.attempts, 30)) * random.uniform(0.8, 1.2)
+        self.catalog.retry_later(clip.sha256, str(e), time.time() + delay)
+        if e.scope == "station":
+            self._station_fault(e)
+        log.warning("forwarding %s failed (%s); retry in %.1fs", clip.sha256[:12], e, delay)
 
-    def _quarantine(self, clip: ClipRow, key: str, why: str) -> None:
-        self.catalog.quarantine(clip.sha256, why)
-        self.state.last_error = why
-        self.state.last_error_reason = "quarantine"
-        self.events.emit("quarantined", sha256=clip.sha256, key=key, error=why)
+    def _station_fault(self, e: ArchiveError) -> None:
+        """The archive is down or refuses us: alarm once, not per clip."""
+        self.live.last_error, self.live.last_error_reason = str(e), e.reason
+        if e.permanent:
+            self._probe_at = time.time() + self.cfg.forward.refused_retry_s
+            if self.live.archive_refused is None:
+                self.live.archive_refused = str(e)
+                self.live.archive_up = False
+                self.catalog.emit("archive_refused", archive=self.archive.describe(), error=str(e),
+                                  reason=e.reason, retry_s=self.cfg.forward.refused_retry_s)
+            return
+        if self.live.archive_up is not False:
+            self.live.archive_up = False
+            self.catalog.emit("archive_down", archive=self.archive.describe(), error=str(e))
+
+    def _archive_works(self) -> None:
+        if self.live.archive_up is not True:
+            if self.live.archive_up is False:
+                after = "refused" if self.live.archive_refused is not None else "down"
+                self.catalog.emit("archive_up", archive=self.archive.describe(), after=after)
+            self.live.archive_up = True
+            self.live.archive_refused = None
+            self.wake()  # the queue held back while refused goes out now

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from drivers.base import ClipRef
+from drivers.base import ClipRef, DriverError
 from gateway.errors import ClipInterrupted, StagingFull
 
 _FADV = hasattr(os, "posix_fadvise")
@@ -82,9 +82,10 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
             want = min(len(view), limit - total + 1)
             try:
                 n = src.readinto(view[:want])  # type: ignore[attr-defined]
-            except OSError as e:
+            except (OSError, DriverError) as e:  # a volume's OSError, a protocol stream's DriverError
                 hasher.free.put(i)
-                raise ClipInterrupted(label, f"read error: {e.strerror or e}") from None
+                why = e.strerror if isinstance(e, OSError) else None
+                raise ClipInterrupted(label, f"read error: {why or e}") from None
             if not n:
                 hasher.free.put(i)
                 break
@@ -135,10 +136,12 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
     label = ref.display
     try:
         src = open_clip(ref)
-    except FileNotFoundError:
-        raise ClipInterrupted(label, "vanished from the recorder") from None
-    except OSError as e:
-        raise ClipInterrupted(label, f"cannot open: {e.strerror or e}") from None
+    except DriverError as e:
+        if getattr(e, "errno", None) == errno.ENOENT:
+            raise ClipInterrupted(label, "vanished from the recorder") from None
+        if e.permanent:  # a symlink, a device node: never read, not a retry
+            raise
+        raise ClipInterrupted(label, f"cannot open: {e}") from None
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
     except OSError as e:

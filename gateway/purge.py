@@ -10,46 +10,37 @@ import asyncio
 import logging
 import time
 
-from gateway.catalog import Catalog
+from gateway.catalog import Catalog, Purgeable, event
 from gateway.config import Config
-from gateway.events import Events
 from gateway.staging import Staging
-from gateway.supervise import wait_event
+from gateway.supervise import Worker
 
 log = logging.getLogger(__name__)
 
 
-class Purger:
-    def __init__(self, cfg: Config, catalog: Catalog, staging: Staging, events: Events) -> None:
+class Purger(Worker):
+    def __init__(self, cfg: Config, catalog: Catalog, staging: Staging) -> None:
+        super().__init__()
         self.cfg = cfg
         self.catalog = catalog
         self.staging = staging
-        self.events = events
-        self._wake = asyncio.Event()
         #: slot -> bytes a waiting pull needs free (its clip plus the reserve)
         self.wanted: dict[int, int] = {}
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def need(self, slot: int, free_bytes: int) -> None:
         """A pull on *slot* waits for *free_bytes* (0: no longer waiting)."""
         if free_bytes:
             self.wanted[slot] = free_bytes
-            self._wake.set()
+            self.wake()
         else:
             self.wanted.pop(slot, None)
 
-    async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            await self.purge()
-            await wait_event(self._wake, self.cfg.purge.interval_s)
+    async def step(self) -> float:
+        await self.purge()
+        return self.cfg.purge.interval_s
 
     async def purge(self) -> int:
-        done = 0
-        aged = self.catalog.purgeable(time.time() - self.cfg.purge.after_s)
-        done += await self._remove(aged, "age")
+        done = await self._remove(self.catalog.purgeable(time.time() - self.cfg.purge.after_s), "age")
         target = max([self.staging.reserve_bytes, *self.wanted.values()])
         while self.staging.free_bytes() < target:
             oldest = self.catalog.purgeable(time.time() + 1, limit=20)
@@ -58,10 +49,8 @@ class Purger:
             done += await self._remove(oldest, "disk low")
         return done
 
-    async def _remove(self, clips: list[tuple[str, str, int]], why: str) -> int:
-        for sha, rel, size in clips:
-            path = self.staging.resolve(rel)
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-            self.catalog.mark_purged(sha)
-            self.events.emit("purged", sha256=sha, size=size, why=why)
+    async def _remove(self, clips: list[Purgeable], why: str) -> int:
+        for c in clips:
+            await asyncio.to_thread(self.staging.resolve(c.staged_path).unlink, missing_ok=True)
+            self.catalog.purged(c.sha256, event("purged", sha256=c.sha256, size=c.size, why=why))
         return len(clips)

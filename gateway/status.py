@@ -58,7 +58,7 @@ def read_events(cfg: Config, since: int = 0, limit: int = 1000) -> list[dict[str
         return []
     cat = Catalog(cfg.catalog_path, readonly=True)
     try:
-        return cat.events(since, limit)
+        return [e.as_dict() for e in cat.events(since, limit)]
     except sqlite3.Error:
         return []
     finally:

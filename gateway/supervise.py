@@ -4,6 +4,7 @@ it cleanly instead of limping on without, say, a forwarder."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import time
@@ -50,3 +51,31 @@ async def supervise(name: str, factory: Callable[[], Awaitable[None]], *, max_re
             if len(crashes) > max_restarts:
                 raise GaveUp(name, len(crashes)) from None
             await asyncio.sleep(min(30.0, 0.5 * 2 ** len(crashes)))
+
+
+class Worker(abc.ABC):
+    """A loop that does what is due, then sleeps until woken or until the
+    time ``step`` asked for. The stamper, forwarder and purger are workers;
+    anything that makes work for one calls its ``wake``."""
+
+    def __init__(self) -> None:
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Once, before the first step (pick up what a crash left)."""
+
+    @abc.abstractmethod
+    async def step(self) -> float:
+        """Do what is due now; return how long to sleep unless woken
+        (0: there is more to do at once)."""
+
+    async def run(self) -> None:
+        await self.start()
+        while True:
+            self._wake.clear()
+            pause = await self.step()
+            if pause > 0:
+                await wait_event(self._wake, pause)

@@ -1,8 +1,10 @@
-"""The shared suite every archive backend passes (restic-style).
+"""The shared suite every archive backend, and every wrapper stack, passes
+(restic-style).
 
 A backend's test module subclasses ``ArchiveContract`` and provides the
-``archive`` fixture (a fresh, empty archive) and ``corrupting`` (the same
-archive with bytes flipped on their way to storage)."""
+fixtures ``archive`` (a fresh, empty archive), ``corrupting`` (the same
+archive with bytes flipped on their way to storage) and ``refusing`` (an
+archive that refuses the station: wrong credentials, not writable)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.archive import Archive, ArchiveObject
-from gateway.errors import ArchiveConflict, ChecksumMismatch
+from gateway.archive import Archive, ArchiveConflict, ArchiveObject, ArchiveRefused, SourceFault, VerifyFailed
 
 
 def make_obj(tmp_path: Path, key: str = "0001/2024-01-01/S1/a_12345678.MP4", size: int = 3 << 20,
@@ -32,6 +33,10 @@ class ArchiveContract:
 
     @pytest.fixture
     def corrupting(self, tmp_path: Path) -> Archive:
+        pytest.fail("backend test modules provide this fixture")
+
+    @pytest.fixture
+    def refusing(self, tmp_path: Path) -> Archive:
         pytest.fail("backend test modules provide this fixture")
 
     def test_put_stores_exact_bytes_and_extras(self, archive: Archive, tmp_path: Path) -> None:
@@ -70,16 +75,34 @@ class ArchiveContract:
     def test_wrong_hash_fails_and_leaves_no_object(self, archive: Archive, tmp_path: Path) -> None:
         obj = make_obj(tmp_path)
         lie = ArchiveObject(obj.key, obj.source, "0" * 64, obj.size, obj.extras)
-        with pytest.raises(ChecksumMismatch):
+        with pytest.raises(SourceFault) as e:
             archive.put(lie)
+        assert e.value.scope == "clip" and e.value.permanent
         assert archive.sha256(obj.key) is None
+        assert list(archive.keys()) == []
+
+    def test_a_missing_staged_copy_is_the_clips_own_fault(self, archive: Archive, tmp_path: Path) -> None:
+        obj = make_obj(tmp_path)
+        obj.source.unlink()
+        with pytest.raises(SourceFault) as e:
+            archive.put(obj)
+        assert e.value.scope == "clip" and e.value.permanent
         assert list(archive.keys()) == []
 
     def test_bytes_corrupted_on_the_way_are_detected(self, corrupting: Archive, tmp_path: Path) -> None:
         obj = make_obj(tmp_path)
-        with pytest.raises(ChecksumMismatch):
+        with pytest.raises(VerifyFailed) as e:
             corrupting.put(obj)
+        assert e.value.scope == "clip" and not e.value.permanent
         assert corrupting.sha256(obj.key) is None
+
+    def test_an_archive_refusing_the_station_is_never_the_clips_fault(self, refusing: Archive,
+                                                                       tmp_path: Path) -> None:
+        for put in (lambda: refusing.put(make_obj(tmp_path, size=1000)),
+                    lambda: refusing.put_bytes("custody/s1/seg-1.jsonl", b"a\n")):
+            with pytest.raises(ArchiveRefused) as e:
+                put()
+            assert e.value.scope == "station" and e.value.permanent
 
     def test_empty_object(self, archive: Archive, tmp_path: Path) -> None:
         obj = make_obj(tmp_path, data=b"")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from drivers.sim.station import write_station
 from gateway.config import Config, load_config
-from gateway.station import write_station
 from tests.helpers import DaemonProc
 from tests.servers import MotoServer, moto
 
@@ -14,6 +14,13 @@ from tests.servers import MotoServer, moto
 @pytest.fixture(scope="session")
 def s3server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     with moto(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """An S3 API server that checks credentials (the station's are on it)."""
+    with moto(tmp_path_factory.mktemp("moto-auth"), auth=True) as server:
         yield server
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -10,11 +11,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway.evidence import is_evidence_metadata
+from gateway.evidence.manifest import is_evidence_metadata
 
 
 def dockgate(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -103,3 +104,16 @@ class DaemonProc:
                                      + self.log.read_text(errors="replace")[-12000:]) from None
         self._logf.close()
         return self.proc.returncode
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """*path* read-only (a read-only bind mount on itself, as systemd's
+    ProtectSystem= makes an archive mount) until the block ends. Needs root,
+    as the tests run in CI; without it the test fails, it does not skip."""
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
 import shutil
 import socket
@@ -38,21 +39,38 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 class MotoServer:
-    def __init__(self, log: Path) -> None:
+    """moto's S3 API server. With ``auth=True`` it checks every request's
+    signature against its own IAM, as a real archive does: the station's
+    keys are in ``access_key`` / ``secret_key``, anything else is refused."""
+
+    #: unauthenticated calls moto allows before it enforces auth: the three that make the station's user
+    _SETUP_CALLS = 3
+
+    def __init__(self, log: Path, auth: bool = False) -> None:
         exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
         if not os.path.exists(exe):
             raise AssertionError("moto_server is not installed (pip install 'moto[server]'); "
                                  "the S3 tests need a real S3 API server")
         self.port = free_port()
         self._log = open(log, "ab")  # noqa: SIM115
+        env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(self._SETUP_CALLS)} if auth else None
         self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=env)
         wait_port(self.port)
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.access_key, self.secret_key = "dockgate-test", "dockgate-test-secret"
+        if auth:
+            iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1",
+                               aws_access_key_id="setup", aws_secret_access_key="setup")
+            iam.create_user(UserName="station")
+            iam.put_user_policy(UserName="station", PolicyName="archive", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+            key = iam.create_access_key(UserName="station")["AccessKey"]
+            self.access_key, self.secret_key = key["AccessKeyId"], key["SecretAccessKey"]
 
     def client(self, endpoint: str | None = None):
         return boto3.client("s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="dockgate-test", aws_secret_access_key="dockgate-test-secret")
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
 
     def make_bucket(self, lock_mode: str = "GOVERNANCE") -> str:
         name = f"evidence-{uuid.uuid4().hex[:12]}"
@@ -131,8 +149,8 @@ class Proxy:
 
 
 @contextlib.contextmanager
-def moto(tmp: Path) -> Iterator[MotoServer]:
-    server = MotoServer(tmp / "moto.log")
+def moto(tmp: Path, auth: bool = False) -> Iterator[MotoServer]:
+    server = MotoServer(tmp / "moto.log", auth=auth)
     try:
         yield server
     finally:

@@ -5,26 +5,32 @@ multipart uploads that resume without sending finished parts again."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.archive import Archive, ArchiveObject
+from gateway.archive import Archive, ArchiveObject, ArchiveRefused, ArchiveUnavailable, SourceFault, wrap
 from gateway.archive.s3 import S3Archive
-from gateway.config import S3ArchiveConfig
-from gateway.errors import ArchiveUnavailable, ChecksumMismatch
+from gateway.config import Config, S3ArchiveConfig
 from tests.archive_contract import ArchiveContract, make_obj
 from tests.servers import MotoServer
 
 MiB = 1024 * 1024
 
 
-def s3_archive(server: MotoServer, tmp_path: Path, endpoint: str | None = None, **kw: object) -> S3Archive:
-    (tmp_path / "ak").write_text("dockgate-test")
-    (tmp_path / "sk").write_text("dockgate-test-secret")
-    os.chmod(tmp_path / "ak", 0o600)
-    os.chmod(tmp_path / "sk", 0o600)
+def write_keys(tmp_path: Path, access: str, secret: str) -> None:
+    for name, value in (("ak", access), ("sk", secret)):
+        (tmp_path / name).write_text(value)
+        os.chmod(tmp_path / name, 0o600)
+
+
+def s3_archive(server: MotoServer, tmp_path: Path, endpoint: str | None = None, keys: tuple[str, str] | None = None,
+               **kw: object) -> S3Archive:
+    write_keys(tmp_path, *(keys or (server.access_key, server.secret_key)))
     cfg = S3ArchiveConfig.model_validate({
         "backend": "s3", "endpoint": endpoint or server.endpoint, "bucket": server.make_bucket(),
         "access_key_file": tmp_path / "ak", "secret_key_file": tmp_path / "sk", "retention_mode": "GOVERNANCE",
@@ -33,8 +39,29 @@ def s3_archive(server: MotoServer, tmp_path: Path, endpoint: str | None = None, 
     return S3Archive(cfg, tmp_path / "state")
 
 
-def flip_all(key: str, data: bytes) -> bytes:
-    return bytes([data[0] ^ 1]) + data[1:] if data else data
+def on_upload(a: S3Archive, change: Callable[[bytes], bytes]) -> None:
+    """Fault injection (test code only): *change* the body of every PUT and
+    part on its way out, after dockgate hashed it."""
+
+    def hook(request: Any, **_: Any) -> None:
+        body = request.body
+        data = body.getvalue() if isinstance(body, io.BytesIO) else bytes(body or b"")
+        if data:
+            request.body = change(data)
+            request.headers["Content-Length"] = str(len(request.body))
+
+    for op in ("PutObject", "UploadPart"):
+        a.client.meta.events.register(f"before-send.s3.{op}", hook)
+
+
+def flip_first_bit(data: bytes) -> bytes:
+    return bytes([data[0] ^ 1]) + data[1:]
+
+
+def corrupting_archive(server: MotoServer, tmp_path: Path) -> S3Archive:
+    a = s3_archive(server, tmp_path)
+    on_upload(a, flip_first_bit)
+    return a
 
 
 class TestS3Archive(ArchiveContract):
@@ -44,9 +71,37 @@ class TestS3Archive(ArchiveContract):
 
     @pytest.fixture
     def corrupting(self, tmp_path: Path, s3server: MotoServer) -> Archive:
-        a = s3_archive(s3server, tmp_path)
-        a.transmit_filter = flip_all
-        return a
+        return corrupting_archive(s3server, tmp_path)
+
+    @pytest.fixture
+    def refusing(self, tmp_path: Path, s3auth: MotoServer) -> Archive:
+        return s3_archive(s3auth, tmp_path, keys=("AKIAWRONGWRONGWRONG0", "not-the-secret"))
+
+
+class TestWrappedS3Archive(ArchiveContract):
+    """The stack the daemon runs: retries and limits around the backend."""
+
+    @pytest.fixture
+    def archive(self, tmp_path: Path, s3server: MotoServer, cfg: Config) -> Archive:
+        return wrap(s3_archive(s3server, tmp_path), cfg)
+
+    @pytest.fixture
+    def corrupting(self, tmp_path: Path, s3server: MotoServer, cfg: Config) -> Archive:
+        return wrap(corrupting_archive(s3server, tmp_path), cfg)
+
+    @pytest.fixture
+    def refusing(self, tmp_path: Path, s3auth: MotoServer, cfg: Config) -> Archive:
+        return wrap(s3_archive(s3auth, tmp_path, keys=("AKIAWRONGWRONGWRONG0", "not-the-secret")), cfg)
+
+
+def test_corrected_credentials_are_picked_up_without_a_restart(tmp_path: Path, s3auth: MotoServer) -> None:
+    a = s3_archive(s3auth, tmp_path, keys=("AKIAWRONGWRONGWRONG0", "not-the-secret"))
+    obj = make_obj(tmp_path, size=1000)
+    with pytest.raises(ArchiveRefused):
+        a.put(obj)
+    write_keys(tmp_path, s3auth.access_key, s3auth.secret_key)
+    assert not a.put(obj).existed
+    assert a.sha256(obj.key) == obj.sha256
 
 
 def test_object_lock_metadata_and_checksum(tmp_path: Path, s3server: MotoServer) -> None:
@@ -77,17 +132,17 @@ def test_interrupted_multipart_resumes_without_resending_parts(tmp_path: Path, s
     a = s3_archive(s3server, tmp_path)
     obj = make_obj(tmp_path, size=4 * 5 * MiB + 77)  # 5 parts
     sent: list[int] = []
-    a.client.meta.events.register("before-parameter-build.s3.UploadPart", lambda params, **kw: sent.append(1))
+    a.client.meta.events.register("after-call.s3.UploadPart", lambda **kw: sent.append(1))
 
     transmitted: list[int] = []
 
-    def crash_after_two(key: str, data: bytes) -> bytes:
+    def crash_after_two(data: bytes) -> bytes:
         transmitted.append(1)
         if len(transmitted) > 2:
-            raise ArchiveUnavailable("test", "link lost")
+            raise ConnectionResetError("link lost")
         return data
 
-    a.transmit_filter = crash_after_two
+    on_upload(a, crash_after_two)
     with pytest.raises(ArchiveUnavailable):
         a.put(obj)
     assert len(sent) == 2
@@ -104,7 +159,7 @@ def test_wrong_hash_in_multipart_leaves_nothing(tmp_path: Path, s3server: MotoSe
     a = s3_archive(s3server, tmp_path)
     obj = make_obj(tmp_path, size=11 * MiB)
     lie = ArchiveObject(obj.key, obj.source, "0" * 64, obj.size)
-    with pytest.raises(ChecksumMismatch):
+    with pytest.raises(SourceFault):
         a.put(lie)
     assert list(a.keys()) == []
     assert not a.client.list_multipart_uploads(Bucket=a.bucket).get("Uploads")
@@ -113,8 +168,7 @@ def test_wrong_hash_in_multipart_leaves_nothing(tmp_path: Path, s3server: MotoSe
 def test_unreachable_archive_is_transient(tmp_path: Path, s3server: MotoServer) -> None:
     from tests.servers import free_port
 
-    a = s3_archive(s3server, tmp_path)
-    a.client = s3_archive(s3server, tmp_path, endpoint=f"http://127.0.0.1:{free_port()}").client
+    a = s3_archive(s3server, tmp_path, endpoint=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ArchiveUnavailable) as e:
         a.put(make_obj(tmp_path, size=1000))
     assert not e.value.permanent
@@ -124,7 +178,7 @@ def test_hash_is_of_what_is_read(tmp_path: Path, s3server: MotoServer) -> None:
     a = s3_archive(s3server, tmp_path)
     obj = make_obj(tmp_path, size=2000)
     obj.source.write_bytes(b"x" + obj.source.read_bytes()[1:])  # staged copy altered after the pull
-    with pytest.raises(ChecksumMismatch) as e:
+    with pytest.raises(SourceFault) as e:
         a.put(obj)
     assert e.value.path == str(obj.source)
-    assert hashlib.sha256(obj.source.read_bytes()).hexdigest() == e.value.actual
+    assert hashlib.sha256(obj.source.read_bytes()).hexdigest() in e.value.why

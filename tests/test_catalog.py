@@ -1,33 +1,81 @@
-"""The catalog is the queue: states move forward, survive restarts, and a
-known hash is a sighting, never a second clip."""
+"""The catalog is the state machine and the queue: states move only the way
+the machine allows, a state change and its events are one transaction,
+states survive restarts, and a known hash is a sighting, never a second clip."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from drivers.base import ClipRef, DockedDevice, UsbIds
-from gateway.catalog import Catalog
+from gateway.catalog import Catalog, ClipState, Event, ItemState, TransitionRefused, event
+from gateway.catalog.states import CLIP_MOVES, ITEM_MOVES
+
+SHA = "aa" * 32
 
 
 def dev(slot: int = 1) -> DockedDevice:
     return DockedDevice(slot=slot, ids=UsbIds(0x1209, 1, "S1"), volume=None, source="sim")
 
 
-def test_lifecycle_and_recovery(tmp_path: Path) -> None:
+class Recorded:
+    """A journal that remembers what it saw, and when."""
+
+    def __init__(self) -> None:
+        self.recorded: list[str] = []
+        self.announced: list[str] = []
+
+    def on_record(self, ev: Event) -> None:
+        self.recorded.append(ev.type)
+
+    def announce(self, ev: Event) -> None:
+        self.announced.append(ev.type)
+
+
+def pulled(sha: str = SHA) -> dict[str, Event]:
+    return {"pulled": event("pulled", 1, sha256=sha), "seen_again": event("seen_again", 1, sha256=sha)}
+
+
+@pytest.fixture
+def cat(tmp_path: Path) -> Catalog:
+    return Catalog(tmp_path / "c.sqlite")
+
+
+def one_item(cat: Catalog, name: bytes = b"a.mp4") -> int:
+    dock = cat.open_dock(dev(), "generic-ums")
+    (item,), _ = cat.discover(dock, "S1", "0001", [ClipRef(name, 10, 1)])
+    return item.id
+
+
+def staged_clip(cat: Catalog, sha: str = SHA) -> str:
+    item = one_item(cat, sha.encode())
+    cat.begin_pull(item)
+    assert cat.finish_pull(item, sha, 10, f"media/{sha}", **pulled(sha))
+    return sha
+
+
+def stamped_clip(cat: Catalog) -> str:
+    sha = staged_clip(cat)
+    cat.stamped(sha, "k", "manifests/x", "ff" * 32, False, 1.0, None, event("stamped", sha256=sha))
+    return sha
+
+
+def test_a_clip_walks_the_pipeline_and_survives_a_restart(tmp_path: Path) -> None:
     cat = Catalog(tmp_path / "c.sqlite")
     dock = cat.open_dock(dev(), "generic-ums")
     refs = [ClipRef(b"a.mp4", 10, 1), ClipRef(b"b.mp4", 20, 2)]
     pending, known = cat.discover(dock, "S1", "0001", refs)
     assert [p.ref for p in pending] == refs and known == 0
-    cat.mark_pulling(pending[0].id)
-    assert cat.mark_pulled(pending[0].id, "aa" * 32, 10, "media/aa/aa")
-    cat.mark_pulling(pending[1].id)
+    cat.begin_pull(pending[0].id)
+    assert cat.finish_pull(pending[0].id, SHA, 10, "media/aa/aa", **pulled())
+    cat.begin_pull(pending[1].id)
     assert cat.counts()["pulling"] == 1
     assert cat.due_for_forward(now=1e12, limit=10) == []  # not stamped yet
     (clip,) = cat.due_for_stamp()
-    cat.mark_stamped(clip.sha256, "k", "manifests/x", "ff" * 32, False, 1.0, None)
+    cat.stamped(clip.sha256, "k", "manifests/x", "ff" * 32, False, 1.0, None)
     (clip,) = cat.due_for_forward(now=1e12, limit=10)
-    cat.mark_forwarding(clip.sha256, "k")
+    cat.start_forward(clip.sha256, "k")
     cat.close()
 
     # kill -9 here: a reopened catalog carries on
@@ -36,27 +84,125 @@ def test_lifecycle_and_recovery(tmp_path: Path) -> None:
     assert rec["interrupted"] == 1 and rec["requeued"] == 1
     counts = cat.counts()
     assert counts["interrupted"] == 1 and counts["stamped"] == 1
-    again = cat.clip("aa" * 32)
-    assert again is not None and again.archive_key == "k"
+    again = cat.clip(SHA)
+    assert again is not None and again.archive_key == "k" and again.state == ClipState.STAMPED
     # the next dock pulls the interrupted clip again, not the pulled one
     dock2 = cat.open_dock(dev(), "generic-ums")
     pending, known = cat.discover(dock2, "S1", "0001", refs)
     assert [p.ref for p in pending] == [refs[1]] and known == 1
 
 
-def test_known_content_is_a_sighting(tmp_path: Path) -> None:
-    cat = Catalog(tmp_path / "c.sqlite")
+def test_known_content_is_a_sighting(cat: Catalog) -> None:
     dock = cat.open_dock(dev(), "p")
     pending, _ = cat.discover(dock, "S1", None, [ClipRef(b"a", 1, 1), ClipRef(b"copy-of-a", 1, 5)])
-    assert cat.mark_pulled(pending[0].id, "ab" * 32, 1, "x")
-    assert not cat.mark_pulled(pending[1].id, "ab" * 32, 1, None)
+    for p in pending:
+        cat.begin_pull(p.id)
+    assert cat.finish_pull(pending[0].id, "ab" * 32, 1, "x", **pulled("ab" * 32))
+    assert not cat.finish_pull(pending[1].id, "ab" * 32, 1, None, **pulled("ab" * 32))
     assert cat.sightings() == 1
     assert cat.counts()["staged"] == 1
+    assert [e.type for e in cat.events()] == ["pulled", "seen_again"]
 
 
-def test_events_outbox_keeps_order_and_ids(tmp_path: Path) -> None:
-    cat = Catalog(tmp_path / "c.sqlite")
-    a = cat.add_event("docked", 1, {"serial": "S1"})
-    b = cat.add_event("clip_archived", None, {"sha256": "x"})
+def test_events_outbox_keeps_order_and_ids(cat: Catalog) -> None:
+    a = cat.emit("docked", 1, serial="S1")
+    b = cat.emit("clip_archived", None, sha256="x")
     evs = cat.events()
-    assert [e["id"] for e in evs] == [a, b] and evs[0]["data"] == {"serial": "S1"}
+    assert [e.id for e in evs] == [a, b] and evs[0].data == {"serial": "S1"}
+
+
+def test_a_state_change_and_its_events_are_one_transaction(tmp_path: Path) -> None:
+    journal = Recorded()
+    cat = Catalog(tmp_path / "c.sqlite", journal=journal)
+    sha = stamped_clip(cat)
+    cat.start_forward(sha, "k")
+    cat.archived(sha, event("forwarded", sha256=sha), event("clip_archived", sha256=sha))
+    assert [e.type for e in cat.events()][-2:] == ["forwarded", "clip_archived"]
+    # custody (on_record) hears of each event before listeners (announce) do
+    assert journal.recorded == journal.announced == ["pulled", "stamped", "forwarded", "clip_archived"]
+
+
+def test_a_refused_change_writes_neither_state_nor_event(tmp_path: Path) -> None:
+    journal = Recorded()
+    cat = Catalog(tmp_path / "c.sqlite", journal=journal)
+    sha = staged_clip(cat)
+    before = len(cat.events())
+    with pytest.raises(TransitionRefused):
+        cat.archived(sha, event("clip_archived", sha256=sha))
+    clip = cat.clip(sha)
+    assert clip is not None and clip.state == ClipState.STAGED
+    assert len(cat.events()) == before and "clip_archived" not in journal.announced
+
+
+# -- every move the machine does not allow is refused, with a typed error ------------------
+def reach(cat: Catalog, state: ClipState) -> str:
+    sha = staged_clip(cat)
+    if state == ClipState.STAGED:
+        return sha
+    if state == ClipState.QUARANTINED:
+        cat.quarantine(sha, "test")
+        return sha
+    cat.stamped(sha, "k", "m", "ff" * 32, False, 1.0, None)
+    if state == ClipState.STAMPED:
+        return sha
+    cat.start_forward(sha, "k")
+    if state == ClipState.ARCHIVED:
+        cat.archived(sha)
+    return sha
+
+
+# a clip is created staged (finish_pull); no call moves an existing one back there
+MOVES = {
+    ClipState.STAMPED: lambda c, s: c.retry_later(s, "x", 0.0),
+    ClipState.FORWARDING: lambda c, s: c.start_forward(s, "k"),
+    ClipState.ARCHIVED: lambda c, s: c.archived(s),
+    ClipState.QUARANTINED: lambda c, s: c.quarantine(s, "x"),
+}
+REFUSED = [(a, b) for a in ClipState for b in MOVES if b not in CLIP_MOVES[a]]
+
+
+@pytest.mark.parametrize(("current", "wanted"), REFUSED, ids=[f"{a}-to-{b}" for a, b in REFUSED])
+def test_a_clip_move_the_machine_does_not_allow_is_refused(cat: Catalog, current: ClipState,
+                                                          wanted: ClipState) -> None:
+    sha = reach(cat, current)
+    with pytest.raises(TransitionRefused) as e:
+        MOVES[wanted](cat, sha)
+    assert (e.value.current, e.value.wanted) == (current, wanted)
+    clip = cat.clip(sha)
+    assert clip is not None and clip.state == current
+
+
+def test_archived_and_quarantined_are_final() -> None:
+    assert CLIP_MOVES[ClipState.ARCHIVED] == CLIP_MOVES[ClipState.QUARANTINED] == frozenset()
+    assert ITEM_MOVES[ItemState.PULLED] == ITEM_MOVES[ItemState.SIGHTING] == frozenset()
+
+
+def test_an_item_cannot_finish_a_pull_it_never_began(cat: Catalog) -> None:
+    item = one_item(cat)
+    with pytest.raises(TransitionRefused):
+        cat.finish_pull(item, SHA, 10, "media/x", **pulled())
+    assert not cat.has_clip(SHA)
+
+
+def test_a_pulled_item_cannot_be_interrupted(cat: Catalog) -> None:
+    item = one_item(cat)
+    cat.begin_pull(item)
+    cat.finish_pull(item, SHA, 10, "media/x", **pulled())
+    with pytest.raises(TransitionRefused):
+        cat.interrupt(item, "late")
+
+
+def test_an_unknown_clip_cannot_move(cat: Catalog) -> None:
+    with pytest.raises(TransitionRefused) as e:
+        cat.start_forward("bb" * 32, "k")
+    assert e.value.current is None
+
+
+def test_a_station_fault_does_not_count_against_the_clip(cat: Catalog) -> None:
+    sha = stamped_clip(cat)
+    cat.start_forward(sha, "k")
+    cat.retry_later(sha, "archive refused the station", 0.0, counts=False)
+    cat.start_forward(sha, "k")
+    cat.retry_later(sha, "read-back mismatch", 0.0)
+    clip = cat.clip(sha)
+    assert clip is not None and clip.attempts == 1

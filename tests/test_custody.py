@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from gateway.archive.directory import DirectoryArchive
-from gateway.custody import GENESIS, CustodyLog, entry_hash
-from gateway.signing import keygen
-from gateway.verify import verify_archive
+from gateway.evidence.custody import GENESIS, CustodyLog, entry_hash
+from gateway.evidence.signing import keygen
+from gateway.evidence.verify import verify_archive
 
 
 def test_chain_across_rotation_restart_and_torn_line(tmp_path: Path) -> None:

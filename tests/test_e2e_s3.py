@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.evidence import is_evidence_metadata
-from gateway.station import write_station
+from drivers.sim.station import write_station
+from gateway.evidence.manifest import is_evidence_metadata
 from tests.helpers import DaemonProc, dockgate, sha256_file, source_hashes
 from tests.servers import MotoServer, Proxy
 

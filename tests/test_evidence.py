@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from drivers.sim.station import write_station
 from gateway.config import load_config
-from gateway.station import write_station
 from tests.helpers import DaemonProc, dockgate
 
 pytestmark = pytest.mark.e2e

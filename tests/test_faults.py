@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from drivers.sim.station import write_station
 from gateway.config import load_config
-from gateway.station import write_station
 from tests.helpers import DaemonProc, archive_hashes, dockgate, sha256_file, source_hashes
 from tests.mqttclient import Recorder
 from tests.servers import Mosquitto, MotoServer, Proxy

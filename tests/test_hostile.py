@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.station import write_station
+from drivers.sim.station import write_station
 from tests.helpers import DaemonProc, archive_hashes, dockgate, sha256_file
 
 pytestmark = pytest.mark.e2e

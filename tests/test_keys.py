@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.keys import clip_key, safe_part
+from gateway.archive.layout import clip_key, safe_part
 
 T = "{officer}/{date}/{serial}/{stem}_{sha8}{ext}"
 

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.profiles import ProfileError, load_profile
-from gateway.commands import COMMANDS, CommandError, parse_request
 from gateway.config import config_from_dict
 from gateway.errors import ConfigError
+from gateway.telemetry.requests import COMMANDS, CommandError, parse_request
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
                     st.text(max_size=30), st.binary(max_size=10).map(lambda b: b.hex()))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.station import write_station
+from drivers.sim.station import write_station
 from tests.helpers import DaemonProc, dockgate
 from tests.mqttclient import Recorder
 from tests.servers import Mosquitto, free_port

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from drivers.sim.station import write_station
+from gateway.archive import ArchiveUnavailable
 from gateway.archive.s3 import S3Archive
 from gateway.config import S3ArchiveConfig
-from gateway.errors import ArchiveUnavailable, SecretError
-from gateway.signing import keygen, load_signer
-from gateway.station import write_station
+from gateway.errors import SecretError
+from gateway.evidence.signing import keygen, load_signer
 from tests.archive_contract import make_obj
 from tests.certs import make_ca_and_server
 from tests.helpers import DaemonProc, dockgate

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from gateway.archive.base import Archive, ArchiveObject, Receipt
-from gateway.archive.wrappers import Limited, Retrying, install_faults
+from gateway.archive.base import (
+    Archive,
+    ArchiveConflict,
+    ArchiveError,
+    ArchiveObject,
+    ArchiveRefused,
+    ArchiveUnavailable,
+    BadKey,
+    Receipt,
+    SourceFault,
+    VerifyFailed,
+)
+from gateway.archive.wrappers import Limited, Retrying
 from gateway.config import Config
 
 
@@ -18,12 +29,16 @@ def open_backend(cfg: Config) -> Archive:
     return open_s3(a, cfg.paths.state_dir)
 
 
-def open_archive(cfg: Config) -> Archive:
-    """The configured backend with retries and limits around it."""
-    backend = open_backend(cfg)
-    install_faults(backend)
+def wrap(backend: Archive, cfg: Config) -> Archive:
+    """Retries and limits around a backend, as the daemon runs it."""
     f = cfg.forward
     return Retrying(Limited(backend, f.concurrency, f.bandwidth_bytes_per_s), attempts=f.attempts_per_try)
 
 
-__all__ = ["Archive", "ArchiveObject", "Receipt", "open_archive", "open_backend"]
+def open_archive(cfg: Config) -> Archive:
+    """The configured backend with retries and limits around it."""
+    return wrap(open_backend(cfg), cfg)
+
+
+__all__ = ["Archive", "ArchiveConflict", "ArchiveError", "ArchiveObject", "ArchiveRefused", "ArchiveUnavailable",
+           "BadKey", "Receipt", "SourceFault", "VerifyFailed", "open_archive", "open_backend", "wrap"]

@@ -2,26 +2,25 @@
 
 An archive stores immutable objects under keys. dockgate writes each clip's
 media under its key, its signed manifest beside it (``extras``), amendments
-and custody log segments as further small objects.
-Methods are blocking and called from worker threads; one instance may serve
-several threads at once.
+and custody log segments as further small objects. Methods are blocking and
+called from worker threads; one instance may serve several threads at once.
 
 ``put(obj)``:
   * makes the archive hold exactly ``obj.source``'s bytes under ``obj.key``,
     whose SHA-256 must be ``obj.sha256``; the source is re-hashed while it
-    is sent, so a staged file altered after the pull raises
-    ``ChecksumMismatch`` and leaves no object behind;
+    is sent, so a staged file altered after the pull raises ``SourceFault``
+    and leaves no object behind;
   * is idempotent: when the key already holds identical bytes nothing is
     uploaded again and the receipt says ``existed``; when it holds different
     bytes it raises ``ArchiveConflict`` and changes nothing (evidence is never
     overwritten);
   * verifies before returning (read-back hashing or the server's checksum,
     as configured); on a verification failure the bad object is removed
-    where the archive allows it and ``ChecksumMismatch`` is raised;
+    where the archive allows it and ``VerifyFailed`` is raised;
   * stores each of ``obj.extras`` (suffix, bytes) under ``key + suffix``
     after the media, write-once like ``put_bytes``;
-  * raises ``ArchiveUnavailable`` (transient) when the archive cannot be
-    reached or written, with nothing marked as stored.
+  * calls ``obj.throttle(n)`` (when set) for every *n* bytes read from the
+    source, before they are sent: the bandwidth limit.
 
 ``put_bytes(key, data)``: the same for a small object held in memory:
 write-once, identical bytes already there are fine (``existed``), different
@@ -29,6 +28,30 @@ bytes raise ``ArchiveConflict``, verified before returning.
 
 ``sha256(key)``: hash of the stored object by reading it back, ``None`` if
 absent. ``read(key)``: a binary stream. ``keys(prefix)``: every key.
+
+How every failure is classified
+-------------------------------
+Every backend maps every OS and client error into exactly one of the classes
+below; nothing else escapes ``put``/``put_bytes``. Two questions decide what
+the forwarder does: is it *this clip's* fault or the *station's* (``scope``),
+and can trying again help (``permanent``).
+
+=================== ======= ========= =================================================
+class               scope   permanent what the forwarder does
+=================== ======= ========= =================================================
+SourceFault         clip    yes       quarantine this clip (staged copy missing,
+                                      unreadable, or no longer its hash)
+ArchiveConflict     clip    yes       quarantine this clip (the key holds other bytes)
+BadKey              clip    yes       quarantine this clip (a key the archive cannot
+                                      hold)
+VerifyFailed        clip    no        retry; quarantine after repeated failures
+ArchiveRefused      station yes       pause forwarding, alarm once, never quarantine;
+                                      probe again now and then and resume by itself
+                                      once the fault is gone (credentials, permissions,
+                                      bucket policy, read-only archive)
+ArchiveUnavailable  station no        back off and retry (unreachable, timeouts, 5xx,
+                                      disk full, not mounted)
+=================== ======= ========= =================================================
 """
 
 from __future__ import annotations
@@ -37,7 +60,96 @@ import abc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar, Literal
+
+from gateway.errors import DockgateError
+
+Scope = Literal["clip", "station"]
+
+
+class ArchiveError(DockgateError):
+    """Base of archive failures; see the table in this module's docstring."""
+
+    reason = "archive"
+    #: "clip": this clip alone is at fault; "station": every clip would fail alike
+    scope: ClassVar[Scope] = "station"
+
+
+class SourceFault(ArchiveError):
+    """The staged copy is missing, unreadable, or its bytes are not the hash
+    the catalog has for them."""
+
+    reason = "source_fault"
+    scope = "clip"
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"staged copy {path}: {why}")
+
+
+class ArchiveConflict(ArchiveError):
+    """The archive already holds *different* bytes under our key. Evidence is
+    never overwritten; a person must look."""
+
+    reason = "archive_conflict"
+    scope = "clip"
+
+    def __init__(self, key: str, expected: str, found: str) -> None:
+        self.key = key
+        self.expected = expected
+        self.found = found
+        super().__init__(f"archive key {key} holds sha256 {found}, ours is {expected}")
+
+
+class BadKey(ArchiveError):
+    """A key this archive cannot hold (absolute, ``..``, empty parts)."""
+
+    reason = "bad_key"
+    scope = "clip"
+
+    def __init__(self, key: str, why: str) -> None:
+        self.key = key
+        super().__init__(f"archive key {key!r}: {why}")
+
+
+class VerifyFailed(ArchiveError):
+    """What the archive stored did not read back as what was sent
+    (corruption on the way or at rest); the bad copy is not counted."""
+
+    permanent = False
+    reason = "verify_failed"
+    scope = "clip"
+
+    def __init__(self, key: str, expected: str, found: str) -> None:
+        self.key = key
+        self.expected = expected
+        self.found = found
+        super().__init__(f"archive key {key}: stored copy reads back as {found}, sent {expected}")
+
+
+class ArchiveRefused(ArchiveError):
+    """The archive answered and refused the station: credentials,
+    permissions, a policy, a read-only archive. Every clip would fail alike."""
+
+    reason = "archive_refused"
+
+    def __init__(self, target: str, why: str) -> None:
+        self.target = target
+        self.why = why
+        super().__init__(f"archive {target} refused the station: {why}")
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The archive cannot be reached or written right now."""
+
+    permanent = False
+    reason = "archive_unavailable"
+
+    def __init__(self, target: str, why: str) -> None:
+        self.target = target
+        self.why = why
+        super().__init__(f"archive {target} unavailable: {why}")
 
 
 @dataclass(frozen=True)
@@ -49,6 +161,8 @@ class ArchiveObject:
     extras: tuple[tuple[str, bytes], ...] = ()
     #: searchable facts stored as object metadata where the archive has it
     metadata: tuple[tuple[str, str], ...] = ()
+    #: called with each chunk's size as the source is read (bandwidth limit)
+    throttle: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,10 +175,6 @@ class Receipt:
 
 class Archive(abc.ABC):
     name: str = "abstract"
-    #: called with each chunk's size as the source is read (bandwidth limit)
-    throttle: Callable[[int], None] | None = None
-    #: applied to bytes after hashing, before they leave (fault injection only)
-    transmit_filter: Callable[[str, bytes], bytes] | None = None
 
     @abc.abstractmethod
     def put(self, obj: ArchiveObject) -> Receipt: ...

@@ -17,13 +17,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.archive.base import Archive, ArchiveObject, Receipt
+from gateway.archive.base import (
+    Archive,
+    ArchiveConflict,
+    ArchiveObject,
+    ArchiveRefused,
+    ArchiveUnavailable,
+    BadKey,
+    Receipt,
+    SourceFault,
+    VerifyFailed,
+)
 from gateway.durable import fsync_dir, temp_name
-from gateway.errors import ArchiveConflict, ArchiveUnavailable, ChecksumMismatch, UnsafePath
 
 _BUF = 4 << 20
-_TRANSIENT = {errno.ENOSPC, errno.EIO, errno.ETIMEDOUT, errno.ENOTCONN, errno.EHOSTDOWN,
-              errno.ESTALE, errno.EAGAIN, errno.EDQUOT, errno.ENOENT, errno.EROFS}
+#: the archive says no to the station: retrying the next clip cannot help
+_REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def hash_file(path: Path, buf_size: int = _BUF, drop_cache: bool = False) -> str:
@@ -51,17 +60,23 @@ class DirectoryArchive(Archive):
     def _path(self, key: str) -> Path:
         parts = key.split("/")
         if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise UnsafePath(key, "archive key must be a plain relative path")
+            raise BadKey(key, "archive key must be a plain relative path")
         return self.root.joinpath(*parts)
 
-    def _unavailable(self, e: OSError) -> Exception:
-        if e.errno in _TRANSIENT:
-            return ArchiveUnavailable(str(self.root), e.strerror or str(e))
-        return e
+    def _classify(self, e: OSError) -> ArchiveRefused | ArchiveUnavailable:
+        """An error writing or reading the archive side (source errors are
+        classified where the source is read)."""
+        why = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        if e.errno in _REFUSED:
+            return ArchiveRefused(str(self.root), why)
+        return ArchiveUnavailable(str(self.root), why)
 
-    def put(self, obj: ArchiveObject) -> Receipt:
+    def _check_root(self) -> None:
         if not self.root.is_dir():
             raise ArchiveUnavailable(str(self.root), "archive root is not mounted or missing")
+
+    def put(self, obj: ArchiveObject) -> Receipt:
+        self._check_root()
         dest = self._path(obj.key)
         try:
             receipt = self._put_media(obj, dest)
@@ -69,15 +84,14 @@ class DirectoryArchive(Archive):
                 self._put_small(obj.key + suffix, data)
             return receipt
         except OSError as e:
-            raise self._unavailable(e) from e
+            raise self._classify(e) from e
 
     def put_bytes(self, key: str, data: bytes) -> Receipt:
-        if not self.root.is_dir():
-            raise ArchiveUnavailable(str(self.root), "archive root is not mounted or missing")
+        self._check_root()
         try:
             return self._put_small(key, data)
         except OSError as e:
-            raise self._unavailable(e) from e
+            raise self._classify(e) from e
 
     def _put_small(self, key: str, data: bytes) -> Receipt:
         dest = self._path(key)
@@ -110,7 +124,7 @@ class DirectoryArchive(Archive):
         if back != want:
             with contextlib.suppress(OSError):
                 dest.unlink()
-            raise ChecksumMismatch(key, want, back)
+            raise VerifyFailed(key, want, back)
         return Receipt(key, want, existed=False, verified_by="readback")
 
     def _put_media(self, obj: ArchiveObject, dest: Path) -> Receipt:
@@ -122,9 +136,9 @@ class DirectoryArchive(Archive):
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_name(dest)
         try:
-            sent = self._copy(obj.source, tmp, obj.key)
+            sent = self._copy(obj, tmp)
             if sent != obj.sha256:
-                raise ChecksumMismatch(str(obj.source), obj.sha256, sent)
+                raise SourceFault(str(obj.source), f"its bytes hash to {sent}, not {obj.sha256}")
             try:
                 os.link(tmp, dest)
             except FileExistsError:
@@ -142,44 +156,58 @@ class DirectoryArchive(Archive):
             if back != obj.sha256:
                 with contextlib.suppress(OSError):
                     dest.unlink()
-                raise ChecksumMismatch(obj.key, obj.sha256, back)
-        elif dest.stat().st_size != obj.size:
+                raise VerifyFailed(obj.key, obj.sha256, back)
+        elif (stored := dest.stat().st_size) != obj.size:
             with contextlib.suppress(OSError):
                 dest.unlink()
-            raise ChecksumMismatch(obj.key, obj.sha256, f"size {dest.stat().st_size}")
+            raise VerifyFailed(obj.key, obj.sha256, f"an object of {stored} bytes, not {obj.size}")
         return Receipt(obj.key, obj.sha256, existed=False, verified_by=self.verify)
 
-    def _copy(self, source: Path, tmp: Path, key: str = "") -> str:
+    def _copy(self, obj: ArchiveObject, tmp: Path) -> str:
         """Copy while hashing what is read: the hash is of the bytes sent."""
+        try:
+            src = open(obj.source, "rb", buffering=0)  # noqa: SIM115 - closed below, errors told apart
+        except OSError as e:
+            raise SourceFault(str(obj.source), e.strerror or str(e)) from None
         h = hashlib.sha256()
         buf = bytearray(_BUF)
         view = memoryview(buf)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
         try:
-            with open(source, "rb", buffering=0) as src:
-                while n := src.readinto(view):
-                    h.update(view[:n])
-                    if self.throttle:
-                        self.throttle(n)
-                    out = view[:n] if self.transmit_filter is None else memoryview(
-                        self.transmit_filter(key, bytes(view[:n])))
-                    off = 0
-                    while off < n:
-                        off += os.write(fd, out[off:n])
-                if hasattr(os, "posix_fadvise"):
-                    os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            while True:
+                try:
+                    n = src.readinto(view)
+                except OSError as e:
+                    raise SourceFault(str(obj.source), f"unreadable: {e.strerror or e}") from None
+                if not n:
+                    break
+                h.update(view[:n])
+                if obj.throttle:
+                    obj.throttle(n)
+                self._write_chunk(fd, view[:n], obj.key)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             os.fsync(fd)
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+            src.close()
         return h.hexdigest()
+
+    def _write_chunk(self, fd: int, chunk: memoryview, key: str) -> None:
+        """One chunk to the temp file (test doubles corrupt bytes here)."""
+        off = 0
+        while off < len(chunk):
+            off += os.write(fd, chunk[off:])
 
     def sha256(self, key: str) -> str | None:
         try:
             return hash_file(self._path(key))
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise self._classify(e) from e
 
     def read(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")

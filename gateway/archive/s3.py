@@ -25,31 +25,36 @@ import json
 import logging
 import os
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gateway.archive.base import Archive, ArchiveObject, Receipt
+from gateway.archive.base import (
+    Archive,
+    ArchiveConflict,
+    ArchiveError,
+    ArchiveObject,
+    ArchiveRefused,
+    ArchiveUnavailable,
+    BadKey,
+    Receipt,
+    SourceFault,
+    VerifyFailed,
+)
 from gateway.config import S3ArchiveConfig
 from gateway.durable import write_atomic
-from gateway.errors import ArchiveConflict, ArchiveError, ArchiveUnavailable, ChecksumMismatch
+from gateway.errors import DockgateError
 from gateway.secrets import read_secret
 
 log = logging.getLogger(__name__)
+#: the server is busy or broken: later may work
 _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "RequestTimeTooSkewed",
                     "Throttling", "ThrottlingException", "RequestLimitExceeded", "OperationAborted"}
-
-
-class S3Refused(ArchiveError):
-    """The server answered and said no (permanent: retrying will not help)."""
-
-    reason = "archive_refused"
-
-    def __init__(self, target: str, op: str, status: int, code: str, message: str) -> None:
-        self.status = status
-        self.code = code
-        super().__init__(f"{target}: {op} refused: {status} {code} {message}".rstrip())
+#: the server checked what we sent against our checksum and it differs: bytes changed on the way
+_GARBLED_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
+#: this object's key cannot be stored; other clips can
+_BAD_KEY_CODES = {"KeyTooLongError", "InvalidObjectName"}
 
 
 def b64sha(data: bytes) -> str:
@@ -68,24 +73,53 @@ class S3Archive(Archive):
         self.prefix = cfg.prefix
         self.state_dir = state_dir / "s3-uploads"
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._boto3 = boto3
+        self._boto_config = BotoConfig(
+            signature_version="s3v4", s3={"addressing_style": cfg.addressing_style},
+            connect_timeout=cfg.connect_timeout_s, read_timeout=cfg.read_timeout_s,
+            retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=8,
+            # we send our own SHA-256; no second checksum pass by the SDK
+            request_checksum_calculation="when_required", response_checksum_validation="when_required")
+        self._cred_stamp: tuple[tuple[int, int], ...] | None = None
+        self._connect()
+
+    def _credential_stamp(self) -> tuple[tuple[int, int], ...]:
+        out = []
+        for f in (self.cfg.access_key_file, self.cfg.secret_key_file):
+            try:
+                st = os.stat(f) if f else None
+            except OSError:
+                st = None
+            out.append((st.st_mtime_ns, st.st_size) if st else (0, 0))
+        return tuple(out)
+
+    def _connect(self) -> None:
+        """(Re)build the client from the credential files as they are now: a
+        corrected credentials file is picked up without a restart."""
+        cfg = self.cfg
+        self._cred_stamp = self._credential_stamp()
         access = read_secret(cfg.access_key_file) if cfg.access_key_file else None
         secret = read_secret(cfg.secret_key_file) if cfg.secret_key_file else None
-        self.client = boto3.client(
+        self.client = self._boto3.client(
             "s3", endpoint_url=cfg.endpoint, region_name=cfg.region, aws_access_key_id=access,
             aws_secret_access_key=secret, verify=str(cfg.ca_bundle) if cfg.ca_bundle else True,
-            config=BotoConfig(
-                signature_version="s3v4", s3={"addressing_style": cfg.addressing_style},
-                connect_timeout=cfg.connect_timeout_s, read_timeout=cfg.read_timeout_s,
-                retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=8,
-                # we send our own SHA-256; no second checksum pass by the SDK
-                request_checksum_calculation="when_required", response_checksum_validation="when_required"))
-        self.transmit_filter: Callable[[str, bytes], bytes] | None = None
+            config=self._boto_config)
+
+    def _fresh_credentials(self) -> None:
+        if self._credential_stamp() != self._cred_stamp:
+            log.info("archive credential files changed: reconnecting with the new ones")
+            try:
+                self._connect()
+            except DockgateError as e:  # unreadable or too open: the station is refused until fixed
+                raise ArchiveRefused(self.describe(), str(e)) from None
 
     def describe(self) -> str:
         return f"s3 {self.cfg.endpoint or 'aws'}/{self.bucket}"
 
     # -- plumbing -------------------------------------------------------------
-    def _call(self, op: str, **kw: Any) -> Any:
+    def _call(self, op: str, missing_ok: bool = False, **kw: Any) -> Any:
+        """One client call, every failure mapped into the archive taxonomy.
+        ``missing_ok``: a 404 answers ``None`` instead."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -94,19 +128,28 @@ class S3Archive(Archive):
             err = e.response.get("Error", {})
             status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             code = str(err.get("Code", ""))
+            what = f"{op}: {status} {code} {err.get('Message', '')}".rstrip()
+            if status == 404 and missing_ok and code not in ("NoSuchBucket",):
+                return None
             if status >= 500 or code in _TRANSIENT_CODES:
-                raise ArchiveUnavailable(self.describe(), f"{op}: {code} {err.get('Message', '')}") from None
-            raise S3Refused(self.describe(), op, status, code, str(err.get("Message", ""))) from None
-        except BotoCoreError as e:  # connection refused, timeouts, DNS
+                raise ArchiveUnavailable(self.describe(), what) from None
+            if code in _GARBLED_CODES:
+                raise VerifyFailed(str(kw.get("Key", "?")), "the checksum sent", f"server: {what}") from None
+            if code in _BAD_KEY_CODES:
+                raise BadKey(str(kw.get("Key", "?")), what) from None
+            # credentials, permissions, bucket policy, no such bucket, Object Lock
+            # not enabled: the server refuses the station, not this clip
+            raise ArchiveRefused(self.describe(), what) from None
+        except BotoCoreError as e:  # connection refused, timeouts, DNS, TLS
             raise ArchiveUnavailable(self.describe(), f"{op}: {e}") from None
+        except ArchiveError:
+            raise
+        except Exception as e:  # anything else from the client stack: assume the way there, not the clip
+            log.warning("%s: unexpected %s from the S3 client", op, type(e).__name__, exc_info=True)
+            raise ArchiveUnavailable(self.describe(), f"{op}: {type(e).__name__}: {e}") from None
 
     def _head(self, key: str) -> dict[str, Any] | None:
-        try:
-            return self._call("head_object", Key=key, ChecksumMode="ENABLED")  # type: ignore[no-any-return]
-        except S3Refused as e:
-            if e.status == 404:
-                return None
-            raise
+        return self._call("head_object", missing_ok=True, Key=key, ChecksumMode="ENABLED")  # type: ignore[no-any-return]
 
     def _lock_args(self) -> dict[str, Any]:
         if self.cfg.retention_mode == "none":
@@ -121,11 +164,8 @@ class S3Archive(Archive):
         head = self._head(key)
         if head is not None and not head.get("ObjectLockMode"):
             args = self._lock_args()
-            self._call("put_object_retention", Key=key, **({"VersionId": version} if version else {}),
+            self._call("put_object_retention", False, Key=key, **({"VersionId": version} if version else {}),
                        Retention={"Mode": args["ObjectLockMode"], "RetainUntilDate": args["ObjectLockRetainUntilDate"]})
-
-    def _send(self, key: str, data: bytes) -> bytes:
-        return self.transmit_filter(key, data) if self.transmit_filter else data
 
     @staticmethod
     def _meta(pairs: tuple[tuple[str, str], ...], sha256: str) -> dict[str, str]:
@@ -136,7 +176,7 @@ class S3Archive(Archive):
 
     # -- verification ---------------------------------------------------------
     def _hash_remote(self, key: str, version: str | None = None) -> str:
-        resp = self._call("get_object", Key=key, **({"VersionId": version} if version else {}))
+        resp = self._call("get_object", False, Key=key, **({"VersionId": version} if version else {}))
         h = hashlib.sha256()
         body = resp["Body"]
         try:
@@ -154,12 +194,12 @@ class S3Archive(Archive):
             got = str((head or {}).get("ChecksumSHA256") or "").split("-")[0]
             if not server_checksum or got != server_checksum.split("-")[0]:
                 self._discard(key, version)
-                raise ChecksumMismatch(key, server_checksum or "?", got or "no checksum")
+                raise VerifyFailed(key, server_checksum or "?", got or "no checksum")
             return "checksum"
         back = self._hash_remote(key, version)
         if back != sha256:
             self._discard(key, version)
-            raise ChecksumMismatch(key, sha256, back)
+            raise VerifyFailed(key, sha256, back)
         return "readback"
 
     def _discard(self, key: str, version: str | None) -> None:
@@ -182,6 +222,7 @@ class S3Archive(Archive):
 
     # -- the contract -----------------------------------------------------------
     def put(self, obj: ArchiveObject) -> Receipt:
+        self._fresh_credentials()
         key = self.prefix + obj.key
         if self._existing(key, obj.sha256, obj.size):
             receipt = Receipt(obj.key, obj.sha256, existed=True, verified_by="readback")
@@ -194,14 +235,17 @@ class S3Archive(Archive):
         return receipt
 
     def _put_single(self, key: str, obj: ArchiveObject) -> Receipt:
-        with open(obj.source, "rb") as f:
-            data = f.read(obj.size + 1)
-        if self.throttle:
-            self.throttle(len(data))
-        if hashlib.sha256(data).hexdigest() != obj.sha256:
-            raise ChecksumMismatch(str(obj.source), obj.sha256, hashlib.sha256(data).hexdigest())
+        try:
+            with open(obj.source, "rb") as f:
+                data = f.read(obj.size + 1)
+        except OSError as e:
+            raise SourceFault(str(obj.source), e.strerror or str(e)) from None
+        if obj.throttle:
+            obj.throttle(len(data))
+        if (sent := hashlib.sha256(data).hexdigest()) != obj.sha256:
+            raise SourceFault(str(obj.source), f"its bytes hash to {sent}, not {obj.sha256}")
         checksum = b64sha(data)
-        resp = self._call("put_object", Key=key, Body=self._send(key, data), ChecksumAlgorithm="SHA256",
+        resp = self._call("put_object", Key=key, Body=data, ChecksumAlgorithm="SHA256",
                           ChecksumSHA256=checksum, Metadata=self._meta(obj.metadata, obj.sha256),
                           **self._lock_args())
         version = resp.get("VersionId")
@@ -235,9 +279,13 @@ class S3Archive(Archive):
         digests: list[bytes] = []
         parts = []
         sent = skipped = 0
-        with open(obj.source, "rb") as f:
+        try:
+            f = open(obj.source, "rb")  # noqa: SIM115 - closed below; open errors are the clip's
+        except OSError as e:
+            raise SourceFault(str(obj.source), e.strerror or str(e)) from None
+        with f:
             n = 0
-            while data := f.read(part_size):
+            while data := self._read_part(f, obj.source, part_size):
                 n += 1
                 whole.update(data)
                 digest = hashlib.sha256(data).digest()
@@ -248,10 +296,10 @@ class S3Archive(Archive):
                     etag = done["etag"]
                     skipped += 1
                 else:
-                    if self.throttle:
-                        self.throttle(len(data))
+                    if obj.throttle:
+                        obj.throttle(len(data))
                     resp = self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=n,
-                                      Body=self._send(key, data), ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum)
+                                      Body=data, ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum)
                     etag = resp["ETag"]
                     state["parts"][str(n)] = {"etag": etag, "sha256": checksum}
                     write_atomic(state_path, json.dumps(state).encode())
@@ -261,7 +309,7 @@ class S3Archive(Archive):
             with contextlib.suppress(ArchiveError):
                 self._call("abort_multipart_upload", Key=key, UploadId=upload_id)
             state_path.unlink(missing_ok=True)
-            raise ChecksumMismatch(str(obj.source), obj.sha256, whole.hexdigest())
+            raise SourceFault(str(obj.source), f"its bytes hash to {whole.hexdigest()}, not {obj.sha256}")
         resp = self._call("complete_multipart_upload", Key=key, UploadId=upload_id,
                           MultipartUpload={"Parts": parts})
         state_path.unlink(missing_ok=True)
@@ -272,13 +320,21 @@ class S3Archive(Archive):
         how = self._verify(key, version, obj.sha256, f"{composite}-{len(parts)}")
         return Receipt(obj.key, obj.sha256, existed=False, verified_by=how)
 
+    @staticmethod
+    def _read_part(f: BinaryIO, source: Path, size: int) -> bytes:
+        try:
+            return f.read(size)
+        except OSError as e:
+            raise SourceFault(str(source), f"unreadable: {e.strerror or e}") from None
+
     def put_bytes(self, key: str, data: bytes) -> Receipt:
+        self._fresh_credentials()
         full = self.prefix + key
         sha = hashlib.sha256(data).hexdigest()
         if self._existing(full, sha, len(data)):
             return Receipt(key, sha, existed=True, verified_by="readback")
         checksum = b64sha(data)
-        resp = self._call("put_object", Key=full, Body=self._send(full, data), ChecksumAlgorithm="SHA256",
+        resp = self._call("put_object", Key=full, Body=data, ChecksumAlgorithm="SHA256",
                           ChecksumSHA256=checksum, Metadata={"sha256": sha}, **self._lock_args())
         how = self._verify(full, resp.get("VersionId"), sha, checksum)
         return Receipt(key, sha, existed=False, verified_by=how)
@@ -289,10 +345,13 @@ class S3Archive(Archive):
         return self._hash_remote(self.prefix + key)
 
     def read(self, key: str) -> BinaryIO:
-        return self._call("get_object", Key=self.prefix + key)["Body"]  # type: ignore[no-any-return]
+        found = self._call("get_object", missing_ok=True, Key=self.prefix + key)
+        if found is None:
+            raise FileNotFoundError(key)
+        return found["Body"]  # type: ignore[no-any-return]
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        token: dict[str, str] = {}
+        token: dict[str, Any] = {}
         while True:
             resp = self._call("list_objects_v2", Prefix=self.prefix + prefix, **token)
             for o in resp.get("Contents", []):
@@ -312,5 +371,5 @@ class S3Archive(Archive):
 
 def open_s3(cfg: S3ArchiveConfig, state_dir: Path) -> S3Archive:
     if cfg.ca_bundle is not None and not os.path.exists(cfg.ca_bundle):
-        raise ArchiveError(f"archive.ca_bundle {cfg.ca_bundle} not found")
+        raise ArchiveRefused(cfg.endpoint or "s3", f"archive.ca_bundle {cfg.ca_bundle} not found")
     return S3Archive(cfg, state_dir)

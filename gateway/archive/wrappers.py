@@ -1,19 +1,19 @@
 """Behaviour added around any archive backend, never inside one (restic's
 way): quick retries of transient failures, a concurrency limit, a bandwidth
-limit, and (tests only) fault injection."""
+limit. Wrappers are pure: they never change the backend they wrap, so they
+stack in any order, and the shared contract suite runs on the stack too."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import random
 import threading
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from gateway.archive.base import Archive, ArchiveObject, Receipt
-from gateway.errors import DockgateError
+from gateway.archive.base import Archive, ArchiveError, ArchiveObject, Receipt
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Retrying(Wrapper):
         for attempt in range(1, self.attempts + 1):
             try:
                 return fn(*args)
-            except DockgateError as e:
+            except ArchiveError as e:
                 if e.permanent or attempt == self.attempts:
                     raise
                 delay = min(self.cap_s, self.initial_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
@@ -92,35 +92,27 @@ class TokenBucket:
 
 class Limited(Wrapper):
     """At most *concurrency* uploads at once and, optionally, a shared byte
-    rate (shift change brings every recorder home at once)."""
+    rate (shift change brings every recorder home at once). The rate reaches
+    the backend with each object (``ArchiveObject.throttle``)."""
 
     def __init__(self, inner: Archive, concurrency: int, bandwidth_bytes_per_s: int = 0) -> None:
         super().__init__(inner)
         self.slots = threading.BoundedSemaphore(concurrency)
-        if bandwidth_bytes_per_s:
-            inner.throttle = TokenBucket(bandwidth_bytes_per_s)
+        self.bucket = TokenBucket(bandwidth_bytes_per_s) if bandwidth_bytes_per_s else None
 
     def put(self, obj: ArchiveObject) -> Receipt:
+        if self.bucket is not None:
+            bucket, outer = self.bucket, obj.throttle
+
+            def throttle(n: int) -> None:  # a limit set further out still applies
+                bucket(n)
+                if outer is not None:
+                    outer(n)
+
+            obj = dataclasses.replace(obj, throttle=throttle)
         with self.slots:
             return self.inner.put(obj)
 
     def put_bytes(self, key: str, data: bytes) -> Receipt:
         with self.slots:
             return self.inner.put_bytes(key, data)
-
-
-def install_faults(inner: Archive) -> None:
-    """Tests only: DOCKGATE_FAULT_FLIP_UPLOADS=<text> flips one bit of every
-    upload whose key contains <text>, after it was hashed: corruption on the
-    way, which only verification can catch."""
-    needle = os.environ.get("DOCKGATE_FAULT_FLIP_UPLOADS")
-    if not needle:
-        return
-    log.warning("fault injection on: corrupting uploads of keys containing %r", needle)
-
-    def flip(key: str, data: bytes) -> bytes:
-        if needle not in key or not data:
-            return data
-        return bytes([data[0] ^ 1]) + data[1:]
-
-    inner.transmit_filter = flip

@@ -139,10 +139,9 @@ class MqttLink:
             self._wake.clear()
             batch = self.catalog.unpublished(200)
             for ev in batch:
-                payload = {"id": ev["id"], "seq": ev["seq"], "ts": ev["ts"], "type": ev["type"],
-                           "slot": ev["slot"], "station": self.station, "data": ev["data"]}
+                payload = {**ev.as_dict(), "station": self.station}
                 await client.publish(f"{self.base}/events", _json(payload), qos=1)
-                self.catalog.mark_published(ev["seq"])
+                self.catalog.mark_published(ev.seq)
             if not batch:
                 await wait_event(self._wake, 1.0)
 

@@ -20,10 +20,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.archive import Archive
-from gateway.canonical import canonical
-from gateway.custody import GENESIS, entry_hash, signed_part
-from gateway.evidence import MANIFEST_SUFFIX, SIG_SUFFIX, is_evidence_metadata
-from gateway.signing import key_id, verify
+from gateway.evidence.canonical import canonical
+from gateway.evidence.custody import GENESIS, entry_hash, signed_part
+from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, is_evidence_metadata
+from gateway.evidence.signing import key_id, verify
 
 _AMEND = re.compile(r"^(?P<media>.+)\.amendment-(?P<n>\d+)\.json$")
 

@@ -1,4 +1,4 @@
-"""Stamping: a staged clip becomes evidence.
+"""The manifest: what makes a staged clip evidence.
 
 For every clip a manifest records the five items the rules require (case
 number 案件编号, capture time 采集时间, capture place 采集地点, collector 采集人,
@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from drivers.profiles import Profile, Registry
-from gateway.canonical import canonical
-from gateway.catalog import Assignment, Catalog, ClipRow
+from gateway.catalog import Assignment, Catalog, ClipRow, DockRow
 from gateway.config import Config
 from gateway.durable import write_atomic
-from gateway.probe import ContainerFacts
-from gateway.signing import Signer
+from gateway.evidence.canonical import canonical
+from gateway.evidence.container import ContainerFacts
+from gateway.evidence.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def gps_fix(text: str) -> tuple[float, float] | None:
     return (round(-lat if m.group(3) == "S" else lat, 6), round(-lon if m.group(6) == "W" else lon, 6))
 
 
-def _sibling(catalog: Catalog, staging_root: Path, clip: ClipRow, suffix: str) -> Path | None:
+def sibling(catalog: Catalog, staging_root: Path, clip: ClipRow, suffix: str) -> Path | None:
     base, _ext = os.path.splitext(clip.path)
     hit = catalog.sibling_item(clip.serial, base + suffix.encode())
     if hit is None or hit[1] is None:
@@ -128,10 +128,11 @@ def assignment_doc(a: Assignment | None) -> dict[str, Any] | None:
             "important": None if a.important is None else bool(a.important), "made_at": iso(a.created_at)}
 
 
-def build_manifest(cfg: Config, clip: ClipRow, dock: dict[str, Any], facts: ContainerFacts,
+def build_manifest(cfg: Config, clip: ClipRow, dock: DockRow | None, facts: ContainerFacts,
                    profile: Profile | None, assignment: Assignment | None, gps: tuple[float, float] | None,
                    marked: bool, key: str, custody_seq: int, key_id: str) -> tuple[dict[str, Any], float]:
-    when = capture_time(facts, clip, profile, dock.get("clock_drift_s"))
+    d = dock or DockRow(id=0, slot=0, docked_at=0.0)
+    when = capture_time(facts, clip, profile, d.clock_drift_s)
     ts = when.pop("_ts")
     place: dict[str, Any] = {"text": cfg.station.location or None, "source": "station"}
     if gps is not None:
@@ -144,7 +145,7 @@ def build_manifest(cfg: Config, clip: ClipRow, dock: dict[str, Any], facts: Cont
         "case_number": a.case_number if a else None,
         "capture_time": when,
         "capture_place": place,
-        "collector": {"officer": clip.officer, "name": dock.get("officer_name"), "unit": dock.get("unit")},
+        "collector": {"officer": clip.officer, "name": d.officer_name, "unit": d.unit},
         "proof_object": a.proof if a else None,
         "importance": {"important": important,
                        "source": "assignment" if a is not None and a.important is not None
@@ -155,10 +156,11 @@ def build_manifest(cfg: Config, clip: ClipRow, dock: dict[str, Any], facts: Cont
                  "original_path": clip.path.decode("utf-8", "backslashreplace"),
                  "archive_key": key, "partial": facts.truncated,
                  "container": facts.as_dict()},
-        "recorder": {"serial": clip.serial, "model": dock.get("model"), "profile": dock.get("profile"),
-                     "clock_drift_s": dock.get("clock_drift_s"), "clock_set": bool(dock.get("clock_set")),
-                     "docked_at": iso(dock.get("docked_at"))},
-        "station": {"id": cfg.station.id, "slot": dock.get("slot"), "location": cfg.station.location or None},
+        "recorder": {"serial": clip.serial, "model": d.model, "profile": d.profile,
+                     "clock_drift_s": d.clock_drift_s, "clock_set": bool(d.clock_set),
+                     "docked_at": iso(d.docked_at) if dock else None},
+        "station": {"id": cfg.station.id, "slot": dock.slot if dock else None,
+                    "location": cfg.station.location or None},
         "custody_seq": custody_seq,
         "stamped_at": iso(datetime.now(UTC).timestamp()),
         "key_id": key_id,
@@ -190,5 +192,7 @@ def read_signed(path: Path) -> Signed:
     return Signed(path.read_bytes(), path.with_name(path.name + SIG_SUFFIX).read_bytes())
 
 
-def profile_for(registry: Registry, dock: dict[str, Any]) -> Profile | None:
-    return next((p for p in registry.profiles if p.name == dock.get("profile")), None)
+def profile_for(registry: Registry, dock: DockRow | None) -> Profile | None:
+    if dock is None:
+        return None
+    return next((p for p in registry.profiles if p.name == dock.profile), None)

@@ -1,4 +1,5 @@
-"""What the station is doing right now (not persistent: the catalog is).
+"""Live state: what the station and each slot are doing right now (not
+persistent: the catalog is).
 
 Counters here are written by worker threads and read by the status writer;
 plain int updates under the GIL are enough, nobody needs them exact."""
@@ -48,6 +49,8 @@ class StationState:
         self.slots = {n: SlotState(n) for n in range(1, slots + 1)}
         self.started_at = time.time()
         self.archive_up: bool | None = None
+        #: why the archive refuses the station (credentials, permissions), while it does
+        self.archive_refused: str | None = None
         self.last_error: str | None = None
         #: a bounded word for the last error (what MQTT's retained state shows)
         self.last_error_reason: str | None = None
@@ -57,6 +60,7 @@ class StationState:
         return {
             "started_at": self.started_at,
             "archive_up": self.archive_up,
+            "archive_refused": self.archive_refused,
             "last_error": self.last_error,
             "last_error_reason": self.last_error_reason,
             "forwarding_paused": self.forwarding_paused,

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from gateway.durable import write_atomic
-from gateway.signing import keygen
+from gateway.evidence.signing import keygen
 
 FACTORY_PASSWORD = "000000"
 

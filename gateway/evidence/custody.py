@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.canonical import canonical
 from gateway.durable import fsync_dir
-from gateway.signing import Signer
+from gateway.evidence.canonical import canonical
+from gateway.evidence.signing import Signer
 
 GENESIS = "0" * 64
 
