@@ -139,7 +139,8 @@ class Daemon:
             await asyncio.to_thread(write_status, self.cfg.run_dir, snap)
             docked = sum(1 for s in snap["slots"] if s["state"] != "idle")
             line = (f"STATUS={docked} docked, {snap['queue']['clips']} clips queued, archive "
-                    + {True: "up", False: "DOWN", None: "not contacted"}[snap["archive_up"]])
+                    + ("REFUSES this station" if snap["archive_refused"]
+                       else {True: "up", False: "DOWN", None: "not contacted"}[snap["archive_up"]]))
             if line != last_status:
                 notify(line)
                 last_status = line

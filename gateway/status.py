@@ -46,6 +46,7 @@ def collect(cfg: Config) -> dict[str, Any]:
         "purged": purged,
         "queue": queue,
         "archive_up": live.get("archive_up") if running else None,
+        "archive_refused": live.get("archive_refused") if running else None,
         "staging_free_bytes": live.get("staging_free_bytes"),
         "last_error": live.get("last_error"),
         "slots": slots,
@@ -87,8 +88,10 @@ def render(s: dict[str, Any]) -> str:
     lines.append("clips: " + ", ".join(f"{k} {v}" for k, v in c.items() if v or k == "archived")
                  + (f"; {s['sightings']} seen again" if s["sightings"] else ""))
     q = s["queue"]
-    lines.append(f"queue: {q['clips']} clips, {_size(q['bytes'])} to forward; archive "
-                 + {True: "up", False: "DOWN", None: "not contacted yet"}[s["archive_up"]])
+    archive = {True: "up", False: "DOWN", None: "not contacted yet"}[s["archive_up"]]
+    if s.get("archive_refused"):
+        archive = "REFUSES this station, forwarding paused (fix the credentials or permissions; it resumes by itself)"
+    lines.append(f"queue: {q['clips']} clips, {_size(q['bytes'])} to forward; archive {archive}")
     if s.get("last_error"):
         lines.append(f"last error: {s['last_error']}")
     for slot in s["slots"]:

@@ -26,6 +26,32 @@ def dockgate(*args: str, check: bool = True, timeout: float = 120) -> subprocess
     return proc
 
 
+def events(config: Path, type_: str | None = None) -> list[dict[str, Any]]:
+    """Every event the station recorded (`dockgate events --json`), oldest
+    first; only those of *type_* when given."""
+    out = dockgate("events", "-c", str(config), "--json").stdout
+    evs = [json.loads(line) for line in out.splitlines()]
+    return [e for e in evs if type_ is None or e["type"] == type_]
+
+
+def attach(config: Path, recorder: Path, slot: int) -> None:
+    """Dock a simulated recorder (`dockgate sim attach`)."""
+    dockgate("sim", "attach", str(recorder), "-c", str(config), "--slot", str(slot))
+
+
+def detach(config: Path, slot: int) -> None:
+    dockgate("sim", "detach", "-c", str(config), "--slot", str(slot))
+
+
+def hand_made_recorder(root: Path, serial: str, *, officer: str = "054321", protocol: str = "ums",
+                       link_rate: int = 0, extra: str = "") -> Path:
+    """A recorder folder written by hand, as the README shows; returns its storage/."""
+    (root / "storage").mkdir(parents=True)
+    (root / "device.toml").write_text(f'serial = "{serial}"\nofficer = "{officer}"\nprotocol = "{protocol}"\n'
+                                      f'link_rate = {link_rate}\n{extra}')
+    return root / "storage"
+
+
 def sha256_file(p: Path) -> str:
     h = hashlib.sha256()
     with open(p, "rb") as f:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_config
-from tests.helpers import DaemonProc, archive_hashes, dockgate, source_hashes
+from tests.helpers import DaemonProc, archive_hashes, attach, detach, dockgate, source_hashes
 
 pytestmark = pytest.mark.e2e
 
@@ -19,14 +19,6 @@ def make(dirpath: Path, serial: str, officer: str, clips: int, size: str, rate: 
     dockgate("sim", "make", str(dirpath), "--clips", str(clips), "--size", size, "--serial", serial,
              "--officer", officer, "--link-rate", rate)
     return dirpath
-
-
-def attach(station: Path, rec: Path, slot: int) -> None:
-    dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", str(slot))
-
-
-def detach(station: Path, slot: int) -> None:
-    dockgate("sim", "detach", "-c", str(station), "--slot", str(slot))
 
 
 def settled(n: int):

@@ -13,17 +13,18 @@ import pytest
 
 from drivers.sim.station import write_station
 from gateway.evidence.manifest import is_evidence_metadata
-from tests.helpers import DaemonProc, dockgate, sha256_file, source_hashes
+from tests.helpers import DaemonProc, attach, dockgate, sha256_file, source_hashes
 from tests.servers import MotoServer, Proxy
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
 
 
-def s3_station(tmp: Path, endpoint: str, bucket: str, release: str = "after-archive") -> Path:
+def s3_station(tmp: Path, endpoint: str, bucket: str, release: str = "after-archive",
+               keys: tuple[str, str] = ("dockgate-test", "dockgate-test-secret")) -> Path:
     station = write_station(tmp / "station", slots=2, reserve_bytes=0, custody_rotate_s=1.0)
     creds = tmp / "station" / "secrets"
-    for name, value in (("s3_access", "dockgate-test"), ("s3_secret", "dockgate-test-secret")):
+    for name, value in zip(("s3_access", "s3_secret"), keys, strict=True):
         (creds / name).write_text(value)
         os.chmod(creds / name, 0o600)
     text = station.read_text()
@@ -45,6 +46,7 @@ read_timeout_s = 5
 retry_initial_s = 0.2
 retry_max_s = 1.0
 attempts_per_try = 1
+refused_retry_s = 1.0
 
 [release]
 policy = "{release}"
@@ -85,7 +87,7 @@ def test_s3_end_to_end_locked_verified_and_released(s3server: MotoServer, tmp_pa
     want = source_hashes(rec / "storage")
     d = DaemonProc(station, tmp_path / "daemon.log").start()
     try:
-        dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", "1")
+        attach(station, rec, 1)
         d.wait_for(lambda s: s["clips"]["archived"] == 5 and s["released"] == 5, timeout=90,
                    what="5 clips archived and released")
     finally:
@@ -113,7 +115,7 @@ def test_archive_outage_loses_nothing_and_drains_without_duplicates(s3server: Mo
     rec = recorder(tmp_path, "S3REC02", 6, "2M")
     d = DaemonProc(station, tmp_path / "daemon.log").start()
     try:
-        dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", "2")
+        attach(station, rec, 2)
         s = d.wait_for(lambda s: s["clips"]["stamped"] + s["clips"]["forwarding"] == 6 and s["archive_up"] is False,
                        timeout=60, what="everything queued while the archive is down")
         assert s["clips"]["archived"] == 0
@@ -123,7 +125,7 @@ def test_archive_outage_loses_nothing_and_drains_without_duplicates(s3server: Mo
         # and once more, mid-upload this time
         rec2 = recorder(tmp_path, "S3REC03", 3, "6M")
         dockgate("sim", "detach", "-c", str(station), "--slot", "2")
-        dockgate("sim", "attach", str(rec2), "-c", str(station), "--slot", "2")
+        attach(station, rec2, 2)
         d.wait_for(lambda s: s["clips"]["stamped"] + s["clips"]["forwarding"] >= 1, timeout=60, what="upload under way")
         proxy.down()
         d.wait_for(lambda s: s["archive_up"] is False, timeout=60, what="archive noticed down")
@@ -154,7 +156,7 @@ def test_byte_flipped_on_the_way_is_caught_never_archived_never_released(s3serve
     finally:
         del os.environ["DOCKGATE_FAULT_FLIP_UPLOADS"]
     try:
-        dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", "1")
+        attach(station, rec, 1)
         d.wait_for(lambda s: s["clips"]["archived"] == 2 and s["clips"]["quarantined"] == 1, timeout=90,
                    what="two archived, the corrupted one quarantined")
         s = d.wait_for(lambda s: any(x["slot"] == 1 and x["state"] == "done" for x in s["slots"]), timeout=30,

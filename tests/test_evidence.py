@@ -17,7 +17,7 @@ import pytest
 
 from drivers.sim.station import write_station
 from gateway.config import load_config
-from tests.helpers import DaemonProc, dockgate
+from tests.helpers import DaemonProc, attach, dockgate, events
 
 pytestmark = pytest.mark.e2e
 OFFICER = "0123456"
@@ -54,7 +54,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
              "--category", "traffic")
     d = DaemonProc(station, tmp / "daemon.log").start()
     try:
-        dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", "1")
+        attach(station, rec, 1)
         d.wait_for(lambda s: s["clips"]["archived"] == 3 and s["queue"]["clips"] == 0, timeout=60,
                    what="3 clips archived")
         manifests = sorted(cfg.archive.path.rglob("*.manifest.json"))
@@ -101,8 +101,7 @@ def test_truncated_mp4_is_archived_as_partial(run: dict[str, Path]) -> None:
     assert doc["clip"]["partial"] is True
     assert doc["capture_time"]["source"] == "file_name"  # the container lost its index
     assert Path(str(m)[: -len(".manifest.json")]).exists()
-    events = [json.loads(x) for x in dockgate("events", "-c", str(run["station"]), "--json").stdout.splitlines()]
-    assert any(e["type"] == "partial_clip" for e in events)
+    assert events(run["station"], "partial_clip")
 
 
 def test_late_assignment_is_a_signed_amendment(run: dict[str, Path]) -> None:

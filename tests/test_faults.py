@@ -3,7 +3,6 @@ down together, a full disk, and a staged file altered before forwarding."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 
 from drivers.sim.station import write_station
 from gateway.config import load_config
-from tests.helpers import DaemonProc, archive_hashes, dockgate, sha256_file, source_hashes
+from tests.helpers import DaemonProc, archive_hashes, attach, dockgate, events, sha256_file, source_hashes
 from tests.mqttclient import Recorder
 from tests.servers import Mosquitto, MotoServer, Proxy
 
@@ -46,14 +45,14 @@ def test_archive_and_broker_down_together_then_everything_drains(s3server: MotoS
         dockgate("sim", "make", str(rec), "--protocol", "amba", "--clips", "4", "--size", "700k", "--serial", "BOTH01")
         proxy.down()
         broker.stop()
-        dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", "1")
+        attach(station, rec, 1)
         s = d.wait_for(lambda s: s["clips"]["stamped"] + s["clips"]["forwarding"] == 4 and s["archive_up"] is False,
                        timeout=60, what="queued with archive and broker down")
         assert s["clips"]["archived"] == 0
         proxy.up()
         broker.start()
         d.wait_for(lambda s: s["clips"]["archived"] == 4 and s["queue"]["clips"] == 0, timeout=90, what="drained")
-        want = {json.loads(x)["id"] for x in dockgate("events", "-c", str(station), "--json").stdout.splitlines()}
+        want = {e["id"] for e in events(station)}
         sub.wait(lambda: want <= {e["id"] for e in sub.json_on("/events")}, timeout=60, what="every event")
         ids = [e["id"] for e in sub.json_on("/events")]
         assert len(ids) == len(set(ids))
@@ -83,14 +82,13 @@ def test_disk_full_while_staging_waits_alarms_and_resumes(tmp_path: Path) -> Non
         dockgate("sim", "make", str(rec), "--clips", "6", "--size", "8M", "--serial", "FULL01")
         d = DaemonProc(station, tmp_path / "daemon.log").start()
         try:
-            dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", "1")
+            attach(station, rec, 1)
             s = d.wait_for(lambda s: s["clips"]["archived"] == 6 and s["queue"]["clips"] == 0, timeout=120,
                            what="all archived despite the small disk")
             assert s["purged"] >= 2  # space came back by purging archived copies, oldest first
         finally:
             d.stop()
-        events = [json.loads(x)["type"] for x in dockgate("events", "-c", str(station), "--json").stdout.splitlines()]
-        assert "disk_low" in events
+        assert events(station, "disk_low")
         assert archive_hashes(work / "archive") == source_hashes(rec / "storage")
         assert dockgate("verify", "-c", str(station)).returncode == 0
     finally:
@@ -110,7 +108,7 @@ def test_staged_file_altered_before_forwarding_is_quarantined_and_kept(tmp_path:
     victim_hash = sha256_file(victim)
     d = DaemonProc(station, tmp_path / "daemon.log").start()
     try:
-        dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", "1")
+        attach(station, rec, 1)
         d.wait_for(lambda s: s["clips"]["stamped"] + s["clips"]["forwarding"] == 3, what="queued")
         staged = cfg.paths.staging / "media" / victim_hash[:2] / victim_hash
         data = bytearray(staged.read_bytes())
@@ -124,6 +122,5 @@ def test_staged_file_altered_before_forwarding_is_quarantined_and_kept(tmp_path:
         d.stop()
     assert victim_hash not in archive_hashes(archive)  # never forwarded as good
     assert victim.exists() and sha256_file(victim) == victim_hash  # the recorder keeps the original
-    events = [json.loads(x) for x in dockgate("events", "-c", str(station), "--json").stdout.splitlines()]
-    q = [e for e in events if e["type"] == "quarantined"]
+    q = events(station, "quarantined")
     assert len(q) == 1 and re.search("no longer matches", q[0]["data"]["error"])

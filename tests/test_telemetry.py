@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from drivers.sim.station import write_station
-from tests.helpers import DaemonProc, dockgate
+from tests.helpers import DaemonProc, attach, dockgate, events
 from tests.mqttclient import Recorder
 from tests.servers import Mosquitto, free_port
 
@@ -66,10 +66,10 @@ def test_events_raised_during_a_broker_outage_arrive_once(tmp_path: Path) -> Non
         rec = tmp_path / "rec"
         dockgate("sim", "make", str(rec), "--clips", "3", "--size", "300k", "--serial", "EVT0001")
         broker.stop()
-        dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", "1")
+        attach(station, rec, 1)
         d.wait_for(lambda s: s["clips"]["archived"] == 3, timeout=60, what="archived while the broker is down")
         broker.start()
-        all_events = [json.loads(x) for x in dockgate("events", "-c", str(station), "--json").stdout.splitlines()]
+        all_events = events(station)
         want = {e["id"] for e in all_events}
         sub.wait(lambda: want <= {e["id"] for e in sub.json_on("/events")}, timeout=60,
                  what="every event after the outage")

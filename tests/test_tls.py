@@ -21,7 +21,7 @@ from gateway.errors import SecretError
 from gateway.evidence.signing import keygen, load_signer
 from tests.archive_contract import make_obj
 from tests.certs import make_ca_and_server
-from tests.helpers import DaemonProc, dockgate
+from tests.helpers import DaemonProc, attach, dockgate
 from tests.mqttclient import Recorder
 from tests.servers import Mosquitto, free_port, wait_port
 
@@ -63,7 +63,7 @@ def test_mqtt_over_tls(tmp_path: Path) -> None:
     dockgate("sim", "make", str(rec), "--clips", "2", "--size", "100k", "--serial", "TLS0001")
     d = DaemonProc(station, tmp_path / "daemon2.log").start()
     try:
-        dockgate("sim", "attach", str(rec), "-c", str(station), "--slot", "1")
+        attach(station, rec, 1)
         d.wait_for(lambda s: s["clips"]["archived"] == 2, what="archived without a trusted broker")
     finally:
         d.stop()

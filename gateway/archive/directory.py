@@ -138,7 +138,7 @@ class DirectoryArchive(Archive):
         try:
             sent = self._copy(obj, tmp)
             if sent != obj.sha256:
-                raise SourceFault(str(obj.source), f"its bytes hash to {sent}, not {obj.sha256}")
+                raise SourceFault(str(obj.source), f"no longer matches its hash {obj.sha256} (now {sent})")
             try:
                 os.link(tmp, dest)
             except FileExistsError:

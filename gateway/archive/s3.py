@@ -243,7 +243,7 @@ class S3Archive(Archive):
         if obj.throttle:
             obj.throttle(len(data))
         if (sent := hashlib.sha256(data).hexdigest()) != obj.sha256:
-            raise SourceFault(str(obj.source), f"its bytes hash to {sent}, not {obj.sha256}")
+            raise SourceFault(str(obj.source), f"no longer matches its hash {obj.sha256} (now {sent})")
         checksum = b64sha(data)
         resp = self._call("put_object", Key=key, Body=data, ChecksumAlgorithm="SHA256",
                           ChecksumSHA256=checksum, Metadata=self._meta(obj.metadata, obj.sha256),
@@ -309,7 +309,7 @@ class S3Archive(Archive):
             with contextlib.suppress(ArchiveError):
                 self._call("abort_multipart_upload", Key=key, UploadId=upload_id)
             state_path.unlink(missing_ok=True)
-            raise SourceFault(str(obj.source), f"its bytes hash to {whole.hexdigest()}, not {obj.sha256}")
+            raise SourceFault(str(obj.source), f"no longer matches its hash {obj.sha256} (now {whole.hexdigest()})")
         resp = self._call("complete_multipart_upload", Key=key, UploadId=upload_id,
                           MultipartUpload={"Parts": parts})
         state_path.unlink(missing_ok=True)

@@ -106,7 +106,8 @@ class MqttLink:
         return {"version": __version__, "station": self.station,
                 "slots": len(snap["slots"]), "slots_in_use": sum(1 for s in snap["slots"] if s["state"] != "idle"),
                 "queue": snap["queue"], "staging_free_bytes": snap["staging_free_bytes"],
-                "archive_up": snap["archive_up"], "forwarding_paused": snap["forwarding_paused"],
+                "archive_up": snap["archive_up"], "archive_refused": snap["archive_refused"],
+                "forwarding_paused": snap["forwarding_paused"],
                 "last_error": snap.get("last_error_reason"), "started_at": snap["started_at"]}
 
     async def _states(self, client: aiomqtt.Client) -> None:

@@ -1,0 +1,148 @@
+"""What the catalog hands out: typed records with named fields, built from
+rows by column name (never by position), and the event a transition writes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from drivers.base import ClipRef
+
+R = TypeVar("R")
+
+
+def from_row(cls: type[R], row: sqlite3.Row) -> R:
+    """A record from the columns of *row* that the record names."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: row[k] for k in row.keys() if k in names})  # noqa: SIM118 - a Row iterates values
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something people and systems act on. Recorded in the catalog's outbox
+    (and, for custody types, the custody log) in the same transaction as the
+    state change it reports."""
+
+    type: str
+    slot: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def event(type_: str, slot: int | None = None, **data: Any) -> Event:
+    return Event(type_, slot, data)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    seq: int
+    id: str
+    ts: float
+    type: str
+    slot: int | None
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: sqlite3.Row) -> EventRow:
+        return cls(row["seq"], row["id"], row["ts"], row["type"], row["slot"], json.loads(row["data"]))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "id": self.id, "ts": self.ts, "type": self.type, "slot": self.slot,
+                "data": self.data}
+
+
+@dataclass(frozen=True)
+class PendingItem:
+    id: int
+    ref: ClipRef
+
+
+@dataclass(frozen=True)
+class DockRow:
+    id: int
+    slot: int
+    docked_at: float
+    vid: int | None = None
+    pid: int | None = None
+    usb_serial: str | None = None
+    detect_source: str | None = None
+    profile: str | None = None
+    serial: str | None = None
+    model: str | None = None
+    officer: str | None = None
+    officer_name: str | None = None
+    unit: str | None = None
+    recorder_clock: float | None = None
+    station_clock: float | None = None
+    clock_drift_s: float | None = None
+    clock_set: int | None = None
+    undocked_at: float | None = None
+    result: str | None = None
+
+
+@dataclass(frozen=True)
+class ClipRow:
+    sha256: str
+    size: int
+    state: str
+    staged_path: str | None
+    archive_key: str | None
+    attempts: int
+    item_id: int
+    serial: str
+    officer: str | None
+    path: bytes
+    mtime_ns: int
+    dock_id: int | None
+    manifest_path: str | None
+    manifest_sha256: str | None
+    partial: int
+    capture_utc: float | None
+    assignment_id: int | None
+
+    @property
+    def display(self) -> str:
+        return self.path.decode("utf-8", "backslashreplace")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    id: int
+    officer: str
+    from_ts: float
+    to_ts: float
+    case_number: str | None
+    proof: str | None
+    category: str | None
+    important: int | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DueAmendment:
+    id: int
+    sha256: str
+    path: str
+    archive_key: str
+
+
+@dataclass(frozen=True)
+class Holding:
+    """One listed clip of a recorder as the catalog knows it: what release
+    decides on."""
+
+    id: int
+    ref: ClipRef
+    item_state: str
+    released_at: float | None
+    sha256: str | None
+    clip_state: str | None
+    partial: int | None
+
+
+@dataclass(frozen=True)
+class Purgeable:
+    sha256: str
+    staged_path: str
+    size: int

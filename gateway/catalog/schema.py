@@ -1,0 +1,97 @@
+"""The catalog's tables, and the migrations that take an older file to
+the current schema (each one transaction, so a crash leaves no half-made
+schema)."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS docks (
+    id INTEGER PRIMARY KEY,
+    slot INTEGER NOT NULL,
+    vid INTEGER, pid INTEGER, usb_serial TEXT, detect_source TEXT,
+    profile TEXT, serial TEXT, model TEXT, officer TEXT, officer_name TEXT, unit TEXT,
+    recorder_clock REAL, station_clock REAL, clock_drift_s REAL, clock_set INTEGER,
+    docked_at REAL NOT NULL, undocked_at REAL, result TEXT
+);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY,
+    serial TEXT NOT NULL,
+    path BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    dock_id INTEGER REFERENCES docks(id),
+    officer TEXT,
+    sha256 TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    discovered_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (serial, path, size, mtime_ns)
+);
+CREATE INDEX IF NOT EXISTS items_state ON items(state);
+CREATE INDEX IF NOT EXISTS items_sha ON items(sha256);
+CREATE TABLE IF NOT EXISTS clips (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    item_id INTEGER NOT NULL REFERENCES items(id),
+    staged_path TEXT,
+    archive_key TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try_at REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    archived_at REAL
+);
+CREATE INDEX IF NOT EXISTS clips_state ON clips(state, next_try_at);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    ts REAL NOT NULL,
+    type TEXT NOT NULL,
+    slot INTEGER,
+    data TEXT NOT NULL,
+    published INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS events_unpublished ON events(published, seq);
+"""
+# each step takes the schema from version i to i + 1, in one transaction
+MIGRATIONS = [
+    SCHEMA,
+    """
+    ALTER TABLE clips ADD COLUMN manifest_path TEXT;
+    ALTER TABLE clips ADD COLUMN manifest_sha256 TEXT;
+    ALTER TABLE clips ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE clips ADD COLUMN capture_utc REAL;
+    ALTER TABLE clips ADD COLUMN assignment_id INTEGER;
+    CREATE TABLE assignments (
+        id INTEGER PRIMARY KEY,
+        officer TEXT NOT NULL,
+        from_ts REAL NOT NULL,
+        to_ts REAL NOT NULL,
+        case_number TEXT, proof TEXT, category TEXT, important INTEGER,
+        created_at REAL NOT NULL,
+        processed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE amendments (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL REFERENCES clips(sha256),
+        assignment_id INTEGER NOT NULL REFERENCES assignments(id),
+        path TEXT NOT NULL,
+        state TEXT NOT NULL,
+        archive_key TEXT,
+        created_at REAL NOT NULL,
+        UNIQUE (sha256, assignment_id)
+    );
+    CREATE TABLE segments (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
+    """
+    ALTER TABLE items ADD COLUMN released_at REAL;
+    ALTER TABLE clips ADD COLUMN purged_at REAL;
+    """,
+]
+VERSION = len(MIGRATIONS)

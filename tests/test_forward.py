@@ -1,0 +1,150 @@
+"""The forwarder's promises, against a real directory archive whose faults
+the test scripts: what happens to a clip is decided by whose fault a failure
+is (the clip's or the station's) and whether trying again can help."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.archive import ArchiveRefused, ArchiveUnavailable, VerifyFailed
+from gateway.catalog import ClipState
+from gateway.config import Config
+from gateway.forward import MAX_VERIFY_FAILURES, Forwarder
+from gateway.live import StationState
+from tests.pipeline import Scripted, Station, make_station
+
+
+@pytest.fixture
+def fast(cfg: Config) -> Config:
+    return cfg.model_copy(update={"forward": cfg.forward.model_copy(update={
+        "retry_initial_s": 0.05, "retry_max_s": 0.1, "refused_retry_s": 0.2, "attempts_per_try": 1})})
+
+
+@pytest.fixture
+def station(tmp_path: Path, fast: Config) -> Station:
+    return make_station(tmp_path, fast)
+
+
+@pytest.fixture
+def archive(station: Station) -> Scripted:
+    return Scripted(station.archive_root)
+
+
+Body = Callable[[Forwarder], Awaitable[None]]
+
+
+def with_forwarder(station: Station, archive: Scripted, tmp_path: Path, body: Body) -> None:
+    """Run the forwarder worker on an event loop while *body* runs."""
+    (tmp_path / "custody").mkdir(exist_ok=True)
+
+    async def main() -> None:
+        fwd = Forwarder(station.cfg, station.catalog, station.staging, archive, StationState(1),
+                        tmp_path / "custody")
+        task = asyncio.create_task(fwd.run())
+        try:
+            await body(fwd)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_a_stamped_clip_is_archived_with_its_events(station: Station, archive: Scripted, tmp_path: Path) -> None:
+    async def scenario(forwarder: Forwarder) -> None:
+        sha = station.stamped()
+        forwarder.wake()
+        await until(lambda: station.state(sha) == ClipState.ARCHIVED)
+        assert station.event_types()[-3:] == ["forwarded", "verified", "clip_archived"]
+
+    with_forwarder(station, archive, tmp_path, scenario)
+
+
+def test_an_archive_refusing_the_station_quarantines_nothing_and_alarms_once(
+        station: Station, archive: Scripted, tmp_path: Path) -> None:
+    async def scenario(forwarder: Forwarder) -> None:
+        fixed = False
+        archive.fault = lambda key: None if fixed else ArchiveRefused("archive", "403 InvalidAccessKeyId")
+        clips = [station.stamped() for _ in range(4)]
+        forwarder.wake()
+        await until(lambda: len(archive.puts) >= 3)  # the first try, then probes every refused_retry_s
+        assert forwarder.live.archive_refused is not None
+        assert all(station.state(s) in (ClipState.STAMPED, ClipState.FORWARDING) for s in clips)
+        assert station.event_types().count("archive_refused") == 1
+        assert "quarantined" not in station.event_types()
+        fixed = True  # the credentials file is corrected: forwarding resumes by itself
+        await until(lambda: all(station.state(s) == ClipState.ARCHIVED for s in clips))
+        assert forwarder.live.archive_refused is None and "archive_up" in station.event_types()
+        assert all(c is not None and c.attempts == 0 for c in map(station.catalog.clip, clips))
+
+    with_forwarder(station, archive, tmp_path, scenario)
+
+
+def test_a_staged_copy_deleted_before_forwarding_is_quarantined(station: Station,
+                                                                        archive: Scripted, tmp_path: Path) -> None:
+    async def scenario(forwarder: Forwarder) -> None:
+        sha = station.stamped()
+        clip = station.catalog.clip(sha)
+        assert clip is not None and clip.staged_path is not None
+        station.staging.resolve(clip.staged_path).unlink()
+        forwarder.wake()
+        await until(lambda: station.state(sha) == ClipState.QUARANTINED)
+        assert "archive_refused" not in station.event_types() and "archive_down" not in station.event_types()
+        assert list(archive.keys()) == []
+
+    with_forwarder(station, archive, tmp_path, scenario)
+
+
+def test_an_archive_that_is_down_keeps_the_queue_and_alarms_once(station: Station, archive: Scripted, tmp_path: Path) -> None:
+    async def scenario(forwarder: Forwarder) -> None:
+        down = True
+        archive.fault = lambda key: ArchiveUnavailable("archive", "connection refused") if down else None
+        clips = [station.stamped() for _ in range(3)]
+        forwarder.wake()
+        await until(lambda: len(archive.puts) >= 6)
+        assert station.event_types().count("archive_down") == 1
+        assert "quarantined" not in station.event_types()
+        down = False
+        await until(lambda: all(station.state(s) == ClipState.ARCHIVED for s in clips))
+
+    with_forwarder(station, archive, tmp_path, scenario)
+
+
+def test_a_stored_copy_that_never_reads_back_right_is_quarantined_in_the_end(
+        station: Station, archive: Scripted, tmp_path: Path) -> None:
+    async def scenario(forwarder: Forwarder) -> None:
+        archive.fault = lambda key: VerifyFailed(key, "a" * 64, "b" * 64)
+        sha = station.stamped()
+        forwarder.wake()
+        await until(lambda: station.state(sha) == ClipState.QUARANTINED)
+        assert len(archive.puts) == MAX_VERIFY_FAILURES
+        assert "archive_down" not in station.event_types()
+
+    with_forwarder(station, archive, tmp_path, scenario)
+
+
+def test_an_untyped_error_keeps_the_clip_queued_and_the_forwarder_alive(
+        station: Station, archive: Scripted, tmp_path: Path) -> None:
+    async def scenario(forwarder: Forwarder) -> None:
+        broken = True
+        archive.fault = lambda key: RuntimeError("a bug in a backend") if broken else None
+        sha = station.stamped()
+        forwarder.wake()
+        await until(lambda: len(archive.puts) >= 2)
+        assert station.state(sha) != ClipState.QUARANTINED
+        broken = False
+        await until(lambda: station.state(sha) == ClipState.ARCHIVED)
+
+    with_forwarder(station, archive, tmp_path, scenario)
