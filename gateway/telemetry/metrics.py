@@ -19,7 +19,8 @@ _RESULTS = {"pulled": "pulled", "seen_again": "seen_again", "clip_interrupted": 
 #: event type -> error reason label
 _ERRORS = {"wrong_password": "wrong_password", "foreign_device": "foreign_device", "device_error": "device",
            "quarantined": "quarantine", "clip_interrupted": "interrupted", "disk_low": "disk_low",
-           "archive_down": "archive_down", "archive_refused": "archive_refused", "release_failed": "release_failed", "skipped_entry": "skipped_entry"}
+           "archive_down": "archive_down", "archive_refused": "archive_refused",
+           "release_failed": "release_failed", "skipped_entry": "skipped_entry"}
 _SIZE_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
