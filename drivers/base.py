@@ -91,7 +91,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Self
+from typing import Any, BinaryIO, Self
 
 from drivers.ids import UsbIds
 from drivers.profiles import Profile
@@ -295,7 +295,7 @@ class UnsafeEntry(DriverError, UnsafePath):
 class Recorder(abc.ABC):
     """One docked recorder, opened through its protocol family."""
 
-    family: ClassVar[str] = "abstract"
+    family: str = "abstract"
 
     def __init__(self, device: DockedDevice, profile: Profile) -> None:
         self.device = device

@@ -1,5 +1,6 @@
-"""Recorders whose clips are read from a mass-storage volume (all families:
-the protocol families only differ in how they unlock and identify)."""
+"""Recorders whose clips are read from a mass-storage volume: every family.
+The protocol families differ only in how they reach it (``enter_storage``
+and the re-enumerated device handed to ``attach_storage``)."""
 
 from __future__ import annotations
 
@@ -7,30 +8,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from drivers.base import ClipRef, DeviceGone, DeviceTimeout, Recorder, Skipped
+from drivers.base import ClipRef, DockedDevice, Recorder, Skipped, StorageMismatch
 from drivers.volume import Volume
-
-VOLUME_TIMEOUT_S = 15.0
 
 
 class VolumeRecorder(Recorder):
     _volume_path: Path | None = None
 
-    def _attach_volume(self, timeout: float = VOLUME_TIMEOUT_S) -> Path:
-        """Find the storage the device exposes (after unlocking, where needed)."""
-        path = self.device.volume
-        if path is None and self.device.locate_volume is not None:
-            path = self.device.locate_volume(timeout)
-            if path is None:
-                raise DeviceTimeout(self.label, f"storage did not appear within {timeout:.0f}s")
-        if path is None:
-            raise DeviceGone(self.label, "no mass-storage volume")
-        self._volume_path = path
-        return path
+    def attach_storage(self, storage: DockedDevice) -> None:
+        if storage.volume is None:
+            raise StorageMismatch(self.label, f"storage device {storage.ids} on slot {storage.slot} has no volume")
+        self._volume_path = storage.volume
 
     def _volume(self) -> Volume:
         if self._volume_path is None:
-            raise DeviceGone(self.label, "storage is not unlocked")
+            raise StorageMismatch(self.label, "storage is not reachable yet (enter_storage, then attach_storage)")
         return Volume(self._volume_path, self.profile.clips.include, self.profile.clips.exclude)
 
     def list_clips(self, skipped: Callable[[Skipped], None]) -> Iterator[ClipRef]:

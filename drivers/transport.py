@@ -1,28 +1,27 @@
-"""Frame transports to a recorder's command interface: USB bulk (pyusb) or a
-serial/CDC port (pyserial). Both read until the frame terminator, bounded."""
+"""Transports to a recorder's command interface: USB (control transfers on
+EP0, bulk on the profile's interface and endpoints, through pyusb) and TCP
+(through a socket, optionally reached with ``adb forward``).
+
+Every failure leaves as a typed driver error: a timeout is ``DeviceTimeout``,
+a device that left the bus or closed the socket is ``DeviceGone``, a stalled
+request is ``CommandFailed``. Nothing here knows a protocol.
+"""
 
 from __future__ import annotations
 
-import abc
 import contextlib
-import time
+import errno
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from drivers.base import DeviceGone, DeviceTimeout, DockedDevice, MalformedReply
+from drivers.base import CommandFailed, DeviceGone, DeviceTimeout, DockedDevice, DriverError, NotRecognised
+from drivers.codec import ControlSetup
 
-
-class Transport(abc.ABC):
-    def __init__(self, label: str, terminator: bytes, max_frame: int, timeout_s: float) -> None:
-        self.label = label
-        self.terminator = terminator
-        self.max_frame = max_frame
-        self.timeout_s = timeout_s
-
-    @abc.abstractmethod
-    def exchange(self, command: str, frame: bytes) -> bytes: ...
-
-    def close(self) -> None:  # noqa: B027 - optional
-        """Release the port or interface."""
+_GONE = {errno.ENODEV, errno.ENOENT, errno.ESHUTDOWN, errno.EIO, errno.ENXIO}
 
 
 def usb_backend_for(device: DockedDevice) -> Any:
@@ -33,91 +32,223 @@ def usb_backend_for(device: DockedDevice) -> Any:
     return None  # pyusb picks libusb1
 
 
-class UsbTransport(Transport):
-    def __init__(self, device: DockedDevice, label: str, terminator: bytes, max_frame: int,
-                 timeout_s: float = 3.0) -> None:
-        super().__init__(label, terminator, max_frame, timeout_s)
+@dataclass(frozen=True)
+class Interface:
+    number: int
+    cls: int
+    endpoints: tuple[int, ...]
+
+
+class UsbLink:
+    """One opened USB device: EP0 control transfers, and bulk on one
+    claimed interface when ``ep_out``/``ep_in`` are given."""
+
+    def __init__(self, device: DockedDevice, label: str, *, configuration: int = 1, interface: int = 0,
+                 ep_out: int | None = None, ep_in: int | None = None, timeout_ms: int = 1000) -> None:
         import usb.core
+        import usb.util
 
         self._usb = usb
+        self.label = label
+        self.timeout_ms = timeout_ms
+        self.interface = interface
         bus, addr = device.hints.get("usb_bus"), device.hints.get("usb_address")
         try:
             dev = usb.core.find(
                 backend=usb_backend_for(device), idVendor=device.ids.vid, idProduct=device.ids.pid,
-                custom_match=(lambda d: str(d.bus) == bus and str(d.address) == addr)
-                if bus and addr else None)
+                custom_match=(lambda d: str(d.bus) == bus and str(d.address) == addr) if bus and addr else None)
         except usb.core.NoBackendError:
             raise DeviceGone(label, "no USB backend (libusb) available") from None
+        except usb.core.USBError as e:
+            raise self._error(e, "find") from None
         if dev is None:
             raise DeviceGone(label, "USB device not found")
         self.dev = dev
+        self.ep_out: Any = None
+        self.ep_in: Any = None
         try:
             with contextlib.suppress(NotImplementedError, usb.core.USBError):
-                if dev.is_kernel_driver_active(0):
-                    dev.detach_kernel_driver(0)
-            dev.set_configuration()
-            intf = dev.get_active_configuration()[(0, 0)]
-            self.ep_out = usb.util.find_descriptor(intf, custom_match=lambda e: not (
-                e.bEndpointAddress & 0x80))
-            self.ep_in = usb.util.find_descriptor(intf, custom_match=lambda e: bool(
-                e.bEndpointAddress & 0x80))
+                if dev.is_kernel_driver_active(interface):
+                    dev.detach_kernel_driver(interface)
+            with contextlib.suppress(usb.core.USBError):
+                current = dev.get_active_configuration().bConfigurationValue
+                if current == configuration:
+                    configuration = 0  # already set: do not reset the device's state
+            if configuration:
+                dev.set_configuration(configuration)
+            if ep_out is None and ep_in is None:
+                return
+            intf = dev.get_active_configuration()[(interface, 0)]
+            usb.util.claim_interface(dev, interface)
         except usb.core.USBError as e:
-            raise DeviceGone(label, f"USB setup failed: {e}") from None
-        if self.ep_out is None or self.ep_in is None:
-            raise DeviceGone(label, "no bulk endpoints on interface 0")
+            raise self._error(e, "USB set-up") from None
+        except (KeyError, IndexError):
+            raise NotRecognised(label, f"no interface {interface}") from None
+        self.ep_out = usb.util.find_descriptor(intf, bEndpointAddress=ep_out) if ep_out is not None else None
+        self.ep_in = usb.util.find_descriptor(intf, bEndpointAddress=ep_in) if ep_in is not None else None
+        if (ep_out is not None and self.ep_out is None) or (ep_in is not None and self.ep_in is None):
+            raise NotRecognised(label, f"interface {interface} lacks endpoint "
+                                       f"{ep_out if self.ep_out is None else ep_in:#04x}")
 
-    def exchange(self, command: str, frame: bytes) -> bytes:
+    def _error(self, e: Exception, name: str) -> DriverError:
         usb = self._usb
-        ms = int(self.timeout_s * 1000)
+        if isinstance(e, usb.core.USBTimeoutError):
+            return DeviceTimeout(self.label, f"{name}: no answer within {self.timeout_ms} ms")
+        code = getattr(e, "errno", None)
+        if code == errno.EPIPE:
+            return CommandFailed(self.label, name, "the device stalled the request")
+        if code in _GONE or code is None:
+            return DeviceGone(self.label, f"{name}: {e}")
+        return DeviceGone(self.label, f"{name}: {e}")
+
+    # -- descriptors (read-only) -----------------------------------------
+    def strings(self) -> tuple[str | None, str | None, str | None]:
+        """(manufacturer, product, serial) from the string descriptors."""
+        usb = self._usb
+        out: list[str | None] = []
+        for index in (self.dev.iManufacturer, self.dev.iProduct, self.dev.iSerialNumber):
+            if not index:
+                out.append(None)
+                continue
+            try:
+                out.append(usb.util.get_string(self.dev, index))
+            except (usb.core.USBError, ValueError) as e:
+                if isinstance(e, usb.core.USBError) and getattr(e, "errno", None) in _GONE:
+                    raise self._error(e, "string descriptor") from None
+                out.append(None)
+        return out[0], out[1], out[2]
+
+    def interfaces(self) -> Iterator[Interface]:
         try:
-            self.ep_out.write(frame, ms)
-            out = b""
-            deadline = time.monotonic() + self.timeout_s
-            while not out.endswith(self.terminator):
-                if len(out) > self.max_frame:
-                    raise MalformedReply(self.label, command, "no terminator within the frame limit", out)
-                if time.monotonic() > deadline:
-                    raise DeviceTimeout(self.label, f"{command}: reply incomplete")
-                out += bytes(self.ep_in.read(self.ep_in.wMaxPacketSize * 8, ms))
-            return out
-        except usb.core.USBTimeoutError:
-            raise DeviceTimeout(self.label, f"{command}: no reply within {self.timeout_s:.0f}s") from None
-        except usb.core.USBError as e:
-            raise DeviceGone(self.label, f"{command}: {e}") from None
+            for intf in self.dev.get_active_configuration():
+                yield Interface(intf.bInterfaceNumber, intf.bInterfaceClass,
+                                tuple(ep.bEndpointAddress for ep in intf))
+        except self._usb.core.USBError as e:
+            raise self._error(e, "configuration descriptor") from None
+
+    # -- EP0 ------------------------------------------------------------------
+    def control_out(self, setup: ControlSetup, data: bytes, name: str) -> None:
+        try:
+            n = self.dev.ctrl_transfer(setup.request_type, setup.request, setup.value, setup.index, data,
+                                       self.timeout_ms)
+        except self._usb.core.USBError as e:
+            raise self._error(e, name) from None
+        if n != len(data):
+            raise DeviceTimeout(self.label, f"{name}: {n} of {len(data)} bytes accepted")
+
+    def control_in(self, setup: ControlSetup, name: str) -> bytes:
+        try:
+            return bytes(self.dev.ctrl_transfer(setup.request_type, setup.request, setup.value, setup.index,
+                                                setup.length, self.timeout_ms))
+        except self._usb.core.USBError as e:
+            raise self._error(e, name) from None
+
+    # -- bulk -----------------------------------------------------------------
+    def write(self, data: bytes, name: str, attempts: int = 6) -> None:
+        """Bulk OUT; a partial write is resent from where it stopped."""
+        sent = 0
+        try:
+            for _ in range(attempts):
+                sent += self.ep_out.write(data[sent:], self.timeout_ms)
+                if sent >= len(data):
+                    return
+        except self._usb.core.USBError as e:
+            raise self._error(e, name) from None
+        raise DeviceTimeout(self.label, f"{name}: {sent} of {len(data)} bytes written")
+
+    def read(self, size: int, name: str, timeout_ms: int | None = None) -> bytes:
+        try:
+            return bytes(self.ep_in.read(size, timeout_ms or self.timeout_ms))
+        except self._usb.core.USBError as e:
+            raise self._error(e, name) from None
+
+    def drain(self, size: int, timeout_ms: int, limit: int = 64) -> int:
+        """Read and drop whatever is pending on bulk IN until a read times out."""
+        dropped = 0
+        for _ in range(limit):
+            try:
+                dropped += len(self.ep_in.read(size, timeout_ms))
+            except self._usb.core.USBTimeoutError:
+                return dropped
+            except self._usb.core.USBError as e:
+                raise self._error(e, "drain") from None
+        return dropped
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._usb.util.dispose_resources(self.dev)
 
 
-class SerialTransport(Transport):
-    def __init__(self, port: str, baudrate: int, label: str, terminator: bytes, max_frame: int,
-                 timeout_s: float = 3.0) -> None:
-        super().__init__(label, terminator, max_frame, timeout_s)
-        import serial
+class TcpLink:
+    """A TCP connection to a recorder's command server."""
 
-        self._serial = serial
+    def __init__(self, host: str, port: int, label: str, *, connect_timeout_ms: int = 3000,
+                 send_timeout_ms: int = 3000, read_timeout_ms: int = 5000) -> None:
+        self.label = label
+        self.send_timeout = send_timeout_ms / 1000
+        self.read_timeout = read_timeout_ms / 1000
+        self._buf = b""
         try:
-            self.port = serial.Serial(port, baudrate=baudrate, timeout=timeout_s,
-                                      write_timeout=timeout_s, exclusive=True)
-        except serial.SerialException as e:
-            raise DeviceGone(label, f"cannot open {port}: {e}") from None
+            self.sock = socket.create_connection((host, port), timeout=connect_timeout_ms / 1000)
+        except TimeoutError:
+            raise DeviceTimeout(label, f"no TCP answer from {host}:{port}") from None
+        except OSError as e:
+            raise DeviceGone(label, f"cannot connect to {host}:{port}: {e.strerror or e}") from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def exchange(self, command: str, frame: bytes) -> bytes:
+    def send(self, data: bytes, name: str) -> None:
         try:
-            self.port.reset_input_buffer()
-            self.port.write(frame)
-            out = bytes(self.port.read_until(self.terminator, self.max_frame + 1))
-        except self._serial.SerialException as e:
-            raise DeviceGone(self.label, f"{command}: {e}") from None
-        if not out:
-            raise DeviceTimeout(self.label, f"{command}: no reply within {self.timeout_s:.0f}s")
-        if not out.endswith(self.terminator):
-            if len(out) > self.max_frame:
-                raise MalformedReply(self.label, command, "no terminator within the frame limit", out)
-            raise DeviceTimeout(self.label, f"{command}: reply incomplete")
+            self.sock.settimeout(self.send_timeout)
+            self.sock.sendall(data)
+        except TimeoutError:
+            raise DeviceTimeout(self.label, f"{name}: send timed out") from None
+        except OSError as e:
+            raise DeviceGone(self.label, f"{name}: {e.strerror or e}") from None
+
+    def _more(self, name: str) -> None:
+        try:
+            self.sock.settimeout(self.read_timeout)
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            raise DeviceTimeout(self.label, f"{name}: no answer within {self.read_timeout:.0f}s") from None
+        except OSError as e:
+            raise DeviceGone(self.label, f"{name}: {e.strerror or e}") from None
+        if not chunk:
+            raise DeviceGone(self.label, f"{name}: the recorder closed the connection")
+        self._buf += chunk
+
+    def recv_exact(self, n: int, name: str) -> bytes:
+        while len(self._buf) < n:
+            self._more(name)
+        out, self._buf = self._buf[:n], self._buf[n:]
         return out
 
+    def recv_line(self, name: str, limit: int) -> bytes:
+        while b"\n" not in self._buf:
+            if len(self._buf) > limit:
+                raise DeviceTimeout(self.label, f"{name}: no line end within {limit} bytes")
+            self._more(name)
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.rstrip(b"\r")
+
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.port.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def adb_forward(serial: str | None, remote_port: int, label: str, timeout_s: float = 10.0) -> int:
+    """``adb [-s serial] forward tcp:0 tcp:<port>``: the local port adb chose."""
+    adb = shutil.which("adb")
+    if adb is None:
+        raise DeviceGone(label, "adb_forward is set but adb is not installed")
+    cmd = [adb, *(["-s", serial] if serial else []), "forward", "tcp:0", f"tcp:{remote_port}"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise DeviceTimeout(label, "adb forward timed out") from None
+    except OSError as e:
+        raise DeviceGone(label, f"adb: {e}") from None
+    port = out.stdout.strip()
+    if out.returncode != 0 or not port.isdigit():
+        raise DeviceGone(label, f"adb forward failed: {(out.stderr or out.stdout).strip()[:200]}")
+    return int(port)

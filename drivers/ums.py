@@ -2,21 +2,32 @@
 
 No authentication and no clock access; identity comes from the USB serial,
 the profile's file-name patterns and whatever detection read from the device.
+The volume is there from the start: ``enter_storage`` has nothing to do.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from drivers.base import Identity
+from drivers.base import DockedDevice, Identity, Probe, StorageSwitch
 from drivers.massstorage import VolumeRecorder
+from drivers.profiles import Profile
 
 
 class UmsRecorder(VolumeRecorder):
     family = "ums"
 
+    def __init__(self, device: DockedDevice, profile: Profile) -> None:
+        super().__init__(device, profile)
+        self._volume_path = device.volume
+
+    def probe(self) -> Probe:
+        ids = self.device.ids
+        return Probe(self.family, product=ids.product, manufacturer=ids.manufacturer, usb_serial=ids.serial,
+                     storage_ready=self.device.volume is not None, detail="mass storage")
+
     def unlock(self, password: str | None) -> None:
-        self._attach_volume()
+        return None
 
     def identify(self) -> Identity:
         hints = self.device.hints
@@ -32,3 +43,6 @@ class UmsRecorder(VolumeRecorder):
 
     def set_clock(self, utc: datetime) -> bool:
         return False
+
+    def enter_storage(self) -> StorageSwitch | None:
+        return None

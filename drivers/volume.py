@@ -5,6 +5,10 @@ O_NOFOLLOW, so a symlink (or a directory swapped for one while we walk) can
 never lead outside the volume, and non-regular files (FIFOs, device nodes) are
 never opened for reading: we only open after lstat says S_ISREG, and open with
 O_NONBLOCK so that even a racing swap to a FIFO cannot hang a worker.
+
+Failures are typed: ``UnsafeEntry`` for a name that must not be followed or
+opened (permanent), ``VolumeError`` for any other OS error, transient where the
+errno says the medium went away or is busy. No ``OSError`` leaves this module.
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from drivers.base import ClipRef, Skipped
-from gateway.errors import UnsafePath
+from drivers.base import ClipRef, Skipped, UnsafeEntry, VolumeError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -29,7 +32,7 @@ MAX_DEPTH = 32
 def _components(relpath: bytes) -> list[bytes]:
     parts = relpath.split(b"/")
     if relpath.startswith(b"/") or any(p in (b"", b".", b"..") for p in parts):
-        raise UnsafePath(relpath.decode("utf-8", "backslashreplace"), "not a plain relative path")
+        raise UnsafeEntry(relpath.decode("utf-8", "backslashreplace"), "not a plain relative path")
     return parts
 
 
@@ -53,7 +56,9 @@ class Volume:
         try:
             root_fd = os.open(self.root, _DIR_FLAGS)
         except OSError as e:
-            raise UnsafePath(str(self.root), f"volume root cannot be opened: {e.strerror}") from None
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafeEntry(str(self.root), "volume root is a symlink or not a directory") from None
+            raise VolumeError(str(self.root), e) from None
         try:
             yield from self._walk_fd(root_fd, b"", 0, skipped)
         finally:
@@ -99,7 +104,10 @@ class Volume:
         """A descriptor of the clip's directory, reached with O_NOFOLLOW on
         every component, and the clip's own name. The caller closes it."""
         parts = _components(relpath)
-        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            fd = os.open(self.root, _DIR_FLAGS)
+        except OSError as e:
+            raise VolumeError(str(self.root), e) from None
         try:
             for part in parts[:-1]:
                 nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
@@ -109,9 +117,9 @@ class Volume:
             os.close(fd)
             # O_DIRECTORY|O_NOFOLLOW answers ENOTDIR for a symlinked directory
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise UnsafePath(relpath.decode("utf-8", "backslashreplace"),
-                                 "symlink or non-directory on the path (never followed)") from None
-            raise
+                raise UnsafeEntry(relpath.decode("utf-8", "backslashreplace"),
+                                  "symlink or non-directory on the path (never followed)") from None
+            raise VolumeError(relpath.decode("utf-8", "backslashreplace"), e) from None
         return fd, parts[-1]
 
     def open(self, relpath: bytes) -> BinaryIO:
@@ -121,20 +129,26 @@ class Volume:
         try:
             st = os.lstat(name, dir_fd=fd)
             if not stat.S_ISREG(st.st_mode):
-                raise UnsafePath(disp, f"not a regular file ({_kind(st.st_mode)})")
+                raise UnsafeEntry(disp, f"not a regular file ({_kind(st.st_mode)})")
             ffd = os.open(name, _FILE_FLAGS, dir_fd=fd)
         except OSError as e:
             if e.errno == errno.ELOOP:  # swapped for a symlink since the lstat
-                raise UnsafePath(disp, "symlink (never followed)") from None
-            raise
+                raise UnsafeEntry(disp, "symlink (never followed)") from None
+            raise VolumeError(disp, e) from None
         finally:
             os.close(fd)
-        fst = os.fstat(ffd)
-        if not stat.S_ISREG(fst.st_mode):
+        try:
+            fst = os.fstat(ffd)
+            if not stat.S_ISREG(fst.st_mode):
+                raise UnsafeEntry(disp, "changed into a non-regular file while opening")
+            os.set_blocking(ffd, True)
+            return os.fdopen(ffd, "rb", buffering=0)
+        except OSError as e:
             os.close(ffd)
-            raise UnsafePath(disp, "changed into a non-regular file while opening")
-        os.set_blocking(ffd, True)
-        return os.fdopen(ffd, "rb", buffering=0)
+            raise VolumeError(disp, e) from None
+        except UnsafeEntry:
+            os.close(ffd)
+            raise
 
     def delete(self, relpath: bytes, expect: tuple[int, int] | None = None) -> None:
         """Remove a file; with *expect* (size, mtime_ns) only if it is still
@@ -144,12 +158,14 @@ class Volume:
         try:
             st = os.lstat(name, dir_fd=fd)
             if not stat.S_ISREG(st.st_mode):
-                raise UnsafePath(disp, f"not a regular file ({_kind(st.st_mode)}); not deleted")
+                raise UnsafeEntry(disp, f"not a regular file ({_kind(st.st_mode)}); not deleted")
             if expect is not None and (st.st_size, st.st_mtime_ns) != expect:
-                raise UnsafePath(disp, "changed since it was listed; not deleted")
+                raise UnsafeEntry(disp, "changed since it was listed; not deleted")
             os.unlink(name, dir_fd=fd)
             with contextlib.suppress(OSError):
                 os.fsync(fd)
+        except OSError as e:
+            raise VolumeError(disp, e) from None
         finally:
             os.close(fd)
 

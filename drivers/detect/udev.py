@@ -11,7 +11,13 @@ profile claims raises ``foreign_device`` and is never opened.
 
 Slots: ``detect.ports`` maps USB port paths (``1-1.2``, as in sysfs) to slot
 numbers, so a slot's number is the dock's physical bay. Ports not listed take
-the lowest free slot.
+the lowest free slot, and keep it: a device that re-enumerates on the same
+port (a recorder switched to mass storage) comes back on the same slot.
+
+A device that is mass storage and nothing else is reported once its volume is
+mounted (``volume`` set), so that a recorder's storage side reaches its dock
+session ready to read; devices with a vendor or CDC interface are reported at
+once, with ``volume`` None.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from drivers.base import DockedDevice, UsbIds
@@ -29,6 +36,9 @@ from drivers.detect import Attached, Detached, DetectEvent, Detector, DetectProb
 
 log = logging.getLogger(__name__)
 _RECORDER_CLASSES = re.compile(r":(08|02|0a|ff)[0-9a-f]{4}:", re.IGNORECASE)
+_COMMAND_CLASSES = re.compile(r":(02|0a|ff)[0-9a-f]{4}:", re.IGNORECASE)
+#: a mass-storage device still unmounted after this long is reported as a problem
+MOUNT_PATIENCE_S = 60.0
 
 
 def _unescape(value: str) -> str:
@@ -54,6 +64,12 @@ def could_be_recorder(props: Mapping[str, str]) -> bool:
     if props.get("ID_VENDOR_ID", "").lower() == "1d6b":  # Linux root hubs
         return False
     return bool(_RECORDER_CLASSES.search(props.get("ID_USB_INTERFACES", "")))
+
+
+def storage_only(props: Mapping[str, str]) -> bool:
+    """Mass storage and no command interface: a recorder's storage side."""
+    interfaces = props.get("ID_USB_INTERFACES", "")
+    return ":08" in interfaces.lower() and not _COMMAND_CLASSES.search(interfaces)
 
 
 def port_of(devpath: str) -> str:
@@ -99,17 +115,26 @@ class SlotMap:
         self.slots = slots
         self.ports = dict(ports)
         self.by_devpath: dict[str, int] = {}
+        #: the slot each unlisted port had last: a re-enumerated device keeps it
+        self.last_by_port: dict[str, int] = {}
 
     def assign(self, devpath: str) -> int | None:
         if devpath in self.by_devpath:
             return self.by_devpath[devpath]
-        slot = self.ports.get(port_of(devpath))
+        port = port_of(devpath)
+        used = set(self.by_devpath.values())
+        slot = self.ports.get(port)
         if slot is None:
-            used = set(self.by_devpath.values()) | set(self.ports.values())
-            slot = next((n for n in range(1, self.slots + 1) if n not in used), None)
-        if slot is None or slot in self.by_devpath.values():
+            last = self.last_by_port.get(port)
+            if last is not None and last not in used:
+                slot = last
+        if slot is None:
+            reserved = used | set(self.ports.values())
+            slot = next((n for n in range(1, self.slots + 1) if n not in reserved), None)
+        if slot is None or slot in used:
             return None
         self.by_devpath[devpath] = slot
+        self.last_by_port[port] = slot
         return slot
 
     def release(self, devpath: str) -> int | None:
@@ -117,14 +142,21 @@ class SlotMap:
 
 
 class UdevTranslator:
-    """udev (action, devpath, properties) -> dock events. No I/O but sysfs look-ups."""
+    """udev (action, devpath, properties) -> dock events. No I/O but sysfs and
+    mountinfo look-ups."""
 
-    def __init__(self, slots: int, ports: Mapping[str, int], sys_root: Path = Path("/sys")) -> None:
+    def __init__(self, slots: int, ports: Mapping[str, int], sys_root: Path = Path("/sys"),
+                 mountinfo: Path = Path("/proc/self/mountinfo")) -> None:
         self.map = SlotMap(slots, ports)
         self.sys_root = sys_root
+        self.mountinfo = mountinfo
+        #: storage-only devices waiting for their volume: devpath -> (device, since)
+        self.unmounted: dict[str, tuple[DockedDevice, float]] = {}
 
-    def handle(self, action: str, devpath: str, props: Mapping[str, str]) -> list[DetectEvent]:
+    def handle(self, action: str, devpath: str, props: Mapping[str, str],
+               now: float | None = None) -> list[DetectEvent]:
         if action == "remove":
+            self.unmounted.pop(devpath, None)
             slot = self.map.release(devpath)
             return [Detached(slot)] if slot is not None else []
         if action not in ("add", "bind") or not could_be_recorder(props):
@@ -137,22 +169,34 @@ class UdevTranslator:
         slot = self.map.assign(devpath)
         if slot is None:
             return [DetectProblem(0, f"no free slot for {ids} at port {port_of(devpath)}")]
-        sys_root = self.sys_root
-
-        def locate(timeout: float) -> Path | None:
-            deadline = time.monotonic() + timeout
-            while True:
-                found = mounted_volume(devpath, sys_root)
-                if found is not None or time.monotonic() > deadline:
-                    return found
-                time.sleep(0.25)
-
         hints = {k: v for k, v in (("usb_bus", props.get("BUSNUM", "").lstrip("0")),
                                    ("usb_address", props.get("DEVNUM", "").lstrip("0")),
-                                   ("tty", tty_of(devpath, sys_root) or ""),
+                                   ("tty", tty_of(devpath, self.sys_root) or ""),
                                    ("port", port_of(devpath))) if v}
-        return [Attached(DockedDevice(slot=slot, ids=ids, volume=None, source="udev", hints=hints,
-                                      details=devpath, locate_volume=locate))]
+        device = DockedDevice(slot=slot, ids=ids, volume=None, source="udev", hints=hints, details=devpath)
+        if storage_only(props):
+            self.unmounted[devpath] = (device, time.monotonic() if now is None else now)
+            return self.poll_mounts(now)
+        return [Attached(device)]
+
+    def poll_mounts(self, now: float | None = None) -> list[DetectEvent]:
+        """Attached for storage devices whose volume is now mounted; a
+        problem, once, for one that stays unmounted too long."""
+        out: list[DetectEvent] = []
+        now = time.monotonic() if now is None else now
+        for devpath, (device, since) in list(self.unmounted.items()):
+            try:
+                volume = mounted_volume(devpath, self.sys_root, self.mountinfo)
+            except OSError:
+                volume = None
+            if volume is not None:
+                del self.unmounted[devpath]
+                out.append(Attached(replace(device, volume=volume)))
+            elif since >= 0 and now - since > MOUNT_PATIENCE_S:
+                self.unmounted[devpath] = (device, -1.0)  # said once
+                out.append(DetectProblem(device.slot, f"mass-storage device {device.ids} on port "
+                                                      f"{port_of(devpath)} has no mounted volume"))
+        return out
 
 
 class UdevDetector(Detector):
@@ -179,7 +223,14 @@ class UdevDetector(Detector):
                 for ev in self.translator.handle("add", dev.device_path, dict(dev.properties)):
                     yield ev
             while True:
-                action, devpath, props = await queue.get()
+                try:
+                    # while storage waits for its mount, look again every half second
+                    async with asyncio.timeout(0.5 if self.translator.unmounted else None):
+                        action, devpath, props = await queue.get()
+                except TimeoutError:
+                    for ev in self.translator.poll_mounts():
+                        yield ev
+                    continue
                 for ev in self.translator.handle(action, devpath, props):
                     yield ev
         finally:

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from drivers.profiles import Protocol
 from gateway.errors import DockgateError, describe_validation
 
 
@@ -20,6 +21,10 @@ class SimDeviceError(DockgateError):
 
 
 class SimDevice(BaseModel):
+    """``device.toml``: what the simulated recorder is and holds. Left-out USB
+    ids, product string and storage side come from the family's shipped
+    profile (``drivers.sim.bus``)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     serial: str = Field(min_length=1, max_length=64)
@@ -27,31 +32,46 @@ class SimDevice(BaseModel):
     officer_name: str = Field("", max_length=64)
     unit: str = Field("", max_length=64, description="unit name")
     unit_no: str = Field("", max_length=13)
-    info_layout: Literal[94, 89] = Field(94, description="ZFY_INFO layout the firmware answers with")
     model: str = Field("", max_length=64)
-    protocol: Literal["ums", "zfy", "zfy-serial", "amba"] = "ums"
+    protocol: Protocol = "ums"
     password: str = Field("000000", max_length=32)
     clock_offset_s: float = Field(0.0, description="recorder clock minus true time")
     vid: int | None = Field(None, ge=0, le=0xFFFF)
     pid: int | None = Field(None, ge=0, le=0xFFFF)
+    #: USB string descriptors; None: what the family's shipped profile matches
     product: str | None = None
+    manufacturer: str | None = None
+    usb_serial: str | None = Field(None, description="iSerialNumber; default: serial (BC+: <serial>_0)")
+    #: GA/T 947 IDCode the firmware answers (C, D, E, F); default per family
+    idcode: str = Field("", max_length=8)
+    battery_pct: int = Field(85, ge=0, le=100)
+    #: the storage side after the switch; None: the profile's, else a sim id
+    storage_vid: int | None = Field(None, ge=0, le=0xFFFF)
+    storage_pid: int | None = Field(None, ge=0, le=0xFFFF)
+    storage_settle_s: float = Field(0.3, ge=0, le=60, description="seconds until the storage device appears")
+    volume_label: str | None = Field(None, description="label of the storage volume; default: serial")
+    #: E12: byte order of the length prefix the firmware uses
+    length_order: Literal["big", "little"] = "big"
+    #: ZZX: a recording recorder refuses the storage switch
+    recording: bool = False
     #: simulated link speed in bytes/s (USB 2 ≈ 35e6); 0 = as fast as the disk
     link_rate: int = Field(0, ge=0)
 
     folder: Path = Field(Path("."), exclude=True)
 
     @model_validator(mode="after")
-    def _fits_zfy_info(self) -> SimDevice:
-        if self.protocol in ("zfy", "zfy-serial"):
-            from drivers.zfy_info import LAYOUTS
+    def _fits_the_wire(self) -> SimDevice:
+        from drivers.codec import record
 
-            widths = LAYOUTS[self.info_layout]
-            values = (("serial", self.serial), ("officer", self.officer),
-                      ("officer_name", self.officer_name), ("unit_no", self.unit_no), ("unit", self.unit))
-            for (name, value), width in zip(values, widths, strict=True):
-                if len(value.encode("gbk", "replace")) > width:
-                    raise ValueError(f"{name} {value!r} does not fit the {width}-byte field of the "
-                                     f"{self.info_layout}-byte ZFY_INFO")
+        layout = {"zfy-ctrl": record.ZFY_CTRL, "e12-tcp": record.E12}.get(self.protocol)
+        if layout is not None:
+            rec = record.OfficerRecord(self.serial, self.officer, self.officer_name, self.unit_no, self.unit)
+            problems = record.fits(rec, layout, "gbk")
+            if problems:
+                raise ValueError(f"does not fit the {layout.size}-byte officer record: " + "; ".join(problems))
+        if self.protocol == "bc-text" and any("," in v for v in (self.serial, self.officer, self.officer_name,
+                                                                  self.unit_no, self.unit)):
+            raise ValueError("BC+ officer fields are comma-separated: no commas in them")
         return self
 
     @property

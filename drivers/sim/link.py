@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import BinaryIO
 
-from drivers.base import ClipRef, Identity, Recorder, Skipped
+from drivers.base import ClipRef, DockedDevice, Identity, Probe, Recorder, Skipped, StorageSwitch
 
 
 class _Throttled(io.RawIOBase):
@@ -49,6 +49,15 @@ class SimLink(Recorder):
         self.family = inner.family
         self._inner = inner
         self._rate = rate
+
+    def probe(self) -> Probe:
+        return self._inner.probe()
+
+    def enter_storage(self) -> StorageSwitch | None:
+        return self._inner.enter_storage()
+
+    def attach_storage(self, storage: DockedDevice) -> None:
+        self._inner.attach_storage(storage)
 
     def unlock(self, password: str | None) -> None:
         self._inner.unlock(password)

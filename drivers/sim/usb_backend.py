@@ -1,9 +1,13 @@
 """A pyusb backend serving simulated recorders.
 
-pyusb's own core (``usb.core.find``, ``Device``, endpoints, ``usb.util``
-string descriptors) runs unchanged on top of it; only the wire is simulated:
-bulk OUT frames go to the simulated firmware, its replies come back on bulk
-IN. Unplugging makes every call fail with ENODEV, as libusb does.
+pyusb's own core (``usb.core.find``, ``Device``, ``ctrl_transfer``,
+endpoints, ``usb.util`` string descriptors) runs unchanged on top of it; only
+the wire is simulated: control transfers on EP0 and bulk transfers on the
+interface and endpoints the simulated firmware declares go to the firmware.
+A device that left the bus (unplugged, or switched to mass storage) fails
+every call with ENODEV, as libusb does. Every transfer that reached the bus
+is recorded (``SIM_USB.transfers``), so a test can assert what a device was
+sent, or that it was sent nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import array
 import errno
 import itertools
 import threading
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -19,11 +25,31 @@ from typing import Any
 import usb.backend
 import usb.core
 
-from drivers.sim.firmware import SimFirmware
+from drivers.codec import ControlSetup
+from drivers.sim.firmware import SimStall, UsbFirmware
 
-EP_OUT = 0x01
-EP_IN = 0x81
 _STRINGS = {1: "manufacturer", 2: "product", 3: "serial"}
+_GET_DESCRIPTOR = 6
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One transfer that reached a simulated device."""
+
+    address: int
+    serial: str
+    #: "control" or "bulk"
+    kind: str
+    #: "out" (host to device) or "in"
+    direction: str
+    #: control: the setup fields; bulk: None
+    setup: ControlSetup | None
+    endpoint: int
+    data: bytes
+
+    @property
+    def is_write(self) -> bool:
+        return self.direction == "out"
 
 
 @dataclass(eq=False)
@@ -33,11 +59,14 @@ class SimUsbDevice:
     serial: str
     product: str
     manufacturer: str
-    firmware: SimFirmware
+    firmware: UsbFirmware
     bus: int = 1
     address: int = 0
     plugged: bool = True
-    pending: bytearray = field(default_factory=bytearray)
+    #: called once when the device leaves the bus by itself (the storage switch)
+    on_leave: Callable[[], None] | None = None
+    configuration: int = 0
+    claimed: set[int] = field(default_factory=set)
 
 
 def _desc(**kw: Any) -> SimpleNamespace:
@@ -49,6 +78,7 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         self._lock = threading.Lock()
         self._devices: list[SimUsbDevice] = []
         self._addresses = itertools.count(2)
+        self.transfers: deque[Transfer] = deque(maxlen=100_000)
 
     # -- the simulator's side -------------------------------------------
     def plug(self, dev: SimUsbDevice) -> SimUsbDevice:
@@ -64,12 +94,27 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
             if dev in self._devices:
                 self._devices.remove(dev)
 
+    def sent_to(self, address: int) -> list[Transfer]:
+        """Every transfer that reached the device at *address*."""
+        return [t for t in list(self.transfers) if t.address == address]
+
+    def _leave_if_switched(self, dev: SimUsbDevice) -> None:
+        """After the storage switch the device drops off the bus once its
+        last reply has been read (or at once if it has none)."""
+        if dev.plugged and dev.firmware.switched.is_set() and not dev.firmware.pending():
+            self.unplug(dev)
+            if dev.on_leave is not None:
+                dev.on_leave()
+
+    def _record(self, dev: SimUsbDevice, kind: str, direction: str, setup: ControlSetup | None, ep: int,
+                data: bytes) -> None:
+        self.transfers.append(Transfer(dev.address, dev.serial, kind, direction, setup, ep, data))
+
     # -- pyusb's side -------------------------------------------------------
     @staticmethod
     def _alive(dev: SimUsbDevice) -> SimUsbDevice:
         if not dev.plugged:
-            raise usb.core.USBError("No such device (it may have been disconnected)",
-                                    errno.ENODEV, -4)
+            raise usb.core.USBError("No such device (it may have been disconnected)", errno.ENODEV, -4)
         return dev
 
     def enumerate_devices(self) -> list[SimUsbDevice]:
@@ -87,21 +132,26 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
                      port_numbers=(dev.address,), speed=3)
 
     def get_configuration_descriptor(self, dev: SimUsbDevice, config: int) -> SimpleNamespace:
-        return _desc(bLength=9, bDescriptorType=2, wTotalLength=32, bNumInterfaces=1,
+        if config != 0:
+            raise IndexError(config)
+        return _desc(bLength=9, bDescriptorType=2, wTotalLength=32, bNumInterfaces=len(dev.firmware.interfaces),
                      bConfigurationValue=1, iConfiguration=0, bmAttributes=0x80, bMaxPower=250,
                      extra_descriptors=[])
 
-    def get_interface_descriptor(self, dev: SimUsbDevice, intf: int, alt: int,
-                                 config: int) -> SimpleNamespace:
-        return _desc(bLength=9, bDescriptorType=4, bInterfaceNumber=0, bAlternateSetting=0,
-                     bNumEndpoints=2, bInterfaceClass=0xFF, bInterfaceSubClass=0,
+    def get_interface_descriptor(self, dev: SimUsbDevice, intf: int, alt: int, config: int) -> SimpleNamespace:
+        interfaces = dev.firmware.interfaces
+        if alt != 0 or not 0 <= intf < len(interfaces):
+            raise IndexError((intf, alt))
+        cls, eps = interfaces[intf]
+        return _desc(bLength=9, bDescriptorType=4, bInterfaceNumber=intf, bAlternateSetting=0,
+                     bNumEndpoints=len(eps), bInterfaceClass=cls, bInterfaceSubClass=0,
                      bInterfaceProtocol=0, iInterface=0, extra_descriptors=[])
 
     def get_endpoint_descriptor(self, dev: SimUsbDevice, ep: int, intf: int, alt: int,
                                 config: int) -> SimpleNamespace:
-        return _desc(bLength=7, bDescriptorType=5, bEndpointAddress=(EP_OUT, EP_IN)[ep],
-                     bmAttributes=2, wMaxPacketSize=512, bInterval=0, bRefresh=0, bSynchAddress=0,
-                     extra_descriptors=[])
+        _cls, eps = dev.firmware.interfaces[intf]
+        return _desc(bLength=7, bDescriptorType=5, bEndpointAddress=eps[ep], bmAttributes=2, wMaxPacketSize=512,
+                     bInterval=0, bRefresh=0, bSynchAddress=0, extra_descriptors=[])
 
     def open_device(self, dev: SimUsbDevice) -> SimUsbDevice:
         return self._alive(dev)
@@ -110,45 +160,58 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         return None
 
     def set_configuration(self, dev_handle: SimUsbDevice, config_value: int) -> None:
-        self._alive(dev_handle)
+        self._alive(dev_handle).configuration = config_value
 
     def get_configuration(self, dev_handle: SimUsbDevice) -> int:
-        self._alive(dev_handle)
-        return 1
+        return self._alive(dev_handle).configuration or 1
 
     def set_interface_altsetting(self, dev_handle: SimUsbDevice, intf: int, altsetting: int) -> None:
         self._alive(dev_handle)
 
     def claim_interface(self, dev_handle: SimUsbDevice, intf: int) -> None:
-        self._alive(dev_handle)
+        self._alive(dev_handle).claimed.add(intf)
 
     def release_interface(self, dev_handle: SimUsbDevice, intf: int) -> None:
-        return None
+        dev_handle.claimed.discard(intf)
 
     def is_kernel_driver_active(self, dev_handle: SimUsbDevice, intf: int) -> bool:
         return False
 
+    def clear_halt(self, dev_handle: SimUsbDevice, ep: int) -> None:
+        self._alive(dev_handle)
+
     def bulk_write(self, dev_handle: SimUsbDevice, ep: int, intf: int, data: array.array[int],
                    timeout: int) -> int:
         dev = self._alive(dev_handle)
-        reply = dev.firmware.handle(bytes(data))
-        dev.pending += reply
-        return len(data)
+        raw = bytes(data)
+        self._record(dev, "bulk", "out", None, ep, raw)
+        try:
+            dev.firmware.bulk_out(ep, raw)
+        except SimStall:
+            raise usb.core.USBError("Pipe error", errno.EPIPE, -9) from None
+        self._leave_if_switched(dev)
+        return len(raw)
 
     def bulk_read(self, dev_handle: SimUsbDevice, ep: int, intf: int, buff: array.array[int],
                   timeout: int) -> int:
         dev = self._alive(dev_handle)
-        if not dev.pending:
+        try:
+            chunk = dev.firmware.bulk_in(ep, len(buff))
+        except SimStall:
+            raise usb.core.USBError("Pipe error", errno.EPIPE, -9) from None
+        if chunk is None:
             raise usb.core.USBTimeoutError("Operation timed out", errno.ETIMEDOUT, -7)
-        n = min(len(buff), len(dev.pending))
-        buff[:n] = array.array("B", dev.pending[:n])
-        del dev.pending[:n]
-        return n
+        self._record(dev, "bulk", "in", None, ep, chunk)
+        buff[:len(chunk)] = array.array("B", chunk)
+        self._leave_if_switched(dev)
+        return len(chunk)
 
     def ctrl_transfer(self, dev_handle: SimUsbDevice, bmRequestType: int, bRequest: int,
                       wValue: int, wIndex: int, data: array.array[int], timeout: int) -> Any:
         dev = self._alive(dev_handle)
-        if bmRequestType == 0x80 and bRequest == 6 and wValue >> 8 == 3:  # GET_DESCRIPTOR string
+        is_in = bool(bmRequestType & 0x80)
+        setup = ControlSetup(bmRequestType, bRequest, wValue, wIndex, len(data))
+        if bmRequestType == 0x80 and bRequest == _GET_DESCRIPTOR and wValue >> 8 == 3:  # a string
             index = wValue & 0xFF
             if index == 0:
                 raw = bytes([4, 3, 0x09, 0x04])  # one language: en-US
@@ -158,8 +221,23 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
                 raw = bytes([2 + len(enc), 3]) + enc
             n = min(len(data), len(raw))
             data[:n] = array.array("B", raw[:n])
+            self._record(dev, "control", "in", setup, 0, raw[:n])
             return n
-        raise usb.core.USBError("Pipe error (request not supported)", errno.EPIPE, -9)
+        try:
+            if is_in:
+                reply = dev.firmware.control_in(setup)
+                n = min(len(data), len(reply))
+                data[:n] = array.array("B", reply[:n])
+                self._record(dev, "control", "in", setup, 0, reply[:n])
+                self._leave_if_switched(dev)
+                return n
+            raw = bytes(data)
+            self._record(dev, "control", "out", setup, 0, raw)
+            dev.firmware.control_out(setup, raw)
+        except SimStall:
+            raise usb.core.USBError("Pipe error (request not supported)", errno.EPIPE, -9) from None
+        self._leave_if_switched(dev)
+        return len(data)
 
 
 #: the one simulated bus of this process

@@ -1,0 +1,120 @@
+"""Family E, Guobao E12 Android recorders over TCP (reference §2E).
+
+The recorder checks no password: its vendor SDK reads the admin password in
+clear (``S010``) and compares it on the PC side, and so does this driver,
+before it sends anything that changes state. Probe: ping (``F808``) and
+IDCode (``S009``), both read-only."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+
+from drivers.base import DeviceGone, DockedDevice, DriverError, Identity, Probe, StorageSwitch, WrongPassword
+from drivers.codec import e12_tcp, record
+from drivers.profiles import Profile
+from drivers.protocol import ProtocolRecorder, commands
+from drivers.tcplink import open_tcp
+from drivers.transport import TcpLink
+
+DEFAULT_PORT = 10086
+
+
+class E12TcpRecorder(ProtocolRecorder):
+    family = "e12-tcp"
+
+    def __init__(self, device: DockedDevice, profile: Profile) -> None:
+        super().__init__(device, profile)
+        self.commands = commands(profile, e12_tcp.COMMANDS)
+        self.order: e12_tcp.ByteOrder = profile.tcp.length_order
+        r = profile.record
+        d = record.E12
+        self.layout = record.Layout(r.size or d.size, r.offsets or d.offsets, r.widths or d.widths)
+        self.link: TcpLink | None = None
+
+    def _link(self) -> TcpLink:
+        if self.link is None:
+            self.link = open_tcp(self.device, self.profile, self.label, DEFAULT_PORT)
+        return self.link
+
+    def _send(self, payload: bytes, name: str) -> None:
+        self._link().send(e12_tcp.frame(payload, self.order), name)
+
+    def _recv(self, name: str) -> bytes:
+        link = self._link()
+        n = e12_tcp.length(link.recv_exact(e12_tcp.PREFIX, name), self.order)
+        return link.recv_exact(n, name)
+
+    def _command(self, name: str) -> bytes:
+        self._pace()
+        self._send(e12_tcp.command(self.commands[name]), name)
+        return self._recv(name)
+
+    def _read(self, name: str) -> bytes:
+        """A read command: E12DATR880, then the data."""
+        e12_tcp.expect_data(self._command(name), name)
+        return self._recv(name)
+
+    def probe(self) -> Probe:
+        with self._probing():
+            pong = self._command("ping")
+            if pong != e12_tcp.PONG:
+                from drivers.base import NotRecognised
+
+                raise NotRecognised(self.label, f"ping answered {pong[:32]!r}")
+            code = e12_tcp.parse_text(self._read("idcode"), "idcode")
+        return self._confirm(Probe(self.family, idcode=code, detail=f"IDCode {code}"))
+
+    def unlock(self, password: str | None) -> None:
+        self._require_probe("login")
+        if password is None:
+            return
+        with self._named():
+            actual = e12_tcp.parse_text(self._read("admin_password"), "admin_password")
+        if not hmac.compare_digest(actual.encode(), password.encode()):
+            raise WrongPassword(self.label)
+
+    def identify(self) -> Identity:
+        self._require_probe("identify")
+        with self._named():
+            rec = record.unpack(self._read("read_record"), self.layout, self.profile.record.encoding)
+        battery = None
+        try:
+            with self._named():
+                value = e12_tcp.parse_int(self._read("battery"), "battery")
+                battery = value if value <= 100 else None
+        except DeviceGone:
+            raise
+        except DriverError:
+            pass
+        return Identity(serial=rec.serial, model=self.profile.model or None, officer=rec.officer or None,
+                        unit=rec.unit_name or rec.unit_no or None, officer_name=rec.officer_name or None,
+                        battery_pct=battery, idcode=self._probe.idcode if self._probe else None)
+
+    def read_clock(self) -> datetime | None:
+        self._require_probe("read clock")
+        with self._named():
+            return self._utc(e12_tcp.parse_time(self._read("read_clock")))
+
+    def set_clock(self, utc: datetime) -> bool:
+        self._require_probe("set clock")
+        if not self.profile.clock.set:
+            return False
+        with self._named():
+            e12_tcp.expect_data(self._command("set_clock"), "set_clock")
+            self._send(e12_tcp.time_text(self._local(utc)), "set_clock")
+            e12_tcp.expect_result(self._recv("set_clock"), e12_tcp.SET_CLOCK_OK, e12_tcp.SET_CLOCK_FAILED,
+                                  "set_clock")
+        return True
+
+    def enter_storage(self) -> StorageSwitch | None:
+        self._require_probe("enter storage")
+        with self._named():
+            e12_tcp.expect_result(self._read("storage"), e12_tcp.STORAGE_OK, e12_tcp.STORAGE_FAILED, "storage")
+        self.close()
+        return self._switch()
+
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+            self.link = None

@@ -1,0 +1,117 @@
+"""What every command-speaking family shares: the guard that no write goes
+out before the read-only probe confirmed the device, the pause between
+commands, naming the device in codec errors, and the storage switch."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+from drivers.base import DockedDevice, DriverError, NotProbed, NotRecognised, Probe, StorageSwitch
+from drivers.massstorage import VolumeRecorder
+from drivers.profiles import Profile, ProfileError
+
+V = TypeVar("V", int, str)
+
+
+def commands(profile: Profile, defaults: Mapping[str, V]) -> dict[str, V]:
+    """The family's command table with the profile's overrides, checked."""
+    out = dict(defaults)
+    kind = type(next(iter(defaults.values())))
+    problems = []
+    for name, code in profile.commands.items():
+        if name not in defaults:
+            problems.append(f"commands.{name}: unknown command; known: {', '.join(sorted(defaults))}")
+        elif not isinstance(code, kind):
+            problems.append(f"commands.{name}: {profile.protocol} command codes are {kind.__name__}s")
+        else:
+            out[name] = code
+    if problems:
+        raise ProfileError(profile.source or profile.name, problems)
+    return out
+
+
+class ProtocolRecorder(VolumeRecorder):
+    """A recorder with a vendor command interface in front of its storage."""
+
+    def __init__(self, device: DockedDevice, profile: Profile) -> None:
+        super().__init__(device, profile)
+        self.tz = ZoneInfo(profile.clock.timezone)
+        self._probe: Probe | None = None
+        self._switched = False
+        self._last_command = 0.0
+        #: the id the storage volume must be labelled with (label rule "device-id")
+        self._device_id: str | None = None
+
+    # -- guards ---------------------------------------------------------------
+    def _require_probe(self, operation: str) -> None:
+        if self._probe is None:
+            raise NotProbed(self.label, operation)
+
+    @contextlib.contextmanager
+    def _named(self) -> Iterator[None]:
+        """Codec errors carry no device name: add ours."""
+        try:
+            yield
+        except DriverError as e:
+            if e.device:
+                raise
+            raise e.at(self.label) from None
+
+    @contextlib.contextmanager
+    def _probing(self) -> Iterator[None]:
+        """During the probe, an answer in another family's shape means this is
+        not the device the profile says: NotRecognised, permanent. Silence or
+        a gone device stay transient."""
+        try:
+            with self._named():
+                yield
+        except DriverError as e:
+            if e.reason in ("timeout", "device_gone", "not_recognised"):
+                raise
+            raise NotRecognised(self.label, f"probe answer is not {self.family}'s: {e.detail}") from None
+
+    def _pace(self) -> None:
+        """The profile's pause between two commands."""
+        delay = self.profile.timing.delay_ms / 1000
+        if delay:
+            wait = self._last_command + delay - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        self._last_command = time.monotonic()
+
+    def _confirm(self, probe: Probe) -> Probe:
+        want = self.profile.probe.idcode
+        if want is not None and (probe.idcode is None or re.fullmatch(want, probe.idcode) is None):
+            raise NotRecognised(self.label, f"IDCode {probe.idcode!r} is not the profile's ({want})")
+        self._probe = probe
+        return probe
+
+    # -- clock helpers --------------------------------------------------------
+    def _local(self, utc: datetime) -> datetime:
+        """The recorder's local wall time (naive) for a UTC instant."""
+        return utc.astimezone(self.tz).replace(tzinfo=None)
+
+    def _utc(self, local: datetime) -> datetime:
+        return local.replace(tzinfo=self.tz).astimezone(UTC)
+
+    # -- the switch -----------------------------------------------------------
+    def _switch(self) -> StorageSwitch:
+        self._switched = True
+        s = self.profile.storage
+        label = self._device_id if s.label == "device-id" else None
+        return StorageSwitch(settle_s=s.settle_s, storage_ids=s.ids, volume_label=label, timeout_s=s.timeout_s)
+
+    def attach_storage(self, storage: DockedDevice) -> None:
+        from drivers.base import StorageMismatch
+
+        want = self._device_id if self.profile.storage.label == "device-id" else None
+        got = storage.hints.get("volume_label")
+        if want is not None and got is not None and got.casefold() != want.casefold():
+            raise StorageMismatch(self.label, f"volume label {got!r} is not this recorder's {want!r}")
+        super().attach_storage(storage)
