@@ -20,10 +20,6 @@ class AmbaAsciiRecorder(ProtocolRecorder):
 
     def __init__(self, device: DockedDevice, profile: Profile) -> None:
         super().__init__(device, profile)
-        if profile.commands:
-            from drivers.profiles import ProfileError
-
-            raise ProfileError(profile.source or profile.name, ["commands: amba-ascii has no command codes to set"])
         self.link: UsbLink | None = None
         self.read_size = profile.usb.read_size or 64
 

@@ -22,7 +22,7 @@ class AmbaCtrlRecorder(ProtocolRecorder):
 
     def __init__(self, device: DockedDevice, profile: Profile) -> None:
         super().__init__(device, profile)
-        self.commands = commands(profile, {"login": amba_ctrl.LOGIN, "storage": amba_ctrl.STORAGE})
+        self.commands = commands(profile, amba_ctrl.COMMANDS)
         c = profile.control
         packet = c.packet or amba_ctrl.PACKET
         out = ControlSetup(c.request_type_out if c.request_type_out is not None else 0x40,
@@ -78,7 +78,8 @@ class AmbaCtrlRecorder(ProtocolRecorder):
         return None
 
     def set_clock(self, utc: datetime) -> bool:
-        return False
+        self._require_probe("set clock")
+        return False  # no clock command is known for this family
 
     def enter_storage(self) -> StorageSwitch | None:
         self._require_probe("enter storage")

@@ -287,7 +287,9 @@ class UnsafeEntry(DriverError, UnsafePath):
     def __init__(self, path: str, why: str) -> None:
         self.path = path
         self.why = why
-        DriverError.__init__(self, path, why)
+        self.device = path
+        self.detail = why
+        Exception.__init__(self, f"{path}: {why}")
 
 
 # -- the contract -----------------------------------------------------------

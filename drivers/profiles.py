@@ -18,11 +18,12 @@ import tomllib
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drivers.commands import COMMANDS
 from drivers.ids import UsbIds
 from gateway.errors import DockgateError, describe_validation
 
@@ -254,7 +255,7 @@ class Profile(_M):
     description: str = ""
     model: str = ""
     protocol: Protocol
-    match: list[Match] = Field(min_length=1)
+    match: Match
     password: Password = Password()
     usb: Usb = Usb()
     control: Control = Control()
@@ -271,16 +272,26 @@ class Profile(_M):
     sidecars: list[Sidecar] = Field(default_factory=list)
     source: str = Field("", exclude=True)
 
-    @field_validator("match", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, dict) else v
+    @model_validator(mode="after")
+    def _commands_known(self) -> Profile:
+        known = COMMANDS.get(self.protocol, {})
+        problems = []
+        for name, code in self.commands.items():
+            if name not in known:
+                problems.append(f"unknown command {name!r} for {self.protocol}; known: "
+                                f"{', '.join(sorted(known)) or 'none'}")
+            elif type(code) is not type(known[name]):
+                problems.append(f"{name}: {self.protocol} command codes are "
+                                f"{type(known[name]).__name__}s, not {code!r}")
+        if problems:
+            raise ValueError("commands: " + "; ".join(problems))
+        return self
 
     def matches(self, ids: UsbIds) -> bool:
-        return any(m.matches(ids) for m in self.match)
+        return self.match.matches(ids)
 
-    def specificity(self, ids: UsbIds) -> int:
-        return max((len(m.regexes()) for m in self.match if m.matches(ids)), default=-1)
+    def specificity(self) -> int:
+        return len(self.match.regexes())
 
     def officer_from_name(self, name: str) -> str | None:
         for p in self.names:
@@ -319,12 +330,9 @@ class Registry:
             for q in self.profiles[:i]:
                 if p.name == q.name:
                     problems.append(f"{p.source} and {q.source} share the name {p.name!r}")
-                for a in p.match:
-                    for b in q.match:
-                        if _overlap(a, b):
-                            problems.append(f"{p.source} and {q.source} both claim {a.vid:04x}:{a.pid:04x}"
-                                            " with nothing to tell them apart (product, manufacturer or"
-                                            " serial regex)")
+                if _overlap(p.match, q.match):
+                    problems.append(f"{p.source} and {q.source} both claim {p.match.vid:04x}:{p.match.pid:04x}"
+                                    " with nothing to tell them apart (product, manufacturer or serial regex)")
         if problems:
             raise ProfileError("firmware profiles", problems)
 
@@ -345,7 +353,7 @@ class Registry:
     def match(self, ids: UsbIds) -> Profile | None:
         """The profile that claims this device, or None: no profile, or two
         equally specific ones (never guess a protocol for a device)."""
-        hits = sorted(((p.specificity(ids), p) for p in self.profiles if p.matches(ids)),
+        hits = sorted(((p.specificity(), p) for p in self.profiles if p.matches(ids)),
                       key=lambda h: -h[0])
         if not hits:
             return None

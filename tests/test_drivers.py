@@ -1,109 +1,219 @@
-"""One driver suite every protocol family passes, on simulated hardware served
-through the real library paths (volume, pyusb core on the simulated bus,
-pyserial on a pty)."""
+"""One driver suite every protocol family passes, on simulated hardware
+served through the real library paths (the volume; pyusb core on the
+simulated bus; a TCP socket), in the order every vendor tool uses: probe,
+unlock, identify, clock, enter storage, attach the storage, read clips.
+
+The family list is the family table itself (``drivers.families.FAMILIES``)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from drivers.base import DeviceGone, DeviceTimeout, DriverError, Recorder, WrongPassword
+from drivers.base import DeviceGone, DeviceTimeout, DriverError, NotProbed, Recorder, WrongPassword
 from drivers.detect.sim import SimDetector
-from drivers.families import open_recorder
+from drivers.families import FAMILIES, open_recorder
 from drivers.profiles import Registry
+from drivers.sim.firmware import SimFirmware
 from drivers.sim.make import make_recorder
 
-FAMILIES = ["ums", "zfy", "zfy-serial", "amba"]
-LOCKED = ["zfy", "zfy-serial", "amba"]
+REGISTRY = Registry.load()
+PROTOCOLS = list(FAMILIES)
+COMMAND_FAMILIES = [p for p in PROTOCOLS if p != "ums"]
+WITH_PASSWORD = [p for p in PROTOCOLS if REGISTRY.default_for(p).password.source == "station"]
+#: what each family's probe may send: its read-only commands, as the firmware logs them
+READ_ONLY = {"amba-ctrl": [], "amba-ascii": ["Ver"], "zfy-ctrl": ["20"], "bc-text": ["GBIDCODE?"],
+             "e12-tcp": ["F808", "S009"], "zzx-json": ["2"]}
+#: families with a read-only clock command (the others cannot measure drift)
+CLOCK_READ = {"bc-text", "e12-tcp", "zzx-json"}
+#: families whose officer record comes from the device (A and B: from file names)
+OFFICER_RECORD = {"zfy-ctrl", "bc-text", "e12-tcp", "zzx-json"}
+OFFSET = -120.0
 
 
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry.load()
+@dataclass
+class Dock:
+    det: SimDetector
+    rec: Recorder
+    folder: Path
+    protocol: str
+
+    @property
+    def firmware(self) -> SimFirmware:
+        docked = self.det.docked(1)
+        assert docked is not None and docked.firmware is not None
+        return docked.firmware
+
+    def to_storage(self) -> None:
+        switch = self.rec.enter_storage()
+        if switch is None:
+            return
+        storage = self.det.storage_device(1, timeout=10)
+        assert storage is not None
+        self.rec.attach_storage(storage)
 
 
-def dock(tmp_path: Path, registry: Registry, protocol: str, password: str = "000000",
-         offset: float = -120.0) -> tuple[SimDetector, Recorder, Path]:
+def dock(tmp_path: Path, protocol: str, password: str = "000000") -> Dock:
     folder = tmp_path / f"rec-{protocol}"
-    make_recorder(folder, clips=3, size=300_000, serial="SN123456", officer="0654321", unit="交警一中队",
-                  protocol=protocol, password=password, clock_offset_s=offset)
-    det = SimDetector(tmp_path / "dock", 4, registry)
+    make_recorder(folder, clips=3, size=300_000, serial="SN12345", officer="065432", unit="交警一中队",
+                  protocol=protocol, password=password, clock_offset_s=OFFSET)
+    det = SimDetector(tmp_path / "dock", 4, REGISTRY)
     device = det.describe(1, folder)
-    profile = registry.match(device.ids)
+    profile = REGISTRY.match(device.ids)
     assert profile is not None and profile.protocol == protocol
-    return det, open_recorder(device, profile), folder
+    return Dock(det, open_recorder(device, profile), folder, protocol)
 
 
-@pytest.fixture(params=FAMILIES)
-def docked(request: pytest.FixtureRequest, tmp_path: Path, registry: Registry
-           ) -> Iterator[tuple[Recorder, Path, str]]:
-    det, rec, folder = dock(tmp_path, registry, request.param)
-    yield rec, folder, request.param
-    rec.close()
-    det._unplug_slot(1)
+@pytest.fixture(params=PROTOCOLS)
+def docked(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dock]:
+    d = dock(tmp_path, request.param)
+    yield d
+    d.rec.close()
+    d.det._unplug_slot(1)
 
 
-def test_storage_is_hidden_until_unlocked(docked: tuple[Recorder, Path, str]) -> None:
-    rec, _folder, _ = docked
-    with pytest.raises(DriverError):
-        list(rec.list_clips(lambda s: None))
+@pytest.fixture(params=COMMAND_FAMILIES)
+def commanded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dock]:
+    d = dock(tmp_path, request.param)
+    yield d
+    d.rec.close()
+    d.det._unplug_slot(1)
 
 
-def test_identify_clock_list_open_delete(docked: tuple[Recorder, Path, str]) -> None:
-    rec, folder, protocol = docked
+def test_probe_sends_only_the_familys_read_only_commands(commanded: Dock) -> None:
+    probe = commanded.rec.probe()
+    assert probe.family == commanded.protocol
+    assert commanded.firmware.log == READ_ONLY[commanded.protocol]
+
+
+def test_a_write_before_the_probe_is_refused_and_reaches_nothing(commanded: Dock) -> None:
+    for write in (lambda: commanded.rec.unlock("000000"), lambda: commanded.rec.set_clock(datetime.now(UTC)),
+                  commanded.rec.enter_storage):
+        with pytest.raises(NotProbed) as e:
+            write()
+        assert e.value.permanent
+    assert commanded.firmware.log == []
+
+
+def test_identify_reads_what_the_device_holds(docked: Dock) -> None:
+    docked.rec.probe()
+    docked.rec.unlock("000000")
+    ident = docked.rec.identify()
+    assert ident.serial == "SN12345"
+    if docked.protocol in OFFICER_RECORD:
+        assert (ident.officer, ident.unit) == ("065432", "交警一中队")
+    elif docked.protocol != "ums":
+        assert ident.officer is None  # the session takes it from the file names
+
+
+def test_clock_drift_is_measured_where_the_family_can_read_the_clock(docked: Dock) -> None:
+    docked.rec.probe()
+    docked.rec.unlock("000000")
+    clock = docked.rec.read_clock()
+    if docked.protocol not in CLOCK_READ:
+        assert clock is None
+        return
+    assert clock is not None
+    drift = (clock - datetime.now(UTC)).total_seconds()
+    assert OFFSET - 2 <= drift <= OFFSET + 1  # device.toml's offset, to the clock's 1 s resolution
+
+
+def test_set_clock_moves_the_recorders_clock_to_true_time(docked: Dock) -> None:
+    docked.rec.probe()
+    docked.rec.unlock("000000")
+    was_set = docked.rec.set_clock(datetime.now(UTC))
+    assert was_set is (docked.protocol not in ("ums", "amba-ctrl"))
+    if was_set:
+        assert abs((docked.firmware.clock.now_utc() - datetime.now(UTC)).total_seconds()) < 2
+
+
+def test_storage_is_unreachable_before_the_switch(commanded: Dock) -> None:
+    commanded.rec.probe()
+    commanded.rec.unlock("000000")
+    with pytest.raises(DriverError) as e:
+        list(commanded.rec.list_clips(lambda s: None))
+    assert e.value.permanent
+
+
+def test_after_the_switch_clips_are_listed_read_and_deleted(docked: Dock) -> None:
+    rec = docked.rec
+    rec.probe()
     rec.unlock("000000")
-    ident = rec.identify()
-    assert ident.serial == "SN123456"
-    assert ident.officer == "0654321"
-    assert ident.unit == "交警一中队"
-    clock = rec.read_clock()
-    if protocol == "ums":
-        assert clock is None and rec.set_clock(datetime.now(UTC)) is False
-    else:
-        assert clock is not None
-        drift = (clock - datetime.now(UTC)).total_seconds()
-        assert -122 <= drift <= -119  # device.toml's offset, to the clock's 1 s resolution
-        assert rec.set_clock(datetime.now(UTC))
-        after = rec.read_clock()
-        assert after is not None and abs((after - datetime.now(UTC)).total_seconds()) < 2
+    rec.identify()
+    docked.to_storage()
     refs = list(rec.list_clips(lambda s: None))
-    files = sorted(p for p in (folder / "storage").rglob("*") if p.is_file())
+    files = sorted(p for p in (docked.folder / "storage").rglob("*") if p.is_file())
     assert len(refs) == len(files) == 3
     for ref in refs:
         with rec.open_clip(ref) as f:
             data = f.read()
-        assert hashlib.sha256(data).hexdigest() == hashlib.sha256(
-            (folder / "storage" / ref.relpath.decode()).read_bytes()).hexdigest()
+        assert hashlib.sha256(data).digest() == hashlib.sha256(
+            (docked.folder / "storage" / ref.relpath.decode()).read_bytes()).digest()
     rec.delete_clip(refs[0])
     assert len(list(rec.list_clips(lambda s: None))) == 2
-    rec.close()
-    rec.close()  # twice is fine
 
 
-@pytest.mark.parametrize("protocol", LOCKED)
-def test_wrong_password_is_refused_and_storage_stays_hidden(tmp_path: Path, registry: Registry,
-                                                            protocol: str) -> None:
-    det, rec, _ = dock(tmp_path, registry, protocol, password="135790")
-    try:
-        with pytest.raises(WrongPassword) as e:
-            rec.unlock("000000")
-        assert e.value.permanent
-        with pytest.raises(DriverError):
-            list(rec.list_clips(lambda s: None))
-    finally:
-        rec.close()
-        det._unplug_slot(1)
-
-
-@pytest.mark.parametrize("protocol", ["zfy", "amba"])
-def test_unplugged_usb_device_gives_a_typed_error(tmp_path: Path, registry: Registry, protocol: str) -> None:
-    det, rec, _ = dock(tmp_path, registry, protocol)
+def test_a_command_after_the_switch_fails_as_a_gone_device(commanded: Dock) -> None:
+    rec = commanded.rec
+    rec.probe()
     rec.unlock("000000")
-    det._unplug_slot(1)
-    with pytest.raises((DeviceGone, DeviceTimeout)):
-        rec.identify()
-    rec.close()
+    rec.enter_storage()
+    assert commanded.det.storage_device(1, timeout=10) is not None
+    with pytest.raises((DeviceGone, DeviceTimeout)) as e:
+        rec.probe()
+    assert not e.value.permanent
+
+
+def test_close_is_safe_twice_and_after_the_switch(docked: Dock) -> None:
+    docked.rec.probe()
+    docked.rec.unlock("000000")
+    docked.to_storage()
+    docked.rec.close()
+    docked.rec.close()
+
+
+@pytest.mark.parametrize("protocol", WITH_PASSWORD)
+def test_wrong_password_is_refused_and_the_recorder_stays_shut(tmp_path: Path, protocol: str) -> None:
+    d = dock(tmp_path, protocol, password="135790")
+    try:
+        d.rec.probe()
+        with pytest.raises(WrongPassword) as e:
+            d.rec.unlock("000000")
+        assert e.value.permanent
+        assert not d.firmware.switched.is_set()
+        with pytest.raises(DriverError):
+            list(d.rec.list_clips(lambda s: None))
+    finally:
+        d.rec.close()
+        d.det._unplug_slot(1)
+
+
+def test_e12_password_is_compared_on_the_station_without_any_write(tmp_path: Path) -> None:
+    d = dock(tmp_path, "e12-tcp", password="135790")
+    try:
+        d.rec.probe()
+        with pytest.raises(WrongPassword):
+            d.rec.unlock("000000")
+        assert d.firmware.log == ["F808", "S009", "S010"]  # ping, IDCode, read the password: nothing else
+    finally:
+        d.rec.close()
+        d.det._unplug_slot(1)
+
+
+@pytest.mark.parametrize("protocol", COMMAND_FAMILIES)
+def test_an_undocked_recorder_gives_a_transient_typed_error(tmp_path: Path, protocol: str) -> None:
+    d = dock(tmp_path, protocol)
+    try:
+        d.rec.probe()
+        d.rec.unlock("000000")
+        d.det._unplug_slot(1)
+        with pytest.raises((DeviceGone, DeviceTimeout)) as e:
+            d.rec.identify() if protocol != "amba-ctrl" else d.rec.enter_storage()
+        assert not e.value.permanent
+    finally:
+        d.rec.close()

@@ -7,11 +7,13 @@ which only byte 2 is known: 01 = login accepted.
 
 from __future__ import annotations
 
+from drivers import commands
 from drivers.base import CommandFailed, MalformedReply
 from drivers.codec import ControlSetup
 
-LOGIN = 0x12
-STORAGE = 0x23
+LOGIN = commands.AMBA_CTRL["login"]
+STORAGE = commands.AMBA_CTRL["storage"]
+COMMANDS = commands.AMBA_CTRL
 PACKET = 64
 REPLY = 10
 

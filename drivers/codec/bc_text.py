@@ -11,15 +11,12 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
+from drivers import commands
 from drivers.base import CommandFailed, MalformedReply, WrongPassword
 from drivers.codec.record import OfficerRecord, decode_text
 
 #: command name -> the text after "BC+"; a profile may override
-COMMANDS: dict[str, str] = {
-    "idcode": "GBIDCODE?", "login": "LOGIN", "read_record": "GBCFG?", "set_clock": "SYSTIME",
-    "read_clock": "SYSTIME?", "battery": "BATVAL?", "video": "MVEINFO?", "storage": "UDISKEN=1",
-    "storage_state": "PCUDISKSTAT?", "logout": "LOGOUT",
-}
+COMMANDS = commands.BC_TEXT
 MIN_REPLY = 6
 
 

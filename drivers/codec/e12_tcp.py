@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from drivers import commands
 from drivers.base import CommandFailed, MalformedReply
 
 ByteOrder = Literal["big", "little"]
@@ -17,11 +18,7 @@ PREFIX = 4
 MAX_MESSAGE = 1 << 16
 
 #: command name -> code after "E12CMD"; a profile may override
-COMMANDS: dict[str, str] = {
-    "ping": "F808", "init": "S001", "release": "S002", "set_clock": "S003", "read_record": "S004",
-    "write_record": "S005", "resolution": "S006", "battery": "S007", "storage": "S008", "idcode": "S009",
-    "admin_password": "S010", "user_password": "S011", "read_clock": "N030",
-}
+COMMANDS = commands.E12_TCP
 PONG = b"E12CMDF809"
 DATA_FOLLOWS = b"E12DATR880"
 #: result codes after "E12DATR"

@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime
 
+from drivers import commands
 from drivers.base import CommandFailed, MalformedReply
 from drivers.codec import ControlSetup
 
@@ -24,11 +25,7 @@ OK = 0x80
 HEADER = 9
 
 #: command name -> command byte (class e1); a profile may override
-COMMANDS: dict[str, int] = {
-    "login_admin": 0x10, "login_user": 0x11, "idcode": 0x20, "read_record": 0x30, "write_record": 0x31,
-    "set_clock": 0x41, "storage": 0x51, "resolution": 0x60, "battery": 0x70,
-    "set_user_password": 0xA1, "set_admin_password": 0xA2,
-}
+COMMANDS = commands.ZFY_CTRL
 #: payload bytes each request carries (the reply carries as many)
 PAYLOAD = {"idcode": 5, "read_record": 100, "write_record": 100, "set_clock": 7, "storage": 0,
            "resolution": 1, "battery": 1, "set_user_password": 6, "set_admin_password": 6}

@@ -12,13 +12,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from drivers import commands
 from drivers.base import CommandFailed, MalformedReply, WrongPassword
 
 #: command name -> message id; a profile may override
-COMMANDS: dict[str, int] = {
-    "init": 1, "idcode": 2, "read_record": 3, "write_record": 4, "set_clock": 5, "storage": 6,
-    "resolution": 7, "battery": 8, "read_clock": 16, "disk": 18,
-}
+COMMANDS = commands.ZZX_JSON
 MAX_LINE = 1 << 16
 
 

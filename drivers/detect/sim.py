@@ -42,8 +42,17 @@ class SimDetector(Detector):
         self._wake = threading.Event()
         self._loop_wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        from drivers.sim.usb_backend import SIM_USB
+
+        # what reached the simulated bus, for tests that run the daemon in a process of its own
+        SIM_USB.log_path = sim_dir / "usb-transfers.jsonl"
 
     # -- docking ----------------------------------------------------------------
+    def docked(self, slot: int) -> Docked | None:
+        """The simulated recorder in *slot* (its firmware, for tests)."""
+        with self._lock:
+            return self._docked.get(slot)
+
     def describe(self, slot: int, folder: Path) -> DockedDevice:
         """Put the recorder in *folder* on the simulated bus; what detection reports."""
         dev = load_sim_device(folder)

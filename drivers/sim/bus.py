@@ -53,7 +53,7 @@ def plug(slot: int, dev: SimDevice, registry: Registry, on_leave: Callable[[Dock
     """Put *dev* on the simulated bus; *on_leave* runs (in a firmware thread)
     when its vendor interface leaves after the storage switch."""
     profile = registry.default_for(dev.protocol)
-    default = profile.match[0]
+    default = profile.match
     vid = default.vid if dev.vid is None else dev.vid
     pid = default.pid if dev.pid is None else dev.pid
     product = dev.product if dev.product is not None else (
@@ -69,11 +69,12 @@ def plug(slot: int, dev: SimDevice, registry: Registry, on_leave: Callable[[Dock
     ids = UsbIds(vid, pid, usb_serial, product, dev.manufacturer or "dockgate-sim")
     # the model's own profile shapes the simulated hardware (interface, endpoints)
     claimed = registry.match(ids)
-    profile = claimed if claimed is not None and claimed.protocol == dev.protocol else profile
+    own = claimed is not None and claimed.protocol == dev.protocol
+    profile = claimed if claimed is not None and own else profile
     storage = DockedDevice(slot=slot, ids=_storage_ids(dev, profile, usb_serial), volume=dev.storage, source="sim",
                            hints={"volume_label": dev.volume_label or dev.serial, "port": f"sim-{slot}"},
                            details=dev)
-    firmware = _firmware(dev, profile)
+    firmware = _firmware(dev, profile, ids, own)
     docked = Docked(DockedDevice(slot=slot, ids=ids, volume=None, source="sim", details=dev), storage,
                     dev.storage_settle_s, firmware)
 
@@ -134,9 +135,17 @@ def _storage_ids(dev: SimDevice, profile: Profile, serial: str) -> UsbIds:
     return UsbIds(base.vid, base.pid, serial)
 
 
-def _firmware(dev: SimDevice, profile: Profile) -> SimFirmware:
+#: LibBodycam's device table: PIDs on interface 2 with bulk 0x02/0x83 (the rest: 0, 0x01/0x81)
+_BC_INTERFACE_2 = {(0x1D70, 0x01D6), (0x1D70, 0x01D4)}
+
+
+def _firmware(dev: SimDevice, profile: Profile, ids: UsbIds, claimed: bool) -> SimFirmware:
     cls = FIRMWARE[dev.protocol]
     if cls is BcTextFirmware:
-        u = profile.usb
-        return BcTextFirmware(dev, u.interface, u.ep_out or 0x01, u.ep_in or 0x81)
+        if claimed:  # the model's own profile says where its interface is
+            u = profile.usb
+            return BcTextFirmware(dev, u.interface, u.ep_out or 0x01, u.ep_in or 0x81)
+        if (ids.vid, ids.pid) in _BC_INTERFACE_2:
+            return BcTextFirmware(dev, 2, 0x02, 0x83)
+        return BcTextFirmware(dev, 0, 0x01, 0x81)
     return cls(dev)

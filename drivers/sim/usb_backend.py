@@ -13,12 +13,15 @@ sent, or that it was sent nothing.
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import itertools
+import json
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -79,6 +82,8 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         self._devices: list[SimUsbDevice] = []
         self._addresses = itertools.count(2)
         self.transfers: deque[Transfer] = deque(maxlen=100_000)
+        #: also append every transfer to this file as a JSON line (set by the sim detector)
+        self.log_path: Path | None = None
 
     # -- the simulator's side -------------------------------------------
     def plug(self, dev: SimUsbDevice) -> SimUsbDevice:
@@ -109,6 +114,13 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
     def _record(self, dev: SimUsbDevice, kind: str, direction: str, setup: ControlSetup | None, ep: int,
                 data: bytes) -> None:
         self.transfers.append(Transfer(dev.address, dev.serial, kind, direction, setup, ep, data))
+        path = self.log_path
+        if path is not None:
+            line = json.dumps({"vidpid": f"{dev.vid:04x}:{dev.pid:04x}", "serial": dev.serial,
+                               "product": dev.product, "kind": kind, "direction": direction,
+                               "setup": str(setup) if setup else None, "endpoint": ep, "data": data.hex()})
+            with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
 
     # -- pyusb's side -------------------------------------------------------
     @staticmethod
