@@ -1,123 +1,140 @@
-"""ZFY_INFO and the wire protocols: round trips, and malformed input gives a
-typed error, never a crash (property-based)."""
+"""The officer record in both wire layouts, and what a recorder may answer:
+any bytes a device sends give a typed driver error, never a crash
+(property-based), and a lying firmware behind the real transport gives a
+typed, permanent error."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import amba_proto, zfy_info, zfy_proto
 from drivers.base import DriverError, MalformedReply
+from drivers.codec import amba_ascii, amba_ctrl, bc_text, e12_tcp, record, zfy_ctrl, zzx_json
+from drivers.codec.record import OfficerRecord
 from drivers.detect.sim import SimDetector
 from drivers.families import open_recorder
 from drivers.profiles import Registry
-from drivers.sim.firmware import SimZfyFirmware
+from drivers.sim.firmware import SimFirmware
 from drivers.sim.make import make_recorder
-from drivers.zfy_info import ZfyInfo
 
 CJK = st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5), max_size=10)
 DIGITS = st.text("0123456789", min_size=1, max_size=6)
+LAYOUTS = [record.ZFY_CTRL, record.E12]
 
 
-@pytest.mark.parametrize("size", [94, 89])
-def test_zfy_info_round_trips_in_both_layouts_with_gbk_names(size: int) -> None:
-    info = ZfyInfo("A123456", "012345", "张三", "3201001", "南京市公安局交通警察支队")
-    raw = zfy_info.pack(info, size, "gbk")
-    assert len(raw) == size
-    assert zfy_info.unpack(raw) == info
-    short = ZfyInfo("A123456", "012345", "张三", "3201001", "交警支队")
-    assert zfy_info.unpack(zfy_info.pack(short, size, "utf-8")) == short
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["zfy-ctrl-100", "e12-89"])
+def test_officer_record_round_trips_with_gbk_names(layout: record.Layout) -> None:
+    rec = OfficerRecord("A123456", "012345", "张三", "3201001", "南京市公安局交通警察支队")
+    raw = record.pack(rec, layout, "gbk")
+    assert len(raw) == layout.size
+    assert record.unpack(raw, layout) == rec
 
 
 @given(serial=st.text("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", min_size=1, max_size=7), officer=DIGITS,
-       name=CJK, unit=CJK, size=st.sampled_from([94, 89]), encoding=st.sampled_from(["gbk", "utf-8"]))
-def test_zfy_info_round_trip_property(serial: str, officer: str, name: str, unit: str, size: int,
-                                      encoding: str) -> None:
-    info = ZfyInfo(serial, officer, name, "", unit[:5])
-    assert zfy_info.unpack(zfy_info.pack(info, size, encoding), encoding) == info
+       name=CJK, unit=CJK, layout=st.sampled_from(LAYOUTS), encoding=st.sampled_from(["gbk", "utf-8"]))
+def test_officer_record_round_trip_property(serial: str, officer: str, name: str, unit: str,
+                                            layout: record.Layout, encoding: str) -> None:
+    rec = OfficerRecord(serial, officer, name, "", unit[:5])
+    assert record.unpack(record.pack(rec, layout, encoding), layout, encoding) == rec
 
 
 @pytest.mark.parametrize("text", ["一", "张三", "南京市公安局", "交警一中队", "王", "李四光"])
 @pytest.mark.parametrize("encoding", ["gbk", "utf-8"])
-def test_zfy_info_guesses_the_encoding_of_real_names(text: str, encoding: str) -> None:
-    raw = zfy_info.pack(ZfyInfo("A1", "1", text, "", ""), 94, encoding)
-    assert zfy_info.unpack(raw).officer_name == text
+def test_officer_record_guesses_the_encoding_of_real_names(text: str, encoding: str) -> None:
+    raw = record.pack(OfficerRecord("A1", "1", text, "", ""), record.ZFY_CTRL, encoding)
+    assert record.unpack(raw, record.ZFY_CTRL).officer_name == text
 
 
-@given(st.binary(max_size=200))
-def test_zfy_info_garbage_is_a_typed_error(data: bytes) -> None:
+@given(st.binary(max_size=200), st.sampled_from(LAYOUTS))
+def test_officer_record_garbage_is_a_typed_error(data: bytes, layout: record.Layout) -> None:
     try:
-        zfy_info.unpack(data)
-    except zfy_info.ZfyInfoError:
+        record.unpack(data, layout)
+    except MalformedReply:
         pass
+
+
+PARSERS: list[Callable[[bytes], object]] = [
+    amba_ctrl.login_accepted, amba_ascii.version_ok, amba_ascii.parse_device_id,
+    amba_ascii.parse_frame, lambda b: zfy_ctrl.parse_reply(b, 0x30, "read_record"), zfy_ctrl.parse_request,
+    zfy_ctrl.parse_clock, zfy_ctrl.parse_idcode, bc_text.parse_idcode, bc_text.parse_login, bc_text.parse_record,
+    bc_text.parse_clock, bc_text.parse_battery, bc_text.parse_command,
+    lambda b: e12_tcp.expect_data(b, "read_record"), e12_tcp.parse_time, lambda b: e12_tcp.length(b[:4]),
+    lambda b: zzx_json.parse_reply(b, 3, "read_record"), zzx_json.parse_request,
+]
 
 
 @given(st.binary(max_size=300))
 @settings(max_examples=300)
-def test_reply_decoders_never_crash(data: bytes) -> None:
-    for decode, err in ((zfy_proto.decode_reply, zfy_proto.FrameError),
-                        (amba_proto.decode_reply, amba_proto.FrameError),
-                        (zfy_proto.decode_request, zfy_proto.FrameError),
-                        (amba_proto.decode_request, amba_proto.FrameError)):
+def test_no_reply_parser_crashes_on_any_bytes(data: bytes) -> None:
+    for parse in PARSERS:
         try:
-            decode(data)
-        except err:
+            parse(data)
+        except DriverError:
             pass
 
 
-def test_frames_round_trip_and_checksum_is_checked() -> None:
-    frame = zfy_proto.encode_reply("S002", 1, b"\x00\x01abc")
-    assert zfy_proto.decode_reply(frame) == zfy_proto.Reply("S002", 1, b"\x00\x01abc")
-    bad = frame[:-3] + (b"00" if frame[-3:-1] != b"00" else b"01") + b"#"
-    with pytest.raises(zfy_proto.FrameError, match="checksum"):
-        zfy_proto.decode_reply(bad)
-    assert amba_proto.decode_reply(amba_proto.encode_reply("Gdv", True, b"X1")).data == b"X1"
-    with pytest.raises(amba_proto.FrameError, match="length"):
-        amba_proto.decode_reply(b"@Gdv;OK;5;X1;#")
+@given(st.text(max_size=80))
+def test_bc_text_replies_as_text_never_crash(text: str) -> None:
+    for parse in (bc_text.parse_idcode, bc_text.parse_record, bc_text.parse_clock, bc_text.parse_battery):
+        try:
+            parse((text + "\r\nOK\r\n").encode("utf-8", "surrogateescape"))
+        except DriverError:
+            pass
 
 
-class Liar(SimZfyFirmware):
-    """Firmware answering get_info with whatever the test sets."""
+# -- lying firmware behind the real transports ---------------------------------------------------
 
-    answer = b""
+def liar(protocol: str, command: str, answer: bytes) -> Callable[[SimFirmware], None]:
+    """Make *protocol*'s firmware answer *command* with *answer*."""
+    def install(fw: SimFirmware) -> None:
+        if protocol == "zfy-ctrl":
+            real = fw.control_in  # type: ignore[attr-defined]
 
-    def handle(self, frame: bytes) -> bytes:
-        if zfy_proto.decode_request(frame).cmd == zfy_proto.COMMANDS["get_info"]:
-            return self.answer
-        return super().handle(frame)
+            def control_in(setup: object) -> bytes:
+                out: bytes = real(setup)
+                return answer if out[7:8] == bytes([int(command, 16)]) else out
+            fw.control_in = control_in  # type: ignore[attr-defined]
+        elif protocol == "bc-text":
+            real_answer = fw._answer  # type: ignore[attr-defined]
+            fw._answer = (lambda text: answer.decode("latin-1")  # type: ignore[attr-defined]
+                          if text.startswith(command) else real_answer(text))
+        else:
+            real_z = fw._answer  # type: ignore[attr-defined]
+            fw._answer = (lambda msg_id, body: {"raw": answer.decode("latin-1")}  # type: ignore[attr-defined]
+                          if str(msg_id) == command else real_z(msg_id, body))
+    return install
 
 
-@pytest.mark.parametrize("answer", [
-    b"E12RSPS002;1;00;",                                            # short: no checksum, no terminator
-    b"\xff\xfe garbage #",                                          # garbage
-    zfy_proto.encode_reply("S002", 1, b"x" * 94)[:-3] + b"00#",     # wrong checksum
-    zfy_proto.encode_reply("S002", 99, b""),                        # unknown result code
-    zfy_proto.encode_reply("S001", 1, b""),                         # reply to another command
-    zfy_proto.encode_reply("S002", 1, b"\x00" * 94),                # no serial in ZFY_INFO
-    zfy_proto.encode_reply("S002", 1, b"A" * 50),                   # wrong struct size
+@pytest.mark.parametrize(("protocol", "command", "answer"), [
+    ("zfy-ctrl", "30", bytes.fromhex("a1b2c3d4 00e1 8031 00") + bytes(100)),        # reply for another command
+    ("zfy-ctrl", "30", bytes.fromhex("00000000 00e1 8030 00") + bytes(100)),        # no magic
+    ("zfy-ctrl", "30", bytes.fromhex("a1b2c3d4 00e1 8030 00") + bytes(100)),        # no serial in the record
+    ("bc-text", "GBCFG?", b"+GBCFG:1,2\r\nOK\r\n"),                                 # too few fields
+    ("bc-text", "GBCFG?", b"+OTHER:1\r\nOK\r\n"),                                    # no +GBCFG:
+    ("zzx-json", "3", b"x"),                                                         # no serial in the body
 ])
-def test_malformed_device_replies_are_typed_errors(tmp_path: Path, answer: bytes) -> None:
+def test_a_malformed_device_reply_is_a_typed_permanent_error(tmp_path: Path, protocol: str, command: str,
+                                                             answer: bytes) -> None:
     reg = Registry.load()
     folder = tmp_path / "rec"
-    make_recorder(folder, clips=1, size=100, serial="S1", officer="1", protocol="zfy")
+    make_recorder(folder, clips=1, size=100, serial="S1", officer="1", protocol=protocol)
     det = SimDetector(tmp_path / "dock", 2, reg)
     device = det.describe(1, folder)
-    # swap the simulated firmware for the liar, on the same simulated USB device
-    from drivers.sim.usb_backend import SIM_USB
-
-    usb_dev = next(d for d in SIM_USB.enumerate_devices() if str(d.address) == device.hints["usb_address"])
-    liar = Liar(usb_dev.firmware.dev)
-    liar.answer = answer
-    usb_dev.firmware = liar
+    docked = det.docked(1)
+    assert docked is not None and docked.firmware is not None
+    liar(protocol, command, answer)(docked.firmware)
     rec = open_recorder(device, reg.match(device.ids))  # type: ignore[arg-type]
     try:
+        rec.probe()
         rec.unlock("000000")
         with pytest.raises(DriverError) as e:
             rec.identify()
-        assert isinstance(e.value, MalformedReply) or "answered" in str(e.value) or e.value.reason == "timeout"
+        assert e.value.permanent and e.value.reason in ("malformed_reply", "command_failed")
+        assert e.value.device  # names the slot and device
     finally:
         rec.close()
         det._unplug_slot(1)

@@ -17,6 +17,7 @@ RECORDER = {  # udevadm info -q property, a mass-storage recorder in disk mode
     "ID_MODEL_ID": "0001", "ID_REVISION": "0100", "ID_SERIAL": "dockgate_Body_Camera_SN0042",
     "ID_SERIAL_SHORT": "SN0042", "ID_BUS": "usb", "ID_USB_INTERFACES": ":080650:",
 }
+VENDOR = {**RECORDER, "ID_VENDOR_ID": "4255", "ID_MODEL_ID": "0001", "ID_USB_INTERFACES": ":ff0000:"}
 HUB = {**RECORDER, "ID_VENDOR_ID": "05e3", "ID_MODEL_ID": "0610", "ID_USB_INTERFACES": ":090000:"}
 KEYBOARD = {**RECORDER, "ID_VENDOR_ID": "046d", "ID_MODEL_ID": "c31c", "ID_USB_INTERFACES": ":030101:030000:"}
 
@@ -35,14 +36,27 @@ def test_only_possible_recorders_are_reported() -> None:
     assert not could_be_recorder({**RECORDER, "DEVTYPE": "usb_interface"})
 
 
+def mounted(tmp_path: Path, devpath: str = DEVPATH) -> tuple[Path, Path]:
+    """A sysfs tree with sdb1 under *devpath*, and a mountinfo mounting it."""
+    sysroot = tmp_path / "sys"
+    block = sysroot / devpath.lstrip("/") / "1-1.2:1.0" / "host6" / "target6:0:0" / "6:0:0:0" / "block" / "sdb"
+    (block / "sdb1").mkdir(parents=True, exist_ok=True)
+    (block / "dev").write_text("8:16\n")
+    (block / "sdb1" / "dev").write_text("8:17\n")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("22 1 259:2 / / rw,relatime - ext4 /dev/nvme0n1p2 rw\n"
+                         "99 22 8:17 / /media/dock\\040bay ro,nosuid - vfat /dev/sdb1 ro\n")
+    return sysroot, mountinfo
+
+
 def test_add_and_remove_map_ports_to_slots(tmp_path: Path) -> None:
     t = UdevTranslator(slots=4, ports={"1-1.2": 3}, sys_root=tmp_path)
-    (ev,) = t.handle("add", DEVPATH, RECORDER)
+    (ev,) = t.handle("add", DEVPATH, VENDOR)
     assert isinstance(ev, Attached) and ev.device.slot == 3
     assert ev.device.hints["usb_bus"] == "1" and ev.device.hints["usb_address"] == "7"
     assert t.handle("bind", DEVPATH, RECORDER) == []          # not reported twice
     other = DEVPATH.replace("1-1.2", "1-1.4")
-    (ev2,) = t.handle("add", other, RECORDER)
+    (ev2,) = t.handle("add", other, VENDOR)
     assert isinstance(ev2, Attached) and ev2.device.slot == 1  # lowest free, 3 is reserved
     assert t.handle("add", "/x/1-9", HUB) == []
     assert t.handle("remove", DEVPATH, {}) == [Detached(3)]
@@ -51,20 +65,46 @@ def test_add_and_remove_map_ports_to_slots(tmp_path: Path) -> None:
 
 def test_no_free_slot_is_reported(tmp_path: Path) -> None:
     t = UdevTranslator(slots=1, ports={}, sys_root=tmp_path)
-    t.handle("add", DEVPATH, RECORDER)
-    (ev,) = t.handle("add", DEVPATH + "x", RECORDER)
+    t.handle("add", DEVPATH, VENDOR)
+    (ev,) = t.handle("add", DEVPATH + "x", VENDOR)
     assert isinstance(ev, DetectProblem)
 
 
 def test_mounted_volume_from_sysfs_and_mountinfo(tmp_path: Path) -> None:
-    sysroot = tmp_path / "sys"
-    block = sysroot / DEVPATH.lstrip("/") / "1-1.2:1.0" / "host6" / "target6:0:0" / "6:0:0:0" / "block" / "sdb"
-    (block / "sdb1").mkdir(parents=True)
-    (block / "dev").write_text("8:16\n")
-    (block / "sdb1" / "dev").write_text("8:17\n")
-    mountinfo = tmp_path / "mountinfo"
-    mountinfo.write_text("22 1 259:2 / / rw,relatime - ext4 /dev/nvme0n1p2 rw\n"
-                         "99 22 8:17 / /media/dock\\040bay ro,nosuid - vfat /dev/sdb1 ro\n")
+    sysroot, mountinfo = mounted(tmp_path)
     assert mounted_volume(DEVPATH, sysroot, mountinfo) == Path("/media/dock bay")
     mountinfo.write_text("22 1 259:2 / / rw,relatime - ext4 /dev/nvme0n1p2 rw\n")
     assert mounted_volume(DEVPATH, sysroot, mountinfo) is None
+
+
+def test_a_storage_only_device_is_reported_once_its_volume_is_mounted(tmp_path: Path) -> None:
+    sysroot, mountinfo = mounted(tmp_path)
+    real = mountinfo.read_text()
+    mountinfo.write_text("22 1 259:2 / / rw,relatime - ext4 /dev/nvme0n1p2 rw\n")
+    t = UdevTranslator(slots=4, ports={}, sys_root=sysroot, mountinfo=mountinfo)
+    assert t.handle("add", DEVPATH, RECORDER, now=0.0) == []
+    mountinfo.write_text(real)
+    (ev,) = t.poll_mounts(now=1.0)
+    assert isinstance(ev, Attached) and ev.device.volume == Path("/media/dock bay")
+
+
+def test_a_storage_device_that_never_mounts_is_reported_once(tmp_path: Path) -> None:
+    t = UdevTranslator(slots=4, ports={}, sys_root=tmp_path, mountinfo=tmp_path / "none")
+    (tmp_path / "none").write_text("")
+    assert t.handle("add", DEVPATH, RECORDER, now=0.0) == []
+    (ev,) = t.poll_mounts(now=61.0)
+    assert isinstance(ev, DetectProblem) and "no mounted volume" in ev.message
+    assert t.poll_mounts(now=120.0) == []
+
+
+def test_a_recorder_switched_to_storage_comes_back_on_the_same_slot(tmp_path: Path) -> None:
+    sysroot, mountinfo = mounted(tmp_path)
+    t = UdevTranslator(slots=4, ports={}, sys_root=sysroot, mountinfo=mountinfo)
+    t.handle("add", "/devices/usb1/1-3", VENDOR)               # another bay takes slot 1
+    (vendor,) = t.handle("add", DEVPATH, VENDOR)
+    assert isinstance(vendor, Attached) and vendor.device.slot == 2
+    t.handle("remove", "/devices/usb1/1-3", {})                # slot 1 is free now
+    assert t.handle("remove", DEVPATH, {}) == [Detached(2)]     # the switch: it leaves the bus ...
+    (storage,) = t.handle("add", DEVPATH, RECORDER)            # ... and comes back as storage
+    assert isinstance(storage, Attached) and storage.device.slot == 2
+    assert storage.device.volume == Path("/media/dock bay") and storage.device.hints["port"] == "1-1.2"

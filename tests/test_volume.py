@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.base import Skipped
+from drivers.base import DriverError, Skipped, UnsafeEntry, VolumeError
 from drivers.volume import Volume
 from gateway.errors import UnsafePath
 
@@ -60,3 +60,47 @@ def test_include_and_exclude_are_case_insensitive(tmp_path: Path) -> None:
     (vol / "b.txt").write_bytes(b"x")
     v = Volume(vol, include=["*.mp4"], exclude=["system volume information/*"])
     assert [r.relpath for r in v.walk(lambda s: None)] == [b"A.MP4"]
+
+
+def test_an_unsafe_entry_is_a_permanent_driver_error_and_an_unsafe_path(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    with pytest.raises(UnsafeEntry) as e:
+        Volume(vol).open(b"../escape.mp4")
+    assert isinstance(e.value, DriverError) and isinstance(e.value, UnsafePath) and e.value.permanent
+
+
+def test_a_missing_volume_is_a_typed_error_not_an_oserror(tmp_path: Path) -> None:
+    with pytest.raises(VolumeError) as e:
+        list(Volume(tmp_path / "gone").walk(lambda s: None))
+    assert e.value.permanent  # ENOENT: the same dock cannot bring it back
+
+
+def test_a_vanished_clip_is_a_typed_error_not_an_oserror(tmp_path: Path) -> None:
+    (tmp_path / "vol").mkdir()
+    with pytest.raises(VolumeError):
+        Volume(tmp_path / "vol").open(b"never.mp4")
+
+
+def test_a_volume_that_went_away_is_transient() -> None:
+    import errno
+
+    assert not VolumeError("x", OSError(errno.EIO, "Input/output error")).permanent
+    assert not VolumeError("x", OSError(errno.ENODEV, "No such device")).permanent
+
+
+def test_delete_on_a_read_only_volume_is_a_typed_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "a.mp4").write_bytes(b"a")
+    ref = next(Volume(vol).walk(lambda s: None))
+
+    def read_only(*args: object, **kw: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "unlink", read_only)
+    with pytest.raises(VolumeError) as e:
+        Volume(vol).delete(ref.relpath)
+    assert e.value.permanent and (vol / "a.mp4").exists()
