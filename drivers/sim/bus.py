@@ -91,11 +91,7 @@ def plug(slot: int, dev: SimDevice, registry: Registry, on_leave: Callable[[Dock
         docked._undo.append(lambda: SIM_USB.unplug(usb_dev))
 
         def leave_soon() -> None:  # a device whose last reply is never read still leaves
-            def force() -> None:
-                if usb_dev.plugged:
-                    SIM_USB.unplug(usb_dev)
-                    left()
-            timer = threading.Timer(LEAVE_AFTER_S, force)
+            timer = threading.Timer(LEAVE_AFTER_S, SIM_USB.leave, (usb_dev,))
             timer.daemon = True
             timer.start()
 

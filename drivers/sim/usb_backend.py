@@ -33,6 +33,8 @@ from drivers.sim.firmware import SimStall, UsbFirmware
 
 _STRINGS = {1: "manufacturer", 2: "product", 3: "serial"}
 _GET_DESCRIPTOR = 6
+#: a switched device leaves the bus this long after its last reply was read
+LEAVE_DELAY_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class SimUsbDevice:
     #: called once when the device leaves the bus by itself (the storage switch)
     on_leave: Callable[[], None] | None = None
     configuration: int = 0
+    leaving: bool = False
     claimed: set[int] = field(default_factory=set)
 
 
@@ -104,9 +107,17 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         return [t for t in list(self.transfers) if t.address == address]
 
     def _leave_if_switched(self, dev: SimUsbDevice) -> None:
-        """After the storage switch the device drops off the bus once its
-        last reply has been read (or at once if it has none)."""
-        if dev.plugged and dev.firmware.switched.is_set() and not dev.firmware.pending():
+        """After the storage switch the device drops off the bus shortly after
+        its last reply has been read, as a real one resets its USB side."""
+        if dev.plugged and not dev.leaving and dev.firmware.switched.is_set() and not dev.firmware.pending():
+            dev.leaving = True
+            timer = threading.Timer(LEAVE_DELAY_S, self.leave, (dev,))
+            timer.daemon = True
+            timer.start()
+
+    def leave(self, dev: SimUsbDevice) -> None:
+        """The device left by itself (not unplugged by the dock)."""
+        if dev.plugged:
             self.unplug(dev)
             if dev.on_leave is not None:
                 dev.on_leave()
