@@ -306,7 +306,8 @@ def bench_daemon(work: Path, recorders: int, clips: int, size: int, big: int) ->
         attached = time.time()
         dockgate("sim", "attach", str(tiny), "-c", str(station), "--slot", "8")
         d.wait_for(lambda s: s["clips"]["archived"] >= 1, timeout=60, interval=0.02, what="tiny clip")
-        events = [json.loads(x) for x in dockgate("events", "-c", str(station), "--json").stdout.splitlines()]
+        events = [json.loads(x) for x in dockgate("events", "-c", str(station), "--json", "--since", "0",
+                                                  "--limit", "1000000").stdout.splitlines()]
         pulled = next(e["ts"] for e in events if e["type"] == "pulled")
         docked = next(e["ts"] for e in events if e["type"] == "docked")
         row("dock to first clip staged (1 kB clip)", f"{pulled - docked:.2f} s",

@@ -10,8 +10,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from drivers.profiles import PROTOCOLS
 from gateway import __version__, logsetup
-from gateway.config import Config, load_config
+from gateway.config import DEFAULT_CONFIG, Config, default_config_path, load_config
 from gateway.errors import DockgateError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
@@ -26,8 +27,24 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * mult)
 
 
+class UsageError(DockgateError):
+    """The command cannot run as asked (exit 2): a missing file, a bad option."""
+
+    reason = "usage"
+
+
+class CannotRead(DockgateError):
+    """A station file this user may not read (exit 2), with what to do."""
+
+    reason = "permission"
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"cannot read {path}: permission denied. Members of the dockgate group may read the "
+                         f"station's status and events (sudo adduser $USER dockgate, then log in again)")
+
+
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.config)
+    return load_config(args.config or default_config_path())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -39,15 +56,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from drivers.profiles import Registry
-    from gateway.secrets import read_secret
+    """0: `run` would start; 1: the config or what it names fails a check;
+    2: there is no config to check."""
+    from gateway.checks import check_station
+    from gateway.errors import ConfigError
 
-    cfg = _config(args)
-    Registry.load(cfg.recorders.profiles_dir)
-    if cfg.recorders.admin_password_file:
-        read_secret(cfg.recorders.admin_password_file)
+    path = Path(args.config or default_config_path())
+    if not path.exists():
+        raise UsageError(f"{path}: no such config file")
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        print(f"{e.file}: FAILED", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    problems = check_station(cfg)
+    if problems:
+        print(f"{cfg.source}: FAILED ({len(problems)} problems; `dockgate run` would not start)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
     print(f"{cfg.source}: ok (station {cfg.station.id}, archive {cfg.archive.backend} "
-          f"{cfg.archive.path}, detect {cfg.detect.backend}, {cfg.detect.slots} slots)")
+          f"{cfg.archive.path}, detect {cfg.detect.backend}, {cfg.detect.slots} slots; every secret and key "
+          f"loads)")
     return 0
 
 
@@ -71,18 +103,43 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
 
 
+def _print_event(ev: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(ev, ensure_ascii=False), flush=True)
+        return
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ev["ts"])))  # type: ignore[arg-type]
+    where = f" slot {ev['slot']}" if ev["slot"] is not None else ""
+    data = ev["data"]
+    detail = " ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else ""
+    print(f"{ev['seq']:>6} {when}{where} {ev['type']} {detail}", flush=True)
+
+
 def cmd_events(args: argparse.Namespace) -> int:
+    """Newest first by default; ``--since N`` (scripts) and ``--follow``
+    print oldest first, then ``--follow`` waits for more."""
     from gateway.status import read_events
 
     cfg = _config(args)
-    for ev in read_events(cfg, args.since, args.limit):
-        if args.json:
-            print(json.dumps(ev, ensure_ascii=False))
-        else:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
-            where = f" slot {ev['slot']}" if ev["slot"] is not None else ""
-            detail = " ".join(f"{k}={v}" for k, v in ev["data"].items())
-            print(f"{ev['seq']:>6} {when}{where} {ev['type']} {detail}")
+    types = set(args.type) if args.type else None
+    if args.since is None and not args.follow:
+        for ev in read_events(cfg, None, args.limit, types):
+            _print_event(ev, args.json)
+        return 0
+    if args.since is not None:
+        evs = read_events(cfg, args.since, args.limit, types)
+    else:  # --follow: the recent ones in order, then whatever comes
+        evs = list(reversed(read_events(cfg, None, args.limit, types)))
+    last = max([int(e["seq"]) for e in evs], default=args.since or 0)
+    for ev in evs:
+        _print_event(ev, args.json)
+    try:
+        while args.follow:
+            time.sleep(args.interval)
+            for ev in read_events(cfg, last, 10_000, types):
+                _print_event(ev, args.json)
+                last = max(last, int(ev["seq"]))
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -131,24 +188,28 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from gateway.archive import open_archive
+    from gateway.archive import Archive, open_archive
     from gateway.archive.directory import DirectoryArchive
     from gateway.evidence.signing import load_public
     from gateway.evidence.verify import verify_archive
 
-    if args.config:
-        cfg = _config(args)
-        archive = open_archive(cfg)
-        pubkeys = [Path(p) for p in args.pubkey] or [cfg.public_key_file]
-    elif args.archive:
+    archive: Archive
+    if args.archive:
         archive = DirectoryArchive(Path(args.archive))
         pubkeys = [Path(p) for p in args.pubkey]
         if not Path(args.archive).is_dir():
-            raise DockgateError(f"{args.archive}: no such directory")
+            raise UsageError(f"{args.archive}: no such directory")
     else:
-        raise DockgateError("give -c CONFIG or --archive DIR")
+        cfg = _config(args)
+        if cfg.archive.backend == "directory" and not cfg.archive.path.is_dir():
+            raise UsageError(f"{cfg.archive.path}: the archive is not there (not mounted?)")
+        archive = open_archive(cfg)
+        pubkeys = [Path(p) for p in args.pubkey] or [cfg.public_key_file]
     if not pubkeys:
-        raise DockgateError("give --pubkey PEM (the station public key)")
+        raise UsageError("give --pubkey PEM (the station public key)")
+    for p in pubkeys:
+        if not p.is_file():
+            raise UsageError(f"{p}: no such public key file")
     report = verify_archive(archive, [load_public(p) for p in pubkeys])
     if report.ok:
         print(f"OK: {report.summary()}; every check holds")
@@ -225,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("-c", "--config", required=True, help="dockgate TOML config file")
+        sp.add_argument("-c", "--config", help=f"dockgate TOML config file (default: $DOCKGATE_CONFIG or "
+                                               f"{DEFAULT_CONFIG})")
         return sp
 
     sp = with_config(sub.add_parser("run", help="run the daemon in the foreground"))
@@ -241,10 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--interval", type=float, default=1.0)
     sp.set_defaults(fn=cmd_status)
 
-    sp = with_config(sub.add_parser("events", help="what happened: docks, clips, alarms (oldest first)"))
+    sp = with_config(sub.add_parser("events", help="what happened: docks, clips, alarms (newest first)"))
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
-    sp.add_argument("--since", type=int, default=0, help="only events after this sequence number")
-    sp.add_argument("--limit", type=int, default=1000)
+    sp.add_argument("--since", type=int, help="events after this sequence number, oldest first (for scripts)")
+    sp.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    sp.add_argument("--type", action="append", metavar="TYPE", help="only events of this type (repeatable)")
+    sp.add_argument("-f", "--follow", action="store_true", help="keep printing new events as they happen")
+    sp.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     sp.set_defaults(fn=cmd_events)
 
     sp = sub.add_parser("keygen", help="create the station signing key (Ed25519)")
@@ -264,8 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--important", action=argparse.BooleanOptionalAction, default=None)
     sp.set_defaults(fn=cmd_assign)
 
-    sp = sub.add_parser("verify", help="check media, manifests, amendments and custody log of an archive")
-    sp.add_argument("-c", "--config", help="use this station's archive and public key")
+    sp = sub.add_parser("verify", help="check media, manifests, amendments and custody log of an archive "
+                                       "(exit 0: all hold, 1: something does not, 2: nothing to check)")
+    sp.add_argument("-c", "--config", help="use this station's archive and public key (default: "
+                                           f"$DOCKGATE_CONFIG or {DEFAULT_CONFIG})")
     sp.add_argument("--archive", help="a directory archive")
     sp.add_argument("--pubkey", action="append", default=[], help="station public key PEM (repeatable)")
     sp.set_defaults(fn=cmd_verify)
@@ -286,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--serial", default="SIM00001")
     sp.add_argument("--officer", default="012345")
     sp.add_argument("--unit", default="")
-    sp.add_argument("--protocol", default="ums", choices=["ums", "zfy", "zfy-serial", "amba"])
+    sp.add_argument("--protocol", default="ums", choices=PROTOCOLS,
+                    help="the recorder's protocol family (docs/profiles.md)")
     sp.add_argument("--password", default="000000")
     sp.add_argument("--clock-offset", type=float, default=0.0, help="recorder clock - true time, s")
     sp.add_argument("--link-rate", type=parse_size, default=0, help="simulated USB speed, bytes/s")
@@ -315,9 +383,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))
+    except PermissionError as e:
+        print(f"dockgate: error: {CannotRead(e.filename or e)}", file=sys.stderr)
+        return 2
     except DockgateError as e:
         print(f"dockgate: error: {e}", file=sys.stderr)
-        return 2 if e.reason in ("config", "secret", "profile") else 1
+        # 2: usage or environment (the station is not set up right: `run` stops
+        # for good, systemd does not restart it); 1: the command's own check failed
+        return 2 if e.reason in ("config", "secret", "profile", "usage", "permission", "catalog") else 1
     except KeyboardInterrupt:
         return 130
 

@@ -7,6 +7,7 @@ Secrets never live here: only paths to files holding them.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -214,11 +215,32 @@ def check_key_template(v: str) -> str:
     return v
 
 
+#: where every command looks when not given -c (the Debian package's conffile)
+DEFAULT_CONFIG = Path("/etc/dockgate/dockgate.toml")
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("DOCKGATE_CONFIG") or DEFAULT_CONFIG)
+
+
 def _resolve(base: Path, p: Path | None) -> Path | None:
     if p is None:
         return None
     p = p.expanduser()
     return p if p.is_absolute() else (base / p)
+
+
+def _secret(base: Path, p: Path | None) -> Path | None:
+    """A secret's file: a relative name is looked up first among systemd's
+    credentials (``LoadCredential=`` puts them in ``$CREDENTIALS_DIRECTORY``),
+    then beside the config file."""
+    if p is None:
+        return None
+    p = p.expanduser()
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and not p.is_absolute() and (Path(creds) / p).exists():
+        return Path(creds) / p
+    return _resolve(base, p)
 
 
 def _format_errors(errors: list[Any]) -> list[str]:
@@ -233,6 +255,9 @@ def load_config(path: Path | str) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(path, ["file not found"]) from None
+    except PermissionError:
+        raise ConfigError(path, ["permission denied: members of the dockgate group may read the config, status "
+                                 "and events (sudo adduser $USER dockgate, then log in again)"]) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(path, [f"cannot read: {e}"]) from None
     except tomllib.TOMLDecodeError as e:
@@ -255,19 +280,22 @@ def config_from_dict(raw: dict[str, object], path: Path) -> Config:
     })
     detect = cfg.detect.model_copy(update={"sim_dir": _resolve(base, cfg.detect.sim_dir)})
     recorders = cfg.recorders.model_copy(update={
-        "admin_password_file": _resolve(base, cfg.recorders.admin_password_file),
+        "admin_password_file": _secret(base, cfg.recorders.admin_password_file),
         "profiles_dir": _resolve(base, cfg.recorders.profiles_dir),
     })
     archive = cfg.archive
     if isinstance(archive, DirectoryArchiveConfig):
         archive = archive.model_copy(update={"path": _resolve(base, archive.path)})
     else:
-        archive = archive.model_copy(update={k: _resolve(base, getattr(archive, k))
-                                             for k in ("access_key_file", "secret_key_file", "ca_bundle")})
+        archive = archive.model_copy(update={
+            "access_key_file": _secret(base, archive.access_key_file),
+            "secret_key_file": _secret(base, archive.secret_key_file),
+            "ca_bundle": _resolve(base, archive.ca_bundle)})
     evidence = cfg.evidence.model_copy(update={
-        "signing_key_file": _resolve(base, cfg.evidence.signing_key_file)})
-    mqtt = cfg.mqtt.model_copy(update={k: _resolve(base, getattr(cfg.mqtt, k))
-                                       for k in ("password_file", "ca_file", "cert_file", "key_file")})
+        "signing_key_file": _secret(base, cfg.evidence.signing_key_file)})
+    mqtt = cfg.mqtt.model_copy(update={
+        "password_file": _secret(base, cfg.mqtt.password_file), "key_file": _secret(base, cfg.mqtt.key_file),
+        "ca_file": _resolve(base, cfg.mqtt.ca_file), "cert_file": _resolve(base, cfg.mqtt.cert_file)})
     cfg = cfg.model_copy(update={"paths": paths, "detect": detect, "recorders": recorders,
                                  "archive": archive, "evidence": evidence, "mqtt": mqtt})
     problems = []

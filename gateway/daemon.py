@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from drivers.base import DockedDevice, StorageSwitch
 from drivers.detect import Attached, Detached, Detector, DetectProblem
 from drivers.profiles import Registry
 from gateway import __version__
@@ -62,6 +63,8 @@ class Daemon:
         self.state = StationState(cfg.detect.slots)
         self.sessions: dict[int, asyncio.Task[None]] = {}
         self.devices: dict[int, Attached] = {}
+        #: slot -> (what its recorder's storage switch said, the hand-over)
+        self.switching: dict[int, tuple[StorageSwitch, asyncio.Future[DockedDevice]]] = {}
         self.stopping = asyncio.Event()
         self.mqtt: MqttLink | None = None
         self.metrics: Metrics | None = None
@@ -90,7 +93,7 @@ class Daemon:
                                self.forwarder.wake)
         self.purger = Purger(cfg, self.catalog, self.staging)
         self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.password, self.stamper.wake,
-                           self.purger.need)
+                           self.purger.need, self.await_storage)
         self.detector = make_detector(cfg, self.registry)
         if cfg.metrics.enabled:
             self.metrics = Metrics(cfg.detect.slots)
@@ -198,8 +201,43 @@ class Daemon:
                 "forwarding_paused": snap["forwarding_paused"],
                 "slots": [{k: x[k] for k in ("slot", "state", "clips_done", "clips_total")} for x in snap["slots"]]}
 
+    async def await_storage(self, slot: int, switch: StorageSwitch) -> DockedDevice | None:
+        """Wait for the storage device a recorder on *slot* becomes after its
+        switch; the detect loop hands it over instead of starting a new dock."""
+        fut: asyncio.Future[DockedDevice] = asyncio.get_running_loop().create_future()
+        self.switching[slot] = (switch, fut)
+        try:
+            async with asyncio.timeout(switch.settle_s + switch.timeout_s):
+                return await fut
+        except TimeoutError:
+            return None
+        finally:
+            self.switching.pop(slot, None)
+
+    def _hand_over(self, event: Attached | Detached) -> bool:
+        """True if *event* is the re-enumeration of a recorder switching to
+        storage on that slot (its vendor device leaving, its storage arriving)."""
+        slot = event.device.slot if isinstance(event, Attached) else event.slot
+        waiting = self.switching.get(slot)
+        if waiting is None:
+            return False
+        switch, fut = waiting
+        if isinstance(event, Detached):
+            log.info("slot %d: the recorder left the bus for its storage switch", slot)
+            return True
+        ids = event.device.ids
+        if event.device.volume is None or (switch.storage_ids is not None and (ids.vid, ids.pid) != (
+                switch.storage_ids.vid, switch.storage_ids.pid)):
+            return False  # something else was docked in that slot
+        if not fut.done():
+            fut.set_result(event.device)
+        self.devices[slot] = event
+        return True
+
     async def _detect_loop(self) -> None:
         async for event in self.detector.events():
+            if isinstance(event, Attached | Detached) and self._hand_over(event):
+                continue
             if isinstance(event, Attached):
                 await self._undock(event.device.slot)
                 self.devices[event.device.slot] = event

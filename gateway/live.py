@@ -27,6 +27,7 @@ class SlotState:
     current: str | None = None
     message: str | None = None
     clock_drift_s: float | None = None
+    battery_pct: int | None = None
     since: float = field(default_factory=time.time)
 
     def reset(self, state: str = "idle") -> None:

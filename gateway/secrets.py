@@ -11,9 +11,8 @@ from gateway.errors import SecretError
 
 
 def read_secret(path: Path) -> str:
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds and not path.is_absolute():
-        path = Path(creds) / path
+    """The secret in *path* (already resolved by the config: systemd
+    credentials first, then beside the config file)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:

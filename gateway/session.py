@@ -11,12 +11,12 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from drivers.base import ClipRef, DockedDevice, Recorder, Skipped, WrongPassword
+from drivers.base import ClipRef, DockedDevice, NotRecognised, Recorder, Skipped, StorageSwitch, WrongPassword
 from drivers.families import open_recorder
 from drivers.profiles import Profile, Registry
 from gateway import ingest
@@ -45,6 +45,9 @@ class Context:
     on_staged: Callable[[], None]
     #: (slot, bytes needed free; 0 when no longer waiting): lets the purger make room
     on_disk_low: Callable[[int, int], None]
+    #: waits for the storage device a switched recorder becomes on its slot
+    #: (None: it never came within the switch's timeout)
+    await_storage: Callable[[int, StorageSwitch], Awaitable[DockedDevice | None]]
 
 
 class DockSession:
@@ -74,10 +77,22 @@ class DockSession:
                 await fut
             raise
 
+    def _profile(self) -> Profile | None:
+        """The device's profile; a recorder already switched to storage (no
+        session waited for it: the daemon restarted, the dock rebooted) is
+        served as the plain storage its profile's storage side describes."""
+        reg, ids = self.ctx.registry, self.device.ids
+        profile = reg.match(ids)
+        if profile is None and self.device.volume is not None:
+            storage_side = reg.match_storage(ids)
+            if storage_side is not None:
+                return storage_side.model_copy(update={"protocol": "ums"})
+        return profile
+
     async def run(self) -> None:
         cat, st = self.ctx.catalog, self.st
         st.reset("identifying")
-        profile = self.ctx.registry.match(self.device.ids)
+        profile = self._profile()
         if profile is None:
             st.state, st.message = "foreign", f"unknown USB device {self.device.ids}; not read"
             cat.emit("foreign_device", self.slot, vid=f"{self.device.ids.vid:04x}",
@@ -96,6 +111,10 @@ class DockSession:
         except WrongPassword as e:
             st.state, st.message = "error", str(e)
             cat.emit("wrong_password", self.slot, device=str(self.device.ids), profile=profile.name)
+        except NotRecognised as e:
+            st.state, st.message = "foreign", f"{e}; nothing was written to it"
+            cat.emit("unrecognised_device", self.slot, device=str(self.device.ids), profile=profile.name,
+                     error=str(e))
         except DockgateError as e:
             st.state, st.message = "error", str(e)
             cat.emit("device_error", self.slot, device=str(self.device.ids), reason=e.reason, error=str(e))
@@ -110,11 +129,15 @@ class DockSession:
         cat, st = self.ctx.catalog, self.st
         assert self.dock_id is not None
         self.recorder = rec = await self._thread(open_recorder, self.device, profile)
+        # the order every vendor tool uses: read-only probe, then login, identity,
+        # clock, and the storage switch last (the command interface goes with it)
+        await self._thread(rec.probe)
         needs_password = profile.password.source == "station"
         await self._thread(rec.unlock, self.ctx.password if needs_password else None)
         ident = await self._thread(rec.identify)
         self.serial = ident.serial
         st.serial = ident.serial
+        st.battery_pct = ident.battery_pct
 
         station_before = time.time()
         recorder_clock = await self._thread(rec.read_clock)
@@ -125,6 +148,8 @@ class DockSession:
         cat.clock_dock(self.dock_id, None if recorder_clock is None else recorder_clock.timestamp(),
                        station_now, drift, was_set,
                        event("clock", self.slot, serial=ident.serial, drift_s=drift, set=was_set))
+        if not await self._switch_to_storage(rec, ident.serial):
+            return "storage_missing"
 
         skipped: list[Skipped] = []
         refs = await self._thread(lambda: list(rec.list_clips(skipped.append)))
@@ -163,6 +188,32 @@ class DockSession:
         cat.emit("dock_done", self.slot, serial=ident.serial, pulled=st.clips_done, known=known,
                  interrupted=failed, skipped=len(skipped))
         return "done" if not failed else "incomplete"
+
+    async def _switch_to_storage(self, rec: Recorder, serial: str) -> bool:
+        """Enter storage mode, then wait for the storage device the recorder
+        becomes on this slot: the same dock, not a new one. False (and an
+        event) if it never comes."""
+        switch = await self._thread(rec.enter_storage)
+        if switch is None:
+            return True  # the volume was there from the start
+        st, cat = self.st, self.ctx.catalog
+        st.state, st.message = "switching", "recorder switching to storage mode; leave it docked"
+        started = time.monotonic()
+        storage = await self.ctx.await_storage(self.slot, switch)
+        if storage is None:
+            want = f" ({switch.storage_ids})" if switch.storage_ids else ""
+            st.state = "error"
+            st.message = (f"the recorder never came back as storage{want} within {switch.timeout_s:.0f}s; "
+                          "undock it and dock it again")
+            cat.emit("storage_missing", self.slot, serial=serial, expected=str(switch.storage_ids or "any"),
+                     waited_s=round(time.monotonic() - started, 1))
+            return False
+        await self._thread(rec.attach_storage, storage)
+        st.state, st.message = "identifying", None
+        cat.emit("storage_switched", self.slot, serial=serial, dock_id=self.dock_id,
+                 vid=f"{storage.ids.vid:04x}", pid=f"{storage.ids.pid:04x}",
+                 after_s=round(time.monotonic() - started, 2))
+        return True
 
     async def _wait_for_space(self, size: int) -> None:
         alarmed = False

@@ -54,12 +54,16 @@ def collect(cfg: Config) -> dict[str, Any]:
     }
 
 
-def read_events(cfg: Config, since: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+def read_events(cfg: Config, since: int | None = 0, limit: int = 1000,
+                types: set[str] | None = None) -> list[dict[str, Any]]:
+    """Events after *since*, oldest first; with ``since=None`` the newest
+    *limit*, newest first. *types*: only these."""
     if not cfg.catalog_path.exists():
         return []
     cat = Catalog(cfg.catalog_path, readonly=True)
     try:
-        return [e.as_dict() for e in cat.events(since, limit)]
+        rows = cat.newest(limit, types) if since is None else cat.events(since, limit, types)
+        return [e.as_dict() for e in rows]
     except sqlite3.Error:
         return []
     finally:

@@ -29,7 +29,7 @@ def dockgate(*args: str, check: bool = True, timeout: float = 120) -> subprocess
 def events(config: Path, type_: str | None = None) -> list[dict[str, Any]]:
     """Every event the station recorded (`dockgate events --json`), oldest
     first; only those of *type_* when given."""
-    out = dockgate("events", "-c", str(config), "--json").stdout
+    out = dockgate("events", "-c", str(config), "--json", "--since", "0", "--limit", "1000000").stdout
     evs = [json.loads(line) for line in out.splitlines()]
     return [e for e in evs if type_ is None or e["type"] == type_]
 
@@ -73,16 +73,18 @@ def archive_hashes(archive: Path) -> Counter[str]:
 class DaemonProc:
     """`dockgate run -c CONFIG` as a real child process."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, umask: int | None = None) -> None:
         self.config = config
         self.log = log
+        self.umask = umask
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProc:
         self._logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)],
                                      stdout=self._logf, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                     preexec_fn=None if self.umask is None else lambda: os.umask(self.umask or 0))
         self.wait_for(lambda s: s["daemon"]["running"], timeout=30, what="daemon to start")
         return self
 

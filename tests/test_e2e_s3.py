@@ -13,7 +13,7 @@ import pytest
 
 from drivers.sim.station import write_station
 from gateway.evidence.manifest import is_evidence_metadata
-from tests.helpers import DaemonProc, attach, dockgate, sha256_file, source_hashes
+from tests.helpers import DaemonProc, attach, dockgate, events, sha256_file, source_hashes
 from tests.servers import MotoServer, Proxy
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +58,7 @@ policy = "{release}"
 
 def recorder(tmp: Path, serial: str, clips: int, size: str) -> Path:
     folder = tmp / serial
-    dockgate("sim", "make", str(folder), "--protocol", "zfy", "--serial", serial, "--officer", "0345678",
+    dockgate("sim", "make", str(folder), "--protocol", "zfy-ctrl", "--serial", serial, "--officer", "0345678",
              "--clips", str(clips), "--size", size)
     return folder
 
@@ -138,8 +138,7 @@ def test_archive_outage_loses_nothing_and_drains_without_duplicates(s3server: Mo
     media = bucket_media(s3server, bucket)
     assert Counter(media.values()) == source_hashes(rec / "storage") + source_hashes(rec2 / "storage")
     assert all(n == 1 for n in versions(s3server, bucket).values()), versions(s3server, bucket)
-    events = dockgate("events", "-c", str(station)).stdout
-    assert "archive_down" in events and "archive_up" in events
+    assert events(station, "archive_down") and events(station, "archive_up")
 
 
 def test_byte_flipped_on_the_way_is_caught_never_archived_never_released(s3server: MotoServer,

@@ -42,7 +42,7 @@ def test_archive_and_broker_down_together_then_everything_drains(s3server: MotoS
     try:
         sub.wait(sub.subscribed.is_set, what="subscribed")
         rec = tmp_path / "rec"
-        dockgate("sim", "make", str(rec), "--protocol", "amba", "--clips", "4", "--size", "700k", "--serial", "BOTH01")
+        dockgate("sim", "make", str(rec), "--protocol", "amba-ascii", "--clips", "4", "--size", "700k", "--serial", "BOTH01")
         proxy.down()
         broker.stop()
         attach(station, rec, 1)

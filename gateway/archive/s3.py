@@ -139,6 +139,8 @@ class S3Archive(Archive):
                 raise BadKey(str(kw.get("Key", "?")), what) from None
             # credentials, permissions, bucket policy, no such bucket, Object Lock
             # not enabled: the server refuses the station, not this clip
+            if status in (401, 403):
+                what += " (check the access key files and the bucket policy)"
             raise ArchiveRefused(self.describe(), what) from None
         except BotoCoreError as e:  # connection refused, timeouts, DNS, TLS
             raise ArchiveUnavailable(self.describe(), f"{op}: {e}") from None

@@ -92,7 +92,7 @@ class Catalog:
         self.journal: Journal = journal or _Silent()
         try:
             if readonly:
-                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, isolation_level=None)
+                self.db = self._open_readonly(path)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
@@ -103,6 +103,26 @@ class Catalog:
             self.db.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as e:
             raise CatalogError(f"catalog {path}: {e}") from None
+
+    @staticmethod
+    def _open_readonly(path: Path) -> sqlite3.Connection:
+        """For `status` and `events`, also for users who may read the catalog
+        but not write beside it (the dockgate group): with the daemon running
+        its -wal and -shm files are there to read; with it stopped they are
+        not, and nobody writes, so the file is opened as immutable."""
+        if not path.exists():
+            raise FileNotFoundError(path)
+        with open(path, "rb"):  # a PermissionError here names the file, not "unable to open"
+            pass
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            if Path(f"{path}-wal").exists():
+                raise
+        return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, isolation_level=None)
 
     def close(self) -> None:
         self.db.close()
@@ -465,10 +485,25 @@ class Catalog:
     def unpublished_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM events WHERE published=0").fetchone()[0])
 
-    def events(self, since_seq: int = 0, limit: int = 1000) -> list[EventRow]:
-        rows = self.db.execute("SELECT seq, id, ts, type, slot, data FROM events WHERE seq>? "
-                               "ORDER BY seq LIMIT ?", (since_seq, limit)).fetchall()
+    def events(self, since_seq: int = 0, limit: int = 1000, types: set[str] | None = None) -> list[EventRow]:
+        """Events after *since_seq*, oldest first."""
+        where, args = self._types(types)
+        rows = self.db.execute(f"SELECT seq, id, ts, type, slot, data FROM events WHERE seq>? {where} "
+                               "ORDER BY seq LIMIT ?", (since_seq, *args, limit)).fetchall()
         return [EventRow.of(r) for r in rows]
+
+    def newest(self, limit: int = 50, types: set[str] | None = None) -> list[EventRow]:
+        """The newest *limit* events, newest first."""
+        where, args = self._types(types)
+        rows = self.db.execute(f"SELECT seq, id, ts, type, slot, data FROM events WHERE 1 {where} "
+                               "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+        return [EventRow.of(r) for r in rows]
+
+    @staticmethod
+    def _types(types: set[str] | None) -> tuple[str, list[str]]:
+        if not types:
+            return "", []
+        return f"AND type IN ({','.join('?' * len(types))})", sorted(types)
 
 
 __all__ = ["STATES", "Assignment", "Catalog", "CatalogError", "ClipRow", "ClipState", "DockRow", "DueAmendment",

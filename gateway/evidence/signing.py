@@ -74,6 +74,8 @@ def load_signer(path: Path) -> Signer:
                                 f"signing key; chmod 600 it")
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as e:
+        raise SecretError(path, f"cannot read the signing key: {e.strerror or e}") from None
     except (ValueError, TypeError) as e:
         raise SecretError(path, f"not a PEM private key: {e}") from None
     if not isinstance(key, Ed25519PrivateKey):
