@@ -84,7 +84,7 @@ class DaemonProc:
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)],
                                      stdout=self._logf, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                     preexec_fn=None if self.umask is None else lambda: os.umask(self.umask or 0))
+                                     umask=-1 if self.umask is None else self.umask)
         self.wait_for(lambda s: s["daemon"]["running"], timeout=30, what="daemon to start")
         return self
 
