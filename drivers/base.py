@@ -19,10 +19,12 @@ Contract, method by method:
   the device is what the profile says (descriptors, IDCode, ``@Ver``,
   ``GBIDCODE?``, a ping). Only the profile's read-only probe is sent; no probe
   of another family is ever tried. ``NotRecognised`` (permanent) if the
-  answer is not the family's; ``DeviceTimeout``/``DeviceGone`` (transient) if
-  nothing answers. Until ``probe`` has succeeded, every method that would
-  send a write (``unlock``, ``set_clock``, ``enter_storage``) refuses with
-  ``NotProbed`` (permanent) and sends nothing.
+  answer is not the family's (or the IDCode not the profile's);
+  ``DeviceTimeout``/``DeviceGone`` (transient) if nothing answers. Until
+  ``probe`` has succeeded, every method that would send a command
+  (``unlock``, ``identify``, the clock, ``enter_storage``) refuses with
+  ``NotProbed`` (permanent) and sends nothing. Plain storage (``ums``) has
+  nothing to probe: its ``probe`` only reports what detection saw.
 * ``unlock(password)``: authenticate with the admin password where the
   family has one; a family without authentication accepts any value,
   including ``None``. ``WrongPassword`` (permanent) if refused. Storage is not

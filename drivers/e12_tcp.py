@@ -10,7 +10,16 @@ from __future__ import annotations
 import hmac
 from datetime import datetime
 
-from drivers.base import DeviceGone, DockedDevice, DriverError, Identity, Probe, StorageSwitch, WrongPassword
+from drivers.base import (
+    DeviceGone,
+    DockedDevice,
+    DriverError,
+    Identity,
+    NotRecognised,
+    Probe,
+    StorageSwitch,
+    WrongPassword,
+)
 from drivers.codec import e12_tcp, record
 from drivers.profiles import Profile
 from drivers.protocol import ProtocolRecorder, commands
@@ -59,8 +68,6 @@ class E12TcpRecorder(ProtocolRecorder):
         with self._probing():
             pong = self._command("ping")
             if pong != e12_tcp.PONG:
-                from drivers.base import NotRecognised
-
                 raise NotRecognised(self.label, f"ping answered {pong[:32]!r}")
             code = e12_tcp.parse_text(self._read("idcode"), "idcode")
         return self._confirm(Probe(self.family, idcode=code, detail=f"IDCode {code}"))

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from drivers.base import DockedDevice, DriverError, NotProbed, NotRecognised, Probe, StorageSwitch
+from drivers.base import DockedDevice, DriverError, NotProbed, NotRecognised, Probe, StorageMismatch, StorageSwitch
 from drivers.massstorage import VolumeRecorder
 from drivers.profiles import Profile
 
@@ -101,8 +101,6 @@ class ProtocolRecorder(VolumeRecorder):
         return StorageSwitch(settle_s=s.settle_s, storage_ids=s.ids, volume_label=label, timeout_s=s.timeout_s)
 
     def attach_storage(self, storage: DockedDevice) -> None:
-        from drivers.base import StorageMismatch
-
         want = self._device_id if self.profile.storage.label == "device-id" else None
         got = storage.hints.get("volume_label")
         if want is not None and got is not None and got.casefold() != want.casefold():

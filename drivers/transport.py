@@ -97,8 +97,8 @@ class UsbLink:
         code = getattr(e, "errno", None)
         if code == errno.EPIPE:
             return CommandFailed(self.label, name, "the device stalled the request")
-        if code in _GONE or code is None:
-            return DeviceGone(self.label, f"{name}: {e}")
+        # ENODEV and friends: the device left; anything else libusb reports
+        # leaves the device unusable for this dock as well
         return DeviceGone(self.label, f"{name}: {e}")
 
     # -- descriptors (read-only) -----------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from drivers.base import DeviceGone, DockedDevice, DriverError, Identity, Probe, StorageSwitch
+from drivers.base import DeviceGone, DockedDevice, DriverError, Identity, MalformedReply, Probe, StorageSwitch
 from drivers.codec import zzx_json
 from drivers.profiles import Profile
 from drivers.protocol import ProtocolRecorder, commands
@@ -57,8 +57,6 @@ class ZzxJsonRecorder(ProtocolRecorder):
             body = self._record if self._record is not None else self._call("read_record")
             serial = zzx_json.text(body, "serial")
             if not serial:
-                from drivers.base import MalformedReply
-
                 raise MalformedReply("", "read_record", "no serial")
         battery = None
         try:
