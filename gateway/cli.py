@@ -273,6 +273,25 @@ def cmd_sim_detach(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_udev_rules(args: argparse.Namespace) -> int:
+    from drivers.profiles import Registry
+    from gateway.install import udev_rules
+
+    cfg = _config(args) if args.config else None
+    registry = Registry.load(cfg.recorders.profiles_dir if cfg else None)
+    print(udev_rules(registry, cfg.detect.ports if cfg else None), end="")
+    return 0
+
+
+def cmd_setup_systemd(args: argparse.Namespace) -> int:
+    from gateway.install import systemd_setup
+
+    for path in systemd_setup(_config(args), Path(args.root)):
+        print(f"wrote {path}")
+    print("now: systemctl daemon-reload && systemctl restart dockgate")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -336,6 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--archive", help="a directory archive")
     sp.add_argument("--pubkey", action="append", default=[], help="station public key PEM (repeatable)")
     sp.set_defaults(fn=cmd_verify)
+
+    sp = sub.add_parser("udev-rules", help="print udev rules for every recorder the firmware profiles know")
+    sp.add_argument("-c", "--config", help="also the profiles in this config's recorders.profiles_dir, and "
+                                           "any storage on the dock ports of its detect.ports")
+    sp.set_defaults(fn=cmd_udev_rules)
+
+    sp = with_config(sub.add_parser("setup-systemd", help="write the unit's drop-in (writable archive and "
+                                                          "staging paths) and the recorder mount mode"))
+    sp.add_argument("--root", default="/", help=argparse.SUPPRESS)
+    sp.set_defaults(fn=cmd_setup_systemd)
 
     sp = sub.add_parser("demo", help="run a whole simulated station and verify its archive")
     sp.add_argument("--workdir", help="where to put it (default: ./dockgate-demo-<time>)")
