@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from drivers.base import (
-    DeviceGone,
     DockedDevice,
     DriverError,
     Identity,
@@ -93,10 +92,10 @@ class BcTextRecorder(ProtocolRecorder):
         try:
             with self._named():
                 battery = bc_text.parse_battery(self._exchange("battery", bc_text.command(self.commands["battery"])))
-        except DeviceGone:
-            raise
-        except DriverError:
-            pass
+        except DriverError as e:
+            if not e.permanent:  # the device went away or stopped answering
+                raise
+            # a refused or garbled battery reading is no reason to refuse a dock
         return Identity(serial=rec.serial, model=self.profile.model or None, officer=rec.officer or None,
                         unit=rec.unit_name or rec.unit_no or None, officer_name=rec.officer_name or None,
                         battery_pct=battery, idcode=self._probe.idcode if self._probe else None)

@@ -11,7 +11,6 @@ import hmac
 from datetime import datetime
 
 from drivers.base import (
-    DeviceGone,
     DockedDevice,
     DriverError,
     Identity,
@@ -90,10 +89,10 @@ class E12TcpRecorder(ProtocolRecorder):
             with self._named():
                 value = e12_tcp.parse_int(self._read("battery"), "battery")
                 battery = value if value <= 100 else None
-        except DeviceGone:
-            raise
-        except DriverError:
-            pass
+        except DriverError as e:
+            if not e.permanent:  # the device went away or stopped answering
+                raise
+            # a refused or garbled battery reading is no reason to refuse a dock
         return Identity(serial=rec.serial, model=self.profile.model or None, officer=rec.officer or None,
                         unit=rec.unit_name or rec.unit_no or None, officer_name=rec.officer_name or None,
                         battery_pct=battery, idcode=self._probe.idcode if self._probe else None)

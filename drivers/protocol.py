@@ -65,7 +65,7 @@ class ProtocolRecorder(VolumeRecorder):
             with self._named():
                 yield
         except DriverError as e:
-            if e.reason in ("timeout", "device_gone", "not_recognised"):
+            if not e.permanent or e.reason == "not_recognised":
                 raise
             raise NotRecognised(self.label, f"probe answer is not {self.family}'s: {e.detail}") from None
 

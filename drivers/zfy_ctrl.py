@@ -9,7 +9,6 @@ from datetime import datetime
 
 from drivers.base import (
     CommandFailed,
-    DeviceGone,
     DockedDevice,
     DriverError,
     Identity,
@@ -89,10 +88,10 @@ class ZfyCtrlRecorder(ProtocolRecorder):
             with self._named():
                 battery = zfy_ctrl.parse_battery(self._exchange("battery",
                                                                 zfy_ctrl.battery_request(self.commands["battery"])))
-        except DeviceGone:
-            raise
-        except DriverError:
-            pass  # nice to have, no reason to refuse a dock
+        except DriverError as e:
+            if not e.permanent:  # the device went away or stopped answering
+                raise
+            # a refused or garbled battery reading is no reason to refuse a dock
         return Identity(serial=rec.serial, model=self.profile.model or None, officer=rec.officer or None,
                         unit=rec.unit_name or rec.unit_no or None, officer_name=rec.officer_name or None,
                         battery_pct=battery, idcode=self._probe.idcode if self._probe else None)

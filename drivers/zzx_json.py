@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from drivers.base import DeviceGone, DockedDevice, DriverError, Identity, MalformedReply, Probe, StorageSwitch
+from drivers.base import DockedDevice, DriverError, Identity, MalformedReply, Probe, StorageSwitch
 from drivers.codec import zzx_json
 from drivers.profiles import Profile
 from drivers.protocol import ProtocolRecorder, commands
@@ -63,10 +63,10 @@ class ZzxJsonRecorder(ProtocolRecorder):
             with self._named():
                 value = zzx_json.text(self._call("battery"), "battery")
             battery = int(value) if value.isdigit() and int(value) <= 100 else None
-        except DeviceGone:
-            raise
-        except DriverError:
-            pass
+        except DriverError as e:
+            if not e.permanent:  # the device went away or stopped answering
+                raise
+            # a refused or garbled battery reading is no reason to refuse a dock
         t = zzx_json.text
         return Identity(serial=serial, model=self.profile.model or None, officer=t(body, "policeNo") or None,
                         unit=t(body, "groupName") or t(body, "groupNo") or None,
