@@ -39,8 +39,9 @@ class StationConfig(_Section):
 
 
 class PathsConfig(_Section):
-    state_dir: Path = Field(description="Catalog database, lock and runtime status")
-    staging: Path = Field(description="Local staging for pulled clips (same disk as state_dir is fine)")
+    state_dir: Path = Field(Path("/var/lib/dockgate"), description="Catalog database, lock and runtime status")
+    staging: Path = Field(Path("/var/lib/dockgate/staging"),
+                          description="Local staging for pulled clips (same disk as state_dir is fine)")
 
 
 class DetectConfig(_Section):
@@ -171,7 +172,7 @@ class MetricsConfig(_Section):
 
 class Config(_Section):
     station: StationConfig
-    paths: PathsConfig
+    paths: PathsConfig = PathsConfig()
     detect: DetectConfig = DetectConfig()
     recorders: RecordersConfig = RecordersConfig()
     ingest: IngestConfig = IngestConfig()
@@ -231,16 +232,21 @@ def _resolve(base: Path, p: Path | None) -> Path | None:
 
 
 def _secret(base: Path, p: Path | None) -> Path | None:
-    """A secret's file: a relative name is looked up first among systemd's
-    credentials (``LoadCredential=`` puts them in ``$CREDENTIALS_DIRECTORY``),
-    then beside the config file."""
+    """A secret's file. A relative name is looked up among systemd's
+    credentials first (``LoadCredential=`` puts them in
+    ``$CREDENTIALS_DIRECTORY``: the service), then in ``credentials/`` beside
+    the config (where the unit loads them from: an admin's `check-config`),
+    then beside the config itself."""
     if p is None:
         return None
     p = p.expanduser()
+    if p.is_absolute():
+        return p
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds and not p.is_absolute() and (Path(creds) / p).exists():
-        return Path(creds) / p
-    return _resolve(base, p)
+    for folder in ([Path(creds)] if creds else []) + [base / "credentials"]:
+        if (folder / p).exists():
+            return folder / p
+    return base / p
 
 
 def _format_errors(errors: list[Any]) -> list[str]:

@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from drivers.base import DockedDevice, StorageSwitch
@@ -63,8 +63,8 @@ class Daemon:
         self.state = StationState(cfg.detect.slots)
         self.sessions: dict[int, asyncio.Task[None]] = {}
         self.devices: dict[int, Attached] = {}
-        #: slot -> (what its recorder's storage switch said, the hand-over)
-        self.switching: dict[int, tuple[StorageSwitch, asyncio.Future[DockedDevice]]] = {}
+        #: slot -> (what its recorder's storage switch said, once it said it; the hand-over)
+        self.switching: dict[int, tuple[StorageSwitch | None, asyncio.Future[DockedDevice]]] = {}
         self.stopping = asyncio.Event()
         self.mqtt: MqttLink | None = None
         self.metrics: Metrics | None = None
@@ -93,7 +93,7 @@ class Daemon:
                                self.forwarder.wake)
         self.purger = Purger(cfg, self.catalog, self.staging)
         self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.password, self.stamper.wake,
-                           self.purger.need, self.await_storage)
+                           self.purger.need, self.switch_storage)
         self.detector = make_detector(cfg, self.registry)
         if cfg.metrics.enabled:
             self.metrics = Metrics(cfg.detect.slots)
@@ -201,16 +201,24 @@ class Daemon:
                 "forwarding_paused": snap["forwarding_paused"],
                 "slots": [{k: x[k] for k in ("slot", "state", "clips_done", "clips_total")} for x in snap["slots"]]}
 
-    async def await_storage(self, slot: int, switch: StorageSwitch) -> DockedDevice | None:
-        """Wait for the storage device a recorder on *slot* becomes after its
-        switch; the detect loop hands it over instead of starting a new dock."""
+    async def switch_storage(self, slot: int, enter: Callable[[], Awaitable[StorageSwitch | None]]
+                             ) -> tuple[StorageSwitch | None, DockedDevice | None]:
+        """Switch the recorder on *slot* to storage (*enter*) and wait for the
+        storage device it becomes there: the detect loop hands it over instead
+        of starting a new dock. Expecting it before the command goes out: the
+        vendor device may leave the bus before the command even returns."""
         fut: asyncio.Future[DockedDevice] = asyncio.get_running_loop().create_future()
-        self.switching[slot] = (switch, fut)
+        self.switching[slot] = (None, fut)
         try:
-            async with asyncio.timeout(switch.settle_s + switch.timeout_s):
-                return await fut
-        except TimeoutError:
-            return None
+            switch = await enter()
+            if switch is None:
+                return None, None
+            self.switching[slot] = (switch, fut)
+            try:
+                async with asyncio.timeout(switch.settle_s + switch.timeout_s):
+                    return switch, await fut
+            except TimeoutError:
+                return switch, None
         finally:
             self.switching.pop(slot, None)
 
@@ -226,8 +234,8 @@ class Daemon:
             log.info("slot %d: the recorder left the bus for its storage switch", slot)
             return True
         ids = event.device.ids
-        if event.device.volume is None or (switch.storage_ids is not None and (ids.vid, ids.pid) != (
-                switch.storage_ids.vid, switch.storage_ids.pid)):
+        want = switch.storage_ids if switch is not None else None
+        if event.device.volume is None or (want is not None and (ids.vid, ids.pid) != (want.vid, want.pid)):
             return False  # something else was docked in that slot
         if not fut.done():
             fut.set_result(event.device)

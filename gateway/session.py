@@ -45,9 +45,11 @@ class Context:
     on_staged: Callable[[], None]
     #: (slot, bytes needed free; 0 when no longer waiting): lets the purger make room
     on_disk_low: Callable[[int, int], None]
-    #: waits for the storage device a switched recorder becomes on its slot
-    #: (None: it never came within the switch's timeout)
-    await_storage: Callable[[int, StorageSwitch], Awaitable[DockedDevice | None]]
+    #: (slot, the switch): runs the switch, then waits for the storage device
+    #: the recorder becomes on its slot; (what the switch said, the device, or
+    #: None when it never came within the switch's timeout)
+    switch_storage: Callable[[int, Callable[[], Awaitable[StorageSwitch | None]]],
+                             Awaitable[tuple[StorageSwitch | None, DockedDevice | None]]]
 
 
 class DockSession:
@@ -193,13 +195,18 @@ class DockSession:
         """Enter storage mode, then wait for the storage device the recorder
         becomes on this slot: the same dock, not a new one. False (and an
         event) if it never comes."""
-        switch = await self._thread(rec.enter_storage)
+        st, cat = self.st, self.ctx.catalog
+        started = time.monotonic()
+
+        async def enter() -> StorageSwitch | None:
+            st.state, st.message = "switching", "recorder switching to storage mode; leave it docked"
+            return await self._thread(rec.enter_storage)
+
+        # the daemon expects the re-enumeration before the command goes out: the
+        # vendor device may leave the bus before enter_storage even returns
+        switch, storage = await self.ctx.switch_storage(self.slot, enter)
         if switch is None:
             return True  # the volume was there from the start
-        st, cat = self.st, self.ctx.catalog
-        st.state, st.message = "switching", "recorder switching to storage mode; leave it docked"
-        started = time.monotonic()
-        storage = await self.ctx.await_storage(self.slot, switch)
         if storage is None:
             want = f" ({switch.storage_ids})" if switch.storage_ids else ""
             st.state = "error"

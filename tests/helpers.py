@@ -73,17 +73,21 @@ def archive_hashes(archive: Path) -> Counter[str]:
 class DaemonProc:
     """`dockgate run -c CONFIG` as a real child process."""
 
-    def __init__(self, config: Path, log: Path, umask: int | None = None) -> None:
+    def __init__(self, config: Path, log: Path, umask: int | None = None, module: str = "gateway.cli",
+                 env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log = log
         self.umask = umask
+        #: what runs `run -c CONFIG`: the product, or a test wrapper around it
+        self.module = module
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProc:
         self._logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)],
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module, "run", "-c", str(self.config)],
                                      stdout=self._logf, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
                                      umask=-1 if self.umask is None else self.umask)
         self.wait_for(lambda s: s["daemon"]["running"], timeout=30, what="daemon to start")
         return self

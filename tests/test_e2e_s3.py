@@ -58,7 +58,7 @@ policy = "{release}"
 
 def recorder(tmp: Path, serial: str, clips: int, size: str) -> Path:
     folder = tmp / serial
-    dockgate("sim", "make", str(folder), "--protocol", "zfy-ctrl", "--serial", serial, "--officer", "0345678",
+    dockgate("sim", "make", str(folder), "--protocol", "zfy-ctrl", "--serial", serial, "--officer", "345678",
              "--clips", str(clips), "--size", size)
     return folder
 
@@ -148,12 +148,8 @@ def test_byte_flipped_on_the_way_is_caught_never_archived_never_released(s3serve
     rec = recorder(tmp_path, "S3REC04", 3, "300k")
     victim = next(p for p in (rec / "storage").rglob("*_0002.MP4"))
     victim_hash = sha256_file(victim)
-    d = DaemonProc(station, tmp_path / "daemon.log")
-    os.environ["DOCKGATE_FAULT_FLIP_UPLOADS"] = "_0002_"
-    try:
-        d.start()
-    finally:
-        del os.environ["DOCKGATE_FAULT_FLIP_UPLOADS"]
+    d = DaemonProc(station, tmp_path / "daemon.log", module="tests.faulty_daemon",
+                   env={"DOCKGATE_TEST_FLIP": "_0002_"}).start()
     try:
         attach(station, rec, 1)
         d.wait_for(lambda s: s["clips"]["archived"] == 2 and s["clips"]["quarantined"] == 1, timeout=90,
@@ -167,4 +163,4 @@ def test_byte_flipped_on_the_way_is_caught_never_archived_never_released(s3serve
     assert left == [victim] and sha256_file(victim) == victim_hash  # the recorder keeps it, intact
     assert victim_hash not in bucket_media(s3server, bucket).values()  # never stored as good
     log = (tmp_path / "daemon.log").read_text()
-    assert "read-back" in log or "expected sha256" in log
+    assert "reads back as" in log
