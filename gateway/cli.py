@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -190,8 +191,10 @@ def cmd_assign(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from gateway.archive import Archive, open_archive
     from gateway.archive.directory import DirectoryArchive
+    from gateway.evidence.checkpoint import read_checkpoint
     from gateway.evidence.signing import load_public
     from gateway.evidence.verify import verify_archive
+    from gateway.evidence.witness import witnessed as list_witnessed
 
     archive: Archive
     if args.archive:
@@ -210,7 +213,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for p in pubkeys:
         if not p.is_file():
             raise UsageError(f"{p}: no such public key file")
-    report = verify_archive(archive, [load_public(p) for p in pubkeys])
+    witnessed = []
+    if args.witness:
+        if not Path(args.witness).is_dir():
+            raise UsageError(f"{args.witness}: no such witness store")
+        witnessed = list_witnessed(Path(args.witness))
+    for f in args.checkpoint:
+        try:
+            witnessed.append(read_checkpoint(Path(f)))
+        except OSError as e:
+            raise UsageError(f"{f}: cannot read the checkpoint or its .sig: {e.strerror or e}") from None
+    report = verify_archive(archive, [load_public(p) for p in pubkeys], witnessed)
     if report.ok:
         print(f"OK: {report.summary()}; every check holds")
         return 0
@@ -219,6 +232,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"also:   {f}", file=sys.stderr)
     print(f"checked {report.summary()}", file=sys.stderr)
     return 1
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.evidence.signing import load_public
+    from gateway.evidence.witness import WitnessStore, run_witness
+    from gateway.secrets import read_secret
+
+    host, _, port = args.broker.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--broker wants HOST:PORT, got {args.broker!r}")
+    store = WitnessStore(Path(args.store), [load_public(Path(p)) for p in args.pubkey])
+    password = read_secret(Path(args.password_file)) if args.password_file else None
+    logsetup.setup(args.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_witness(store, host, int(port), args.prefix, args.username, password))
+    return 0
 
 
 def cmd_sim_make(args: argparse.Namespace) -> int:
@@ -354,7 +385,23 @@ def build_parser() -> argparse.ArgumentParser:
                                            f"$DOCKGATE_CONFIG or {DEFAULT_CONFIG})")
     sp.add_argument("--archive", help="a directory archive")
     sp.add_argument("--pubkey", action="append", default=[], help="station public key PEM (repeatable)")
+    sp.add_argument("--witness", metavar="DIR", help="a `dockgate witness` store: the archive must reach every "
+                                                     "checkpoint it kept")
+    sp.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
+                    help="a checkpoint (with FILE.sig beside it) the archive must reach (repeatable)")
     sp.set_defaults(fn=cmd_verify)
+
+    sp = sub.add_parser("witness", help="keep every station's signed checkpoints from MQTT (run it at the "
+                                        "district, not on a station)")
+    sp.add_argument("--broker", required=True, metavar="HOST:PORT")
+    sp.add_argument("--store", required=True, metavar="DIR", help="append-only checkpoint store")
+    sp.add_argument("--prefix", default="dockgate", help="the stations' MQTT prefix")
+    sp.add_argument("--pubkey", action="append", default=[], help="keep only checkpoints these station keys "
+                                                                  "signed (repeatable)")
+    sp.add_argument("--username")
+    sp.add_argument("--password-file")
+    sp.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sp.set_defaults(fn=cmd_witness)
 
     sp = sub.add_parser("udev-rules", help="print udev rules for every recorder the firmware profiles know")
     sp.add_argument("-c", "--config", help="also the profiles in this config's recorders.profiles_dir, and "

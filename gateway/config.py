@@ -145,7 +145,8 @@ class PurgeConfig(_Section):
 class EvidenceConfig(_Section):
     signing_key_file: Path = Field(description="Station Ed25519 private key (PEM, mode 0600; dockgate keygen)")
     custody_rotate_entries: int = Field(1000, ge=1, description="Custody segment rotates after this many entries")
-    custody_rotate_s: float = Field(900.0, gt=0, description="... or after this many seconds")
+    custody_rotate_s: float = Field(300.0, gt=0, description="... or after this many seconds while anything "
+                                                              "happened; each seal is a signed checkpoint")
 
 
 class MqttConfig(_Section):

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 STATUS_INTERVAL_S = 0.5
 IDLE_STATUS_S = 5.0
 DRAIN_WORKERS_S = 10.0
+#: how long a clean stop waits for the archive to take the sealed custody record
+DRAIN_EVIDENCE_S = 15.0
+#: ... and for the broker to take the final state and checkpoint
+DRAIN_TELEMETRY_S = 3.0
 
 
 def make_detector(cfg: Config, registry: Registry) -> Detector:
@@ -100,7 +104,8 @@ class Daemon:
             self.journal.listeners.append(self.metrics.on_event)
             self.metrics.serve(cfg.metrics.listen)
         if cfg.mqtt.enabled:
-            self.mqtt = MqttLink(cfg.mqtt, cfg.station.id, self.catalog, self.snapshot, self.handle_request)
+            self.mqtt = MqttLink(cfg.mqtt, cfg.station.id, self.catalog, self.snapshot, self.handle_request,
+                                 lambda: self.stamper.latest_checkpoint)
             self.journal.listeners.append(self.mqtt.wake)
         log.info("dockgate %s station %s: %d slots, %d profiles, archive %s; recovered %s, "
                  "dropped %d partial staging files", __version__, cfg.station.id,
@@ -110,6 +115,8 @@ class Daemon:
     def snapshot(self) -> dict[str, Any]:
         clips, nbytes = self.catalog.queue()
         snap = self.state.snapshot()
+        cp = self.stamper.latest_checkpoint
+        snap["checkpoint"] = None if cp is None else {"name": cp.name, "seq": cp.doc["seq"], "head": cp.doc["head"]}
         snap.update(version=__version__, station=self.cfg.station.id, pid=os.getpid(),
                     updated_at=time.time(), queue={"clips": clips, "bytes": nbytes},
                     staging_free_bytes=self.staging.free_bytes(), running=True)
@@ -273,6 +280,25 @@ class Daemon:
             await asyncio.sleep(0.1)
         return True
 
+    async def _seal_and_forward_custody(self) -> None:
+        """A clean stop leaves the archive holding the custody record of
+        everything that happened, with a checkpoint over it: a station lost
+        after the stop takes nothing of the record with it."""
+        try:
+            self.stamper.rotate(force=True)
+            async with asyncio.timeout(DRAIN_EVIDENCE_S):
+                done = await self.forwarder.flush_evidence()
+        except TimeoutError:
+            done = False
+        except DockgateError as e:
+            log.error("sealing the custody log on stop failed: %s", e)
+            done = False
+        if done:
+            log.info("custody sealed and archived up to seq %d", self.custody.seq)
+        else:
+            log.warning("custody sealed up to seq %d; the archive did not take it all now: it goes out at the "
+                        "next start", self.custody.seq)
+
     def _dock(self, event: Attached) -> None:
         slot = event.device.slot
         session = DockSession(self.ctx, event.device, self.state.slots[slot])
@@ -342,14 +368,25 @@ class Daemon:
             log.info("draining: stopping workers, interrupting clips in flight, closing the catalog")
             # uploads and stamping resume from the catalog: stop them first, so
             # that they do not compete with the pulls being interrupted
-            for t in workers | {stop}:
+            # MQTT goes last: it tells the broker (and witnesses) the final checkpoint
+            telemetry = {t for t in workers if t.get_name() == "mqtt"}
+            for t in (workers - telemetry) | {stop}:
                 t.cancel()
-            _, stuck = await asyncio.wait(workers | {stop}, timeout=DRAIN_WORKERS_S)
+            _, stuck = await asyncio.wait((workers - telemetry) | {stop}, timeout=DRAIN_WORKERS_S)
             if stuck:  # never let one worker keep the pulls from being interrupted
                 log.error("workers %s did not stop within %.0fs; interrupting pulls anyway",
                           sorted(t.get_name() for t in stuck), DRAIN_WORKERS_S)
             for slot in list(self.sessions):
                 await self._undock(slot)
+            await self._seal_and_forward_custody()
+            if self.mqtt is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_TELEMETRY_S):
+                        await self.mqtt.flush()
+            for t in telemetry:
+                t.cancel()
+            if telemetry:
+                await asyncio.wait(telemetry, timeout=DRAIN_TELEMETRY_S)
             snap = self.snapshot()
             snap["running"] = False
             write_status(self.cfg.run_dir, snap)

@@ -113,6 +113,15 @@ class Forwarder(Worker):
             log.warning("forwarding evidence metadata failed: %s", e)
             self._station_fault(e)
 
+    async def flush_evidence(self) -> bool:
+        """Archive every queued custody segment, checkpoint and amendment now
+        (a clean stop); False if the archive did not take them all."""
+        before = None
+        while (due := len(self.catalog.due_segments()) + len(self.catalog.due_amendments())) and due != before:
+            before = due
+            await self._forward_small()
+        return not due
+
     async def _put_bytes(self, key: str, data: bytes) -> Receipt:
         return await asyncio.to_thread(self.archive.put_bytes, key, data)
 

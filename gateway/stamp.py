@@ -12,6 +12,7 @@ from drivers.profiles import Registry
 from gateway.archive.layout import clip_key
 from gateway.catalog import Catalog, ClipRow, DockRow, event
 from gateway.config import Config
+from gateway.evidence.checkpoint import Checkpoint, make_checkpoint, read_checkpoint, write_checkpoint
 from gateway.evidence.container import ContainerFacts, probe
 from gateway.evidence.custody import CustodyLog
 from gateway.evidence.manifest import (
@@ -46,14 +47,22 @@ class Stamper(Worker):
         self.signer = signer
         self.custody = custody
         self.on_ready = on_ready
+        #: the newest signed checkpoint (MQTT publishes it retained for witnesses)
+        self.latest_checkpoint: Checkpoint | None = None
         self.manifests = staging.root / "manifests"
         self.amendments = staging.root / "amendments"
 
     async def start(self) -> None:
         self.manifests.mkdir(parents=True, exist_ok=True)
         self.amendments.mkdir(parents=True, exist_ok=True)
-        for seg in self.custody.sealed():  # sealed before a crash, maybe not yet queued
-            self.catalog.add_segment(seg.name)
+        # sealed before a crash, maybe not yet queued: segments, then the checkpoints after them
+        for path in sorted(self.custody.sealed()) + sorted(self.custody.dir.glob("checkpoint-*.json*")):
+            self.catalog.add_segment(path.name)
+        newest = sorted(self.custody.dir.glob("checkpoint-*.json"))
+        if newest:
+            self.latest_checkpoint = read_checkpoint(newest[-1])
+        # what a crash left open is sealed now, with a checkpoint, and goes out
+        self.rotate(force=True)
 
     async def step(self) -> float:
         self.process_assignments()
@@ -71,11 +80,23 @@ class Stamper(Worker):
         return 0 if batch else IDLE_POLL_S
 
     def rotate(self, force: bool = False) -> None:
-        sealed = self.custody.seal() if force else self.custody.maybe_rotate()
-        if self.custody.last_sealed is not None:
-            self.catalog.add_segment(self.custody.last_sealed.name)
-            self.custody.last_sealed = None
-        if sealed is not None:
+        """Seal the open custody segment when due (or now), and queue every
+        sealed one for the archive followed by its signed checkpoint."""
+        if force:
+            self.custody.seal()
+        else:
+            self.custody.maybe_rotate()
+        pending, self.custody.sealed_pending = self.custody.sealed_pending, []
+        for path, seq, head in pending:
+            self.catalog.add_segment(path.name)
+            cp = make_checkpoint(self.signer, self.cfg.station.id, seq, head, path.name,
+                                 {"entries": seq, "clips_archived": self.catalog.counts()["archived"]})
+            for f in write_checkpoint(self.custody.dir, cp):
+                self.catalog.add_segment(f.name)
+            self.latest_checkpoint = cp
+            # not a custody event: an entry about the checkpoint would leave it stale at once
+            self.catalog.emit("checkpoint", seq=seq, head=head, name=cp.name)
+        if pending:
             self.on_ready()
 
     def key_for(self, clip: ClipRow, dock: DockRow | None, captured: float) -> str:

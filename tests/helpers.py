@@ -34,6 +34,15 @@ def events(config: Path, type_: str | None = None) -> list[dict[str, Any]]:
     return [e for e in evs if type_ is None or e["type"] == type_]
 
 
+def wait_until(cond: Callable[[], bool], timeout: float = 30, what: str = "condition",
+               interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
 def attach(config: Path, recorder: Path, slot: int) -> None:
     """Dock a simulated recorder (`dockgate sim attach`)."""
     dockgate("sim", "attach", str(recorder), "-c", str(config), "--slot", str(slot))

@@ -94,7 +94,7 @@ def test_secrets_are_found_among_systemd_credentials_first(station: Path, tmp_pa
 
 def test_verify_tells_tampered_from_missing(station: Path, tmp_path: Path) -> None:
     assert dockgate("verify", "--archive", str(tmp_path / "no-archive"), "--pubkey",
-                    str(station.parent / "secrets" / "station.key.pub.pem"), check=False).returncode == 2
+                    str(station.parent / "secrets" / "station.pub.pem"), check=False).returncode == 2
     shutil.rmtree(station.parent / "archive")
     assert dockgate("verify", "-c", str(station), check=False).returncode == 2
 

@@ -38,7 +38,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     day = rec / "storage" / "DCIM" / "20240301"
     day.mkdir(parents=True)
     (rec / "device.toml").write_text(f'serial = "ZF00042"\nofficer = "{OFFICER}"\nofficer_name = "张伟"\n'
-                                     f'unit = "城关派出所"\nprotocol = "zfy"\nclock_offset_s = {DRIFT}\n')
+                                     f'unit = "城关派出所"\nprotocol = "bc-text"\nclock_offset_s = {DRIFT}\n')
     # recorder clock times; capture UTC = these minus the drift
     ffmpeg_clip(day / f"{OFFICER}_20240301163015_0001.MP4", "2024-03-01T08:30:15Z")
     ffmpeg_clip(day / f"{OFFICER}_20240301180000_0002.MP4", "2024-03-01T10:00:00Z")

@@ -410,7 +410,9 @@ class Catalog:
                        (name, time.time()))
 
     def due_segments(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT name FROM segments WHERE state='sealed' ORDER BY name")]
+        """Custody segments and checkpoint files to archive, in the order they
+        were sealed (a checkpoint only after the segment it covers)."""
+        return [r[0] for r in self.db.execute("SELECT name FROM segments WHERE state='sealed' ORDER BY rowid")]
 
     def segment_archived(self, name: str) -> None:
         with self.tx() as db:

@@ -52,8 +52,8 @@ class CustodyLog:
         self._open_path: Path | None = None
         self._open_entries = 0
         self._opened_at = 0.0
-        #: the segment sealed most recently, until someone queues it for the archive
-        self.last_sealed: Path | None = None
+        #: segments sealed and not yet queued for the archive: (path, its last seq, that entry's hash)
+        self.sealed_pending: list[tuple[Path, int, str]] = []
         self._recover()
 
     # -- files --------------------------------------------------------------
@@ -112,7 +112,7 @@ class CustodyLog:
         os.chmod(sealed, 0o444)
         fsync_dir(self.dir)
         self._open_path = None
-        self.last_sealed = sealed
+        self.sealed_pending.append((sealed, self.seq, self.prev))
         return sealed
 
     def maybe_rotate(self) -> Path | None:

@@ -1,10 +1,22 @@
 """`dockgate verify`: check an archive without trusting the station.
 
-Given the archive and the station public key(s), every manifest's signature
-and key id, every media object against its manifest (SHA-256 and size),
-every amendment's signature and the manifest hash it references, and every
-custody segment (signatures, sequence without gaps, hash chain) are checked.
-Media without a manifest fails too. Nothing is written.
+Given the archive and the station public key(s):
+
+* every manifest's signature and key id, every media object against its
+  manifest (SHA-256 and size), every amendment's signature and the manifest
+  hash it references; media without a manifest fails;
+* every custody segment: signatures, one sequence from 1 without gaps, the
+  hash chain;
+* completeness, both ways: every clip the custody log records as archived
+  is in the archive with its manifest and signature; every manifest's
+  ``custody_seq`` is a ``stamped`` entry for that very clip (removing custody
+  for a clip still present is caught);
+* every checkpoint in the archive, and every checkpoint a witness kept
+  (``--witness DIR``, ``--checkpoint FILE``): signed by the station, and the
+  archive's custody log reaches its ``seq`` with its ``head`` (cutting off
+  the tail, or restoring an older copy, is caught against a witness).
+
+The archive is listed once. Nothing is written.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.archive import Archive
 from gateway.evidence.canonical import canonical
+from gateway.evidence.checkpoint import Checkpoint, is_checkpoint
 from gateway.evidence.custody import GENESIS, entry_hash, signed_part
 from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, is_evidence_metadata
 from gateway.evidence.signing import key_id, verify
@@ -45,6 +59,8 @@ class Report:
     amendments: int = 0
     custody_entries: int = 0
     segments: int = 0
+    checkpoints: int = 0
+    witnessed: int = 0
     failures: list[Failure] = field(default_factory=list)
 
     @property
@@ -53,7 +69,22 @@ class Report:
 
     def summary(self) -> str:
         return (f"{self.clips} clips ({self.partial} partial), {self.amendments} amendments, "
-                f"{self.custody_entries} custody entries in {self.segments} segments")
+                f"{self.custody_entries} custody entries in {self.segments} segments, "
+                f"{self.checkpoints} checkpoints"
+                + (f", {self.witnessed} witnessed checkpoints" if self.witnessed else ""))
+
+
+@dataclass
+class StationRecord:
+    """What one station's custody log in the archive says."""
+
+    last_seq: int = 0
+    #: seq -> sha256 of the clip a ``stamped`` entry is for
+    stamped: dict[int, str] = field(default_factory=dict)
+    #: (seq, archive key) of every ``clip_archived`` entry
+    archived: list[tuple[int, str]] = field(default_factory=list)
+    #: seq -> entry hash, for the seqs a checkpoint names
+    heads: dict[int, str] = field(default_factory=dict)
 
 
 def _read(archive: Archive, key: str) -> bytes:
@@ -63,21 +94,26 @@ def _read(archive: Archive, key: str) -> bytes:
 
 
 class Verifier:
-    def __init__(self, archive: Archive, keys: list[Ed25519PublicKey]) -> None:
+    def __init__(self, archive: Archive, keys: list[Ed25519PublicKey], witnessed: Sequence[Checkpoint] = ()) -> None:
         self.archive = archive
         self.keys = {key_id(k): k for k in keys}
+        self.witnessed = list(witnessed)
         self.report = Report()
+        self.keyset: set[str] = set()
 
     def fail(self, check: str, obj: str, detail: str) -> None:
         self.report.failures.append(Failure(check, obj, detail))
 
-    def _signed(self, key: str, kind: str) -> dict[str, Any] | None:
-        body = _read(self.archive, key)
-        keys = set(self.archive.keys(key + SIG_SUFFIX))
-        if key + SIG_SUFFIX not in keys:
-            self.fail(f"{kind}-signature", key, "signature file missing")
-            return None
-        sig = _read(self.archive, key + SIG_SUFFIX)
+    def _signed(self, key: str, kind: str, body: bytes | None = None, sig: bytes | None = None
+                ) -> dict[str, Any] | None:
+        """The signed document at *key* (or *body*/*sig* given), checked."""
+        if body is None:
+            body = _read(self.archive, key)
+        if sig is None:
+            if key + SIG_SUFFIX not in self.keyset:
+                self.fail(f"{kind}-signature", key, "signature file missing")
+                return None
+            sig = _read(self.archive, key + SIG_SUFFIX)
         try:
             doc = json.loads(body)
         except ValueError as e:
@@ -100,11 +136,20 @@ class Verifier:
 
     def run(self) -> Report:
         keys = sorted(self.archive.keys())
-        keyset = set(keys)
+        self.keyset = keyset = set(keys)
+        # checkpoints first: they say which entry hashes the custody pass must keep
+        archived_cps = [(k, doc) for k in keys if k.startswith("custody/") and is_checkpoint(k)
+                        if (doc := self._signed(k, "checkpoint")) is not None]
+        witnessed = [(f"witness {cp.name}", doc) for cp in self.witnessed
+                     if (doc := self._signed(f"witness {cp.name}", "witness", cp.body, cp.signature)) is not None]
+        want: dict[str, set[int]] = defaultdict(set)
+        for _, doc in archived_cps + witnessed:
+            want[str(doc.get("station"))].add(int(doc.get("seq", 0)))
+        records = self.check_custody([k for k in keys if k.startswith("custody/") and k.endswith(".jsonl")], want)
         manifests: dict[str, bytes] = {}
         for k in keys:
             if k.endswith(MANIFEST_SUFFIX):
-                self.check_manifest(k, keyset, manifests)
+                self.check_manifest(k, keyset, manifests, records)
         for k in keys:
             if not is_evidence_metadata(k) and k + MANIFEST_SUFFIX not in keyset:
                 self.fail("media-unstamped", k, "media without a signed manifest")
@@ -112,14 +157,43 @@ class Verifier:
             m = _AMEND.match(k)
             if m:
                 self.check_amendment(k, m.group("media"), manifests)
-        self.check_custody([k for k in keys if k.startswith("custody/") and k.endswith(".jsonl")])
+        for station, rec in sorted(records.items()):
+            for seq, key in rec.archived:
+                for part in (key, key + MANIFEST_SUFFIX, key + MANIFEST_SUFFIX + SIG_SUFFIX):
+                    if part not in keyset:
+                        self.fail("clip-missing", part, f"custody entry {seq} of station {station} records the "
+                                                        "clip as archived; the archive does not hold it")
+        for where, doc in archived_cps:
+            self.check_checkpoint("checkpoint", where, doc, records)
+            self.report.checkpoints += 1
+        for where, doc in witnessed:
+            self.check_checkpoint("witness", where, doc, records)
+            self.report.witnessed += 1
         return self.report
 
-    def check_manifest(self, key: str, keyset: set[str], manifests: dict[str, bytes]) -> None:
+    def check_checkpoint(self, kind: str, where: str, doc: dict[str, Any], records: dict[str, StationRecord]) -> None:
+        station, seq, head = str(doc.get("station")), int(doc.get("seq", 0)), doc.get("head")
+        rec = records.get(station)
+        if rec is None or rec.last_seq < seq:
+            have = 0 if rec is None else rec.last_seq
+            self.fail(f"{kind}-tail", where, f"station {station}'s custody log in the archive ends at entry {have}; "
+                                              f"the checkpoint covers entries up to {seq} (cut off or rolled back)")
+        elif rec.heads.get(seq) != head:
+            self.fail(f"{kind}-head", where, f"entry {seq} of station {station} is not the one the checkpoint "
+                                              "signed (the record was rewritten)")
+
+    def check_manifest(self, key: str, keyset: set[str], manifests: dict[str, bytes],
+                       records: dict[str, StationRecord]) -> None:
         media = key[: -len(MANIFEST_SUFFIX)]
         doc = self._signed(key, "manifest")
         if doc is None:
             return
+        station = str((doc.get("station") or {}).get("id"))
+        seq = doc.get("custody_seq")
+        rec = records.get(station)
+        if rec is None or not isinstance(seq, int) or rec.stamped.get(seq) != (doc.get("clip") or {}).get("sha256"):
+            self.fail("custody-missing", key, f"the custody log of station {station} has no stamping entry {seq} "
+                                              "for this clip (custody segments deleted or cut off)")
         manifests[media] = _read(self.archive, key)
         clip = doc.get("clip") or {}
         if clip.get("archive_key") != media:
@@ -160,44 +234,56 @@ class Verifier:
             return
         self.report.amendments += 1
 
-    def check_custody(self, segment_keys: list[str]) -> None:
+    def check_custody(self, segment_keys: list[str], want_heads: dict[str, set[int]]) -> dict[str, StationRecord]:
         by_station: dict[str, list[str]] = defaultdict(list)
         for k in segment_keys:
             by_station[k.split("/")[1]].append(k)
+        records: dict[str, StationRecord] = {}
         for station, segs in by_station.items():
-            expected_seq, prev = 1, GENESIS
-            for seg in sorted(segs):
-                self.report.segments += 1
-                for n, line in enumerate(_read(self.archive, seg).splitlines(), start=1):
-                    obj = f"{seg} line {n}"
-                    try:
-                        entry = json.loads(line)
-                        sig = base64.b64decode(entry["sig"], validate=True)
-                        seq = int(entry["seq"])
-                    except (ValueError, KeyError, TypeError) as e:
-                        self.fail("custody-format", obj, f"unreadable entry: {e}")
-                        return
-                    pub = self.keys.get(str(entry.get("key_id")))
-                    if pub is None:
-                        self.fail("custody-key-id", obj, f"signed by unknown key {entry.get('key_id')}")
-                        return
-                    if not verify(pub, signed_part(entry), sig):
-                        self.fail("custody-signature", obj, "signature does not verify")
-                        return
-                    if entry.get("station") != station:
-                        self.fail("custody-station", obj, f"entry of station {entry.get('station')!r}")
-                        return
-                    if seq != expected_seq:
-                        self.fail("custody-sequence", obj, f"seq {seq}, expected {expected_seq} "
-                                                           f"(entries missing or reordered)")
-                        return
-                    if entry.get("prev") != prev:
-                        self.fail("custody-chain", obj, "prev does not match the hash of the entry before")
-                        return
-                    prev = entry_hash(line)
-                    expected_seq += 1
-                    self.report.custody_entries += 1
+            rec = records[station] = StationRecord()
+            self._check_station(station, segs, rec, want_heads.get(station, set()))
+        return records
+
+    def _check_station(self, station: str, segs: list[str], rec: StationRecord, want: set[int]) -> None:
+        expected_seq, prev = 1, GENESIS
+        for seg in sorted(segs):
+            self.report.segments += 1
+            for n, line in enumerate(_read(self.archive, seg).splitlines(), start=1):
+                obj = f"{seg} line {n}"
+                try:
+                    entry = json.loads(line)
+                    sig = base64.b64decode(entry["sig"], validate=True)
+                    seq = int(entry["seq"])
+                except (ValueError, KeyError, TypeError) as e:
+                    self.fail("custody-format", obj, f"unreadable entry: {e}")
+                    return
+                pub = self.keys.get(str(entry.get("key_id")))
+                if pub is None:
+                    self.fail("custody-key-id", obj, f"signed by unknown key {entry.get('key_id')}")
+                    return
+                if not verify(pub, signed_part(entry), sig):
+                    self.fail("custody-signature", obj, "signature does not verify")
+                    return
+                if entry.get("station") != station:
+                    self.fail("custody-station", obj, f"entry of station {entry.get('station')!r}")
+                    return
+                if seq != expected_seq:
+                    self.fail("custody-sequence", obj, f"seq {seq}, expected {expected_seq} "
+                                                       f"(entries missing or reordered)")
+                elif entry.get("prev") != prev:
+                    self.fail("custody-chain", obj, "prev does not match the hash of the entry before")
+                prev = entry_hash(line)
+                expected_seq += 1
+                self.report.custody_entries += 1
+                rec.last_seq = seq
+                data = entry.get("data") or {}
+                if entry.get("event") == "stamped":
+                    rec.stamped[seq] = str(data.get("sha256"))
+                elif entry.get("event") == "clip_archived":
+                    rec.archived.append((seq, str(data.get("key"))))
+                if seq in want:
+                    rec.heads[seq] = prev
 
 
-def verify_archive(archive: Archive, keys: list[Ed25519PublicKey]) -> Report:
-    return Verifier(archive, keys).run()
+def verify_archive(archive: Archive, keys: list[Ed25519PublicKey], witnessed: Sequence[Checkpoint] = ()) -> Report:
+    return Verifier(archive, keys, witnessed).run()

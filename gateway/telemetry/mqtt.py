@@ -26,6 +26,7 @@ import aiomqtt
 from gateway import __version__
 from gateway.catalog import Catalog
 from gateway.config import MqttConfig
+from gateway.evidence.checkpoint import Checkpoint
 from gateway.secrets import read_secret
 from gateway.supervise import wait_event
 
@@ -42,7 +43,10 @@ def _json(obj: Any) -> bytes:
 
 class MqttLink:
     def __init__(self, cfg: MqttConfig, station: str, catalog: Catalog, snapshot: Callable[[], dict[str, Any]],
-                 handle: Callable[[str, bytes], Awaitable[bytes]]) -> None:
+                 handle: Callable[[str, bytes], Awaitable[bytes]],
+                 checkpoint: Callable[[], Checkpoint | None] = lambda: None) -> None:
+        self.checkpoint = checkpoint
+        self._sent_checkpoint: Checkpoint | None = None
         self.cfg = cfg
         self.station = station
         self.base = f"{cfg.prefix}/{station}"
@@ -55,6 +59,13 @@ class MqttLink:
 
     def wake(self, *_args: object) -> None:
         self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until the broker holds the current retained state and
+        checkpoint (a clean stop); returns at once when not connected."""
+        target = self.checkpoint()
+        while self.connected and target is not None and self._sent_checkpoint is not target:
+            await asyncio.sleep(0.05)
 
     def _client(self) -> aiomqtt.Client:
         tls = None
@@ -117,12 +128,16 @@ class MqttLink:
         while True:
             snap = self.snapshot()
             out = {f"{self.base}/state": _json(self.station_state(snap))}
+            if (cp := self.checkpoint()) is not None:
+                # retained: a witness that connects later still gets the newest one
+                out[f"{self.base}/checkpoint"] = cp.mqtt_payload()
             for s in snap["slots"]:
                 out[f"{self.base}/slot/{s['slot']}/state"] = _json({k: s.get(k) for k in _SLOT_FIELDS})
             for topic, payload in out.items():
                 if sent.get(topic) != payload:
                     await client.publish(topic, payload, qos=1, retain=True)
                     sent[topic] = payload
+            self._sent_checkpoint = cp
             now = loop.time()
             if now - last_progress >= PROGRESS_INTERVAL_S:
                 last_progress = now
