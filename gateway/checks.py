@@ -42,6 +42,8 @@ def check_station(cfg: Config) -> list[str]:
         secrets += [("archive.access_key_file", a.access_key_file), ("archive.secret_key_file", a.secret_key_file)]
         if (bundle := a.ca_bundle) is not None:
             _try(problems, "archive.ca_bundle", lambda: _exists(bundle))
+    if (tsa_ca := cfg.evidence.tsa_ca_file) is not None:
+        _try(problems, "evidence.tsa_ca_file", lambda: _exists(tsa_ca))
     m = cfg.mqtt
     if m.enabled:
         secrets += [("mqtt.password_file", m.password_file), ("mqtt.key_file", m.key_file)]

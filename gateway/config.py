@@ -147,6 +147,16 @@ class EvidenceConfig(_Section):
     custody_rotate_entries: int = Field(1000, ge=1, description="Custody segment rotates after this many entries")
     custody_rotate_s: float = Field(300.0, gt=0, description="... or after this many seconds while anything "
                                                               "happened; each seal is a signed checkpoint")
+    tsa_url: str | None = Field(None, pattern=r"^https?://", description="RFC 3161 time-stamping authority: "
+                                                                         "each checkpoint gets a token")
+    tsa_ca_file: Path | None = Field(None, description="PEM certificates the TSA's tokens must chain to")
+    tsa_timeout_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tsa_needs_ca(self) -> EvidenceConfig:
+        if self.tsa_url and self.tsa_ca_file is None:
+            raise ValueError("evidence.tsa_ca_file: needed with evidence.tsa_url (the tokens are checked)")
+        return self
 
 
 class MqttConfig(_Section):
@@ -299,7 +309,8 @@ def config_from_dict(raw: dict[str, object], path: Path) -> Config:
             "secret_key_file": _secret(base, archive.secret_key_file),
             "ca_bundle": _resolve(base, archive.ca_bundle)})
     evidence = cfg.evidence.model_copy(update={
-        "signing_key_file": _secret(base, cfg.evidence.signing_key_file)})
+        "signing_key_file": _secret(base, cfg.evidence.signing_key_file),
+        "tsa_ca_file": _resolve(base, cfg.evidence.tsa_ca_file)})
     mqtt = cfg.mqtt.model_copy(update={
         "password_file": _secret(base, cfg.mqtt.password_file), "key_file": _secret(base, cfg.mqtt.key_file),
         "ca_file": _resolve(base, cfg.mqtt.ca_file), "cert_file": _resolve(base, cfg.mqtt.cert_file)})

@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from drivers.base import DockedDevice, StorageSwitch
@@ -24,6 +25,7 @@ from gateway.errors import DockgateError
 from gateway.events import Journal
 from gateway.evidence.custody import CustodyLog
 from gateway.evidence.signing import load_signer
+from gateway.evidence.timestamp import Timestamper, TimestampWorker
 from gateway.forward import Forwarder
 from gateway.live import StationState
 from gateway.purge import Purger
@@ -93,9 +95,14 @@ class Daemon:
         self._dirty = True
         self.journal.listeners.append(self._mark_dirty)
         self.forwarder = Forwarder(cfg, self.catalog, self.staging, self.archive, self.state, cfg.custody_dir)
+        self.timestamps: TimestampWorker | None = None
+        if cfg.evidence.tsa_url and cfg.evidence.tsa_ca_file:
+            stamper = Timestamper(cfg.evidence.tsa_url, cfg.evidence.tsa_ca_file, cfg.evidence.tsa_timeout_s)
+            self.timestamps = TimestampWorker(stamper, cfg.custody_dir, self._token_ready)
         self.stamper = Stamper(cfg, self.catalog, self.staging, self.registry, self.signer, self.custody,
-                               self.forwarder.wake)
+                               self._evidence_ready)
         self.purger = Purger(cfg, self.catalog, self.staging)
+
         self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.password, self.stamper.wake,
                            self.purger.need, self.switch_storage)
         self.detector = make_detector(cfg, self.registry)
@@ -111,6 +118,16 @@ class Daemon:
                  "dropped %d partial staging files", __version__, cfg.station.id,
                  cfg.detect.slots, len(self.registry.profiles), self.archive.describe(),
                  recovered, dropped)
+
+    def _evidence_ready(self) -> None:
+        """Something new to archive (a stamped clip, a sealed segment and checkpoint)."""
+        self.forwarder.wake()
+        if self.timestamps is not None:
+            self.timestamps.wake()
+
+    def _token_ready(self, tsr: Path) -> None:
+        self.catalog.add_segment(tsr.name)
+        self.forwarder.wake()
 
     def snapshot(self) -> dict[str, Any]:
         clips, nbytes = self.catalog.queue()
@@ -287,6 +304,8 @@ class Daemon:
         try:
             self.stamper.rotate(force=True)
             async with asyncio.timeout(DRAIN_EVIDENCE_S):
+                if self.timestamps is not None:  # the final checkpoint's token too, if the TSA answers now
+                    await self.timestamps.step()
                 done = await self.forwarder.flush_evidence()
         except TimeoutError:
             done = False
@@ -348,6 +367,8 @@ class Daemon:
         }
         if self.mqtt is not None:
             workers.add(asyncio.create_task(supervise("mqtt", self.mqtt.run), name="mqtt"))
+        if self.timestamps is not None:
+            workers.add(asyncio.create_task(supervise("timestamp", self.timestamps.run), name="timestamp"))
         stop = asyncio.create_task(self.stopping.wait(), name="stop")
         interval = watchdog_interval()
         watchdog = asyncio.create_task(self._watchdog(interval), name="watchdog") if interval else None

@@ -188,3 +188,93 @@ class Mosquitto:
             self.proc.wait(10)
         self.proc = None
         self._log.close()
+
+
+class OpensslTsa:
+    """An RFC 3161 time-stamping authority on 127.0.0.1, made of `openssl ts
+    -reply` behind a small HTTP server (no network). Its CA is ``ca``; `down()`
+    makes it refuse connections until `up()`."""
+
+    CONF = """[ tsa ]
+default_tsa = tsa_config
+[ tsa_config ]
+dir = {dir}
+serial = {dir}/serial
+crypto_device = builtin
+signer_cert = {dir}/tsa.crt
+certs = {dir}/ca.crt
+signer_key = {dir}/tsa.key
+signer_digest = sha256
+default_policy = 1.2.3.4.1
+digests = sha256, sha384, sha512
+accuracy = secs:1
+ordering = yes
+tsa_name = yes
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+[ tsa_ext ]
+basicConstraints = critical,CA:false
+keyUsage = critical,digitalSignature
+extendedKeyUsage = critical,timeStamping
+"""
+
+    def __init__(self, workdir: Path) -> None:
+        import http.server
+
+        self.dir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "tsa.cnf").write_text(self.CONF.format(dir=workdir))
+        (workdir / "serial").write_text("01\n")
+
+        def run(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True)
+
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
+            "-out", "ca.crt", "-subj", "/CN=dockgate test TSA root", "-days", "30")
+        run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tsa.key",
+            "-out", "tsa.csr", "-subj", "/CN=dockgate test TSA")
+        run("x509", "-req", "-in", "tsa.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            "tsa.crt", "-days", "30", "-extfile", "tsa.cnf", "-extensions", "tsa_ext")
+        self.ca = workdir / "ca.crt"
+        self.requests = 0
+        self.lock = threading.Lock()
+        tsa = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                query = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with tsa.lock:
+                    tsa.requests += 1
+                    (tsa.dir / "q.tsq").write_bytes(query)
+                    r = subprocess.run(["openssl", "ts", "-reply", "-config", str(tsa.dir / "tsa.cnf"), "-queryfile",
+                                        str(tsa.dir / "q.tsq"), "-out", str(tsa.dir / "r.tsr")], capture_output=True,
+                                       check=False)
+                    body = (tsa.dir / "r.tsr").read_bytes() if r.returncode == 0 else b""
+                self.send_response(200 if body else 500)
+                self.send_header("Content-Type", "application/timestamp-reply")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._handler = Handler
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/tsr"
+        self.server: object | None = None
+        self.up()
+
+    def up(self) -> None:
+        import http.server
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self._handler)
+        self.server = srv
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        srv = self.server
+        if srv is not None:
+            srv.shutdown()  # type: ignore[attr-defined]
+            srv.server_close()  # type: ignore[attr-defined]
+            self.server = None

@@ -164,3 +164,43 @@ def test_byte_flipped_on_the_way_is_caught_never_archived_never_released(s3serve
     assert victim_hash not in bucket_media(s3server, bucket).values()  # never stored as good
     log = (tmp_path / "daemon.log").read_text()
     assert "reads back as" in log
+
+
+@pytest.fixture
+def s3_after_clean_stop(s3server: MotoServer, tmp_path: Path) -> tuple[Path, str]:
+    """A station's S3 archive after a dock and a clean stop (Object Lock in
+    GOVERNANCE: moto lets the test delete what a real store would refuse)."""
+    bucket = s3server.make_bucket()
+    station = s3_station(tmp_path, s3server.endpoint, bucket, release="never")
+    rec = recorder(tmp_path, "S3DEL01", 3, "100k")
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    try:
+        attach(station, rec, 1)
+        d.wait_for(lambda s: s["clips"]["archived"] == 3 and s["queue"]["clips"] == 0, timeout=60, what="archived")
+    finally:
+        assert d.stop() == 0
+    assert dockgate("verify", "-c", str(station), check=False).returncode == 0
+    return station, bucket
+
+
+def delete_keys(server: MotoServer, bucket: str, keys: list[str]) -> None:
+    c = server.client()
+    for k in keys:
+        c.delete_object(Bucket=bucket, Key=k)  # the current version goes: what `verify` lists
+
+
+def test_s3_a_clip_deleted_whole_is_caught(s3server: MotoServer, s3_after_clean_stop: tuple[Path, str]) -> None:
+    station, bucket = s3_after_clean_stop
+    media = sorted(bucket_media(s3server, bucket))[0]
+    delete_keys(s3server, bucket, [media, media + ".manifest.json", media + ".manifest.json.sig"])
+    r = dockgate("verify", "-c", str(station), check=False)
+    assert r.returncode == 1 and "clip-missing" in r.stderr and media in r.stderr
+
+
+def test_s3_all_of_custody_deleted_is_caught(s3server: MotoServer, s3_after_clean_stop: tuple[Path, str]) -> None:
+    station, bucket = s3_after_clean_stop
+    keys = [o["Key"] for o in s3server.client().list_objects_v2(Bucket=bucket, Prefix="custody/").get("Contents", [])]
+    assert keys
+    delete_keys(s3server, bucket, keys)
+    r = dockgate("verify", "-c", str(station), check=False)
+    assert r.returncode == 1 and "custody-missing" in r.stderr
