@@ -172,6 +172,9 @@ class ClipRef:
     relpath: bytes
     size: int
     mtime_ns: int
+    #: hard links to the file (st_nlink): above 1 it also lives elsewhere,
+    #: possibly outside the volume (a Linux-formatted card); pulled, and said
+    links: int = field(default=1, compare=False)
 
     @property
     def display(self) -> str:

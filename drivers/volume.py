@@ -26,7 +26,11 @@ from drivers.base import ClipRef, Skipped, UnsafeEntry, VolumeError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-MAX_DEPTH = 32
+#: directory levels walked below the volume root. Recorders file clips two or
+#: three levels deep; the limit only keeps a hostile tree from exhausting
+#: descriptors (one is open per level) and the stack. A directory beyond it is
+#: reported (skipped_entry) with the depth, and nothing below it is read.
+MAX_DEPTH = 256
 
 
 def _components(relpath: bytes) -> list[bytes]:
@@ -81,7 +85,8 @@ class Volume:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if depth >= MAX_DEPTH:
-                    skipped(Skipped(rel, "directory nesting too deep"))
+                    skipped(Skipped(rel, f"directory nested deeper than {MAX_DEPTH} levels: not walked, "
+                                         "its clips are not pulled"))
                     continue
                 try:
                     sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
@@ -94,7 +99,7 @@ class Volume:
                     os.close(sub)
             elif stat.S_ISREG(st.st_mode):
                 if self._selected(rel.decode("utf-8", "surrogateescape")):
-                    yield ClipRef(rel, st.st_size, st.st_mtime_ns)
+                    yield ClipRef(rel, st.st_size, st.st_mtime_ns, st.st_nlink)
             elif stat.S_ISLNK(st.st_mode):
                 skipped(Skipped(rel, "symlink (never followed)"))
             else:

@@ -18,7 +18,7 @@ from drivers.base import DockedDevice, StorageSwitch
 from drivers.detect import Attached, Detached, Detector, DetectProblem
 from drivers.profiles import Registry
 from gateway import __version__
-from gateway.archive import open_archive
+from gateway.archive import ArchiveError, open_archive
 from gateway.catalog import Catalog
 from gateway.config import Config
 from gateway.errors import DockgateError
@@ -29,6 +29,7 @@ from gateway.evidence.timestamp import Timestamper, TimestampWorker
 from gateway.forward import Forwarder
 from gateway.live import StationState
 from gateway.purge import Purger
+from gateway.recovery import catch_up
 from gateway.runfiles import InstanceLock, write_status
 from gateway.secrets import read_secret
 from gateway.session import Context, DockSession
@@ -83,10 +84,17 @@ class Daemon:
         self.password = (read_secret(cfg.recorders.admin_password_file)
                          if cfg.recorders.admin_password_file else None)
         self.catalog = Catalog(cfg.catalog_path)
+        health = self.catalog.integrity()
+        (log.info if health == "ok" else log.error)("catalog integrity check: %s", health)
         recovered = self.catalog.recover()
         self.staging = Staging(cfg.paths.staging, cfg.ingest.reserve_bytes)
         dropped = self.staging.prepare()
         self.archive = open_archive(cfg)
+        try:
+            self.swept = self.archive.sweep_partial()
+        except ArchiveError as e:  # not mounted yet, say: the forwarder will find out and say so
+            log.warning("could not sweep the archive's temp files: %s", e)
+            self.swept = 0
         self.signer = load_signer(cfg.evidence.signing_key_file)
         self.custody = CustodyLog(cfg.custody_dir, self.signer, cfg.station.id,
                                   rotate_entries=cfg.evidence.custody_rotate_entries,
@@ -94,7 +102,8 @@ class Daemon:
         self.journal = self.catalog.journal = Journal(self.custody)
         self._dirty = True
         self.journal.listeners.append(self._mark_dirty)
-        self.forwarder = Forwarder(cfg, self.catalog, self.staging, self.archive, self.state, cfg.custody_dir)
+        self.forwarder = Forwarder(cfg, self.catalog, self.staging, self.archive, self.state, cfg.custody_dir,
+                                   [self.signer.public])
         self.timestamps: TimestampWorker | None = None
         if cfg.evidence.tsa_url and cfg.evidence.tsa_ca_file:
             stamper = Timestamper(cfg.evidence.tsa_url, cfg.evidence.tsa_ca_file, cfg.evidence.tsa_timeout_s)
@@ -118,6 +127,9 @@ class Daemon:
                  "dropped %d partial staging files", __version__, cfg.station.id,
                  cfg.detect.slots, len(self.registry.profiles), self.archive.describe(),
                  recovered, dropped)
+        if self.swept:
+            self.catalog.emit("archive_swept", archive=self.archive.describe(), partial_files=self.swept)
+        catch_up(self.catalog, cfg.custody_dir, self.custody.seq, self.staging)
 
     def _evidence_ready(self) -> None:
         """Something new to archive (a stamped clip, a sealed segment and checkpoint)."""

@@ -17,12 +17,18 @@ log = logging.getLogger("dockgate.events")
 
 WARNING_EVENTS = {"foreign_device", "wrong_password", "quarantined", "clip_interrupted",
                   "disk_low", "archive_down", "archive_refused", "device_error", "skipped_entry", "partial_clip",
-                  "release_failed", "implausible_time", "unrecognised_device", "storage_missing"}
+                  "release_failed", "implausible_time", "unrecognised_device", "storage_missing", "catalog_behind",
+                  "archive_swept", "hard_linked_clip"}
 #: what the custody log records: every hand a clip passes through
 CUSTODY_EVENTS = {"docked", "identified", "clock", "pulled", "seen_again", "clip_interrupted", "stamped",
                   "partial_clip", "assigned", "amended", "forwarded", "verified", "clip_archived",
                   "amendment_archived", "quarantined", "released", "purged", "undocked", "wrong_password",
-                  "foreign_device", "implausible_time", "disk_low", "storage_switched", "unrecognised_device"}
+                  "foreign_device", "implausible_time", "disk_low", "storage_switched", "unrecognised_device",
+                  "catalog_behind", "archive_swept", "hard_linked_clip"}
+#: gateway/web: every look at evidence is on record (who, what, when, from where), and marking on the
+#: station screen; a refused login or PIN, and a lock-out, are warnings
+CUSTODY_EVENTS |= {"viewed", "played", "downloaded", "exported", "marked"}
+WARNING_EVENTS |= {"login_failed", "login_locked"}
 
 Listener = Callable[[str, int | None, dict[str, Any]], None]
 
@@ -32,9 +38,10 @@ class Journal:
         self.custody = custody
         self.listeners: list[Listener] = []
 
-    def on_record(self, ev: Event) -> None:
+    def on_record(self, ev: Event) -> int | None:
         if self.custody is not None and ev.type in CUSTODY_EVENTS:
-            self.custody.append(ev.type, slot=ev.slot, **ev.data)
+            return int(self.custody.append(ev.type, slot=ev.slot, **ev.data)["seq"])
+        return None
 
     def announce(self, ev: Event) -> None:
         where = f"slot {ev.slot}: " if ev.slot is not None else ""

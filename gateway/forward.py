@@ -22,15 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.archive import Archive, ArchiveError, ArchiveObject, ArchiveUnavailable, Receipt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.archive import Archive, ArchiveConflict, ArchiveError, ArchiveObject, ArchiveUnavailable, Receipt
 from gateway.catalog import Catalog, ClipRow, event
 from gateway.config import Config
 from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
+from gateway.evidence.signing import verify
 from gateway.live import StationState
 from gateway.staging import Staging
 from gateway.supervise import Worker
@@ -44,8 +49,10 @@ IDLE_S = 30.0
 
 class Forwarder(Worker):
     def __init__(self, cfg: Config, catalog: Catalog, staging: Staging, archive: Archive,
-                 live: StationState, custody_dir: Path) -> None:
+                 live: StationState, custody_dir: Path, station_keys: Sequence[Ed25519PublicKey] = ()) -> None:
         super().__init__()
+        #: keys whose archived manifests for the same clip mean "already archived"
+        self.station_keys = list(station_keys)
         self.cfg = cfg
         self.custody_dir = custody_dir
         self.catalog = catalog
@@ -149,6 +156,18 @@ class Forwarder(Worker):
         started = time.monotonic()
         try:
             receipt = await asyncio.to_thread(self.archive.put, obj)
+        except ArchiveConflict as e:
+            if await asyncio.to_thread(self._ours_already, clip, e):
+                self.catalog.archived(clip.sha256, event(
+                    "clip_archived", sha256=clip.sha256, key=key, size=clip.size, partial=bool(clip.partial),
+                    already=True))
+                log.warning("clip %s was already archived under %s with a manifest this station signed (the "
+                            "catalog had forgotten it): kept as archived, the new manifest is not sent",
+                            clip.sha256[:12], key)
+                self._archive_works()
+                return
+            self._failed(clip, key, e)
+            return
         except ArchiveError as e:
             self._failed(clip, key, e)
             return
@@ -163,6 +182,27 @@ class Forwarder(Worker):
             event("clip_archived", sha256=clip.sha256, key=key, size=clip.size, partial=bool(clip.partial),
                   duration_s=round(time.monotonic() - started, 3)))
         self._archive_works()
+
+    def _ours_already(self, clip: ClipRow, e: ArchiveConflict) -> bool:
+        """Is the conflict only a second manifest for a clip this station
+        archived before (its catalog rolled back and it stamped again)? True
+        when the media under the key is this clip's bytes and the archived
+        manifest is signed by a station key and names this very clip."""
+        key = clip.archive_key or ""
+        if not e.key.endswith(key + MANIFEST_SUFFIX) or not self.station_keys:
+            return False
+        try:
+            if self.archive.sha256(key) != clip.sha256:
+                return False
+            with self.archive.read(e.key) as f:
+                body = f.read(1 << 20)
+            with self.archive.read(e.key + SIG_SUFFIX) as f:
+                sig = f.read(1024)
+            doc = json.loads(body)
+        except (ArchiveError, OSError, ValueError):
+            return False
+        signed = any(verify(k, body, sig) for k in self.station_keys)
+        return signed and isinstance(doc, dict) and (doc.get("clip") or {}).get("sha256") == clip.sha256
 
     def _failed(self, clip: ClipRow, key: str, e: ArchiveError) -> None:
         if e.scope == "clip" and (e.permanent or clip.attempts + 1 >= MAX_VERIFY_FAILURES):

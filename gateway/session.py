@@ -160,6 +160,10 @@ class DockSession:
         if len(skipped) > MAX_SKIP_EVENTS:
             cat.emit("skipped_entry", self.slot, serial=ident.serial, more=len(skipped) - MAX_SKIP_EVENTS)
         st.skipped = len(skipped)
+        for ref in (r for r in refs if r.links > 1):
+            # evidence on the recorder, so it is pulled; but the same file also
+            # lives under another name, maybe outside the volume: say so
+            cat.emit("hard_linked_clip", self.slot, serial=ident.serial, path=ref.display, links=ref.links)
         if ident.officer is None:  # plain storage: the profile's file-name patterns know it
             officer = next((o for o in map(rec.profile.officer_from_name, (r.name for r in refs)) if o), None)
             ident = dataclasses.replace(ident, officer=officer)
@@ -255,8 +259,9 @@ class DockSession:
                 pulled = await self._thread(ingest.pull, rec.open_clip, ref, temp, self.buffers,
                                             self.cancel, st.add_bytes)
             except asyncio.CancelledError:
-                ctx.catalog.interrupt(item.id, "undocked during copy", self._interrupted(ref, "undocked during copy",
-                                                                                        attempt))
+                read = st.bytes_done - before
+                why = f"undocked during copy, {read} of {ref.size} bytes read"
+                ctx.catalog.interrupt(item.id, why, self._interrupted(ref, why, attempt, read))
                 raise
             except StagingFull:
                 # the disk filled under us (other slots, other programs): not the
@@ -278,8 +283,9 @@ class DockSession:
             self._commit(item, pulled, time.monotonic() - started)
             return
 
-    def _interrupted(self, ref: ClipRef, why: str, attempts: int) -> Event:
-        return event("clip_interrupted", self.slot, serial=self.serial, path=ref.display, error=why, attempts=attempts)
+    def _interrupted(self, ref: ClipRef, why: str, attempts: int, read: int | None = None) -> Event:
+        return event("clip_interrupted", self.slot, serial=self.serial, path=ref.display, error=why, attempts=attempts,
+                     bytes_read=read, size=ref.size)
 
     def _commit(self, item: PendingItem, pulled: ingest.Pulled, duration_s: float) -> None:
         """The pulled bytes are durable in staging's tmp/: content already held

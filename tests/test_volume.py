@@ -104,3 +104,39 @@ def test_delete_on_a_read_only_volume_is_a_typed_error(tmp_path: Path, monkeypat
     with pytest.raises(VolumeError) as e:
         Volume(vol).delete(ref.relpath)
     assert e.value.permanent and (vol / "a.mp4").exists()
+
+
+def deep(root: Path, levels: int) -> Path:
+    d = root
+    for i in range(levels):
+        d = d / f"d{i % 10}"
+    d.mkdir(parents=True)
+    return d
+
+
+def test_a_clip_200_directories_deep_is_listed(tmp_path: Path) -> None:
+    leaf = deep(tmp_path / "vol", 200)
+    (leaf / "clip.MP4").write_bytes(b"deep evidence")
+    skipped: list[Skipped] = []
+    (ref,) = Volume(tmp_path / "vol").walk(skipped.append)
+    assert ref.relpath.count(b"/") == 200 and skipped == []
+
+
+def test_a_directory_beyond_the_depth_limit_is_reported_not_silently_dropped(tmp_path: Path) -> None:
+    from drivers.volume import MAX_DEPTH
+
+    leaf = deep(tmp_path / "vol", MAX_DEPTH + 2)
+    (leaf / "clip.MP4").write_bytes(b"too deep")
+    skipped: list[Skipped] = []
+    assert list(Volume(tmp_path / "vol").walk(skipped.append)) == []
+    (s,) = skipped
+    assert f"deeper than {MAX_DEPTH}" in s.why and "not pulled" in s.why
+
+
+def test_a_hard_linked_clip_is_listed_with_its_link_count(tmp_path: Path) -> None:
+    (tmp_path / "vol").mkdir()
+    outside = tmp_path / "outside.MP4"
+    outside.write_bytes(b"also elsewhere")
+    os.link(outside, tmp_path / "vol" / "clip.MP4")
+    (ref,) = Volume(tmp_path / "vol").walk(lambda s: None)
+    assert ref.links == 2

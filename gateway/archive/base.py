@@ -27,7 +27,10 @@ write-once, identical bytes already there are fine (``existed``), different
 bytes raise ``ArchiveConflict``, verified before returning.
 
 ``sha256(key)``: hash of the stored object by reading it back, ``None`` if
-absent. ``read(key)``: a binary stream. ``keys(prefix)``: every key.
+absent. ``read(key)``: a binary stream. ``keys(prefix)``: every key, including
+anything the archive holds that dockgate did not write (so `verify` can name
+it), never a partial object. ``sweep_partial()``: at start, remove what an
+interrupted write left (a kill -9 mid-put) and say how much.
 
 How every failure is classified
 -------------------------------
@@ -193,6 +196,11 @@ class Archive(abc.ABC):
 
     def describe(self) -> str:
         return self.name
+
+    def sweep_partial(self) -> int:
+        """Remove what interrupted writes left behind (start-up); how many.
+        Default: nothing is ever left where a reader looks."""
+        return 0
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Default: nothing to release."""

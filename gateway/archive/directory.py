@@ -1,10 +1,13 @@
 """The directory archive: a local disk or a NAS mount.
 
-Objects are written to a hidden temp file beside their final name, hashed as
+Objects are written to a temp file in ``.dockgate-tmp/`` at the archive's
+root (same filesystem; a reader of the archive never looks there), hashed as
 written, fsynced, made read-only and then *linked* into place: link(2) fails
 if the name exists, so a concurrent writer can never replace evidence. Then
 the directory is fsynced and, with ``verify = "readback"``, the object is read
-back (page cache dropped first) and hashed again.
+back (page cache dropped first) and hashed again. A temp file left by a
+kill -9 is swept at the next start (``sweep_partial``); the archive tree
+itself only ever holds complete objects.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -28,9 +32,11 @@ from gateway.archive.base import (
     SourceFault,
     VerifyFailed,
 )
-from gateway.durable import fsync_dir, temp_name
+from gateway.durable import fsync_dir
 
 _BUF = 4 << 20
+#: where objects are written before they are linked into place
+TMP_DIR = ".dockgate-tmp"
 #: the archive says no to the station: retrying the next clip cannot help
 _REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
@@ -56,6 +62,26 @@ class DirectoryArchive(Archive):
 
     def describe(self) -> str:
         return f"directory {self.root}"
+
+    def _temp(self) -> Path:
+        tmp = self.root / TMP_DIR
+        tmp.mkdir(exist_ok=True)
+        return tmp / f"{secrets.token_hex(8)}.tmp"
+
+    def sweep_partial(self) -> int:
+        """Remove what an interrupted write left in the temp folder."""
+        tmp = self.root / TMP_DIR
+        n = 0
+        try:
+            for entry in os.scandir(tmp):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    n += 1
+        except FileNotFoundError:
+            return 0
+        except OSError as e:
+            raise self._classify(e) from e
+        return n
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")
@@ -102,7 +128,7 @@ class DirectoryArchive(Archive):
                 raise ArchiveConflict(key, want, found)
             return Receipt(key, want, existed=True, verified_by="readback")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_name(dest)
+        tmp = self._temp()
         try:
             with open(tmp, "xb") as f:
                 f.write(data)
@@ -134,7 +160,7 @@ class DirectoryArchive(Archive):
                 raise ArchiveConflict(obj.key, obj.sha256, found)
             return Receipt(obj.key, obj.sha256, existed=True, verified_by="readback")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_name(dest)
+        tmp = self._temp()
         try:
             sent = self._copy(obj, tmp)
             if sent != obj.sha256:
@@ -213,10 +239,12 @@ class DirectoryArchive(Archive):
         return open(self._path(key), "rb")
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        for dirpath, _dirs, files in os.walk(self.root):
+        """Every file in the tree but the temp folder: hidden files too, so
+        that `verify` names anything it does not understand."""
+        for dirpath, dirs, files in os.walk(self.root):
+            if dirpath == str(self.root) and TMP_DIR in dirs:
+                dirs.remove(TMP_DIR)
             for f in files:
-                if f.startswith("."):
-                    continue
                 key = os.path.relpath(os.path.join(dirpath, f), self.root)
                 if key.startswith(prefix):
                     yield key

@@ -41,6 +41,9 @@ class Wrapper(Archive):
     def describe(self) -> str:
         return self.inner.describe()
 
+    def sweep_partial(self) -> int:
+        return self.inner.sweep_partial()
+
     def close(self) -> None:
         self.inner.close()
 

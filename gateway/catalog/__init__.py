@@ -60,16 +60,17 @@ class CatalogError(DockgateError):
 class Journal(Protocol):
     """Where recorded events go besides the outbox table."""
 
-    def on_record(self, ev: Event) -> None:
-        """Inside the transaction, before the commit: the custody log."""
+    def on_record(self, ev: Event) -> int | None:
+        """Inside the transaction, before the commit: the custody log; the
+        custody sequence number the event got, if it went there."""
 
     def announce(self, ev: Event) -> None:
         """After the commit: logs, metrics, MQTT wake-ups."""
 
 
 class _Silent:
-    def on_record(self, ev: Event) -> None:
-        pass
+    def on_record(self, ev: Event) -> int | None:
+        return None
 
     def announce(self, ev: Event) -> None:
         pass
@@ -149,10 +150,10 @@ class Catalog:
     def _write_events(self, db: sqlite3.Connection, events: Sequence[Event]) -> list[str]:
         ids = []
         for ev in events:
-            self.journal.on_record(ev)
+            seq = self.journal.on_record(ev)
             eid = str(uuid.uuid4())
-            db.execute("INSERT INTO events (id, ts, type, slot, data) VALUES (?,?,?,?,?)",
-                       (eid, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False)))
+            db.execute("INSERT INTO events (id, ts, type, slot, data, custody_seq) VALUES (?,?,?,?,?,?)",
+                       (eid, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
             ids.append(eid)
         return ids
 
@@ -192,6 +193,51 @@ class Catalog:
         self._write_events(db, events)
 
     # -- start-up ------------------------------------------------------------------
+    def integrity(self) -> str:
+        """SQLite's own quick check: "ok", or what is damaged."""
+        rows = self.db.execute("PRAGMA quick_check").fetchall()
+        return "; ".join(str(r[0]) for r in rows[:20])
+
+    def custody_high(self) -> int | None:
+        """The newest custody sequence number the catalog has recorded; None
+        when it cannot tell (events from before it recorded them)."""
+        row = self.db.execute("SELECT max(custody_seq), count(*) FROM events").fetchone()
+        if row[0] is None and row[1]:
+            return None
+        return int(row[0] or 0)
+
+    def restore_clip(self, sha256: str, serial: str, path: bytes, size: int, officer: str | None,
+                     staged_path: str | None, key: str | None, manifest_path: str | None,
+                     manifest_sha256: str | None, archived: bool) -> bool:
+        """Put back a clip the custody log knows and a rolled-back catalog
+        forgot: stamped (to be forwarded again) or archived. Its item is a
+        stand-in (no mtime: a real listing of the file is a new item, and its
+        content then a sighting). False if the catalog knows the clip."""
+        now = time.time()
+        with self.tx() as db:
+            if db.execute("SELECT 1 FROM clips WHERE sha256=?", (sha256,)).fetchone():
+                return False
+            cur = db.execute("INSERT OR IGNORE INTO items (serial, path, size, mtime_ns, state, officer, sha256, "
+                             "discovered_at, updated_at) VALUES (?,?,?, -1, 'pulled', ?,?,?,?)",
+                             (serial, path, size, officer, sha256, now, now))
+            item = cur.lastrowid or db.execute("SELECT id FROM items WHERE serial=? AND path=? AND size=? AND "
+                                               "mtime_ns=-1", (serial, path, size)).fetchone()[0]
+            db.execute("INSERT INTO clips (sha256, size, state, item_id, staged_path, archive_key, manifest_path, "
+                       "manifest_sha256, created_at, updated_at, archived_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       (sha256, size, "archived" if archived else "stamped", item, staged_path, key, manifest_path,
+                        manifest_sha256, now, now, now if archived else None))
+        return True
+
+    def confirm_archived(self, sha256: str, *events: Event) -> None:
+        """The custody log says a queued clip was archived (the catalog lost
+        the commit): the same two moves the forwarder makes."""
+        clip = self.clip(sha256)
+        if clip is None or clip.state == ClipState.ARCHIVED:
+            return
+        if clip.state == ClipState.STAMPED:
+            self.start_forward(sha256, clip.archive_key or "")
+        self.archived(sha256, *events)
+
     def recover(self) -> dict[str, int]:
         """After a crash: half-pulled items become interrupted (their temp files
         are gone with staging's tmp/), in-flight uploads go back to the queue

@@ -93,5 +93,10 @@ MIGRATIONS = [
     ALTER TABLE items ADD COLUMN released_at REAL;
     ALTER TABLE clips ADD COLUMN purged_at REAL;
     """,
+    # the custody log's sequence number of each event it recorded: how far
+    # the catalog has followed the custody log (a rolled-back catalog shows)
+    """
+    ALTER TABLE events ADD COLUMN custody_seq INTEGER;
+    """,
 ]
 VERSION = len(MIGRATIONS)

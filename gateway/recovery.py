@@ -1,0 +1,93 @@
+"""Start-up: a catalog that fell behind the custody log is caught up from it.
+
+The catalog (SQLite) and the custody log (signed, fsynced lines) are written
+in the same transaction, custody first: the custody log can be ahead of the
+catalog only if the catalog lost commits (a damaged or truncated WAL, an
+older copy restored over it). Then the custody log says what happened: clips
+archived are restored as archived (never pulled, stamped or sent again), clips
+stamped whose staged copy and manifest are still here go back to the queue,
+and one ``catalog_behind`` alarm names the gap. Anything else the recorders
+still hold is pulled again; its content then is a sighting, or, if it was
+archived, "already archived" (never a false quarantine).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.catalog import Catalog
+from gateway.staging import Staging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gap:
+    catalog_seq: int
+    custody_seq: int
+    restored: int = 0
+    confirmed: int = 0
+    unknown: list[str] = field(default_factory=list)
+
+
+def _entries_after(custody_dir: Path, seq: int) -> list[dict[str, Any]]:
+    out = []
+    for seg in sorted(custody_dir.glob("custody-*.jsonl")):
+        for line in seg.read_bytes().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a torn last line: the custody log itself ignores it on open
+            if int(entry.get("seq", 0)) > seq:
+                out.append(entry)
+    return out
+
+
+def catch_up(catalog: Catalog, custody_dir: Path, custody_seq: int, staging: Staging) -> Gap | None:
+    high = catalog.custody_high()
+    if high is None or custody_seq <= high:
+        return None  # up to date, or a catalog from before custody positions were recorded
+    gap = Gap(high, custody_seq)
+    pulled: dict[str, dict[str, Any]] = {}
+    stamped: dict[str, dict[str, Any]] = {}
+    archived: set[str] = set()
+    for entry in _entries_after(custody_dir, high):
+        data, kind = entry.get("data") or {}, entry.get("event")
+        sha = str(data.get("sha256", ""))
+        if kind in ("pulled", "seen_again"):
+            pulled.setdefault(sha, data)
+        elif kind == "stamped":
+            stamped[sha] = data
+        elif kind == "clip_archived":
+            archived.add(sha)
+    for sha in sorted(set(stamped) | archived):
+        if catalog.has_clip(sha):
+            if sha in archived:
+                catalog.confirm_archived(sha)
+                gap.confirmed += 1
+            continue
+        facts = pulled.get(sha)
+        manifest = staging.root / "manifests" / f"{sha}.manifest.json"
+        copy = staging.path_for(sha)
+        if facts is None or not (sha in archived or (manifest.exists() and copy.exists())):
+            gap.unknown.append(sha)  # pulled again from the recorder if it still holds it
+            continue
+        stamp = stamped.get(sha, {})
+        if catalog.restore_clip(
+                sha, str(facts.get("serial", "?")), str(facts.get("path", sha)).encode("utf-8", "surrogateescape"),
+                int(facts.get("size", 0)), None, staging.relative(copy) if copy.exists() else None,
+                stamp.get("key"), staging.relative(manifest) if manifest.exists() else None,
+                stamp.get("manifest_sha256"), archived=sha in archived):
+            gap.restored += 1
+    catalog.emit("catalog_behind", catalog_seq=gap.catalog_seq, custody_seq=gap.custody_seq,
+                 missing_entries=gap.custody_seq - gap.catalog_seq, restored=gap.restored,
+                 confirmed=gap.confirmed, not_restorable=len(gap.unknown))
+    log.error("the catalog had recorded custody up to entry %d, the custody log holds %d: it lost commits "
+              "(damaged or older catalog). Restored %d clips and confirmed %d as archived from the custody "
+              "log; %d will be pulled again if their recorders still hold them", gap.catalog_seq,
+              gap.custody_seq, gap.restored, gap.confirmed, len(gap.unknown))
+    return gap

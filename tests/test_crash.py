@@ -1,0 +1,148 @@
+"""Crash consistency, with faults of our own: a catalog that lost its WAL (or
+was restored from yesterday) is caught up from the custody log with one
+alarm and no false quarantine; a kill -9 mid archive write leaves nothing
+partial in the archive tree; `verify` names files it does not understand; a
+clip cut by an undock says so, with how far it got."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from drivers.sim.station import write_station
+from gateway.archive.directory import TMP_DIR
+from gateway.config import load_config
+from tests.helpers import (
+    DaemonProc,
+    archive_hashes,
+    attach,
+    detach,
+    dockgate,
+    events,
+    hand_made_recorder,
+    source_hashes,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def settled(n: int):
+    return lambda s: s["clips"]["archived"] == n and s["queue"]["clips"] == 0
+
+
+@pytest.mark.parametrize("damage", ["wal-truncated", "wal-deleted", "yesterdays-catalog"])
+def test_a_catalog_that_lost_commits_is_caught_up_without_false_quarantine(tmp_path: Path, damage: str) -> None:
+    station = write_station(tmp_path / "st", reserve_bytes=0)
+    station.write_text(station.read_text() + '\n[release]\npolicy = "after-archive"\n')
+    cfg = load_config(station)
+    rec = tmp_path / "rec"
+    dockgate("sim", "make", str(rec), "--clips", "4", "--size", "64k", "--serial", "WAL00001")
+    want = source_hashes(rec / "storage")
+    catalog = cfg.catalog_path
+    d = DaemonProc(station, tmp_path / "daemon1.log")
+    if damage == "yesterdays-catalog":  # a copy taken before today's dock, restored over it later
+        d.start()
+        d.stop()
+        shutil.copy(catalog, tmp_path / "yesterday.sqlite")
+    d.start()
+    attach(station, rec, 1)
+    d.wait_for(lambda s: s["clips"]["archived"] == 4, timeout=60, what="archived")
+    d.kill()
+    wal = Path(f"{catalog}-wal")
+    if damage == "wal-truncated":
+        os.truncate(wal, 0)
+    elif damage == "wal-deleted":
+        wal.unlink(missing_ok=True)
+        Path(f"{catalog}-shm").unlink(missing_ok=True)
+    else:
+        for p in (wal, Path(f"{catalog}-shm")):
+            p.unlink(missing_ok=True)
+        shutil.copy(tmp_path / "yesterday.sqlite", catalog)
+    d = DaemonProc(station, tmp_path / "daemon2.log").start()  # the recorder is still docked
+    try:
+        s = d.wait_for(lambda s: settled(4)(s) and s["clips"]["quarantined"] == 0
+                       and all(x["state"] in ("done", "idle") for x in s["slots"]), timeout=90,
+                       what="everything archived, the recorder served again")
+        assert s["clips"]["quarantined"] == 0
+    finally:
+        d.stop()
+    alarms = events(station, "catalog_behind")
+    assert len(alarms) == 1 and alarms[0]["data"]["missing_entries"] > 0
+    assert not events(station, "quarantined")
+    assert archive_hashes(cfg.archive.path) == want  # every clip once
+    assert dockgate("verify", "-c", str(station), check=False).returncode == 0
+
+
+def test_kill_9_mid_archive_write_leaves_nothing_partial_in_the_archive(tmp_path: Path) -> None:
+    station = write_station(tmp_path / "st", reserve_bytes=0)
+    station.write_text(station.read_text() + "\n[forward]\nbandwidth_bytes_per_s = 4000000\n")
+    cfg = load_config(station)
+    rec = tmp_path / "rec"
+    dockgate("sim", "make", str(rec), "--clips", "2", "--size", "24M", "--serial", "KIL00001")
+    tmp = cfg.archive.path / TMP_DIR
+    d = DaemonProc(station, tmp_path / "daemon1.log").start()
+    attach(station, rec, 1)
+    deadline = time.monotonic() + 60
+    while not (tmp.is_dir() and any(p.stat().st_size > 0 for p in tmp.iterdir())):  # a write under way
+        assert time.monotonic() < deadline, "no archive write seen"
+        time.sleep(0.02)
+    d.kill()
+    partial = list(tmp.iterdir())
+    assert partial and not any(p.name.startswith(".") for p in cfg.archive.path.rglob("*") if TMP_DIR not in str(p))
+    d = DaemonProc(station, tmp_path / "daemon2.log").start()
+    try:
+        d.wait_for(settled(2), timeout=120, what="archived after the restart")
+    finally:
+        d.stop()
+    assert list(tmp.iterdir()) == []
+    assert events(station, "archive_swept")[0]["data"]["partial_files"] >= 1
+    assert archive_hashes(cfg.archive.path) == source_hashes(rec / "storage")
+    assert dockgate("verify", "-c", str(station), check=False).returncode == 0
+
+
+def test_verify_names_a_file_it_does_not_understand(tmp_path: Path) -> None:
+    station = write_station(tmp_path / "st", reserve_bytes=0)
+    archive = tmp_path / "st" / "archive"
+    (archive / "012345").mkdir(parents=True)
+    (archive / "012345" / ".fragment.tmp").write_bytes(b"half a clip")
+    r = dockgate("verify", "-c", str(station), check=False)
+    assert r.returncode == 1 and ".fragment.tmp" in r.stderr
+
+
+def test_an_undock_mid_clip_names_the_clip_cut_and_how_far_it_got(tmp_path: Path) -> None:
+    station = write_station(tmp_path / "st", reserve_bytes=0)
+    rec = tmp_path / "rec"
+    dockgate("sim", "make", str(rec), "--clips", "1", "--size", "8M", "--serial", "CUT00001", "--link-rate", "2M")
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    try:
+        attach(station, rec, 1)
+        d.wait_for(lambda s: any(x["slot"] == 1 and x["bytes_done"] > 0 for x in s["slots"]), what="pull under way")
+        detach(station, 1)
+        d.wait_for(lambda s: s["clips"]["interrupted"] == 1, what="interrupted")
+    finally:
+        d.stop()
+    (cut,) = events(station, "clip_interrupted")
+    clip = next(p for p in (rec / "storage").rglob("*") if p.is_file())
+    assert cut["data"]["path"] == str(clip.relative_to(rec / "storage"))
+    assert 0 < cut["data"]["bytes_read"] < cut["data"]["size"] == clip.stat().st_size
+
+
+
+def test_a_hard_linked_clip_is_pulled_and_said(tmp_path: Path) -> None:
+    station = write_station(tmp_path / "st", reserve_bytes=0)
+    storage = hand_made_recorder(tmp_path / "rec", "LNK00001")
+    outside = tmp_path / "outside.MP4"
+    outside.write_bytes(os.urandom(5000))
+    os.link(outside, storage / "clip.MP4")
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    try:
+        attach(station, tmp_path / "rec", 1)
+        d.wait_for(settled(1), what="archived")
+    finally:
+        d.stop()
+    (said,) = events(station, "hard_linked_clip")
+    assert said["data"]["path"] == "clip.MP4" and said["data"]["links"] == 2
