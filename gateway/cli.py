@@ -223,7 +223,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             witnessed.append(read_checkpoint(Path(f)))
         except OSError as e:
             raise UsageError(f"{f}: cannot read the checkpoint or its .sig: {e.strerror or e}") from None
-    report = verify_archive(archive, [load_public(p) for p in pubkeys], witnessed)
+    last = [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:  # long runs say how far they are, on stderr
+        now = time.monotonic()
+        if now - last[0] >= 2.0 or (done == total and total >= 1000):
+            last[0] = now
+            print(f"verify: {done}/{total} clips hashed", file=sys.stderr, flush=True)
+
+    report = verify_archive(archive, [load_public(p) for p in pubkeys], witnessed, progress)
     if report.ok:
         print(f"OK: {report.summary()}; every check holds")
         return 0
@@ -452,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sim.add_parser("detach", help="undock a simulated recorder"))
     sp.add_argument("--slot", type=int, required=True)
     sp.set_defaults(fn=cmd_sim_detach)
+
+    from gateway.web.cli import add_commands as add_web_commands  # web-user, web-pin (gateway/web)
+
+    add_web_commands(sub, with_config)
     return p
 
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,8 +96,11 @@ def _read(archive: Archive, key: str) -> bytes:
 
 
 class Verifier:
-    def __init__(self, archive: Archive, keys: list[Ed25519PublicKey], witnessed: Sequence[Checkpoint] = ()) -> None:
+    def __init__(self, archive: Archive, keys: list[Ed25519PublicKey], witnessed: Sequence[Checkpoint] = (),
+                 progress: Callable[[int, int], None] | None = None) -> None:
         self.archive = archive
+        #: (media hashed so far, of how many): for long runs
+        self.progress = progress
         self.keys = {key_id(k): k for k in keys}
         self.witnessed = list(witnessed)
         self.report = Report()
@@ -106,7 +111,12 @@ class Verifier:
 
     def _signed(self, key: str, kind: str, body: bytes | None = None, sig: bytes | None = None
                 ) -> dict[str, Any] | None:
-        """The signed document at *key* (or *body*/*sig* given), checked."""
+        got = self._signed_body(key, kind, body, sig)
+        return None if got is None else got[0]
+
+    def _signed_body(self, key: str, kind: str, body: bytes | None = None, sig: bytes | None = None
+                     ) -> tuple[dict[str, Any], bytes] | None:
+        """The signed document at *key* (or *body*/*sig* given), checked, and its bytes."""
         if body is None:
             body = _read(self.archive, key)
         if sig is None:
@@ -132,7 +142,7 @@ class Verifier:
         if canonical(doc) != body:
             self.fail(f"{kind}-format", key, "not canonical JSON")
             return None
-        return doc
+        return doc, body
 
     def run(self) -> Report:
         keys = sorted(self.archive.keys())
@@ -147,9 +157,13 @@ class Verifier:
             want[str(doc.get("station"))].add(int(doc.get("seq", 0)))
         records = self.check_custody([k for k in keys if k.startswith("custody/") and k.endswith(".jsonl")], want)
         manifests: dict[str, bytes] = {}
+        media: list[tuple[str, dict[str, Any]]] = []
         for k in keys:
             if k.endswith(MANIFEST_SUFFIX):
-                self.check_manifest(k, keyset, manifests, records)
+                job = self.check_manifest(k, keyset, manifests, records)
+                if job is not None:
+                    media.append(job)
+        self.check_media(media)
         for k in keys:
             if not is_evidence_metadata(k) and k + MANIFEST_SUFFIX not in keyset:
                 self.fail("media-unstamped", k, "media without a signed manifest")
@@ -183,39 +197,54 @@ class Verifier:
                                               "signed (the record was rewritten)")
 
     def check_manifest(self, key: str, keyset: set[str], manifests: dict[str, bytes],
-                       records: dict[str, StationRecord]) -> None:
+                       records: dict[str, StationRecord]) -> tuple[str, dict[str, Any]] | None:
+        """Signature, custody link and key of one manifest; returns the media
+        to hash (media key, the manifest's clip facts)."""
         media = key[: -len(MANIFEST_SUFFIX)]
-        doc = self._signed(key, "manifest")
-        if doc is None:
-            return
+        got = self._signed_body(key, "manifest")
+        if got is None:
+            return None
+        doc, body = got
         station = str((doc.get("station") or {}).get("id"))
         seq = doc.get("custody_seq")
         rec = records.get(station)
         if rec is None or not isinstance(seq, int) or rec.stamped.get(seq) != (doc.get("clip") or {}).get("sha256"):
             self.fail("custody-missing", key, f"the custody log of station {station} has no stamping entry {seq} "
                                               "for this clip (custody segments deleted or cut off)")
-        manifests[media] = _read(self.archive, key)
+        manifests[media] = body
         clip = doc.get("clip") or {}
         if clip.get("archive_key") != media:
             self.fail("manifest-key", key, f"manifest is for {clip.get('archive_key')!r}")
-            return
+            return None
         if media not in keyset:
             self.fail("media-missing", media, "manifest without its media")
-            return
+            return None
+        return media, clip
+
+    def _hash(self, media: str) -> tuple[str, int]:
         h = hashlib.sha256()
         size = 0
         with self.archive.read(media) as f:
             while chunk := f.read(4 << 20):
-                h.update(chunk)
+                h.update(chunk)  # releases the GIL: threads hash on every core
                 size += len(chunk)
-        if h.hexdigest() != clip.get("sha256"):
-            self.fail("media-hash", media, f"sha256 {h.hexdigest()}, manifest says {clip.get('sha256')}")
-            return
-        if size != clip.get("size"):
-            self.fail("media-size", media, f"{size} bytes, manifest says {clip.get('size')}")
-            return
-        self.report.clips += 1
-        self.report.partial += bool(clip.get("partial"))
+        return h.hexdigest(), size
+
+    def check_media(self, jobs: list[tuple[str, dict[str, Any]]]) -> None:
+        """Every media object against its manifest, hashed side by side."""
+        total = len(jobs)
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            for n, ((media, clip), (digest, size)) in enumerate(
+                    zip(jobs, pool.map(self._hash, (m for m, _ in jobs)), strict=True), start=1):
+                if self.progress is not None:
+                    self.progress(n, total)
+                if digest != clip.get("sha256"):
+                    self.fail("media-hash", media, f"sha256 {digest}, manifest says {clip.get('sha256')}")
+                elif size != clip.get("size"):
+                    self.fail("media-size", media, f"{size} bytes, manifest says {clip.get('size')}")
+                else:
+                    self.report.clips += 1
+                    self.report.partial += bool(clip.get("partial"))
 
     def check_amendment(self, key: str, media: str, manifests: dict[str, bytes]) -> None:
         doc = self._signed(key, "amendment")
@@ -285,5 +314,6 @@ class Verifier:
                     rec.heads[seq] = prev
 
 
-def verify_archive(archive: Archive, keys: list[Ed25519PublicKey], witnessed: Sequence[Checkpoint] = ()) -> Report:
-    return Verifier(archive, keys, witnessed).run()
+def verify_archive(archive: Archive, keys: list[Ed25519PublicKey], witnessed: Sequence[Checkpoint] = (),
+                   progress: Callable[[int, int], None] | None = None) -> Report:
+    return Verifier(archive, keys, witnessed, progress).run()
