@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,7 @@ class Forwarder(Worker):
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         #: while the archive refuses the station: when to try one clip again
         self._probe_at = 0.0
+        self._small_lock = threading.Lock()
 
     async def run(self) -> None:
         try:
@@ -130,7 +132,14 @@ class Forwarder(Worker):
         return not due
 
     async def _put_bytes(self, key: str, data: bytes) -> Receipt:
-        return await asyncio.to_thread(self.archive.put_bytes, key, data)
+        return await asyncio.to_thread(self._put_bytes_locked, key, data)
+
+    def _put_bytes_locked(self, key: str, data: bytes) -> Receipt:
+        # one small put at a time: a put whose task was cancelled (a stop)
+        # still runs in its thread, and the stop's own flush must find its
+        # object there, not race it into a second version
+        with self._small_lock:
+            return self.archive.put_bytes(key, data)
 
     def _object(self, clip: ClipRow) -> ArchiveObject | str:
         """The archive object for *clip*, or why there can be none."""

@@ -101,7 +101,7 @@ def test_s3_end_to_end_locked_verified_and_released(s3server: MotoServer, tmp_pa
         assert head["Metadata"]["sha256"] == media[key]
         c.head_object(Bucket=bucket, Key=key + ".manifest.json")
         c.head_object(Bucket=bucket, Key=key + ".manifest.json.sig")
-    assert all(n == 1 for n in versions(s3server, bucket).values())
+    assert all(n == 1 for n in versions(s3server, bucket).values()), versions(s3server, bucket)
     assert not [p for p in (rec / "storage").rglob("*") if p.is_file()]  # recorder freed
     r = dockgate("verify", "-c", str(station))
     assert r.stdout.startswith("OK: 5 clips")
