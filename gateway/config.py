@@ -181,6 +181,33 @@ class MetricsConfig(_Section):
     listen: str = Field("127.0.0.1:9808", pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}$")
 
 
+class WebConfig(_Section):
+    """The station screen and supervisor review (gateway/web, docs/web.md)."""
+
+    enabled: bool = Field(False, description="Serve the station screen and the supervisors' review")
+    listen: str = Field("127.0.0.1:8088", pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}$",
+                        description="HOST:PORT; keep 127.0.0.1 unless TLS is on and the network is trusted")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve HTTPS")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
+    accounts_file: Path | None = Field(None, description="Supervisor accounts (dockgate web-user add); "
+                                                         "default <state_dir>/web/accounts.json")
+    officer_pins_file: Path | None = Field(None, description="Officers' PINs for marking on the screen "
+                                                             "(dockgate web-pin set); default "
+                                                             "<state_dir>/web/officer-pins.json")
+    session_lifetime_s: float = Field(8 * 3600, gt=0, le=7 * 86400, description="A login lasts this long")
+    login_attempts: int = Field(5, ge=1, le=100, description="Wrong passwords or PINs before a lock-out")
+    lockout_s: float = Field(300.0, gt=0, le=86400, description="How long a lock-out lasts")
+    language: Literal["zh", "en"] = Field("zh", description="Default language of the pages")
+    unassigned_after_h: float = Field(24.0, gt=0, description="Statistics: a clip without a case after this "
+                                                              "many hours is counted")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("web.tls_cert_file and web.tls_key_file: give both or neither")
+        return self
+
+
 class Config(_Section):
     station: StationConfig
     paths: PathsConfig = PathsConfig()
@@ -194,6 +221,7 @@ class Config(_Section):
     evidence: EvidenceConfig
     mqtt: MqttConfig = MqttConfig()
     metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
 
     #: the file this was loaded from (not a TOML key)
     source: Path = Field(Path("<memory>"), exclude=True)

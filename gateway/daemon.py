@@ -381,6 +381,13 @@ class Daemon:
             workers.add(asyncio.create_task(supervise("mqtt", self.mqtt.run), name="mqtt"))
         if self.timestamps is not None:
             workers.add(asyncio.create_task(supervise("timestamp", self.timestamps.run), name="timestamp"))
+        if self.cfg.web.enabled:  # the station screen and supervisor review (gateway/web, docs/web.md)
+            from gateway.web.app import WebServer
+
+            web = WebServer(self.cfg, self.catalog, self.state, self.archive, self.staging, self.signer.public,
+                            self.stamper.wake)
+            self.journal.listeners.append(web.on_event)
+            workers.add(asyncio.create_task(supervise("web", web.run), name="web"))
         stop = asyncio.create_task(self.stopping.wait(), name="stop")
         interval = watchdog_interval()
         watchdog = asyncio.create_task(self._watchdog(interval), name="watchdog") if interval else None

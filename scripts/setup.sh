@@ -23,7 +23,7 @@ _apt_install() {
 
 # what the daemon needs at run time, and what the test suite adds
 _runtime_pkgs=(python3 python3-venv)
-_test_pkgs=(ffmpeg openssl mosquitto prometheus systemd)
+_test_pkgs=(ffmpeg openssl mosquitto prometheus systemd chromium chromium-driver fonts-noto-cjk)
 if [ "$_extra" = "dev" ]; then
     _apt_install "${_runtime_pkgs[@]}" ${_test_pkgs[@]+"${_test_pkgs[@]}"}
 else

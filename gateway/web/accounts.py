@@ -1,0 +1,162 @@
+"""Who may use the pages: supervisor accounts and officers' PINs, each a
+small JSON file of Argon2id hashes (argon2-cffi), and the lock-out that
+rate-limits guesses at either.
+
+Neither file ever holds a password or PIN, only its hash; both are written
+durably (temp, fsync, rename) with mode 0600, so a half-written file never
+locks everyone out. ``dockgate web-user add NAME`` and ``dockgate web-pin set
+OFFICER`` write them; the daemon re-reads a file when it changes on disk, so
+a new account works without a restart."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from gateway.config import Config
+from gateway.durable import write_atomic
+from gateway.errors import DockgateError
+
+_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+_PIN = re.compile(r"^\d{4,12}$")
+_hasher = PasswordHasher()
+#: checked against when the name is unknown, so a wrong name costs as long as a wrong password
+_DUMMY = _hasher.hash("not a password")
+
+
+class AccountError(DockgateError):
+    """An account or PIN cannot be written as asked (bad name, short password)."""
+
+    reason = "usage"
+
+
+def _resolve(cfg: Config, p: Path | None, default: str) -> Path:
+    if p is None:
+        return cfg.paths.state_dir / "web" / default
+    p = p.expanduser()
+    return p if p.is_absolute() else cfg.source.resolve().parent / p
+
+
+def accounts_path(cfg: Config) -> Path:
+    return _resolve(cfg, cfg.web.accounts_file, "accounts.json")
+
+
+def pins_path(cfg: Config) -> Path:
+    return _resolve(cfg, cfg.web.officer_pins_file, "officer-pins.json")
+
+
+class HashFile:
+    """name -> Argon2id hash, re-read when the file changes."""
+
+    def __init__(self, path: Path, section: str) -> None:
+        self.path = path
+        self.section = section
+        self._stamp: tuple[int, int] | None = None
+        self._entries: dict[str, dict[str, Any]] = {}
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._stamp, self._entries = None, {}
+            return self._entries
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            self._entries = dict(doc.get(self.section, {}))
+            self._stamp = stamp
+        return self._entries
+
+    def check(self, name: str, secret: str) -> bool:
+        """True if *secret* is *name*'s; the same work whether or not *name* exists."""
+        entry = self.entries().get(name)
+        try:
+            return bool(_hasher.verify(entry["hash"] if entry else _DUMMY, secret)) and entry is not None
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def set(self, name: str, secret: str, **extra: Any) -> None:
+        doc: dict[str, Any] = {self.section: dict(self.entries())}
+        doc[self.section][name] = {"hash": _hasher.hash(secret), "set_at": time.time(), **extra}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, json.dumps(doc, ensure_ascii=False, indent=1).encode(), mode=0o600)
+
+    def remove(self, name: str) -> bool:
+        entries = dict(self.entries())
+        if entries.pop(name, None) is None:
+            return False
+        write_atomic(self.path, json.dumps({self.section: entries}, ensure_ascii=False, indent=1).encode(),
+                     mode=0o600)
+        return True
+
+
+def supervisors(cfg: Config) -> HashFile:
+    return HashFile(accounts_path(cfg), "users")
+
+
+def officer_pins(cfg: Config) -> HashFile:
+    return HashFile(pins_path(cfg), "officers")
+
+
+def add_user(cfg: Config, name: str, password: str, role: str = "supervisor") -> Path:
+    if not _NAME.match(name):
+        raise AccountError(f"account name {name!r}: 1-64 of A-Z a-z 0-9 . _ @ -")
+    if len(password) < 10:
+        raise AccountError("the password must be at least 10 characters")
+    f = supervisors(cfg)
+    f.set(name, password, role=role)
+    return f.path
+
+
+def set_pin(cfg: Config, officer: str, pin: str) -> Path:
+    if not officer.strip() or len(officer) > 64 or not officer.isprintable():
+        raise AccountError("the officer number must be 1-64 printable characters")
+    if not _PIN.match(pin):
+        raise AccountError("a PIN is 4-12 digits")
+    f = officer_pins(cfg)
+    f.set(officer, pin)
+    return f.path
+
+
+@dataclass
+class Lockout:
+    """At most *attempts* wrong guesses per key (an account, a PIN's
+    officer, a client address) in *window_s*; then the key is locked for
+    *lockout_s*, and even the right secret is refused until it ends."""
+
+    attempts: int
+    lockout_s: float
+    window_s: float = 900.0
+    _fails: dict[str, list[float]] = field(default_factory=dict)
+    _locked: dict[str, float] = field(default_factory=dict)
+
+    def locked(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        until = self._locked.get(key)
+        if until is None:
+            return False
+        if now >= until:
+            del self._locked[key]
+            self._fails.pop(key, None)
+            return False
+        return True
+
+    def failed(self, key: str, now: float | None = None) -> bool:
+        """Count one wrong guess; True if *key* is now locked."""
+        now = time.monotonic() if now is None else now
+        fails = [t for t in self._fails.get(key, []) if now - t < self.window_s] + [now]
+        self._fails[key] = fails
+        if len(fails) >= self.attempts:
+            self._locked[key] = now + self.lockout_s
+            return True
+        return False
+
+    def succeeded(self, key: str) -> None:
+        self._fails.pop(key, None)

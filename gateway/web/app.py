@@ -1,0 +1,229 @@
+"""The web server: aiohttp on the daemon's own event loop, supervised like
+every other worker. Pages are rendered on the server (Jinja2, autoescaped);
+the station screen follows the slots over Server-Sent Events.
+
+What needs a login: everything under ``/review`` (clips, manifests,
+custody, statistics). What does not: the station screen's slot cards (the
+officer at the dock sees whose recorder is in which slot), marking behind
+the officer's PIN, the login page and static files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.archive import Archive
+from gateway.catalog import Catalog
+from gateway.config import Config
+from gateway.live import StationState
+from gateway.staging import Staging
+from gateway.web.accounts import Lockout, officer_pins, supervisors
+from gateway.web.i18n import LANGS, translator
+from gateway.web.queries import Reader
+from gateway.web.slots import SlotTracker
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+SESSION_COOKIE = "dockgate_session"
+LANG_COOKIE = "dockgate_lang"
+#: an open stream sends a comment this often when nothing changes (proxies and the browser keep it)
+KEEPALIVE_S = 15.0
+#: while a slot is busy, the screen follows its progress this often
+BUSY_REFRESH_S = 0.5
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Session:
+    user: str
+    expires: float
+    remote: str
+
+
+class Web:
+    """Everything the handlers share."""
+
+    def __init__(self, cfg: Config, catalog: Catalog, state: StationState, archive: Archive, staging: Staging,
+                 public_key: Ed25519PublicKey, wake_stamper: Callable[[], None]) -> None:
+        self.cfg = cfg
+        self.catalog = catalog
+        self.state = state
+        self.archive = archive
+        self.staging = staging
+        self.public_key = public_key
+        self.wake_stamper = wake_stamper
+        self.tracker = SlotTracker()
+        self.users = supervisors(cfg)
+        self.pins = officer_pins(cfg)
+        self.lockout = Lockout(cfg.web.login_attempts, cfg.web.lockout_s)
+        self.sessions: dict[str, Session] = {}
+        self.stopping = asyncio.Event()
+        self._reader: Reader | None = None
+        #: (session token, clip) -> when its playing was last recorded: one custody entry per viewing,
+        #: not one per range request of the video element
+        self.played: dict[tuple[str, str], float] = {}
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                      autoescape=True, undefined=jinja2.StrictUndefined)
+        self.env.filters["when"] = _when
+        self.env.filters["size"] = _size
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:  # the catalog file exists once the daemon has started
+            self._reader = Reader(self.cfg.catalog_path, self.staging)
+        return self._reader
+
+    def on_event(self, type_: str, slot: int | None, data: dict[str, Any]) -> None:
+        self.tracker.on_event(type_, slot, data)
+
+    # -- requests ----------------------------------------------------------------
+    def lang(self, request: web.Request) -> str:
+        want = request.query.get("lang") or request.cookies.get(LANG_COOKIE) or self.cfg.web.language
+        return want if want in LANGS else self.cfg.web.language
+
+    def render(self, request: web.Request, template: str, status: int = 200, **ctx: Any) -> web.Response:
+        lang = self.lang(request)
+        html = self.env.get_template(template).render(t=translator(lang), lang=lang, path=request.path,
+                                                      user=self.user(request), **ctx)
+        resp = web.Response(text=html, content_type="text/html", status=status)
+        if request.query.get("lang") in LANGS:
+            resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="Strict")
+        return resp
+
+    def remote(self, request: web.Request) -> str:
+        return request.remote or "?"
+
+    def user(self, request: web.Request) -> str | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        s = self.sessions.get(token or "")
+        if s is None:
+            return None
+        if s.expires < time.time():
+            self.sessions.pop(token or "", None)
+            return None
+        return s.user
+
+    def login(self, resp: web.StreamResponse, user: str, remote: str) -> None:
+        token = secrets.token_urlsafe(32)
+        self.sessions[token] = Session(user, time.time() + self.cfg.web.session_lifetime_s, remote)
+        resp.set_cookie(SESSION_COOKIE, token, max_age=int(self.cfg.web.session_lifetime_s), httponly=True,
+                        samesite="Strict", secure=self.cfg.web.tls_cert_file is not None, path="/")
+
+    def logout(self, request: web.Request, resp: web.StreamResponse) -> None:
+        self.sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
+        resp.del_cookie(SESSION_COOKIE, path="/")
+
+    def record(self, type_: str, request: web.Request, **data: Any) -> None:
+        """A look at evidence, on the custody record: who, what, from where
+        (the custody entry carries when)."""
+        self.catalog.emit(type_, None, user=self.user(request), remote=self.remote(request), **data)
+
+
+def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return "" if ts is None else time.strftime(fmt, time.localtime(ts))
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    f = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if f < 1024 or unit == "GiB":
+            return f"{f:.0f} {unit}" if unit == "B" else f"{f:.1f} {unit}"
+        f /= 1024
+    return str(n)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Logins for /review, same-origin form posts, and headers that keep the
+    pages out of frames, caches and other origins' scripts."""
+    w: Web = request.app["web"]
+    if request.method == "POST":
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and origin.split("://", 1)[-1] != request.host:
+            raise web.HTTPForbidden(text="cross-origin form refused")
+    if request.path.startswith("/review") and w.user(request) is None:
+        if request.method == "GET" and not request.path.endswith((".json", "/media", "/manifest")):
+            raise web.HTTPFound("/login?next=" + _quote_next(request.path_qs))
+        raise web.HTTPUnauthorized(text="log in first")
+    resp = await handler(request)
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    resp.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
+                                                       "frame-ancestors 'none'; form-action 'self'")
+    if not request.path.startswith("/static/"):
+        resp.headers.setdefault("Cache-Control", "no-store")
+    return resp
+
+
+def _quote_next(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="")
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: a login never sends anyone elsewhere."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/review"
+    return target
+
+
+def make_app(w: Web) -> web.Application:
+    from gateway.web import review, station, stats
+
+    app = web.Application(middlewares=[_guard], client_max_size=8 * 1024 * 1024)
+    app["web"] = w
+    station.routes(app, w)
+    review.routes(app, w)
+    stats.routes(app, w)
+    app.router.add_static("/static", HERE / "static", show_index=False)
+    return app
+
+
+class WebServer:
+    """The supervised worker: serve until cancelled."""
+
+    def __init__(self, cfg: Config, catalog: Catalog, state: StationState, archive: Archive, staging: Staging,
+                 public_key: Ed25519PublicKey, wake_stamper: Callable[[], None]) -> None:
+        self.web = Web(cfg, catalog, state, archive, staging, public_key, wake_stamper)
+
+    def on_event(self, type_: str, slot: int | None, data: dict[str, Any]) -> None:
+        self.web.on_event(type_, slot, data)
+
+    async def run(self) -> None:
+        w, cfg = self.web, self.web.cfg.web
+        w.stopping.clear()
+        w.tracker.bind(asyncio.get_running_loop())
+        host, _, port = cfg.listen.rpartition(":")
+        ctx = None
+        if cfg.tls_cert_file is not None and cfg.tls_key_file is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            base = w.cfg.source.resolve().parent
+            ctx.load_cert_chain(base / cfg.tls_cert_file, base / cfg.tls_key_file)
+        runner = web.AppRunner(make_app(w), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=ctx)
+            await site.start()
+            log.info("web: the station screen and review on %s://%s", "https" if ctx else "http", cfg.listen)
+            await asyncio.Event().wait()
+        finally:
+            w.stopping.set()  # open streams end now, not at the shutdown timeout
+            w.tracker.wake()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(runner.cleanup())

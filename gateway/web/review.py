@@ -1,0 +1,255 @@
+"""The supervisors' review (实时调阅): log in, search, play, read the
+manifest, custody trail and verification status, export a case's manifest
+set. Every view, play and download is itself a custody event (who, what,
+from where; the custody entry says when), and the clip page lists who has
+looked at the clip."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import time
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway.archive import ArchiveError
+from gateway.catalog.states import STATES
+from gateway.evidence.manifest import SIG_SUFFIX
+from gateway.evidence.signing import verify
+from gateway.web import media
+from gateway.web.app import Web, safe_next
+from gateway.web.i18n import translator
+from gateway.web.queries import Filters
+
+#: a clip played again within this long in the same login is one custody entry
+PLAY_RECORD_S = 600.0
+
+
+def _day(text: str, end: bool = False) -> float | None:
+    if not text:
+        return None
+    try:
+        d = datetime.fromisoformat(text)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"not a date: {text[:40]!r}") from None
+    ts = (d if d.tzinfo else d.astimezone()).timestamp()
+    return ts + 86400 if end and len(text) <= 10 else ts
+
+
+def _sha(request: web.Request) -> str:
+    sha = request.match_info["sha"]
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise web.HTTPNotFound()
+    return sha
+
+
+def routes(app: web.Application, w: Web) -> None:
+    async def login_form(request: web.Request) -> web.Response:
+        return w.render(request, "login.html", message=None, next=safe_next(request.query.get("next")))
+
+    async def login(request: web.Request) -> web.Response:
+        form = await request.post()
+        t = translator(w.lang(request))
+        name = str(form.get("user", ""))[:64]
+        password = str(form.get("password", ""))[:1024]
+        target = safe_next(str(form.get("next", "")))
+        remote = w.remote(request)
+        keys = (f"user:{name}", f"ip:{remote}")
+        if any(w.lockout.locked(k) for k in keys):
+            w.catalog.emit("login_failed", None, who=name, remote=remote, via="review", locked=True)
+            return w.render(request, "login.html", status=429, message=t("login.locked"), next=target)
+        if not await asyncio.to_thread(w.users.check, name, password):
+            locked = [w.lockout.failed(k) for k in keys]
+            w.catalog.emit("login_failed", None, who=name, remote=remote, via="review")
+            if any(locked):
+                w.catalog.emit("login_locked", None, who=name, remote=remote, via="review",
+                               for_s=w.cfg.web.lockout_s)
+                return w.render(request, "login.html", status=429, message=t("login.locked"), next=target)
+            return w.render(request, "login.html", status=401, message=t("login.bad"), next=target)
+        for k in keys:
+            w.lockout.succeeded(k)
+        resp = web.HTTPFound(target)
+        w.login(resp, name, remote)
+        w.catalog.emit("web_login", None, user=name, remote=remote)
+        raise resp
+
+    async def logout(request: web.Request) -> web.Response:
+        resp = web.HTTPFound("/login")
+        w.logout(request, resp)
+        raise resp
+
+    def filters(request: web.Request) -> Filters:
+        q = request.query
+        return Filters(officer=q.get("officer", "").strip(), case=q.get("case", "").strip(),
+                       date_from=_day(q.get("from", "").strip()), date_to=_day(q.get("to", "").strip(), end=True),
+                       important=q.get("important", "") if q.get("important") in ("yes", "no") else "",
+                       category=q.get("category", "").strip(),
+                       state=q.get("state", "") if q.get("state") in STATES else "")
+
+    async def search(request: web.Request) -> web.Response:
+        searched = any(request.query.get(k) for k in ("officer", "case", "from", "to", "important", "category",
+                                                      "state"))
+        f = filters(request)
+        rows = w.reader.search(f) if searched else w.reader.search(Filters(), limit=50)
+        return w.render(request, "review.html", rows=rows, q=request.query, states=sorted(STATES),
+                        searched=searched)
+
+    def _clip(sha: str) -> dict[str, Any]:
+        clip = w.reader.clip(sha)
+        if clip is None:
+            raise web.HTTPNotFound()
+        return clip
+
+    def _staged(clip: dict[str, Any]) -> Path | None:
+        if clip["staged_path"] and clip["purged_at"] is None:
+            p = w.staging.resolve(clip["staged_path"])
+            if p.exists():
+                return p
+        return None
+
+    def _opener(clip: dict[str, Any]) -> Any:
+        staged = _staged(clip)
+        if staged is not None:
+            return lambda: open(staged, "rb")
+        if clip["archive_key"] and clip["state"] == "archived":
+            return lambda: w.archive.read(clip["archive_key"])
+        raise web.HTTPNotFound(text="the clip is in neither staging nor the archive yet")
+
+    def _checks(clip: dict[str, Any]) -> list[dict[str, Any]]:
+        """Verification status: content against its hash, the manifest's and
+        amendments' signatures against the station key."""
+        out: list[dict[str, Any]] = []
+        staged = _staged(clip)
+        try:
+            got: str | None
+            if staged is not None:
+                h = hashlib.sha256()
+                with open(staged, "rb") as f:
+                    while b := f.read(1 << 20):
+                        h.update(b)
+                got, where = h.hexdigest(), "staging"
+            elif clip["archive_key"] and clip["state"] == "archived":
+                got, where = w.archive.sha256(clip["archive_key"]), "archive"
+            else:
+                got, where = None, "-"
+            out.append({"check": "content SHA-256", "where": where, "ok": got == clip["sha256"],
+                        "detail": "matches" if got == clip["sha256"] else f"found {got}"})
+        except (OSError, ArchiveError) as e:
+            out.append({"check": "content SHA-256", "where": "-", "ok": False, "detail": str(e)})
+
+        def signed(kind: str, rel: str | None, key: str | None) -> None:
+            body = sig = None
+            try:
+                if rel:
+                    p = w.staging.resolve(rel)
+                    if p.exists():
+                        body, sig = p.read_bytes(), Path(str(p) + SIG_SUFFIX).read_bytes()
+                if body is None and key:
+                    with w.archive.read(key) as a, w.archive.read(key + SIG_SUFFIX) as b:
+                        body, sig = a.read(), b.read()
+            except (OSError, ArchiveError) as e:
+                out.append({"check": kind, "where": "-", "ok": False, "detail": str(e)})
+                return
+            if body is None or sig is None:
+                out.append({"check": kind, "where": "-", "ok": False, "detail": "not written yet"})
+                return
+            ok = verify(w.public_key, body, sig)
+            about = json.loads(body)
+            names = (about.get("clip") or {}).get("sha256") or (about.get("amends") or {}).get("sha256")
+            ok = ok and names == clip["sha256"]
+            out.append({"check": kind, "where": "staging" if rel else "archive", "ok": ok,
+                        "detail": "signature valid, names this clip" if ok else "signature or clip does not match"})
+
+        signed("manifest", clip["manifest_path"], w.reader.manifest_key(clip))
+        for a in w.reader.amendments(clip["sha256"]):
+            signed(f"amendment {a['id']}", a["path"], a["archive_key"])
+        return out
+
+    async def clip_page(request: web.Request) -> web.Response:
+        sha = _sha(request)
+        clip = _clip(sha)
+        w.record("viewed", request, sha256=sha, what="clip page", officer=clip["officer"])
+        checks = await asyncio.to_thread(_checks, clip)
+        manifest = w.reader.manifest(clip)
+        return w.render(request, "clip.html", clip=clip, checks=checks, trail=w.reader.trail(sha),
+                        looks=w.reader.looks(sha), playable=media.content_type(clip["name"]).startswith("video"),
+                        manifest=json.dumps(manifest, ensure_ascii=False, indent=2) if manifest else None)
+
+    async def clip_media(request: web.Request) -> web.StreamResponse:
+        sha = _sha(request)
+        clip = _clip(sha)
+        opener = _opener(clip)
+        download = request.query.get("download") == "1"
+        if download:
+            w.record("downloaded", request, sha256=sha, what="media", officer=clip["officer"])
+        else:
+            key = (request.cookies.get("dockgate_session", ""), sha)
+            now = time.monotonic()
+            if now - w.played.get(key, -PLAY_RECORD_S) >= PLAY_RECORD_S:
+                w.played[key] = now
+                w.record("played", request, sha256=sha, what="media", officer=clip["officer"],
+                         source="staging" if _staged(clip) else "archive")
+        return await media.send(request, opener, int(clip["size"]), media.content_type(clip["name"]),
+                                clip["name"] if download else None)
+
+    async def clip_manifest(request: web.Request) -> web.Response:
+        sha = _sha(request)
+        clip = _clip(sha)
+        manifest = w.reader.manifest(clip)
+        if manifest is None:
+            raise web.HTTPNotFound(text="not stamped yet")
+        w.record("downloaded", request, sha256=sha, what="manifest", officer=clip["officer"])
+        return web.Response(body=json.dumps(manifest, ensure_ascii=False, indent=2).encode(),
+                            content_type="application/json")
+
+    async def export(request: web.Request) -> web.Response:
+        """A case's manifest set: each clip's signed manifest and amendments
+        with their signatures, and the station public key, as one zip."""
+        case = request.query.get("case", "").strip()
+        if not case:
+            raise web.HTTPBadRequest(text="which case? (?case=...)")
+        clips = w.reader.case_clips(case)
+
+        def build() -> bytes:
+            from cryptography.hazmat.primitives import serialization
+
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr("station.pub.pem", w.public_key.public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+                for c in clips:
+                    files = [(c["manifest_path"], c["archive_key"] or c["sha256"], ".manifest.json")]
+                    files += [(a["path"], c["archive_key"] or c["sha256"], f".amendment-{a['id']}.json")
+                              for a in w.reader.amendments(c["sha256"])]
+                    for rel, base, suffix in files:
+                        if not rel:
+                            continue
+                        p = w.staging.resolve(rel)
+                        for extra in ("", SIG_SUFFIX):
+                            q = Path(str(p) + extra)
+                            if q.exists():
+                                z.writestr(base + suffix + extra, q.read_bytes())
+            return buf.getvalue()
+
+        data = await asyncio.to_thread(build)
+        for c in clips:
+            w.record("exported", request, sha256=c["sha256"], what="manifest set", case_number=case)
+        return web.Response(body=data, content_type="application/zip", headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''case-{media._quote(case)}-manifests.zip"})
+
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/review", search)
+    app.router.add_get("/review/clip/{sha}", clip_page)
+    app.router.add_get("/review/clip/{sha}/media", clip_media)
+    app.router.add_get("/review/clip/{sha}/manifest", clip_manifest)
+    app.router.add_get("/review/export", export)
+
+

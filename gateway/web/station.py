@@ -1,0 +1,119 @@
+"""The station screen: a card per slot for the officer at the dock, kept
+live over Server-Sent Events, and marking one's own clips behind one's PIN
+(the same path as `dockgate assign`: an assignment in the catalog, which the
+stamper turns into manifest content or signed amendments)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from gateway.supervise import wait_event
+from gateway.web.app import BUSY_REFRESH_S, KEEPALIVE_S, Web
+from gateway.web.i18n import translator
+from gateway.web.slots import busy, cards, station_banner
+
+_FIELD_MAX = 200
+
+
+def routes(app: web.Application, w: Web) -> None:
+    async def index(request: web.Request) -> web.Response:
+        t = translator(w.lang(request))
+        return w.render(request, "station.html", cards=cards(w.state, w.tracker, w.catalog, t),
+                        banner=station_banner(w.state, t), station=w.cfg.station.id)
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        """The cards, re-rendered when anything happens: twice a second while a
+        slot is busy, otherwise only on an event (an idle screen costs nothing)."""
+        t = translator(w.lang(request))
+        tpl = w.env.get_template("cards.html")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        last = None
+        try:
+            while not w.stopping.is_set():
+                changed = w.tracker.changed
+                html = tpl.render(t=t, cards=cards(w.state, w.tracker, w.catalog, t),
+                                  banner=station_banner(w.state, t))
+                if html != last:
+                    await resp.write(b"event: slots\ndata: " + json.dumps({"html": html}).encode() + b"\n\n")
+                    last = html
+                if busy(w.state):
+                    await asyncio.sleep(BUSY_REFRESH_S)
+                elif not await wait_event(changed, KEEPALIVE_S):
+                    await resp.write(b": keepalive\n\n")
+        except (ConnectionResetError, ConnectionError):
+            pass  # the screen went away
+        return resp
+
+    def _slot(request: web.Request) -> tuple[int, str | None, int | None]:
+        try:
+            n = int(request.match_info["slot"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        if n not in w.state.slots:
+            raise web.HTTPNotFound()
+        info = w.tracker.docks.get(n)
+        if info is None or w.state.slots[n].state == "idle":
+            return n, None, None
+        return n, info.officer, info.dock_id
+
+    async def mark_form(request: web.Request) -> web.Response:
+        n, officer, dock_id = _slot(request)
+        clips = w.reader.dock_clips(dock_id) if dock_id is not None and officer else []
+        return w.render(request, "mark.html", slot=n, officer=officer, clips=clips, message=None, ok=False)
+
+    async def mark(request: web.Request) -> web.Response:
+        n, officer, dock_id = _slot(request)
+        form = await request.post()
+        t = translator(w.lang(request))
+        clips = w.reader.dock_clips(dock_id) if dock_id is not None and officer else []
+
+        def again(message: str, status: int = 400) -> web.Response:
+            return w.render(request, "mark.html", status=status, slot=n, officer=officer, clips=clips,
+                            message=message, ok=False)
+
+        if officer is None or dock_id is None:
+            raise web.HTTPNotFound()
+        key = f"pin:{officer}"
+        if w.lockout.locked(key):
+            return again(t("mark.locked"), 429)
+        if officer not in w.pins.entries():
+            return again(t("mark.nopin"), 403)
+        pin = str(form.get("pin", ""))
+        if not await asyncio.to_thread(w.pins.check, officer, pin):
+            if w.lockout.failed(key):
+                w.catalog.emit("login_locked", n, who=f"officer {officer}", remote=w.remote(request),
+                               via="station screen")
+            w.catalog.emit("login_failed", n, who=f"officer {officer}", remote=w.remote(request),
+                           via="station screen")
+            return again(t("mark.bad_pin"), 403)
+        w.lockout.succeeded(key)
+        fields = {}
+        for name in ("case", "proof", "category"):
+            value = str(form.get(name, "")).strip()
+            if value and (len(value) > _FIELD_MAX or not value.isprintable()):
+                return again(f"{name}: 1-{_FIELD_MAX} printable characters")
+            fields[name] = value or None
+        important = True if form.get("important") else None
+        own = {c["sha256"]: c for c in clips if c["sha256"] and c["capture_utc"] is not None}
+        chosen = [own[s] for s in form.getall("clip", []) if isinstance(s, str) and s in own]
+        if not chosen or not (any(fields.values()) or important):
+            return again(t("mark.none"))
+        for clip in chosen:
+            when = float(clip["capture_utc"])
+            aid = w.catalog.add_assignment(officer, when, when, fields["case"], fields["proof"],
+                                           fields["category"], important)
+            w.catalog.emit("marked", n, sha256=clip["sha256"], assignment=aid, officer=officer,
+                           case_number=fields["case"], via="station screen", remote=w.remote(request))
+        w.wake_stamper()
+        return w.render(request, "mark.html", slot=n, officer=officer, clips=w.reader.dock_clips(dock_id),
+                        message=t("mark.saved"), ok=True)
+
+    app.router.add_get("/", index)
+    app.router.add_get("/station/stream", stream)
+    app.router.add_get("/station/slot/{slot}/mark", mark_form)
+    app.router.add_post("/station/slot/{slot}/mark", mark)
