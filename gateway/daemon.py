@@ -116,7 +116,7 @@ class Daemon:
                            self.purger.need, self.switch_storage)
         self.detector = make_detector(cfg, self.registry)
         if cfg.metrics.enabled:
-            self.metrics = Metrics(cfg.detect.slots)
+            self.metrics = Metrics(cfg.detect.slots, cfg.station.id)
             self.journal.listeners.append(self.metrics.on_event)
             self.metrics.serve(cfg.metrics.listen)
         if cfg.mqtt.enabled:
@@ -169,7 +169,8 @@ class Daemon:
             snap = self.snapshot()
             if self.metrics is not None:  # a scrape may come at any moment
                 self.metrics.update(snap, self.catalog.unpublished_count(),
-                                    self.mqtt.connected if self.mqtt else None)
+                                    self.mqtt.connected if self.mqtt else None,
+                                    self.catalog.queue_oldest_age(time.time()))
             if not write:
                 await asyncio.sleep(STATUS_INTERVAL_S)
                 continue

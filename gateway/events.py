@@ -46,6 +46,8 @@ class Journal:
     def announce(self, ev: Event) -> None:
         where = f"slot {ev.slot}: " if ev.slot is not None else ""
         detail = " ".join(f"{k}={v}" for k, v in ev.data.items() if v is not None)
-        log.log(logging.WARNING if ev.type in WARNING_EVENTS else logging.INFO, "%s%s %s", where, ev.type, detail)
+        fields = {"event": ev.type, "slot": ev.slot, "serial": ev.data.get("serial"), "clip": ev.data.get("sha256")}
+        log.log(logging.WARNING if ev.type in WARNING_EVENTS else logging.INFO, "%s%s %s", where, ev.type, detail,
+                extra={"journal": fields})
         for cb in self.listeners:
             cb(ev.type, ev.slot, ev.data)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from drivers.sim.station import write_station
-from tests.helpers import DaemonProc, attach, dockgate, events
+from tests.helpers import DaemonProc, attach, dockgate, events, wait_until
 from tests.mqttclient import Recorder
 from tests.servers import Mosquitto, free_port
 
@@ -122,3 +122,54 @@ def test_requests_are_validated_and_answered(tmp_path: Path) -> None:
         sub.close()
         d.stop()
         broker.stop()
+
+
+def test_home_assistant_discovers_sensors_with_classes_under_a_clean_node_id(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    station = write_station(tmp_path / "st", slots=2, reserve_bytes=0, mqtt=f"127.0.0.1:{broker.port}",
+                            station_id="dock.A-1")
+    station.write_text(station.read_text() + "\ndiscovery = true\n")
+    sub = Recorder(broker.port, "homeassistant/#")
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    try:
+        sub.wait(lambda: len(sub.json_on("/config")) >= 6, what="discovery configs")
+    finally:
+        sub.close()
+        d.stop()
+        broker.stop()
+    confs = {c["unique_id"]: c for c in sub.json_on("/config")}
+    assert all(t.startswith("homeassistant/") and "dockgate_dock_A-1/" in t for t, _, _ in sub.messages)
+    q = confs["dockgate_dock_A-1_queue_bytes"]
+    assert q["device_class"] == "data_size" and q["state_class"] == "measurement" and q["unit_of_measurement"] == "B"
+    assert confs["dockgate_dock_A-1_archive_up"]["device_class"] == "connectivity"
+
+
+def test_metrics_per_stage_queue_age_last_archive_and_slot_state(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    station, port = station_with_mqtt(tmp_path, broker)
+    rec = tmp_path / "rec"
+    dockgate("sim", "make", str(rec), "--clips", "2", "--size", "20k", "--serial", "MET00001")
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    try:
+        attach(station, rec, 1)
+        d.wait_for(lambda s: s["clips"]["archived"] == 2, what="archived")
+        d.wait_for(lambda s: any(x["state"] == "done" for x in s["slots"]), what="slot done")
+
+        def scrape() -> str:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+        wait_until(lambda: 'dockgate_slot_state{slot="1",state="done"} 1.0' in scrape(), what="slot state metric")
+        body = scrape()
+    finally:
+        d.stop()
+        broker.stop()
+    assert 'dockgate_pull_clips_total{result="staged"} 2.0' in body
+    assert 'dockgate_forward_clips_total{result="archived"} 2.0' in body
+    assert "dockgate_queue_oldest_age_seconds 0.0" in body
+    assert "dockgate_last_archived_timestamp_seconds" in body and 'station="sim-station-01"' in body
+
+
+def test_the_shipped_alert_rules_pass_promtool() -> None:
+    rules = Path(__file__).resolve().parent.parent / "config" / "prometheus-alerts.yml"
+    r = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr

@@ -518,6 +518,11 @@ class Catalog:
                               f"WHERE state IN ({_q(QUEUED)})").fetchone()
         return int(row[0]), int(row[1])
 
+    def queue_oldest_age(self, now: float) -> float:
+        """Seconds since the oldest clip not yet archived was staged (0: none)."""
+        row = self.db.execute(f"SELECT min(created_at) FROM clips WHERE state IN ({_q(QUEUED)})").fetchone()
+        return 0.0 if row[0] is None else max(0.0, now - float(row[0]))
+
     def sightings(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM items WHERE state='sighting'").fetchone()[0])
 

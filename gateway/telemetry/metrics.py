@@ -12,25 +12,33 @@ from gateway import __version__
 
 log = logging.getLogger(__name__)
 
-#: event type -> clip result label
-_RESULTS = {"pulled": "pulled", "seen_again": "seen_again", "clip_interrupted": "interrupted",
-            "clip_archived": "archived", "quarantined": "quarantined", "partial_clip": "partial",
-            "released": "released", "purged": "purged"}
+#: event type -> (stage, result): one counter per stage, so that a sum over
+#: `result` is that stage's throughput (a clip is counted once per stage)
+_STAGES = {"pulled": ("pull", "staged"), "seen_again": ("pull", "seen_again"),
+           "clip_interrupted": ("pull", "interrupted"), "clip_archived": ("forward", "archived"),
+           "quarantined": ("forward", "quarantined"), "released": ("release", "released"),
+           "release_failed": ("release", "failed"), "purged": ("purge", "purged")}
 #: event type -> error reason label
 _ERRORS = {"wrong_password": "wrong_password", "foreign_device": "foreign_device", "device_error": "device",
+           "unrecognised_device": "unrecognised_device", "storage_missing": "storage_missing",
            "quarantined": "quarantine", "clip_interrupted": "interrupted", "disk_low": "disk_low",
            "archive_down": "archive_down", "archive_refused": "archive_refused",
-           "release_failed": "release_failed", "skipped_entry": "skipped_entry"}
+           "release_failed": "release_failed", "skipped_entry": "skipped_entry", "catalog_behind": "catalog_behind"}
+#: what a slot can be doing (bounded: the per-slot state gauge has one series per slot and state)
+SLOT_STATES = ("idle", "identifying", "switching", "pulling", "waiting", "done", "error", "foreign")
 _SIZE_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
 class Metrics:
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, station: str = "") -> None:
         r = self.registry = CollectorRegistry()
-        self.build = Info("dockgate_build", "dockgate version", registry=r)
-        self.build.info({"version": __version__})
+        self.build = Info("dockgate_build", "dockgate version and station id", registry=r)
+        self.build.info({"version": __version__, "station": station})
         self.docked = Gauge("dockgate_recorders_docked", "Recorders docked now", registry=r)
-        self.clips = Counter("dockgate_clips_total", "Clips by result", ["result"], registry=r)
+        self.stage = {stage: Counter(f"dockgate_{stage}_clips_total", f"Clips through the {stage} stage, by result",
+                                     ["result"], registry=r)
+                      for stage in sorted({st for st, _ in _STAGES.values()})}
+        self.partial = Counter("dockgate_partial_clips_total", "Clips archived as partial (cut short)", registry=r)
         self.bytes_pulled = Counter("dockgate_pulled_bytes_total", "Bytes pulled from recorders", registry=r)
         self.bytes_forwarded = Counter("dockgate_forwarded_bytes_total", "Bytes stored in the archive", registry=r)
         self.pull_seconds = Histogram("dockgate_pull_duration_seconds", "Time to pull one clip", registry=r,
@@ -39,6 +47,12 @@ class Metrics:
                                          registry=r, buckets=_SIZE_BUCKETS)
         self.queue_clips = Gauge("dockgate_queue_clips", "Clips waiting to be archived", registry=r)
         self.queue_bytes = Gauge("dockgate_queue_bytes", "Bytes waiting to be archived", registry=r)
+        self.queue_age = Gauge("dockgate_queue_oldest_age_seconds", "Age of the oldest clip not yet archived "
+                               "(0: none waiting)", registry=r)
+        self.last_archived = Gauge("dockgate_last_archived_timestamp_seconds",
+                                   "When the newest clip was archived (Unix time)", registry=r)
+        self.slot_state = Gauge("dockgate_slot_state", "1 for what each slot is doing now", ["slot", "state"],
+                                registry=r)
         self.staging_free = Gauge("dockgate_staging_free_bytes", "Free space on staging", registry=r)
         self.archive_up = Gauge("dockgate_archive_up", "1 if the last archive operation succeeded", registry=r)
         self.mqtt_connected = Gauge("dockgate_mqtt_connected", "1 while connected to the broker", registry=r)
@@ -46,8 +60,8 @@ class Metrics:
         self.drift = Gauge("dockgate_clock_drift_seconds", "Recorder clock minus station clock at docking",
                            ["slot"], registry=r)
         self.errors = Counter("dockgate_errors_total", "Problems by reason", ["reason"], registry=r)
-        for result in sorted(set(_RESULTS.values())):
-            self.clips.labels(result)
+        for stage, result in _STAGES.values():
+            self.stage[stage].labels(result)
         for reason in sorted(set(_ERRORS.values())):
             self.errors.labels(reason)
         self.slots = slots
@@ -58,8 +72,11 @@ class Metrics:
         log.info("metrics on http://%s/metrics", listen)
 
     def on_event(self, type_: str, slot: int | None, data: dict[str, Any]) -> None:
-        if type_ in _RESULTS:
-            self.clips.labels(_RESULTS[type_]).inc()
+        if type_ in _STAGES:
+            stage, result = _STAGES[type_]
+            self.stage[stage].labels(result).inc()
+        if type_ == "partial_clip":
+            self.partial.inc()
         if type_ in _ERRORS:
             self.errors.labels(_ERRORS[type_]).inc()
         if type_ == "pulled":
@@ -67,14 +84,20 @@ class Metrics:
             if data.get("duration_s") is not None:
                 self.pull_seconds.observe(data["duration_s"])
         elif type_ == "clip_archived":
+            self.last_archived.set_to_current_time()
             self.bytes_forwarded.inc(data.get("size") or 0)
             if data.get("duration_s") is not None:
                 self.forward_seconds.observe(data["duration_s"])
         elif type_ == "clock" and slot is not None and data.get("drift_s") is not None:
             self.drift.labels(str(slot)).set(data["drift_s"])
 
-    def update(self, snapshot: dict[str, Any], unpublished: int, mqtt_connected: bool | None) -> None:
+    def update(self, snapshot: dict[str, Any], unpublished: int, mqtt_connected: bool | None,
+               queue_oldest_s: float = 0.0) -> None:
         self.docked.set(sum(1 for s in snapshot["slots"] if s["state"] != "idle"))
+        self.queue_age.set(queue_oldest_s)
+        for slot in snapshot["slots"]:
+            for state in SLOT_STATES:
+                self.slot_state.labels(str(slot["slot"]), state).set(1 if slot["state"] == state else 0)
         self.queue_clips.set(snapshot["queue"]["clips"])
         self.queue_bytes.set(snapshot["queue"]["bytes"])
         self.staging_free.set(snapshot["staging_free_bytes"])

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,6 +40,15 @@ _SLOT_FIELDS = ("slot", "state", "profile", "clips_total", "clips_done", "clips_
 
 def _json(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def _coarse(n: int | None, step: int = 100_000_000) -> int | None:
+    return None if n is None else n - n % step
+
+
+def node_id(station: str) -> str:
+    """The station id as Home Assistant's discovery topics and ids allow it."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", station)[:64] or "station"
 
 
 class MqttLink:
@@ -116,7 +126,10 @@ class MqttLink:
     def station_state(self, snap: dict[str, Any]) -> dict[str, Any]:
         return {"version": __version__, "station": self.station,
                 "slots": len(snap["slots"]), "slots_in_use": sum(1 for s in snap["slots"] if s["state"] != "idle"),
-                "queue": snap["queue"], "staging_free_bytes": snap["staging_free_bytes"],
+                "queue": snap["queue"],
+                # retained state changes when something meaningful does: free
+                # space in steps of 100 MB, not on every written block
+                "staging_free_bytes": _coarse(snap["staging_free_bytes"]),
                 "archive_up": snap["archive_up"], "archive_refused": snap["archive_refused"],
                 "forwarding_paused": snap["forwarding_paused"],
                 "last_error": snap.get("last_error_reason"), "started_at": snap["started_at"]}
@@ -170,19 +183,35 @@ class MqttLink:
             await client.publish(f"{self.base}/response/{cmd[:40]}", reply, qos=1)
 
     async def _discovery(self, client: aiomqtt.Client) -> None:
-        """Home Assistant MQTT discovery: a device with a few sensors."""
-        device = {"identifiers": [f"dockgate-{self.station}"], "name": f"dockgate {self.station}",
-                  "manufacturer": "dockgate", "sw_version": __version__}
-        sensors = {"queue_clips": ("Queue", "{{ value_json.queue.clips }}", "clips"),
-                   "queue_bytes": ("Queue size", "{{ value_json.queue.bytes }}", "B"),
-                   "slots_in_use": ("Recorders docked", "{{ value_json.slots_in_use }}", None),
-                   "archive_up": ("Archive reachable", "{{ 'ON' if value_json.archive_up else 'OFF' }}", None)}
-        for oid, (name, template, unit) in sensors.items():
-            kind = "binary_sensor" if oid == "archive_up" else "sensor"
-            conf = {"name": name, "unique_id": f"dockgate_{self.station}_{oid}", "state_topic": f"{self.base}/state",
-                    "value_template": template, "availability_topic": f"{self.base}/availability",
-                    "payload_available": "online", "payload_not_available": "offline", "device": device}
-            if unit:
-                conf["unit_of_measurement"] = unit
-            await client.publish(f"{self.cfg.discovery_prefix}/{kind}/dockgate_{self.station}/{oid}/config",
+        """Home Assistant MQTT discovery: a device with sensors an admin can
+        chart and alert on as they are (device and state classes, units)."""
+        node = node_id(self.station)
+        device = {"identifiers": [f"dockgate_{node}"], "name": f"dockgate {self.station}",
+                  "manufacturer": "dockgate", "model": "docking station", "sw_version": __version__}
+        # object id: (kind, name, template, unit, device_class, state_class)
+        sensors: dict[str, tuple[str, str, str, str | None, str | None, str | None]] = {
+            "queue_clips": ("sensor", "Clips waiting for the archive", "{{ value_json.queue.clips }}", None, None,
+                            "measurement"),
+            "queue_bytes": ("sensor", "Bytes waiting for the archive", "{{ value_json.queue.bytes }}", "B",
+                            "data_size", "measurement"),
+            "staging_free": ("sensor", "Staging free space", "{{ value_json.staging_free_bytes }}", "B", "data_size",
+                             "measurement"),
+            "slots_in_use": ("sensor", "Recorders docked", "{{ value_json.slots_in_use }}", None, None,
+                             "measurement"),
+            "archive_up": ("binary_sensor", "Archive reachable",
+                           "{{ 'ON' if value_json.archive_up else 'OFF' }}", None, "connectivity", None),
+            "archive_refused": ("binary_sensor", "Archive refuses the station",
+                                "{{ 'ON' if value_json.archive_refused else 'OFF' }}", None, "problem", None),
+        }
+        for oid, (kind, name, template, unit, device_class, state_class) in sensors.items():
+            conf: dict[str, Any] = {
+                "name": name, "unique_id": f"dockgate_{node}_{oid}", "object_id": f"dockgate_{node}_{oid}",
+                "state_topic": f"{self.base}/state", "value_template": template,
+                "availability_topic": f"{self.base}/availability", "payload_available": "online",
+                "payload_not_available": "offline", "device": device}
+            for k, v in (("unit_of_measurement", unit), ("device_class", device_class),
+                         ("state_class", state_class)):
+                if v:
+                    conf[k] = v
+            await client.publish(f"{self.cfg.discovery_prefix}/{kind}/dockgate_{node}/{oid}/config",
                                  _json(conf), qos=1, retain=True)
