@@ -196,6 +196,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from gateway.evidence.verify import verify_archive
     from gateway.evidence.witness import witnessed as list_witnessed
 
+    if args.bag:  # a case file's bag (gateway/casefile)
+        from gateway.casefile.cli import cmd_verify_bag
+
+        return cmd_verify_bag(args)
     archive: Archive
     if args.archive:
         archive = DirectoryArchive(Path(args.archive))
@@ -397,7 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "checkpoint it kept")
     sp.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
                     help="a checkpoint (with FILE.sig beside it) the archive must reach (repeatable)")
+    sp.add_argument("--bag", metavar="DIR", help="a `dockgate case export` bag: fixity, signatures, custody, "
+                                                 "usability, security, offline")
+    sp.add_argument("--json", action="store_true", help="machine-readable result")
     sp.set_defaults(fn=cmd_verify)
+
+    from gateway.casefile.cli import add_parsers as casefile_parsers
+
+    casefile_parsers(sub, with_config)  # case export, case report
 
     sp = sub.add_parser("witness", help="keep every station's signed checkpoints from MQTT (run it at the "
                                         "district, not on a station)")

@@ -1,0 +1,231 @@
+"""The four-properties check (DA/T 70: 真实性 authenticity, 完整性 integrity,
+可用性 usability, 安全性 security) of a case-file bag, offline.
+
+* authenticity: every manifest, amendment, custody entry and checkpoint is
+  signed by a known station key (``dockgate verify``'s signature checks);
+* integrity: the bag's own fixity (BagIt ``manifest-sha256``/tag manifest),
+  every clip against its manifest, the custody excerpt's sequence and chain,
+  the checkpoints' heads;
+* usability: each container opens (ffprobe) and its packets read through
+  (ffmpeg, stream copy: no decode) to the duration its manifest states; a
+  clip archived as ``partial`` may be short, and is said to be;
+* security: nothing in the bag that the export did not put there (no
+  symbolic links, no executables, no file of a kind it does not write).
+
+Used by ``case export`` (its ``四性检测报告.json`` tag file) and by
+``dockgate verify --bag``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.archive.directory import DirectoryArchive
+from gateway.evidence.manifest import MANIFEST_SUFFIX, is_evidence_metadata
+from gateway.evidence.verify import Verifier
+
+PROPERTIES = ("authenticity", "integrity", "usability", "security")
+#: the tag files an export writes (besides BagIt's own)
+TAG_FILES = ("文件目录.XML", "说明文件.txt", "四性检测报告.json", "监管链报告.html", "监管链报告.pdf")
+_BAGIT_TAGS = ("bagit.txt", "bag-info.txt")
+#: a container may be this much shorter than its manifest says (rounding, last frame)
+DURATION_SLACK_S = 0.5
+
+
+@dataclass(frozen=True)
+class Finding:
+    prop: str
+    check: str
+    obj: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.obj}: {self.detail}"
+
+
+@dataclass
+class Usable:
+    """What ffprobe says about one container."""
+
+    key: str
+    duration_s: float | None
+    stated_s: float | None
+    partial: bool
+    ok: bool
+    detail: str
+
+
+@dataclass
+class BagCheck:
+    failures: list[Finding] = field(default_factory=list)
+    passed: dict[str, list[str]] = field(default_factory=lambda: {p: [] for p in PROPERTIES})
+    usable: list[Usable] = field(default_factory=list)
+    summary: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict[str, Any]:
+        return {p: {"ok": not any(f.prop == p for f in self.failures),
+                    "checked": self.passed[p],
+                    "failures": [{"check": f.check, "object": f.obj, "detail": f.detail}
+                                 for f in self.failures if f.prop == p]} for p in PROPERTIES} | {
+            "containers": [{"key": u.key, "duration_s": u.duration_s, "stated_duration_s": u.stated_s,
+                            "partial": u.partial, "ok": u.ok, "detail": u.detail} for u in self.usable]}
+
+
+class _ExcerptVerifier(Verifier):
+    excerpt = True
+
+
+def _prop_of(check: str) -> str:
+    return "authenticity" if check.endswith(("-signature", "-key-id", "-format")) else "integrity"
+
+
+def fixity(bag_dir: Path) -> list[Finding]:
+    """BagIt validation (payload and tag manifests), each problem naming its file."""
+    import logging
+
+    import bagit  # type: ignore[import-untyped]  # no type information
+
+    quiet = logging.getLogger("bagit")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # it logs each problem too; ours are the findings
+    try:
+        bagit.Bag(str(bag_dir)).validate(processes=1)
+    except bagit.BagValidationError as e:
+        details = getattr(e, "details", None) or []
+        if not details:
+            return [Finding("integrity", "bag-fixity", str(bag_dir), str(e.message))]
+        out = []
+        for d in details:
+            if hasattr(d, "found") and hasattr(d, "expected"):
+                why = f"{d.algorithm} {d.found}, the bag's manifest says {d.expected}"
+            else:
+                why = str(d)
+            out.append(Finding("integrity", "bag-fixity", str(getattr(d, "path", bag_dir)), why))
+        return out
+    except bagit.BagError as e:
+        return [Finding("integrity", "bag-fixity", str(bag_dir), str(e))]
+    finally:
+        quiet.setLevel(level)
+    return []
+
+
+def probe_container(path: Path) -> tuple[float | None, str]:
+    """(duration from the container, problems reading its packets)."""
+    try:
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration,format_name",
+                              "-of", "json", str(path)], capture_output=True, text=True, timeout=120, check=False)
+        fmt = json.loads(out.stdout or "{}").get("format") or {}
+        duration = float(fmt["duration"]) if fmt.get("duration") not in (None, "N/A") else None
+        # every packet read through, none decoded: a container cut short or garbled says so here
+        read = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0", "-c", "copy",
+                               "-f", "null", "-"], capture_output=True, text=True, timeout=600, check=False)
+    except FileNotFoundError as e:
+        return None, f"cannot check: {e.filename} is not installed"
+    except (subprocess.TimeoutExpired, ValueError) as e:
+        return None, f"cannot read the container: {e}"
+    problems = (out.stderr.strip() + "\n" + read.stderr.strip()).strip()
+    if read.returncode != 0:
+        problems = problems or f"ffmpeg exited {read.returncode}"
+    return duration, problems.splitlines()[0] if problems else ""
+
+
+def usability(archive_root: Path, manifests: dict[str, dict[str, Any]]) -> list[Usable]:
+    out = []
+    for key, doc in sorted(manifests.items()):
+        clip = doc.get("clip") or {}
+        stated = (clip.get("container") or {}).get("duration_s")
+        partial = bool(clip.get("partial"))
+        duration, problems = probe_container(archive_root / key)
+        if partial:
+            ok, why = True, "archived as partial (cut short while recording): may be short"
+        elif duration is None:
+            ok, why = False, problems or "the container states no duration"
+        elif problems:
+            ok, why = False, problems
+        elif stated is not None and duration + DURATION_SLACK_S < float(stated):
+            ok, why = False, f"plays {duration:.2f} s, its manifest states {float(stated):.2f} s"
+        else:
+            ok, why = True, f"opens and reads through, {duration:.2f} s"
+        out.append(Usable(key, duration, stated, partial, ok, why))
+    return out
+
+
+def security(bag_dir: Path) -> tuple[list[Finding], int]:
+    """Only what an export writes: BagIt's files, our tag files, evidence
+    objects under data/archive, station keys under data/keys."""
+    bad: list[Finding] = []
+    n = 0
+    archive = bag_dir / "data" / "archive"
+    manifest_keys = set()
+    for p in archive.rglob(f"*{MANIFEST_SUFFIX}"):
+        manifest_keys.add(p.relative_to(archive).as_posix()[: -len(MANIFEST_SUFFIX)])
+    for dirpath, dirs, files in os.walk(bag_dir):
+        for name in dirs + files:
+            p = Path(dirpath) / name
+            rel = p.relative_to(bag_dir).as_posix()
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                bad.append(Finding("security", "security-link", rel, "a symbolic link"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            n += 1
+            if not stat.S_ISREG(st.st_mode):
+                bad.append(Finding("security", "security-type", rel, "not a regular file"))
+            elif st.st_mode & 0o111:
+                bad.append(Finding("security", "security-executable", rel, "executable"))
+            elif "/" not in rel:
+                if rel not in TAG_FILES + _BAGIT_TAGS and not rel.startswith(("manifest-", "tagmanifest-")):
+                    bad.append(Finding("security", "security-unexpected", rel, "a file the export does not write"))
+            elif rel.startswith("data/keys/"):
+                if not rel.endswith(".pub.pem"):
+                    bad.append(Finding("security", "security-unexpected", rel, "not a public key"))
+            elif rel.startswith("data/archive/"):
+                key = rel[len("data/archive/"):]
+                if not (is_evidence_metadata(key) or key.endswith(".json.tsr") or key in manifest_keys):
+                    bad.append(Finding("security", "security-unexpected", rel, "neither a stamped clip nor "
+                                                                              "its evidence"))
+            else:
+                bad.append(Finding("security", "security-unexpected", rel, "a file the export does not write"))
+    return bad, n
+
+
+def check_bag(bag_dir: Path, keys: list[Ed25519PublicKey], *, with_fixity: bool = True) -> BagCheck:
+    """Every check of the four properties on the bag at *bag_dir*, offline."""
+    result = BagCheck()
+    if with_fixity:
+        result.failures += fixity(bag_dir)
+        result.passed["integrity"].append("bag-fixity (BagIt manifest-sha256, tagmanifest-sha256)")
+    root = bag_dir / "data" / "archive"
+    report = _ExcerptVerifier(DirectoryArchive(root), keys).run()
+    result.failures += [Finding(_prop_of(f.check), f.check, f.obj, f.detail) for f in report.failures]
+    result.passed["authenticity"].append("signatures and key ids of manifests, amendments, custody entries, "
+                                         "checkpoints")
+    result.passed["integrity"].append("media against manifests (sha256, size), amendments against manifests, "
+                                      "custody sequence and hash chain, checkpoint heads")
+    result.summary = report.summary()
+    manifests = {}
+    for p in root.rglob(f"*{MANIFEST_SUFFIX}"):
+        try:
+            manifests[p.relative_to(root).as_posix()[: -len(MANIFEST_SUFFIX)]] = json.loads(p.read_bytes())
+        except ValueError:
+            continue  # the verifier named it
+    result.usable = usability(root, manifests)
+    result.failures += [Finding("usability", "usability", u.key, u.detail) for u in result.usable if not u.ok]
+    result.passed["usability"].append(f"{len(result.usable)} containers opened and read through (ffprobe, ffmpeg)")
+    bad, n = security(bag_dir)
+    result.failures += bad
+    result.passed["security"].append(f"{n} files: no links, no executables, nothing the export does not write")
+    return result

@@ -1,0 +1,166 @@
+"""The case-file commands: ``case export``, ``case report`` and
+``verify --bag`` (registered by ``gateway/cli.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import DockgateError
+
+
+class CaseUsage(DockgateError):
+    """The command cannot run as asked (exit 2)."""
+
+    reason = "usage"
+
+
+def _when(text: str) -> float:
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise CaseUsage(f"not a time: {text!r} (ISO 8601, e.g. 2024-03-01T08:00+08:00)") from None
+    return t.timestamp() if t.tzinfo else t.astimezone().timestamp()
+
+
+def _pubkeys(paths: list[str], fallback: Path | None) -> list[Any]:
+    from gateway.evidence.signing import load_public
+
+    chosen = [Path(p) for p in paths] or ([fallback] if fallback else [])
+    if not chosen:
+        raise CaseUsage("give --pubkey PEM (each station's public key)")
+    for p in chosen:
+        if not p.is_file():
+            raise CaseUsage(f"{p}: no such public key file")
+    return [load_public(p) for p in chosen]
+
+
+def open_source(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """The archive to read (``--archive DIR`` or the station config's) and
+    the station public keys."""
+    from gateway.archive.directory import DirectoryArchive
+    from gateway.config import default_config_path, load_config
+
+    if args.archive:
+        if not Path(args.archive).is_dir():
+            raise CaseUsage(f"{args.archive}: no such directory")
+        return DirectoryArchive(Path(args.archive)), _pubkeys(args.pubkey, None)
+    from gateway.archive import open_archive
+
+    cfg = load_config(args.config or default_config_path())
+    if cfg.archive.backend == "directory" and not cfg.archive.path.is_dir():
+        raise CaseUsage(f"{cfg.archive.path}: the archive is not there (not mounted?)")
+    return open_archive(cfg), _pubkeys(args.pubkey, cfg.public_key_file)
+
+
+def _selection(args: argparse.Namespace) -> Any:
+    from gateway.casefile.source import Selection
+
+    if args.case and (args.officer or args.start or args.end):
+        raise CaseUsage("give a case number, or --officer/--from/--to, not both")
+    if not args.case and not (args.officer and args.start and args.end):
+        raise CaseUsage("give a case number, or --officer with --from and --to")
+    return Selection(case=args.case, officer=args.officer, start=_when(args.start) if args.start else None,
+                     end=_when(args.end) if args.end else None)
+
+
+def cmd_case_export(args: argparse.Namespace) -> int:
+    from gateway.casefile.bag import export_case
+
+    archive, keys = open_source(args)
+    done = export_case(archive, _selection(args), Path(args.out), keys, lang=args.lang)
+    c = done.check
+    print(f"{done.path}: {len(done.evidence.clips)} clips, {len(done.evidence.segments)} custody segments, "
+          f"{len(done.evidence.checkpoints)} checkpoint files; {done.bytes} bytes in {done.seconds:.1f} s")
+    if c.ok:
+        print("four properties: authenticity, integrity, usability, security hold")
+        return 0
+    for f in c.failures:
+        print(f"FAILED: {f.prop}: {f}", file=sys.stderr)
+    return 1
+
+
+def cmd_case_report(args: argparse.Namespace) -> int:
+    from gateway.casefile.report import render_html, render_pdf
+    from gateway.casefile.source import collect
+
+    archive, keys = open_source(args)
+    ev = collect(archive, _selection(args))
+    if args.clip:
+        ev.clips = [c for c in ev.clips if args.clip in (c.sha256, c.key)]
+    if not ev.clips:
+        raise CaseUsage("no such clips in the archive")
+    html = render_html(ev, lang=args.lang, keys=keys, only=args.clip)
+    out = Path(args.out)
+    if out.suffix.lower() == ".pdf":
+        out.write_bytes(render_pdf(html))
+    else:
+        out.write_text(html, encoding="utf-8")
+    print(f"{out}: custody report of {len(ev.clips)} clips")
+    return 0
+
+
+def cmd_verify_bag(args: argparse.Namespace) -> int:
+    from gateway.casefile.bag import bag_keys
+    from gateway.casefile.checks import check_bag
+
+    bag = Path(args.bag)
+    if not (bag / "bagit.txt").is_file():
+        raise CaseUsage(f"{bag}: not a bag (no bagit.txt)")
+    keys = _pubkeys(args.pubkey, None) if args.pubkey else bag_keys(bag)
+    if not keys:
+        raise CaseUsage(f"{bag}: no station keys in data/keys/; give --pubkey")
+    result = check_bag(bag, keys)
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": result.ok, "bag": str(bag), "summary": result.summary,
+                          "keys_from": "--pubkey" if args.pubkey else "the bag",
+                          "failures": [{"property": f.prop, "check": f.check, "object": f.obj, "detail": f.detail}
+                                       for f in result.failures],
+                          "properties": result.as_dict()}, ensure_ascii=False, indent=2))
+        return 0 if result.ok else 1
+    if not args.pubkey:
+        print("note: keys taken from the bag (data/keys); compare their ids with the published station keys",
+              file=sys.stderr)
+    if result.ok:
+        print(f"OK: {result.summary}; {len(result.usable)} containers usable; the bag's fixity, authenticity, "
+              f"integrity, usability and security hold")
+        return 0
+    print(f"FAILED: {result.failures[0]}", file=sys.stderr)
+    for f in result.failures[1:]:
+        print(f"also:   {f}", file=sys.stderr)
+    return 1
+
+
+def add_parsers(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
+    """``case export`` and ``case report`` under *sub*."""
+    case = sub.add_parser("case", help="the archivist's case file: export a case as a BagIt bag, custody "
+                                       "reports").add_subparsers(dest="case_cmd", required=True, metavar="CASECOMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        with_config(sp)
+        sp.add_argument("case", nargs="?", help="case number 案件编号 (or --officer/--from/--to)")
+        sp.add_argument("--officer", help="footage of this officer (警号) not under a case ...")
+        sp.add_argument("--from", dest="start", help="... captured from (ISO 8601)")
+        sp.add_argument("--to", dest="end", help="... to (ISO 8601)")
+        sp.add_argument("--archive", help="a directory archive (default: the config's archive)")
+        sp.add_argument("--pubkey", action="append", default=[], help="station public key PEM (repeatable; "
+                                                                      "default: the config's)")
+        sp.add_argument("--lang", choices=["zh", "en"], default="zh", help="report language (default zh)")
+
+    sp = case.add_parser("export", help="one BagIt bag with clips, manifests, amendments, custody excerpt, "
+                                        "catalogue, four-properties report and custody report")
+    common(sp)
+    sp.add_argument("--out", required=True, help="the bag's folder (must not exist or be empty)")
+    sp.set_defaults(fn=cmd_case_export)
+
+    sp = case.add_parser("report", help="chain-of-custody report of a case or one clip (HTML or PDF by --out)")
+    common(sp)
+    sp.add_argument("--clip", help="only this clip (SHA-256 or archive key)")
+    sp.add_argument("--out", required=True, help="FILE.pdf or FILE.html")
+    sp.set_defaults(fn=cmd_case_report)
