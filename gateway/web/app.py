@@ -42,6 +42,8 @@ LANG_COOKIE = "dockgate_lang"
 KEEPALIVE_S = 15.0
 #: while a slot is busy, the screen follows its progress this often
 BUSY_REFRESH_S = 0.5
+#: how long marking stays open after the officer's PIN
+MARK_TOKEN_S = 300.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -69,6 +71,8 @@ class Web:
         self.pins = officer_pins(cfg)
         self.lockout = Lockout(cfg.web.login_attempts, cfg.web.lockout_s)
         self.sessions: dict[str, Session] = {}
+        #: marking tokens: token -> (slot, dock, officer, valid until)
+        self.marking: dict[str, tuple[int, int, str, float]] = {}
         self.stopping = asyncio.Event()
         self._reader: Reader | None = None
         #: (session token, clip) -> when its playing was last recorded: one custody entry per viewing,
@@ -124,6 +128,21 @@ class Web:
     def logout(self, request: web.Request, resp: web.StreamResponse) -> None:
         self.sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
         resp.del_cookie(SESSION_COOKIE, path="/")
+
+    def mark_token(self, slot: int, dock_id: int, officer: str) -> str:
+        """After the PIN: marking this dock's clips is allowed for a few minutes."""
+        now = time.monotonic()
+        self.marking = {k: v for k, v in self.marking.items() if v[3] > now}
+        token = secrets.token_urlsafe(24)
+        self.marking[token] = (slot, dock_id, officer, now + MARK_TOKEN_S)
+        return token
+
+    def check_mark_token(self, token: str, slot: int, dock_id: int, officer: str) -> bool:
+        got = self.marking.get(token)
+        return got is not None and got[:3] == (slot, dock_id, officer) and got[3] > time.monotonic()
+
+    def forget_mark_token(self, token: str) -> None:
+        self.marking.pop(token, None)
 
     def record(self, type_: str, request: web.Request, **data: Any) -> None:
         """A look at evidence, on the custody record: who, what, from where

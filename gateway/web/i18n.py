@@ -67,6 +67,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "mark.none": ("请至少选择一段已盖章的录像，并填写至少一项。", "Choose at least one stamped clip and fill in at "
                                                          "least one field."),
     "mark.nopin": ("此警员尚未设置 PIN，请联系管理员。", "No PIN is set for this officer; ask the administrator."),
+    "mark.expired": ("操作超时，请重新输入 PIN。", "This took too long; enter the PIN again."),
+    "mark.continue": ("下一步", "Next"),
     "back": ("返回", "Back"),
     "importance.yes": ("重要", "important"),
     "clip.state": ("状态", "State"),

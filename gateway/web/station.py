@@ -62,56 +62,66 @@ def routes(app: web.Application, w: Web) -> None:
         return n, info.officer, info.dock_id
 
     async def mark_form(request: web.Request) -> web.Response:
-        n, officer, dock_id = _slot(request)
-        clips = w.reader.dock_clips(dock_id) if dock_id is not None and officer else []
-        return w.render(request, "mark.html", slot=n, officer=officer, clips=clips, message=None, ok=False)
+        n, officer, _dock = _slot(request)
+        return w.render(request, "mark.html", slot=n, officer=officer, clips=[], token=None, message=None,
+                        ok=False)
 
     async def mark(request: web.Request) -> web.Response:
+        """Two steps: the PIN first (nothing of the recorder's clips is shown
+        before it), then the clips and what to mark them with, carried by a
+        short-lived token bound to this slot's dock and officer."""
         n, officer, dock_id = _slot(request)
-        form = await request.post()
-        t = translator(w.lang(request))
-        clips = w.reader.dock_clips(dock_id) if dock_id is not None and officer else []
-
-        def again(message: str, status: int = 400) -> web.Response:
-            return w.render(request, "mark.html", status=status, slot=n, officer=officer, clips=clips,
-                            message=message, ok=False)
-
         if officer is None or dock_id is None:
             raise web.HTTPNotFound()
-        key = f"pin:{officer}"
-        if w.lockout.locked(key):
-            return again(t("mark.locked"), 429)
-        if officer not in w.pins.entries():
-            return again(t("mark.nopin"), 403)
-        pin = str(form.get("pin", ""))
-        if not await asyncio.to_thread(w.pins.check, officer, pin):
-            if w.lockout.failed(key):
-                w.catalog.emit("login_locked", n, who=f"officer {officer}", remote=w.remote(request),
+        form = await request.post()
+        t = translator(w.lang(request))
+
+        def page(message: str | None, status: int = 200, token: str | None = None, ok: bool = False,
+                 ) -> web.Response:
+            clips = w.reader.dock_clips(dock_id) if token or ok else []
+            return w.render(request, "mark.html", status=status, slot=n, officer=officer, clips=clips,
+                            token=token, message=message, ok=ok)
+
+        token = str(form.get("token", ""))
+        if not token:  # step 1: the PIN
+            key = f"pin:{officer}"
+            if w.lockout.locked(key):
+                return page(t("mark.locked"), 429)
+            if officer not in w.pins.entries():
+                return page(t("mark.nopin"), 403)
+            if not await asyncio.to_thread(w.pins.check, officer, str(form.get("pin", ""))[:64]):
+                w.catalog.emit("login_failed", n, who=f"officer {officer}", remote=w.remote(request),
                                via="station screen")
-            w.catalog.emit("login_failed", n, who=f"officer {officer}", remote=w.remote(request),
-                           via="station screen")
-            return again(t("mark.bad_pin"), 403)
-        w.lockout.succeeded(key)
+                if w.lockout.failed(key):
+                    w.catalog.emit("login_locked", n, who=f"officer {officer}", remote=w.remote(request),
+                                   via="station screen", for_s=w.cfg.web.lockout_s)
+                return page(t("mark.bad_pin"), 403)
+            w.lockout.succeeded(key)
+            return page(None, token=w.mark_token(n, dock_id, officer))
+        if not w.check_mark_token(token, n, dock_id, officer):
+            return page(t("mark.expired"), 403)
         fields = {}
         for name in ("case", "proof", "category"):
             value = str(form.get(name, "")).strip()
             if value and (len(value) > _FIELD_MAX or not value.isprintable()):
-                return again(f"{name}: 1-{_FIELD_MAX} printable characters")
+                return page(f"{name}: 1-{_FIELD_MAX} printable characters", 400, token)
             fields[name] = value or None
         important = True if form.get("important") else None
-        own = {c["sha256"]: c for c in clips if c["sha256"] and c["capture_utc"] is not None}
+        own = {c["sha256"]: c for c in w.reader.dock_clips(dock_id)
+               if c["sha256"] and c["capture_utc"] is not None and c["officer"] == officer}
         chosen = [own[s] for s in form.getall("clip", []) if isinstance(s, str) and s in own]
         if not chosen or not (any(fields.values()) or important):
-            return again(t("mark.none"))
+            return page(t("mark.none"), 400, token)
         for clip in chosen:
             when = float(clip["capture_utc"])
             aid = w.catalog.add_assignment(officer, when, when, fields["case"], fields["proof"],
                                            fields["category"], important)
             w.catalog.emit("marked", n, sha256=clip["sha256"], assignment=aid, officer=officer,
-                           case_number=fields["case"], via="station screen", remote=w.remote(request))
+                           case_number=fields["case"], proof_object=fields["proof"], category=fields["category"],
+                           important=important, via="station screen", remote=w.remote(request))
+        w.forget_mark_token(token)
         w.wake_stamper()
-        return w.render(request, "mark.html", slot=n, officer=officer, clips=w.reader.dock_clips(dock_id),
-                        message=t("mark.saved"), ok=True)
+        return page(t("mark.saved"), ok=True)
 
     app.router.add_get("/", index)
     app.router.add_get("/station/stream", stream)
