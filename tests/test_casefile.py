@@ -6,6 +6,7 @@ by bagit.py and `dockgate verify --bag`, and its chain-of-custody report."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import stat
 import subprocess
@@ -230,3 +231,75 @@ def test_an_export_never_writes_into_a_folder_that_holds_something(case: dict[st
                  "--out", str(tmp_path), check=False)
     assert r.returncode != 0 and "not empty" in r.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+# -- the chain-of-custody report ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def report_pdf(case: dict[str, Path]) -> Path:
+    out = case["tmp"] / "report.pdf"
+    dockgate("case", "report", CASE, "-c", str(case["station"]), "--out", str(out))
+    return out
+
+
+def pdftotext(pdf: Path) -> str:
+    return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def test_the_pdf_report_names_the_case_and_each_clips_sha256(case: dict[str, Path], report_pdf: Path) -> None:
+    text = pdftotext(report_pdf)
+    assert CASE in text
+    for clip in media_in(case["bag"]).values():
+        assert sha256_file(clip) in text
+
+
+def test_the_pdf_report_lists_the_custody_events_with_time_and_actor(report_pdf: Path) -> None:
+    text = pdftotext(report_pdf)
+    for event in ("stamped", "forwarded", "verified", "clip_archived", "amended"):
+        assert f"({event})" in text
+    assert "采集站 sim-station-01" in text  # the actor
+    assert re.search(r"2\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", text)  # each event's time
+
+
+def test_the_pdf_report_holds_the_five_items_in_chinese(report_pdf: Path) -> None:
+    text = pdftotext(report_pdf)
+    for label in ("案件编号", "采集时间", "采集地点", "采集人", "证明对象", "时钟偏差", "如何手工核验"):
+        assert label in text
+    assert "妨害公务" in text and "张伟" in text and "李娜" in text
+
+
+def test_the_pdf_embeds_a_cjk_font(report_pdf: Path) -> None:
+    fonts = subprocess.run(["pdffonts", str(report_pdf)], capture_output=True, text=True, check=True).stdout
+    rows = fonts.splitlines()[2:]
+    assert all(" yes " in r for r in rows), fonts  # every font embedded: nothing left to the reader's machine
+    assert any("Noto-Sans-CJK-SC" in r for r in rows), fonts
+
+
+def test_the_pdf_renders_chinese_glyphs_not_boxes(report_pdf: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    subprocess.run(["pdftoppm", "-png", "-r", "150", "-f", "1", "-l", "1", str(report_pdf), str(tmp_path / "p")],
+                   check=True)
+    (png,) = tmp_path.glob("p*.png")
+    bbox = subprocess.run(["pdftotext", "-bbox", "-f", "1", "-l", "1", str(report_pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    m = re.search(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">监管链报告</word>', bbox)
+    assert m, bbox[:2000]
+    x0, y0, x1, y1 = (float(v) * 150 / 72 for v in m.groups())
+    img = Image.open(png).convert("L")
+    step = (x1 - x0) / 5  # five full-width glyphs
+    glyphs = [img.crop((round(x0 + i * step), round(y0), round(x0 + (i + 1) * step), round(y1))).tobytes()
+              for i in range(5)]
+    assert all(any(px < 128 for px in g) for g in glyphs)  # ink in every glyph cell
+    assert len(set(glyphs)) == 5  # five different shapes: missing glyphs would be five identical boxes
+
+
+def test_a_report_of_one_clip_in_english_as_html(case: dict[str, Path], tmp_path: Path) -> None:
+    clip = clip_named(case["bag"], "20240301110000")
+    sha = sha256_file(clip)
+    out = tmp_path / "clip.html"
+    dockgate("case", "report", CASE, "--clip", sha, "--lang", "en", "--archive", str(case["archive"]),
+             "--pubkey", str(case["pub"]), "--out", str(out))
+    html = out.read_text()
+    assert "Chain-of-custody report" in html and sha in html and "Ed25519 valid" in html
+    others = [sha256_file(p) for p in media_in(case["bag"]).values() if p != clip]
+    assert not any(o in html for o in others)
