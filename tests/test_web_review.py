@@ -156,6 +156,42 @@ def test_an_officer_marks_a_clip_behind_the_pin_and_an_amendment_is_signed(stati
                            for e in events(config, "amended")), what="the signed amendment")
 
 
+def test_statistics_count_each_officers_clips_and_late_docks(station, logged_in):
+    cookie = logged_in.get_cookie("dockgate_session")["value"]
+    req = urllib.request.Request(station["url"] + "/review/stats.json", headers={"Cookie": f"dockgate_session={cookie}"})
+    with urllib.request.urlopen(req) as r:
+        stats = json.load(r)
+    [me] = [o for o in stats["officers"] if o["officer"] == OFFICER]
+    assert me["clips"] == 2 and me["unit"] == "城关派出所" and me["hours"] > 0
+    assert me["late_docks"] == 2  # recorded in 2024, docked now
+    assert stats["wrong_password"] == 0 and stats["units"][0]["clips"] == 2
+    logged_in.get(station["url"] + "/review/stats")
+    assert OFFICER in logged_in.find_element("id", "officers").text
+    screenshot(logged_in, "review-stats.png")
+
+
+def test_a_dispatch_list_proposes_cases_and_lists_dispatches_without_footage(station, logged_in):
+    drv = logged_in
+    drv.get(station["url"] + "/review/dispatch")
+    drv.find_element("id", "csv").send_keys(
+        "officer,start,end,case\n"
+        f"{OFFICER},2024-03-01T09:55:00+00:00,2024-03-01T10:05:00+00:00,D-2024-0100\n"
+        f"{OFFICER},2024-03-02T09:00:00+00:00,2024-03-02T10:00:00+00:00,D-2024-0200\n")
+    drv.find_element("id", "propose").click()
+    wait_js(drv, "document.getElementById('proposals')", what="the proposals")
+    sha = station["clips"][f"{OFFICER}_20240301180000_0002.MP4"]
+    assert "0002.MP4" in drv.find_element("id", "proposals").text
+    assert "D-2024-0200" in drv.find_element("id", "no-footage").text
+    assert "D-2024-0100" not in drv.find_element("id", "no-footage").text
+    drv.find_element("css selector", "#proposals input[name=take]").click()
+    drv.find_element("id", "confirm").click()
+    wait_js(drv, "document.getElementById('message')", what="confirmed")
+    [marked] = [e for e in events(station["config"], "marked") if e["data"].get("case_number") == "D-2024-0100"]
+    assert marked["data"]["user"] == SUPERVISOR and marked["data"]["via"] == "dispatch import"
+    wait_until(lambda: any(e["data"]["sha256"] == sha and e["data"]["assignment"] == marked["data"]["assignment"]
+                           for e in events(station["config"], "amended")), what="the signed amendment")
+
+
 def test_no_page_shows_clips_or_officers_without_a_login(station):
     """Every route the server has, asked without a session: only the slot
     cards may name an officer, and nothing names a clip."""
