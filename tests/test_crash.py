@@ -7,6 +7,7 @@ clip cut by an undock says so, with how far it got."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import time
 from pathlib import Path
@@ -113,22 +114,32 @@ def test_verify_names_a_file_it_does_not_understand(tmp_path: Path) -> None:
     assert r.returncode == 1 and ".fragment.tmp" in r.stderr
 
 
-def test_an_undock_mid_clip_names_the_clip_cut_and_how_far_it_got(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_undock_at_a_random_offset_names_the_clip_cut_and_how_far_it_got(tmp_path: Path, seed: int) -> None:
     station = write_station(tmp_path / "st", reserve_bytes=0)
     rec = tmp_path / "rec"
-    dockgate("sim", "make", str(rec), "--clips", "1", "--size", "8M", "--serial", "CUT00001", "--link-rate", "2M")
+    dockgate("sim", "make", str(rec), "--clips", "2", "--size", "3M", "--serial", "CUT00001", "--link-rate", "1M")
+    clips = sorted(p for p in (rec / "storage").rglob("*") if p.is_file())
+    # anywhere but the last moments, which the undock (a poll away) would no longer catch
+    offset = random.Random(seed).randrange(1, sum(p.stat().st_size for p in clips) * 3 // 5)
     d = DaemonProc(station, tmp_path / "daemon.log").start()
     try:
         attach(station, rec, 1)
-        d.wait_for(lambda s: any(x["slot"] == 1 and x["bytes_done"] > 0 for x in s["slots"]), what="pull under way")
+        d.wait_for(lambda s: any(x["slot"] == 1 and x["bytes_done"] >= offset for x in s["slots"]), timeout=60,
+                   what=f"{offset} bytes pulled", interval=0.02)
         detach(station, 1)
-        d.wait_for(lambda s: s["clips"]["interrupted"] == 1, what="interrupted")
+        s = d.wait_for(lambda s: s["clips"]["interrupted"] == 1, what="interrupted")
+        done = s["clips"]["staged"] + s["clips"]["stamped"] + s["clips"]["forwarding"] + s["clips"]["archived"]
+        (cut,) = events(station, "clip_interrupted")
+        cut_clip = clips[done]  # pulled in name order: the first one not done is the one cut
+        assert cut["data"]["path"] == str(cut_clip.relative_to(rec / "storage"))
+        # read up to the end is possible too: cut while it was being made durable, before it was staged
+        assert 0 <= cut["data"]["bytes_read"] <= cut["data"]["size"] == cut_clip.stat().st_size
+        attach(station, rec, 1)  # docked again: pulled again, archived once
+        d.wait_for(settled(2), timeout=60, what="both archived")
     finally:
         d.stop()
-    (cut,) = events(station, "clip_interrupted")
-    clip = next(p for p in (rec / "storage").rglob("*") if p.is_file())
-    assert cut["data"]["path"] == str(clip.relative_to(rec / "storage"))
-    assert 0 < cut["data"]["bytes_read"] < cut["data"]["size"] == clip.stat().st_size
+    assert archive_hashes(load_config(station).archive.path) == source_hashes(rec / "storage")
 
 
 

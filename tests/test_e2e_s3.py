@@ -204,3 +204,12 @@ def test_s3_all_of_custody_deleted_is_caught(s3server: MotoServer, s3_after_clea
     delete_keys(s3server, bucket, keys)
     r = dockgate("verify", "-c", str(station), check=False)
     assert r.returncode == 1 and "custody-missing" in r.stderr
+
+
+def test_s3_a_deleted_custody_segment_is_caught(s3server: MotoServer, s3_after_clean_stop: tuple[Path, str]) -> None:
+    station, bucket = s3_after_clean_stop
+    segs = sorted(o["Key"] for o in s3server.client().list_objects_v2(Bucket=bucket, Prefix="custody/")
+                  .get("Contents", []) if o["Key"].endswith(".jsonl"))
+    delete_keys(s3server, bucket, segs[:1])
+    r = dockgate("verify", "-c", str(station), check=False)
+    assert r.returncode == 1 and re.search(r"custody-(sequence|missing)", r.stderr)
