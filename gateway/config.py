@@ -159,6 +159,49 @@ class EvidenceConfig(_Section):
         return self
 
 
+#: the rules' floor: footage is kept at least six months
+MIN_RETENTION_DAYS = 183
+
+
+def _default_classes() -> dict[str, int | Literal["permanent"]]:
+    return {"standard": MIN_RETENTION_DAYS, "case": 10950, "permanent": "permanent"}
+
+
+class RetentionConfig(_Section):
+    """Retention by category (gateway/casefile/retention.py, docs/casefile.md): each archived object's
+    S3 Object Lock retain-until follows its clip's class; an assignment only ever extends it."""
+
+    enabled: bool = Field(False, description="Retain-until per object by class (S3 Object Lock); off: "
+                                             "archive.retention_days for everything")
+    classes: dict[str, int | Literal["permanent"]] = Field(
+        default_factory=_default_classes,
+        description="class name -> days kept after archiving, or \"permanent\"")
+    categories: dict[str, str] = Field(default_factory=dict, description="category -> class")
+    important: str | None = Field("permanent", description="class of clips marked important (at least)")
+    case: str | None = Field("case", description="class of clips assigned to a case (at least): "
+                                                 "as long as the case file")
+    uncategorised: str | None = Field(None, description="class of clips without a category; default: "
+                                                        "the longest class (never a short default that deletes)")
+    permanent_days: int = Field(36500, ge=MIN_RETENTION_DAYS, le=36500,
+                                description="what \"permanent\" means as an Object Lock date")
+
+    @model_validator(mode="after")
+    def _classes_known(self) -> RetentionConfig:
+        if not self.classes:
+            raise ValueError("retention.classes: give at least one class")
+        for name, days in self.classes.items():
+            if isinstance(days, int) and days < MIN_RETENTION_DAYS:
+                raise ValueError(f"retention.classes.{name}: {days} days is below the {MIN_RETENTION_DAYS} "
+                                 f"days (six months) footage must be kept")
+        refs = {f"retention.categories.{c}": k for c, k in self.categories.items()}
+        refs |= {f"retention.{k}": v for k, v in (("important", self.important), ("case", self.case),
+                                                   ("uncategorised", self.uncategorised)) if v is not None}
+        for key, cls in refs.items():
+            if cls not in self.classes:
+                raise ValueError(f"{key}: no class {cls!r} in retention.classes ({', '.join(self.classes)})")
+        return self
+
+
 class MqttConfig(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -222,6 +265,7 @@ class Config(_Section):
     mqtt: MqttConfig = MqttConfig()
     metrics: MetricsConfig = MetricsConfig()
     web: WebConfig = WebConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     #: the file this was loaded from (not a TOML key)
     source: Path = Field(Path("<memory>"), exclude=True)

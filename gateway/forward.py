@@ -33,6 +33,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.archive import Archive, ArchiveConflict, ArchiveError, ArchiveObject, ArchiveUnavailable, Receipt
+from gateway.casefile.retention import extend_for_amendment, manifest_retention
 from gateway.catalog import Catalog, ClipRow, event
 from gateway.config import Config
 from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
@@ -110,6 +111,9 @@ class Forwarder(Worker):
                 await self._put_bytes(key, signed.body)
                 await self._put_bytes(key + SIG_SUFFIX, signed.signature)
                 self.catalog.amendment_archived(a.id, key, event("amendment_archived", sha256=a.sha256, key=key))
+                if self.cfg.retention.enabled and self.cfg.archive.backend == "s3":  # an assignment only extends
+                    await asyncio.to_thread(extend_for_amendment, self.archive, self.cfg.retention, a.archive_key,
+                                            key, json.loads(signed.body))
             for name in self.catalog.due_segments():
                 data = await asyncio.to_thread((self.custody_dir / name).read_bytes)
                 key = f"custody/{self.cfg.station.id}/{name}"
@@ -149,7 +153,10 @@ class Forwarder(Worker):
             manifest = read_signed(self.staging.resolve(clip.manifest_path))
         except OSError as e:
             return f"manifest unreadable: {e}"
+        # retention by class (gateway/casefile/retention.py): the manifest's category, importance, case
+        kept = manifest_retention(self.cfg.retention, json.loads(manifest.body))
         return ArchiveObject(
+            retain_until=kept[1] if kept else None,
             key=clip.archive_key, source=self.staging.resolve(clip.staged_path), sha256=clip.sha256, size=clip.size,
             extras=((MANIFEST_SUFFIX, manifest.body), (MANIFEST_SUFFIX + SIG_SUFFIX, manifest.signature)),
             metadata=(("officer", clip.officer or ""), ("serial", clip.serial), ("station", self.cfg.station.id),

@@ -62,6 +62,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Literal
 
@@ -166,6 +167,9 @@ class ArchiveObject:
     metadata: tuple[tuple[str, str], ...] = ()
     #: called with each chunk's size as the source is read (bandwidth limit)
     throttle: Callable[[int], None] | None = None
+    #: keep the media and its extras locked until then (S3 Object Lock, from the retention class);
+    #: None: the archive's own default. Archives without retention ignore it.
+    retain_until: datetime | None = None
 
 
 @dataclass(frozen=True)

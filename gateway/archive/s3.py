@@ -153,19 +153,20 @@ class S3Archive(Archive):
     def _head(self, key: str) -> dict[str, Any] | None:
         return self._call("head_object", missing_ok=True, Key=key, ChecksumMode="ENABLED")  # type: ignore[no-any-return]
 
-    def _lock_args(self) -> dict[str, Any]:
+    def _lock_args(self, until: datetime | None = None) -> dict[str, Any]:
+        """*until*: the object's own retain-until (its retention class), else the configured days."""
         if self.cfg.retention_mode == "none":
             return {}
-        until = datetime.now(UTC) + timedelta(days=self.cfg.retention_days)
+        until = until or datetime.now(UTC) + timedelta(days=self.cfg.retention_days)
         return {"ObjectLockMode": self.cfg.retention_mode, "ObjectLockRetainUntilDate": until}
 
-    def _ensure_lock(self, key: str, version: str | None) -> None:
+    def _ensure_lock(self, key: str, version: str | None, until: datetime | None = None) -> None:
         """Some servers drop lock headers on multipart completion: set it after."""
         if self.cfg.retention_mode == "none":
             return
         head = self._head(key)
         if head is not None and not head.get("ObjectLockMode"):
-            args = self._lock_args()
+            args = self._lock_args(until)
             self._call("put_object_retention", False, Key=key, **({"VersionId": version} if version else {}),
                        Retention={"Mode": args["ObjectLockMode"], "RetainUntilDate": args["ObjectLockRetainUntilDate"]})
 
@@ -233,7 +234,7 @@ class S3Archive(Archive):
         else:
             receipt = self._put_multipart(key, obj)
         for suffix, data in obj.extras:
-            self.put_bytes(obj.key + suffix, data)
+            self._put_bytes(obj.key + suffix, data, obj.retain_until)
         return receipt
 
     def _put_single(self, key: str, obj: ArchiveObject) -> Receipt:
@@ -249,7 +250,7 @@ class S3Archive(Archive):
         checksum = b64sha(data)
         resp = self._call("put_object", Key=key, Body=data, ChecksumAlgorithm="SHA256",
                           ChecksumSHA256=checksum, Metadata=self._meta(obj.metadata, obj.sha256),
-                          **self._lock_args())
+                          **self._lock_args(obj.retain_until))
         version = resp.get("VersionId")
         how = self._verify(key, version, obj.sha256, checksum)
         return Receipt(obj.key, obj.sha256, existed=False, verified_by=how)
@@ -273,7 +274,7 @@ class S3Archive(Archive):
                 upload_id = None  # expired or aborted on the server: start over
         if not upload_id:
             created = self._call("create_multipart_upload", Key=key, ChecksumAlgorithm="SHA256",
-                                 Metadata=self._meta(obj.metadata, obj.sha256), **self._lock_args())
+                                 Metadata=self._meta(obj.metadata, obj.sha256), **self._lock_args(obj.retain_until))
             upload_id = created["UploadId"]
             state = {"key": key, "upload_id": upload_id, "part_size": part_size, "parts": {}}
             write_atomic(state_path, json.dumps(state).encode())
@@ -317,7 +318,7 @@ class S3Archive(Archive):
         state_path.unlink(missing_ok=True)
         log.info("%s: %d parts sent, %d already on the server", key, sent, skipped)
         version = resp.get("VersionId")
-        self._ensure_lock(key, version)
+        self._ensure_lock(key, version, obj.retain_until)
         composite = base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
         how = self._verify(key, version, obj.sha256, f"{composite}-{len(parts)}")
         return Receipt(obj.key, obj.sha256, existed=False, verified_by=how)
@@ -330,6 +331,9 @@ class S3Archive(Archive):
             raise SourceFault(str(source), f"unreadable: {e.strerror or e}") from None
 
     def put_bytes(self, key: str, data: bytes) -> Receipt:
+        return self._put_bytes(key, data, None)
+
+    def _put_bytes(self, key: str, data: bytes, until: datetime | None) -> Receipt:
         self._fresh_credentials()
         full = self.prefix + key
         sha = hashlib.sha256(data).hexdigest()
@@ -337,7 +341,7 @@ class S3Archive(Archive):
             return Receipt(key, sha, existed=True, verified_by="readback")
         checksum = b64sha(data)
         resp = self._call("put_object", Key=full, Body=data, ChecksumAlgorithm="SHA256",
-                          ChecksumSHA256=checksum, Metadata={"sha256": sha}, **self._lock_args())
+                          ChecksumSHA256=checksum, Metadata={"sha256": sha}, **self._lock_args(until))
         how = self._verify(full, resp.get("VersionId"), sha, checksum)
         return Receipt(key, sha, existed=False, verified_by=how)
 
@@ -365,6 +369,33 @@ class S3Archive(Archive):
     def object_info(self, key: str) -> dict[str, Any] | None:
         """Head of the current version (tests and `verify` show lock state)."""
         return self._head(self.prefix + key)
+
+    # -- retention by class and legal hold (gateway/casefile/retention.py) ------------
+    def retain_until(self, key: str) -> datetime | None:
+        """The current version's Object Lock retain-until, None when unlocked or absent."""
+        head = self._head(self.prefix + key)
+        until = (head or {}).get("ObjectLockRetainUntilDate")
+        return until if isinstance(until, datetime) else None
+
+    def extend_retention(self, key: str, until: datetime) -> datetime | None:
+        """Lock *key* until *until* if that is later than now set; never
+        shortens (COMPLIANCE forbids it, and so do we under GOVERNANCE).
+        Returns the date the object is now kept until."""
+        current = self.retain_until(key)
+        if current is not None and current >= until:
+            return current
+        if self.cfg.retention_mode == "none":
+            return current
+        self._call("put_object_retention", Key=self.prefix + key,
+                   Retention={"Mode": self.cfg.retention_mode, "RetainUntilDate": until})
+        return until
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        self._call("put_object_legal_hold", Key=self.prefix + key, LegalHold={"Status": "ON" if on else "OFF"})
+
+    def legal_hold(self, key: str) -> bool:
+        head = self._head(self.prefix + key)
+        return (head or {}).get("ObjectLockLegalHoldStatus") == "ON"
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

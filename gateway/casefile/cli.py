@@ -137,8 +137,59 @@ def cmd_verify_bag(args: argparse.Namespace) -> int:
     return 1
 
 
+def _station_archive(args: argparse.Namespace) -> tuple[Any, Any]:
+    from gateway.archive import open_backend
+    from gateway.config import default_config_path, load_config
+
+    cfg = load_config(args.config or default_config_path())
+    return cfg, open_backend(cfg)
+
+
+def cmd_retention_report(args: argparse.Namespace) -> int:
+    from gateway.casefile.retention import report
+
+    cfg, archive = _station_archive(args)
+    rows = report(archive, cfg.retention)
+    if args.json:
+        for r in rows:
+            print(json.dumps({"key": r.key, "case": r.case, "category": r.category, "class": r.cls,
+                              "retain_until": r.until.isoformat() if r.until else None, "legal_hold": r.hold},
+                             ensure_ascii=False))
+        return 0
+    for r in rows:
+        until = r.until.strftime("%Y-%m-%d") if r.until else "unlocked"
+        print(f"{until}  {r.cls:<12} {'HOLD ' if r.hold else '     '}{r.case or '-':<16} {r.category or '-':<14} "
+              f"{r.key}")
+    return 0
+
+
+def cmd_legal_hold(args: argparse.Namespace) -> int:
+    from gateway.casefile.retention import legal_hold
+
+    _, archive = _station_archive(args)
+    keys = legal_hold(archive, args.case, args.hold_cmd == "set")
+    if not keys:
+        raise CaseUsage(f"no clips of case {args.case} in the archive")
+    print(f"legal hold {'set on' if args.hold_cmd == 'set' else 'released from'} {len(keys)} objects of case "
+          f"{args.case}")
+    return 0
+
+
 def add_parsers(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
-    """``case export`` and ``case report`` under *sub*."""
+    """``case export``, ``case report``, ``retention report`` and
+    ``legal-hold set|release`` under *sub*."""
+    ret = sub.add_parser("retention", help="retention by category (S3 Object Lock)").add_subparsers(
+        dest="retention_cmd", required=True, metavar="RETENTIONCOMMAND")
+    sp = with_config(ret.add_parser("report", help="what the archive keeps until when (soonest first)"))
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")
+    sp.set_defaults(fn=cmd_retention_report)
+    hold = sub.add_parser("legal-hold", help="S3 legal hold on every object of a case").add_subparsers(
+        dest="hold_cmd", required=True, metavar="HOLDCOMMAND")
+    for name, what in (("set", "put a case under legal hold"), ("release", "release a case's legal hold")):
+        sp = with_config(hold.add_parser(name, help=what))
+        sp.add_argument("case", help="case number 案件编号")
+        sp.set_defaults(fn=cmd_legal_hold)
+
     case = sub.add_parser("case", help="the archivist's case file: export a case as a BagIt bag, custody "
                                        "reports").add_subparsers(dest="case_cmd", required=True, metavar="CASECOMMAND")
 

@@ -367,7 +367,9 @@ class Catalog:
             "partial": int(partial), "capture_utc": capture_utc, "assignment_id": assignment_id})
 
     def due_for_forward(self, now: float, limit: int) -> list[ClipRow]:
-        return self._clips("WHERE c.state='stamped' AND c.next_try_at<=? ORDER BY c.created_at LIMIT ?", now, limit)
+        # important clips (by their assignment) go first (issue 15)
+        return self._clips("WHERE c.state='stamped' AND c.next_try_at<=? ORDER BY coalesce((SELECT a.important FROM "
+                           "assignments a WHERE a.id=c.assignment_id), 0) DESC, c.created_at LIMIT ?", now, limit)
 
     def next_retry_at(self) -> float | None:
         row = self.db.execute("SELECT min(next_try_at) FROM clips WHERE state='stamped'").fetchone()
