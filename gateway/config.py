@@ -151,11 +151,16 @@ class EvidenceConfig(_Section):
                                                                          "each checkpoint gets a token")
     tsa_ca_file: Path | None = Field(None, description="PEM certificates the TSA's tokens must chain to")
     tsa_timeout_s: float = Field(30.0, gt=0)
+    national_crypto: bool = Field(False, description="国密: manifests also carry an SM3 digest and an SM2 "
+                                                     "signature (.manifest.json.sm2.sig)")
+    sm2_key_file: Path | None = Field(None, description="SM2 private key (SEC1 PEM, mode 0600) for national_crypto")
 
     @model_validator(mode="after")
     def _tsa_needs_ca(self) -> EvidenceConfig:
         if self.tsa_url and self.tsa_ca_file is None:
             raise ValueError("evidence.tsa_ca_file: needed with evidence.tsa_url (the tokens are checked)")
+        if self.national_crypto and self.sm2_key_file is None:
+            raise ValueError("evidence.sm2_key_file: needed with evidence.national_crypto")
         return self
 
 
@@ -382,6 +387,7 @@ def config_from_dict(raw: dict[str, object], path: Path) -> Config:
             "ca_bundle": _resolve(base, archive.ca_bundle)})
     evidence = cfg.evidence.model_copy(update={
         "signing_key_file": _secret(base, cfg.evidence.signing_key_file),
+        "sm2_key_file": _secret(base, cfg.evidence.sm2_key_file),
         "tsa_ca_file": _resolve(base, cfg.evidence.tsa_ca_file)})
     mqtt = cfg.mqtt.model_copy(update={
         "password_file": _secret(base, cfg.mqtt.password_file), "key_file": _secret(base, cfg.mqtt.key_file),

@@ -155,10 +155,15 @@ class Forwarder(Worker):
             return f"manifest unreadable: {e}"
         # retention by class (gateway/casefile/retention.py): the manifest's category, importance, case
         kept = manifest_retention(self.cfg.retention, json.loads(manifest.body))
+        sm2 = self.staging.resolve(clip.manifest_path + ".sm2.sig")  # 国密 (evidence/gm.py)
+        try:
+            gm: tuple[tuple[str, bytes], ...] = ((MANIFEST_SUFFIX + ".sm2.sig", sm2.read_bytes()),)
+        except FileNotFoundError:
+            gm = ()
         return ArchiveObject(
             retain_until=kept[1] if kept else None,
             key=clip.archive_key, source=self.staging.resolve(clip.staged_path), sha256=clip.sha256, size=clip.size,
-            extras=((MANIFEST_SUFFIX, manifest.body), (MANIFEST_SUFFIX + SIG_SUFFIX, manifest.signature)),
+            extras=((MANIFEST_SUFFIX, manifest.body), (MANIFEST_SUFFIX + SIG_SUFFIX, manifest.signature), *gm),
             metadata=(("officer", clip.officer or ""), ("serial", clip.serial), ("station", self.cfg.station.id),
                       ("original-path", clip.display), ("manifest-sha256", clip.manifest_sha256 or "")))
 

@@ -51,6 +51,12 @@ class Stamper(Worker):
         self.latest_checkpoint: Checkpoint | None = None
         self.manifests = staging.root / "manifests"
         self.amendments = staging.root / "amendments"
+        #: 国密 (evidence/gm.py): SM3 digest in the manifest and an SM2 signature beside it
+        self.sm2 = None
+        if cfg.evidence.national_crypto and cfg.evidence.sm2_key_file is not None:
+            from gateway.evidence.gm import load_sm2_signer
+
+            self.sm2 = load_sm2_signer(cfg.evidence.sm2_key_file)
 
     async def start(self) -> None:
         self.manifests.mkdir(parents=True, exist_ok=True)
@@ -127,9 +133,19 @@ class Stamper(Worker):
         key = self.key_for(clip, dock, when["_ts"])
         doc, ts = build_manifest(self.cfg, clip, dock, facts, profile, assignment, gps, marked, key,
                                  self.custody.seq + 1, self.signer.key_id)
+        if self.sm2 is not None:
+            from gateway.evidence.gm import sm3_file
+
+            doc["clip"]["sm3"] = sm3_file(self.staging.resolve(clip.staged_path or ""))
+            doc["sm2_key_id"] = self.sm2.key_id
         signed = sign_document(doc, self.signer)
         path = self.manifests / f"{clip.sha256}{MANIFEST_SUFFIX}"
         write_signed(path, signed)
+        if self.sm2 is not None:
+            from gateway.durable import write_atomic
+            from gateway.evidence.gm import SM2_SIG_SUFFIX
+
+            write_atomic(path.with_name(path.name + SM2_SIG_SUFFIX), self.sm2.sign(signed.body), mode=0o444)
         events = [event("stamped", sha256=clip.sha256, manifest_sha256=signed.sha256, key=key,
                         partial=facts.truncated, capture_utc=iso(ts),
                         case_number=assignment.case_number if assignment else None)]

@@ -48,7 +48,7 @@ def amendment_suffix(n: int) -> str:
 
 def is_evidence_metadata(key: str) -> bool:
     return key.startswith("custody/") or re.search(
-        r"\.(manifest|amendment-\d+)\.json(\.sig)?$", key) is not None
+        r"\.(manifest|amendment-\d+)\.json(\.sm2)?(\.sig)?$", key) is not None  # .sm2.sig: 国密 (evidence/gm.py)
 
 
 @dataclass(frozen=True)
