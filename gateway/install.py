@@ -88,7 +88,9 @@ def systemd_setup(cfg: Config, root: Path = Path("/")) -> list[Path]:
     dropin = ["# written by `dockgate setup-systemd` from " + str(cfg.source) + "; run it again after",
               "# changing paths in the config, then: systemctl daemon-reload && systemctl restart dockgate",
               "[Service]"]
-    dropin += [f"ReadWritePaths={p}" for p in extra] or ["# every path the config names is already writable"]
+    # "-": a path that does not exist yet (a NAS not mounted, an archive folder not made)
+    # must not fail the start with 226/NAMESPACE; dockgate then reports the archive down
+    dropin += [f"ReadWritePaths=-{p}" for p in extra] or ["# every path the config names is already writable"]
     mode = "rw" if cfg.release.policy == "after-archive" else "ro"
     env = ["# written by `dockgate setup-systemd`: how dockgate-mount@ mounts recorder volumes",
            f"# (release.policy = {cfg.release.policy!r})", f"DOCKGATE_MOUNT_MODE={mode}"]

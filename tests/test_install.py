@@ -80,7 +80,7 @@ def test_setup_systemd_opens_the_archive_and_mounts_read_only(station: Path, tmp
     root = tmp_path / "root"
     systemd_setup(cfg, root)
     dropin = (root / DROPIN).read_text()
-    assert f"ReadWritePaths={cfg.archive.path}" in dropin
+    assert f"ReadWritePaths=-{cfg.archive.path}" in dropin
     assert "DOCKGATE_MOUNT_MODE=ro" in (root / MOUNT_ENV).read_text()
 
 
