@@ -62,7 +62,7 @@ def test_a_docked_recorder_is_collecting_with_rising_progress_then_may_be_remove
     c = card(drv, 1)
     assert c["kind"] == "done" and "可以取下" in c["text"], c
     assert len(seen) >= 3 and seen == sorted(seen) and seen[-1] > seen[0], seen
-    assert "054321" in c["text"] and "ZF0001" in c["text"]
+    assert "054321" in c["text"] and "ZF0001" in c["text"] and "本次入库 4 段" in c["text"]
     screenshot(drv, "station.png")
 
 

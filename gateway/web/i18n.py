@@ -69,6 +69,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "mark.nopin": ("此警员尚未设置 PIN，请联系管理员。", "No PIN is set for this officer; ask the administrator."),
     "mark.expired": ("操作超时，请重新输入 PIN。", "This took too long; enter the PIN again."),
     "mark.continue": ("下一步", "Next"),
+    "card.held": ("本次入库 {n} 段", "{n} clips taken this time"),
+    "card.important": ("{n} 段重要", "{n} important"),
     "back": ("返回", "Back"),
     "importance.yes": ("重要", "important"),
     "clip.state": ("状态", "State"),

@@ -82,9 +82,11 @@ def _eta(seconds: float | None) -> str | None:
     return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"0:{s:02d}"
 
 
-def cards(state: StationState, tracker: SlotTracker, catalog: Catalog,
-          t: Callable[..., str]) -> list[dict[str, Any]]:
-    """One card per slot: what the officer sees."""
+def cards(state: StationState, tracker: SlotTracker, catalog: Catalog, t: Callable[..., str],
+          dock_clips: Callable[[int], list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
+    """One card per slot: what the officer sees. *dock_clips* (a dock's
+    clips) gives a finished card its count of clips and of important ones:
+    the clips themselves show only after the officer's PIN."""
     out = []
     names: dict[int, str | None] = {}
     for slot in state.slots.values():
@@ -94,7 +96,7 @@ def cards(state: StationState, tracker: SlotTracker, catalog: Catalog,
                                 "battery": snap["battery_pct"], "officer": None, "officer_name": None,
                                 "unit": None, "kind": "idle", "word": t("empty"), "detail": None,
                                 "instruction": None, "progress": None, "eta": None, "clips": None,
-                                "dock_id": info.dock_id, "drift": snap["clock_drift_s"]}
+                                "dock_id": info.dock_id, "drift": snap["clock_drift_s"], "held": 0, "important": 0}
         if snap["state"] != "idle" and info.dock_id is not None:
             card["officer"], card["unit"] = info.officer, info.unit
             if info.officer is not None:
@@ -122,6 +124,10 @@ def cards(state: StationState, tracker: SlotTracker, catalog: Catalog,
             if snap["clips_failed"]:
                 card["instruction"] = t("done.failed", n=snap["clips_failed"])
             card["progress"] = 100.0
+            if dock_clips is not None and info.dock_id is not None:
+                held = [c for c in dock_clips(info.dock_id) if c["sha256"]]
+                card["held"] = len(held)
+                card["important"] = sum(1 for c in held if c["important"])
         elif st in ("error", "foreign"):
             card["kind"], card["word"] = "error", t("state.error")
             reason = info.reason or ("foreign" if st == "foreign" else "error")

@@ -21,7 +21,7 @@ _FIELD_MAX = 200
 def routes(app: web.Application, w: Web) -> None:
     async def index(request: web.Request) -> web.Response:
         t = translator(w.lang(request))
-        return w.render(request, "station.html", cards=cards(w.state, w.tracker, w.catalog, t),
+        return w.render(request, "station.html", cards=cards(w.state, w.tracker, w.catalog, t, w.reader.dock_clips),
                         banner=station_banner(w.state, t), station=w.cfg.station.id)
 
     async def stream(request: web.Request) -> web.StreamResponse:
@@ -36,7 +36,7 @@ def routes(app: web.Application, w: Web) -> None:
         try:
             while not w.stopping.is_set():
                 changed = w.tracker.changed
-                html = tpl.render(t=t, cards=cards(w.state, w.tracker, w.catalog, t),
+                html = tpl.render(t=t, cards=cards(w.state, w.tracker, w.catalog, t, w.reader.dock_clips),
                                   banner=station_banner(w.state, t))
                 if html != last:
                     await resp.write(b"event: slots\ndata: " + json.dumps({"html": html}).encode() + b"\n\n")
