@@ -103,3 +103,11 @@ def test_an_idle_screen_costs_the_daemon_under_one_percent_of_a_core(station):
     print(f"daemon idle CPU with the screen open: {used * 100:.2f} % of a core")
     assert used < 0.01, f"{used * 100:.2f} % of a core"
     assert drv.execute_script("return document.querySelectorAll('.card').length") == 4
+
+
+def test_the_daemon_stops_cleanly_with_the_screen_open(station):
+    """Last in the module: an open stream never holds up the drain."""
+    drv, d = station["driver"], station["daemon"]
+    drv.get(station["url"] + "/")
+    wait_js(drv, "document.querySelectorAll('.card').length === 4", what="the screen")
+    assert d.stop(timeout=20) == 0
