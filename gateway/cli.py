@@ -206,6 +206,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         pubkeys = [Path(p) for p in args.pubkey]
         if not Path(args.archive).is_dir():
             raise UsageError(f"{args.archive}: no such directory")
+    elif args.s3_endpoint:  # at the district: no station config (gateway/casefile/cli.py)
+        from gateway.casefile.cli import s3_without_config
+
+        archive = s3_without_config(args)
+        pubkeys = [Path(p) for p in args.pubkey]
     else:
         cfg = _config(args)
         if cfg.archive.backend == "directory" and not cfg.archive.path.is_dir():
@@ -235,6 +240,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             last[0] = now
             print(f"verify: {done}/{total} clips hashed", file=sys.stderr, flush=True)
 
+    if args.json or args.case or args.clip:  # for programs, or one case or clip (gateway/casefile/cli.py)
+        from gateway.casefile.cli import run_verify
+
+        return run_verify(args, archive, [load_public(p) for p in pubkeys], witnessed, progress)
     report = verify_archive(archive, [load_public(p) for p in pubkeys], witnessed, progress)
     if report.ok:
         print(f"OK: {report.summary()}; every check holds")
@@ -404,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--bag", metavar="DIR", help="a `dockgate case export` bag: fixity, signatures, custody, "
                                                  "usability, security, offline")
     sp.add_argument("--json", action="store_true", help="machine-readable result")
+    from gateway.casefile.cli import add_verify_options
+
+    add_verify_options(sp)  # --case, --clip, S3 without a config
     sp.set_defaults(fn=cmd_verify)
 
     from gateway.casefile.cli import add_parsers as casefile_parsers

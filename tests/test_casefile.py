@@ -303,3 +303,31 @@ def test_a_report_of_one_clip_in_english_as_html(case: dict[str, Path], tmp_path
     assert "Chain-of-custody report" in html and sha in html and "Ed25519 valid" in html
     others = [sha256_file(p) for p in media_in(case["bag"]).values() if p != clip]
     assert not any(o in html for o in others)
+
+
+# -- verify for people and programs -----------------------------------------------------------------
+def test_verify_json_reports_the_whole_archive_for_programs(case: dict[str, Path]) -> None:
+    r = dockgate("verify", "--archive", str(case["archive"]), "--pubkey", str(case["pub"]), "--json")
+    out = json.loads(r.stdout)
+    assert out["ok"] is True and out["clips"] == 4 and out["failures"] == []
+
+
+def test_verify_one_case_checks_its_clips_and_custody_excerpt(case: dict[str, Path]) -> None:
+    r = dockgate("verify", "--archive", str(case["archive"]), "--pubkey", str(case["pub"]), "--case", CASE, "--json")
+    out = json.loads(r.stdout)
+    assert out["ok"] is True and out["clips"] == 3 and out["amendments"] == 1 and out["checkpoints"] >= 1
+
+
+def test_verify_one_clip_names_its_tampered_media(case: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "archive"
+    shutil.copytree(case["archive"], copy)
+    clip = clip_named(case["bag"], "20240301083015")
+    (target,) = copy.rglob(clip.name)
+    ok = dockgate("verify", "--archive", str(copy), "--pubkey", str(case["pub"]), "--clip", sha256_file(target))
+    assert ok.stdout.startswith("OK: 1 clips")
+    flip(target)
+    r = dockgate("verify", "--archive", str(copy), "--pubkey", str(case["pub"]), "--clip",
+                 str(target.relative_to(copy)), "--json", check=False)
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and out["failures"][0]["check"] == "media-hash"
+    assert clip.name in out["failures"][0]["object"]

@@ -138,3 +138,12 @@ def test_the_config_refuses_a_class_shorter_than_six_months(tmp_path: Path) -> N
         RetentionConfig.model_validate({"classes": {"short": 30}})
     with pytest.raises(ValueError, match=r"retention.categories.traffic: no class 'nope'"):
         RetentionConfig.model_validate({"categories": {"traffic": "nope"}})
+
+
+def test_verify_reads_an_s3_archive_without_a_station_config(run: dict[str, object], s3server: MotoServer) -> None:
+    secrets = Path(str(run["station"])).parent / "secrets"
+    r = dockgate("verify", "--s3-endpoint", s3server.endpoint, "--bucket", str(run["bucket"]),
+                 "--access-key-file", str(secrets / "s3_access"), "--secret-key-file", str(secrets / "s3_secret"),
+                 "--pubkey", str(secrets / "station.pub.pem"), "--json")
+    out = json.loads(r.stdout)
+    assert out["ok"] is True and out["clips"] == 2, out

@@ -215,3 +215,89 @@ def add_parsers(sub: Any, with_config: Callable[[argparse.ArgumentParser], argpa
     sp.add_argument("--clip", help="only this clip (SHA-256 or archive key)")
     sp.add_argument("--out", required=True, help="FILE.pdf or FILE.html")
     sp.set_defaults(fn=cmd_case_report)
+
+
+def s3_without_config(args: argparse.Namespace) -> Any:
+    """An S3 archive from the command line alone (endpoint, bucket,
+    credential files): `verify` at the district, without a station config."""
+    import tempfile
+
+    from gateway.archive.s3 import S3Archive
+    from gateway.config import S3ArchiveConfig
+
+    cfg = S3ArchiveConfig.model_validate({
+        "backend": "s3", "endpoint": args.s3_endpoint, "bucket": args.bucket, "prefix": args.prefix or "",
+        "access_key_file": args.access_key_file, "secret_key_file": args.secret_key_file,
+        "ca_bundle": args.ca_bundle, "region": args.region})
+    return S3Archive(cfg, Path(tempfile.mkdtemp(prefix="dockgate-verify-")))
+
+
+class _Only:
+    """An archive seen through a list of keys (one case, one clip)."""
+
+    def __init__(self, inner: Any, keys: set[str]) -> None:
+        self.inner, self.only = inner, keys
+
+    def keys(self, prefix: str = "") -> Any:
+        return (k for k in self.inner.keys(prefix) if k in self.only)
+
+    def read(self, key: str) -> Any:
+        return self.inner.read(key)
+
+    def describe(self) -> str:
+        return str(self.inner.describe())
+
+
+def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnessed: list[Any],
+               progress: Callable[[int, int], None]) -> int:
+    """`dockgate verify` over the whole archive, or one case (--case) or
+    clip (--clip) with its custody excerpt; text or --json."""
+    from gateway.evidence.verify import Verifier
+
+    excerpt = bool(args.case or args.clip)
+    if excerpt:
+        from gateway.casefile.retention import clip_objects
+        from gateway.casefile.source import Selection, collect
+
+        ev = collect(archive, Selection(case=args.case) if args.case else Selection())
+        clips = [c for c in ev.clips if not args.clip or args.clip in (c.sha256, c.key)]
+        if not clips:
+            raise CaseUsage(f"no clip in the archive for {args.case or args.clip}")
+        if args.clip:
+            ev = collect(archive, Selection(case=clips[0].case_number)) if clips[0].case_number else ev
+        wanted = {k for c in clips for k in clip_objects(c)} | set(ev.segments) | set(ev.checkpoints)
+        archive = _Only(archive, wanted)
+
+    class _V(Verifier):
+        pass
+
+    _V.excerpt = excerpt
+    report = _V(archive, keys, witnessed, progress).run()
+    if args.json:
+        print(json.dumps({"ok": report.ok, "summary": report.summary(), "clips": report.clips,
+                          "partial": report.partial, "amendments": report.amendments,
+                          "custody_entries": report.custody_entries, "segments": report.segments,
+                          "checkpoints": report.checkpoints, "witnessed": report.witnessed,
+                          "failures": [{"check": f.check, "object": f.obj, "detail": f.detail}
+                                       for f in report.failures]}, ensure_ascii=False, indent=2))
+        return 0 if report.ok else 1
+    if report.ok:
+        print(f"OK: {report.summary()}; every check holds")
+        return 0
+    print(f"FAILED: {report.failures[0]}", file=sys.stderr)
+    for f in report.failures[1:]:
+        print(f"also:   {f}", file=sys.stderr)
+    print(f"checked {report.summary()}", file=sys.stderr)
+    return 1
+
+
+def add_verify_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--case", help="only this case's clips, with their custody excerpt")
+    sp.add_argument("--clip", help="only this clip (SHA-256 or archive key), with its custody excerpt")
+    sp.add_argument("--s3-endpoint", help="an S3 archive without a station config: its endpoint URL ...")
+    sp.add_argument("--bucket", help="... bucket")
+    sp.add_argument("--prefix", help="... key prefix")
+    sp.add_argument("--region", default="us-east-1")
+    sp.add_argument("--access-key-file", help="... file holding the access key id")
+    sp.add_argument("--secret-key-file", help="... file holding the secret key")
+    sp.add_argument("--ca-bundle", help="... CA certificates of a private endpoint")
