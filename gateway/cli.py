@@ -240,7 +240,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             last[0] = now
             print(f"verify: {done}/{total} clips hashed", file=sys.stderr, flush=True)
 
-    if args.json or args.case or args.clip:  # for programs, or one case or clip (gateway/casefile/cli.py)
+    if args.json or args.case or args.clip or args.sm2_pubkey:  # programs, one case or clip, 国密 (casefile/cli.py)
         from gateway.casefile.cli import run_verify
 
         return run_verify(args, archive, [load_public(p) for p in pubkeys], witnessed, progress)

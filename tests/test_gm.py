@@ -4,6 +4,7 @@ commands in docs/verify.md."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -74,3 +75,17 @@ def test_one_flipped_bit_in_the_manifest_fails_the_sm2_check(run: dict[str, Path
 def test_ed25519_and_sha256_still_hold_beside_them(run: dict[str, Path]) -> None:
     r = dockgate("verify", "--archive", str(run["archive"]), "--pubkey", str(run["pub"]))
     assert r.stdout.startswith("OK: 1 clips")
+
+
+def test_verify_checks_the_sm2_signature_and_sm3_digest_too(run: dict[str, Path], tmp_path: Path) -> None:
+    r = dockgate("verify", "--archive", str(run["archive"]), "--pubkey", str(run["pub"]),
+                 "--sm2-pubkey", str(run["sm2pub"]), "--json")
+    assert json.loads(r.stdout)["ok"] is True
+    copy = tmp_path / "archive"
+    shutil.copytree(run["archive"], copy)
+    (sig,) = copy.rglob("*.manifest.json.sm2.sig")
+    flip(sig)
+    r = dockgate("verify", "--archive", str(copy), "--pubkey", str(run["pub"]), "--sm2-pubkey", str(run["sm2pub"]),
+                 "--json", check=False)
+    assert r.returncode == 1
+    assert [f["check"] for f in json.loads(r.stdout)["failures"]] == ["manifest-sm2-signature"]

@@ -272,6 +272,11 @@ def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnesse
         pass
 
     _V.excerpt = excerpt
+    if args.sm2_pubkey:
+        from gateway.evidence.gm import load_sm2_public, sm2_key_id
+
+        points = [load_sm2_public(Path(p)) for p in args.sm2_pubkey]
+        _V.sm2_keys = {sm2_key_id(p): p for p in points}
     report = _V(archive, keys, witnessed, progress).run()
     if args.json:
         print(json.dumps({"ok": report.ok, "summary": report.summary(), "clips": report.clips,
@@ -292,6 +297,8 @@ def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnesse
 
 
 def add_verify_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--sm2-pubkey", action="append", default=[], help="国密: station SM2 public key PEM "
+                                                                      "(repeatable): check SM2 signatures too")
     sp.add_argument("--case", help="only this case's clips, with their custody excerpt")
     sp.add_argument("--clip", help="only this clip (SHA-256 or archive key), with its custody excerpt")
     sp.add_argument("--s3-endpoint", help="an S3 archive without a station config: its endpoint URL ...")

@@ -99,6 +99,9 @@ class Verifier:
     #: an excerpt (a case file's bag, gateway/casefile): custody segments need not start at 1 nor follow
     #: each other, and clips the custody log records as archived elsewhere are not expected here
     excerpt: bool = False
+    #: 国密 (evidence/gm.py): SM2 key id -> public point; when given, every manifest's
+    #: .sm2.sig is checked; manifests with clip.sm3 have their media's SM3 checked always
+    sm2_keys: dict[str, bytes] = {}
 
     def __init__(self, archive: Archive, keys: list[Ed25519PublicKey], witnessed: Sequence[Checkpoint] = (),
                  progress: Callable[[int, int], None] | None = None) -> None:
@@ -168,6 +171,7 @@ class Verifier:
                 if job is not None:
                     media.append(job)
         self.check_media(media)
+        self.check_sm3(media)
         for k in keys:
             if not is_evidence_metadata(k) and k + MANIFEST_SUFFIX not in keyset:
                 self.fail("media-unstamped", k, "media without a signed manifest")
@@ -216,6 +220,8 @@ class Verifier:
             self.fail("custody-missing", key, f"the custody log of station {station} has no stamping entry {seq} "
                                               "for this clip (custody segments deleted or cut off)")
         manifests[media] = body
+        if self.sm2_keys:
+            self._check_sm2(key, doc, body)
         clip = doc.get("clip") or {}
         if clip.get("archive_key") != media:
             self.fail("manifest-key", key, f"manifest is for {clip.get('archive_key')!r}")
@@ -249,6 +255,31 @@ class Verifier:
                 else:
                     self.report.clips += 1
                     self.report.partial += bool(clip.get("partial"))
+
+    def _check_sm2(self, key: str, doc: dict[str, Any], body: bytes) -> None:
+        from gateway.evidence.gm import SM2_SIG_SUFFIX, sm2_verify
+
+        sig_key = key + SM2_SIG_SUFFIX
+        if sig_key not in self.keyset:
+            self.fail("manifest-sm2-signature", key, "SM2 signature file missing")
+            return
+        point = self.sm2_keys.get(str(doc.get("sm2_key_id")))
+        if point is None:
+            self.fail("manifest-sm2-key-id", key, f"signed by unknown SM2 key {doc.get('sm2_key_id')}")
+        elif not sm2_verify(point, body, _read(self.archive, sig_key)):
+            self.fail("manifest-sm2-signature", key, "SM2 signature does not verify")
+
+    def check_sm3(self, jobs: list[tuple[str, dict[str, Any]]]) -> None:
+        """Media whose manifest names an SM3 digest: that digest too."""
+        for media, clip in jobs:
+            if not clip.get("sm3"):
+                continue
+            h = hashlib.new("sm3")
+            with self.archive.read(media) as f:
+                while chunk := f.read(4 << 20):
+                    h.update(chunk)
+            if h.hexdigest() != clip["sm3"]:
+                self.fail("media-sm3", media, f"sm3 {h.hexdigest()}, manifest says {clip['sm3']}")
 
     def check_amendment(self, key: str, media: str, manifests: dict[str, bytes]) -> None:
         doc = self._signed(key, "amendment")
