@@ -149,6 +149,12 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
     private = Path(args.private)
     public = Path(args.public) if args.public else private.with_suffix(".pub.pem")
+    if args.sm2:  # 国密 (gateway/evidence/gm.py)
+        from gateway.evidence.gm import sm2_keygen
+
+        sm2 = sm2_keygen(private, public, force=args.force)
+        print(f"SM2 private key {private} (mode 0600)\nSM2 public key  {public}\nkey id          {sm2.key_id}")
+        return 0
     signer = keygen(private, public, force=args.force)
     print(f"private key {private} (mode 0600)\npublic key  {public}\nkey id      {signer.key_id}")
     return 0
@@ -387,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("private", help="where to write the private key (mode 0600)")
     sp.add_argument("--public", help="public key PEM (default: PRIVATE with .pub.pem)")
     sp.add_argument("--force", action="store_true", help="replace an existing key")
+    sp.add_argument("--sm2", action="store_true", help="an SM2 key for evidence.national_crypto (国密)")
     sp.set_defaults(fn=cmd_keygen)
 
     sp = with_config(sub.add_parser("assign", help="give an officer's clips of a time span a case, "

@@ -16,7 +16,6 @@ import pytest
 
 from drivers.sim.station import write_station
 from gateway.config import load_config
-from gateway.evidence.gm import sm2_keygen
 from tests.helpers import DaemonProc, attach, dockgate
 from tests.test_casefile import flip, recorder
 
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.e2e
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     tmp = tmp_path_factory.mktemp("gm")
     station = write_station(tmp / "station", slots=1, reserve_bytes=0, custody_rotate_s=1.0)
-    sm2_keygen(tmp / "station" / "secrets" / "sm2.key")
+    dockgate("keygen", "--sm2", str(tmp / "station" / "secrets" / "sm2.key"))
     text = station.read_text().replace("[evidence]\n", f'[evidence]\nnational_crypto = true\n'
                                                        f'sm2_key_file = "{tmp / "station" / "secrets" / "sm2.key"}"\n')
     station.write_text(text)
