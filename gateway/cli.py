@@ -240,8 +240,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise UsageError(f"{f}: cannot read the checkpoint or its .sig: {e.strerror or e}") from None
     last = [time.monotonic()]
 
-    def progress(done: int, total: int) -> None:  # long runs say how far they are, on stderr
+    def progress(done: int, total: int) -> None:  # long runs say how far they are, to a person at a terminal
         now = time.monotonic()
+        if not sys.stderr.isatty():  # scripts read the first line of stderr for the failure
+            return
         if now - last[0] >= 2.0 or (done == total and total >= 1000):
             last[0] = now
             print(f"verify: {done}/{total} clips hashed", file=sys.stderr, flush=True)
