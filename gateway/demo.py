@@ -22,8 +22,11 @@ from gateway.daemon import Daemon
 from gateway.evidence.manifest import is_evidence_metadata
 from gateway.status import bar
 
-OFFICERS = [("SIM10001", "010231", "一分局巡警大队"), ("SIM10002", "010472", "一分局交警中队"),
+OFFICERS = [("SIM10001", "010231", "一分局巡警大队"), ("SIM1002", "010472", "一分局交警中队"),
             ("SIM10003", "010988", "一分局治安大队"), ("SIM10004", "011305", "一分局刑侦中队")]
+#: what the demo's recorders speak, in turn: real protocol families (login, identity, clock, the
+#: switch to storage and back on the same slot), and plain storage
+PROTOCOLS = ("bc-text", "zfy-ctrl", "ums", "zzx-json")
 
 
 def archive_media(root: Path) -> list[Path]:
@@ -45,10 +48,11 @@ def run_demo(workdir: Path, *, recorders: int = 3, clips: int = 4, size: int = 4
         serial, officer, unit = OFFICERS[i]
         folder = workdir / "recorders" / serial
         # ~25 MB/s: a USB 2 recorder, slow enough to watch
+        protocol = PROTOCOLS[i % len(PROTOCOLS)]
         make_recorder(folder, clips=clips, size=size, serial=serial, officer=officer, unit=unit,
-                      link_rate=25_000_000, clock_offset_s=37.0 * (i + 1))
+                      protocol=protocol, link_rate=25_000_000, clock_offset_s=37.0 * (i + 1))
         recs.append(folder)
-        print(f"  made recorder {serial} (officer {officer}): {clips} clips x {size / 2**20:.1f} MiB")
+        print(f"  made recorder {serial} (officer {officer}, {protocol}): {clips} clips x {size / 2**20:.1f} MiB")
     started = time.monotonic()
     result = asyncio.run(_drive(cfg_path, recs, clips))
     elapsed = time.monotonic() - started
