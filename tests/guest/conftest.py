@@ -78,6 +78,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         pytest.fail(f"test bed not available: {e}", pytrace=False)
     try:
         g.put(IMAGE_DIR / "gadget.sh", "/usr/local/sbin/gadget.sh", mode="755")
+        g.put(IMAGE_DIR / "ffs_recorder.py", "/usr/local/sbin/ffs_recorder.py", mode="755")
         t = time.monotonic()
         g.put(deb, "/root/" + deb.name)
         timings["copy deb"] = round(time.monotonic() - t, 1)
@@ -85,6 +86,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         p = g.run(f"DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /root/{deb.name} 2>&1",
                   check=False, timeout=900)
         timings["apt install"] = round(time.monotonic() - t, 1)
+        g.run(f"rm -f /root/{deb.name}")
         inst = Installed(g, deb, install=f"exit {p.returncode}\n{p.stdout}", timings=timings)
         g.run("gadget.sh init 4 >/dev/null && modprobe usb_f_fs")
         yield inst

@@ -7,9 +7,12 @@ Each test starts from the 'configured' snapshot: the package installed, and only
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.guest.conftest import STATION, Installed, edit_config, wait_active
 from tests.guest.dock import (
     ARCHIVE,
+    Recorder,
     archived_hashes,
     make_storage_recorder,
     mount_units,
@@ -18,6 +21,8 @@ from tests.guest.dock import (
     wait_archived,
 )
 from tests.guest.guestlib import Guest
+
+FILES = Path(__file__).resolve().parent / "files"
 
 
 def test_the_package_installs_and_the_service_reaches_active_through_notify(installed: Installed) -> None:
@@ -46,6 +51,29 @@ def test_a_docked_storage_recorder_is_archived_whole_and_verifies(station: Guest
     st = status(g)
     assert st["station"] == STATION and st["archive_up"] is True
     assert [s["serial"] for s in st["slots"] if s.get("serial")] == ["UMS0001"]
+
+
+def test_a_vendor_protocol_recorder_switches_to_storage_in_one_dock_and_is_archived(station: Guest) -> None:
+    """A FunctionFS gadget plays an amba-ascii recorder (dockgate's simulated firmware,
+    byte for byte on real USB): probe, identity, clock, enter storage; it leaves the
+    bus and comes back as a disk on the same port; one dock session pulls it."""
+    g = station
+    g.put(FILES / "guest-amba-ascii.toml", "/etc/dockgate/profiles/guest-amba-ascii.toml")
+    edit_config(g, recorders={"profiles_dir": '"/etc/dockgate/profiles"'})
+    g.run("dockgate check-config >/dev/null && systemctl restart dockgate")
+    wait_active(g)
+    g.run("dockgate sim make /var/tmp/amb1 --clips 3 --size 1500000 --serial AMB0001 --officer 0054321 "
+          "--protocol amba-ascii >/dev/null && gadget.sh mkimg /var/tmp/amb1.img 16 AMB0001 /var/tmp/amb1/storage")
+    g.run("setsid ffs_recorder.py amb1 /var/tmp/amb1 /var/tmp/amb1.img >/var/tmp/amb1.log 2>&1 </dev/null &")
+    wait_archived(g, 3)
+    journal = g.run("journalctl -b -u dockgate -o cat").stdout
+    assert "usb_serial=AMB0001 profile=guest-amba-ascii dock_id=1" in journal, journal
+    assert "storage_switched serial=AMB0001 dock_id=1" in journal, journal
+    assert journal.count("dock_done serial=AMB0001") == 1, journal
+    assert "pulled=3" in journal
+    rec = Recorder("amb1", "AMB0001", "/var/tmp/amb1.img", 3, 0x4255, 0x0001)
+    assert archived_hashes(g) == sorted(rec.hashes(g))
+    verify(g)
 
 
 def test_secrets_load_as_credentials_by_their_relative_names(station: Guest) -> None:

@@ -15,7 +15,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:?usage: build.sh OUTDIR}
-IMG_SIZE=${IMG_SIZE:-2G}
+IMG_SIZE=${IMG_SIZE:-4G}  # sparse; dockgate keeps 1 GiB free in staging
 
 # print-packages: the list is part of the cache key (guestlib.py hashes this file)
 PACKAGES=(
