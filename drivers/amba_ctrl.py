@@ -94,7 +94,3 @@ class AmbaCtrlRecorder(ProtocolRecorder):
         self.close()
         return self._switch()
 
-    def close(self) -> None:
-        if self.link is not None:
-            self.link.close()
-            self.link = None

@@ -10,7 +10,6 @@ from datetime import datetime
 
 from drivers.base import (
     DockedDevice,
-    DriverError,
     Identity,
     MalformedReply,
     Probe,
@@ -88,17 +87,9 @@ class BcTextRecorder(ProtocolRecorder):
         with self._named():
             rec = bc_text.parse_record(self._exchange("read_record", bc_text.command(self.commands["read_record"])),
                                        self.profile.record.encoding)
-        battery = None
-        try:
-            with self._named():
-                battery = bc_text.parse_battery(self._exchange("battery", bc_text.command(self.commands["battery"])))
-        except DriverError as e:
-            if not e.permanent:  # the device went away or stopped answering
-                raise
-            # a refused or garbled battery reading is no reason to refuse a dock
-        return Identity(serial=rec.serial, model=self.profile.model or None, officer=rec.officer or None,
-                        unit=rec.unit_name or rec.unit_no or None, officer_name=rec.officer_name or None,
-                        battery_pct=battery, idcode=self._probe.idcode if self._probe else None)
+        battery = self._optional(lambda: bc_text.parse_battery(
+            self._exchange("battery", bc_text.command(self.commands["battery"]))))
+        return self._identity(rec, battery)
 
     def read_clock(self) -> datetime | None:
         self._require_probe("read clock")
@@ -121,7 +112,3 @@ class BcTextRecorder(ProtocolRecorder):
         self.close()
         return self._switch()
 
-    def close(self) -> None:
-        if self.link is not None:
-            self.link.close()
-            self.link = None

@@ -12,7 +12,6 @@ from datetime import datetime
 
 from drivers.base import (
     DockedDevice,
-    DriverError,
     Identity,
     NotRecognised,
     Probe,
@@ -84,18 +83,8 @@ class E12TcpRecorder(ProtocolRecorder):
         self._require_probe("identify")
         with self._named():
             rec = record.unpack(self._read("read_record"), self.layout, self.profile.record.encoding)
-        battery = None
-        try:
-            with self._named():
-                value = e12_tcp.parse_int(self._read("battery"), "battery")
-                battery = value if value <= 100 else None
-        except DriverError as e:
-            if not e.permanent:  # the device went away or stopped answering
-                raise
-            # a refused or garbled battery reading is no reason to refuse a dock
-        return Identity(serial=rec.serial, model=self.profile.model or None, officer=rec.officer or None,
-                        unit=rec.unit_name or rec.unit_no or None, officer_name=rec.officer_name or None,
-                        battery_pct=battery, idcode=self._probe.idcode if self._probe else None)
+        value = self._optional(lambda: e12_tcp.parse_int(self._read("battery"), "battery"))
+        return self._identity(rec, value if value is not None and value <= 100 else None)
 
     def read_clock(self) -> datetime | None:
         self._require_probe("read clock")
@@ -120,7 +109,3 @@ class E12TcpRecorder(ProtocolRecorder):
         self.close()
         return self._switch()
 
-    def close(self) -> None:
-        if self.link is not None:
-            self.link.close()
-            self.link = None

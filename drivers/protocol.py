@@ -7,16 +7,31 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from drivers.base import DockedDevice, DriverError, NotProbed, NotRecognised, Probe, StorageMismatch, StorageSwitch
+from drivers.base import (
+    DockedDevice,
+    DriverError,
+    Identity,
+    NotProbed,
+    NotRecognised,
+    Probe,
+    StorageMismatch,
+    StorageSwitch,
+)
+from drivers.codec.record import OfficerRecord
 from drivers.massstorage import VolumeRecorder
 from drivers.profiles import Profile
 
 V = TypeVar("V", int, str)
+T = TypeVar("T")
+
+
+class _Link(Protocol):
+    def close(self) -> None: ...
 
 
 def commands(profile: Profile, defaults: Mapping[str, V]) -> dict[str, V]:
@@ -32,6 +47,9 @@ def commands(profile: Profile, defaults: Mapping[str, V]) -> dict[str, V]:
 class ProtocolRecorder(VolumeRecorder):
     """A recorder with a vendor command interface in front of its storage."""
 
+    #: the command interface (USB or TCP), opened on first use
+    link: _Link | None = None
+
     def __init__(self, device: DockedDevice, profile: Profile) -> None:
         super().__init__(device, profile)
         self.tz = ZoneInfo(profile.clock.timezone)
@@ -40,6 +58,28 @@ class ProtocolRecorder(VolumeRecorder):
         self._last_command = 0.0
         #: the id the storage volume must be labelled with (label rule "device-id")
         self._device_id: str | None = None
+
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+
+    # -- identity -------------------------------------------------------------
+    def _optional(self, read: Callable[[], T]) -> T | None:
+        """A reading no dock should fail on (the battery): None when the device
+        refuses or garbles it; a device that went away still fails."""
+        try:
+            with self._named():
+                return read()
+        except DriverError as e:
+            if not e.permanent:
+                raise
+            return None
+
+    def _identity(self, rec: OfficerRecord, battery: int | None) -> Identity:
+        return Identity(serial=rec.serial, model=self.profile.model or None, officer=rec.officer or None,
+                        unit=rec.unit_name or rec.unit_no or None, officer_name=rec.officer_name or None,
+                        battery_pct=battery, idcode=self._probe.idcode if self._probe else None)
 
     # -- guards ---------------------------------------------------------------
     def _require_probe(self, operation: str) -> None:

@@ -10,7 +10,6 @@ from datetime import datetime
 from drivers.base import (
     CommandFailed,
     DockedDevice,
-    DriverError,
     Identity,
     Probe,
     StorageSwitch,
@@ -83,18 +82,9 @@ class ZfyCtrlRecorder(ProtocolRecorder):
             payload = self._exchange("read_record", zfy_ctrl.record_request(self.commands["read_record"],
                                                                             self.layout.size))
             rec = record.unpack(payload, self.layout, self.profile.record.encoding)
-        battery = None
-        try:
-            with self._named():
-                battery = zfy_ctrl.parse_battery(self._exchange("battery",
-                                                                zfy_ctrl.battery_request(self.commands["battery"])))
-        except DriverError as e:
-            if not e.permanent:  # the device went away or stopped answering
-                raise
-            # a refused or garbled battery reading is no reason to refuse a dock
-        return Identity(serial=rec.serial, model=self.profile.model or None, officer=rec.officer or None,
-                        unit=rec.unit_name or rec.unit_no or None, officer_name=rec.officer_name or None,
-                        battery_pct=battery, idcode=self._probe.idcode if self._probe else None)
+        battery = self._optional(lambda: zfy_ctrl.parse_battery(
+            self._exchange("battery", zfy_ctrl.battery_request(self.commands["battery"]))))
+        return self._identity(rec, battery)
 
     def read_clock(self) -> datetime | None:
         return None  # no read-only clock command is known for this family
@@ -114,7 +104,3 @@ class ZfyCtrlRecorder(ProtocolRecorder):
         self.close()
         return self._switch()
 
-    def close(self) -> None:
-        if self.link is not None:
-            self.link.close()
-            self.link = None

@@ -95,7 +95,3 @@ class ZzxJsonRecorder(ProtocolRecorder):
         self.close()
         return self._switch()
 
-    def close(self) -> None:
-        if self.link is not None:
-            self.link.close()
-            self.link = None

@@ -10,11 +10,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drivers.profiles import PROTOCOLS
 from gateway import __version__, logsetup
 from gateway.config import DEFAULT_CONFIG, Config, default_config_path, load_config
 from gateway.errors import DockgateError
+
+if TYPE_CHECKING:
+    from gateway.evidence.verify import Report
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -252,7 +256,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from gateway.casefile.cli import run_verify
 
         return run_verify(args, archive, [load_public(p) for p in pubkeys], witnessed, progress)
-    report = verify_archive(archive, [load_public(p) for p in pubkeys], witnessed, progress)
+    return print_report(verify_archive(archive, [load_public(p) for p in pubkeys], witnessed, progress))
+
+
+def print_report(report: Report, as_json: bool = False) -> int:
+    """A verification's outcome for people (OK on stdout; every failure on
+    stderr, the first one first) or programs (--json); the exit code."""
+    if as_json:
+        print(json.dumps({"ok": report.ok, "summary": report.summary(), "clips": report.clips,
+                          "partial": report.partial, "amendments": report.amendments,
+                          "custody_entries": report.custody_entries, "segments": report.segments,
+                          "checkpoints": report.checkpoints, "witnessed": report.witnessed,
+                          "failures": [{"check": f.check, "object": f.obj, "detail": f.detail}
+                                       for f in report.failures]}, ensure_ascii=False, indent=2))
+        return 0 if report.ok else 1
     if report.ok:
         print(f"OK: {report.summary()}; every check holds")
         return 0

@@ -277,23 +277,9 @@ def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnesse
 
         points = [load_sm2_public(Path(p)) for p in args.sm2_pubkey]
         _V.sm2_keys = {sm2_key_id(p): p for p in points}
-    report = _V(archive, keys, witnessed, progress).run()
-    if args.json:
-        print(json.dumps({"ok": report.ok, "summary": report.summary(), "clips": report.clips,
-                          "partial": report.partial, "amendments": report.amendments,
-                          "custody_entries": report.custody_entries, "segments": report.segments,
-                          "checkpoints": report.checkpoints, "witnessed": report.witnessed,
-                          "failures": [{"check": f.check, "object": f.obj, "detail": f.detail}
-                                       for f in report.failures]}, ensure_ascii=False, indent=2))
-        return 0 if report.ok else 1
-    if report.ok:
-        print(f"OK: {report.summary()}; every check holds")
-        return 0
-    print(f"FAILED: {report.failures[0]}", file=sys.stderr)
-    for f in report.failures[1:]:
-        print(f"also:   {f}", file=sys.stderr)
-    print(f"checked {report.summary()}", file=sys.stderr)
-    return 1
+    from gateway.cli import print_report
+
+    return print_report(_V(archive, keys, witnessed, progress).run(), args.json)
 
 
 def add_verify_options(sp: argparse.ArgumentParser) -> None:
