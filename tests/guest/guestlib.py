@@ -102,6 +102,9 @@ def ensure_deb(version: str | None = None) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     _log(f".deb built in {time.monotonic() - t:.0f} s")
+    # keep the few newest packages (this version and the upgrade test's), not every edit's
+    for old in sorted(CACHE.glob("deb-*"), key=lambda p: p.stat().st_mtime, reverse=True)[4:]:
+        shutil.rmtree(old, ignore_errors=True)
     return sorted(out.glob("dockgate_*.deb"))[0]
 
 
