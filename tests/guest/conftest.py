@@ -9,6 +9,7 @@ Run: scripts/test-guest (builds the image and the .deb on first use; cached in
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     finally:
         timings["session"] = round(time.monotonic() - t0, 1)
         print(f"\nguest timings: {timings} {g.timings}")
+        (CACHE / "timings.json").write_text(json.dumps({"session": timings, "guest": g.timings}, indent=1) + "\n")
         g.power_cut()  # nothing in it is kept: no need to wait for a clean shutdown
 
 
