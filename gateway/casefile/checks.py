@@ -83,10 +83,6 @@ class BagCheck:
                             "partial": u.partial, "ok": u.ok, "detail": u.detail} for u in self.usable]}
 
 
-class _ExcerptVerifier(Verifier):
-    excerpt = True
-
-
 def _prop_of(check: str) -> str:
     return "authenticity" if check.endswith(("-signature", "-key-id", "-format")) else "integrity"
 
@@ -209,7 +205,7 @@ def check_bag(bag_dir: Path, keys: list[Ed25519PublicKey], *, with_fixity: bool 
         result.failures += fixity(bag_dir)
         result.passed["integrity"].append("bag-fixity (BagIt manifest-sha256, tagmanifest-sha256)")
     root = bag_dir / "data" / "archive"
-    report = _ExcerptVerifier(DirectoryArchive(root), keys).run()
+    report = Verifier(DirectoryArchive(root), keys, excerpt=True).run()
     result.failures += [Finding(_prop_of(f.check), f.check, f.obj, f.detail) for f in report.failures]
     result.passed["authenticity"].append("signatures and key ids of manifests, amendments, custody entries, "
                                          "checkpoints")

@@ -268,18 +268,16 @@ def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnesse
         wanted = {k for c in clips for k in clip_objects(c)} | set(ev.segments) | set(ev.checkpoints)
         archive = _Only(archive, wanted)
 
-    class _V(Verifier):
-        pass
-
-    _V.excerpt = excerpt
+    sm2_keys: dict[str, bytes] = {}
     if args.sm2_pubkey:
         from gateway.evidence.gm import load_sm2_public, sm2_key_id
 
         points = [load_sm2_public(Path(p)) for p in args.sm2_pubkey]
-        _V.sm2_keys = {sm2_key_id(p): p for p in points}
+        sm2_keys = {sm2_key_id(p): p for p in points}
     from gateway.cli import print_report
 
-    return print_report(_V(archive, keys, witnessed, progress).run(), args.json)
+    verifier = Verifier(archive, keys, witnessed, progress, excerpt=excerpt, sm2_keys=sm2_keys)
+    return print_report(verifier.run(), args.json)
 
 
 def add_verify_options(sp: argparse.ArgumentParser) -> None:

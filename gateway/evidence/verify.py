@@ -96,16 +96,16 @@ def _read(archive: Archive, key: str) -> bytes:
 
 
 class Verifier:
-    #: an excerpt (a case file's bag, gateway/casefile): custody segments need not start at 1 nor follow
-    #: each other, and clips the custody log records as archived elsewhere are not expected here
-    excerpt: bool = False
-    #: 国密 (evidence/gm.py): SM2 key id -> public point; when given, every manifest's
-    #: .sm2.sig is checked; manifests with clip.sm3 have their media's SM3 checked always
-    sm2_keys: dict[str, bytes] = {}
-
     def __init__(self, archive: Archive, keys: list[Ed25519PublicKey], witnessed: Sequence[Checkpoint] = (),
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[[int, int], None] | None = None, *, excerpt: bool = False,
+                 sm2_keys: dict[str, bytes] | None = None) -> None:
         self.archive = archive
+        #: an excerpt (a case file's bag, gateway/casefile): custody segments need not start at 1 nor follow
+        #: each other, and clips the custody log records as archived elsewhere are not expected here
+        self.excerpt = excerpt
+        #: 国密 (evidence/gm.py): SM2 key id -> public point; when given, every manifest's
+        #: .sm2.sig is checked; manifests with clip.sm3 have their media's SM3 checked always
+        self.sm2_keys = dict(sm2_keys or {})
         #: (media hashed so far, of how many): for long runs
         self.progress = progress
         self.keys = {key_id(k): k for k in keys}
