@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import scale
 from drivers.base import ClipRef
 from drivers.sim.station import write_station
 from drivers.volume import Volume
@@ -383,7 +384,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes, one round (a smoke test)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", default="ingest,parallel,forward,daemon,catalog",
+    ap.add_argument("--only", default="ingest,parallel,forward,daemon,catalog,small,slots,verify,one",
                     help="comma-separated sections to run")
     a = ap.parse_args()
     only = set(a.only.split(","))
@@ -404,6 +405,16 @@ def main() -> None:
                          big=(64 if q else 1024) * MiB)
         if "catalog" in only:
             bench_catalog(work, 2000 if q else 100_000)
+        small = None
+        if "small" in only:
+            small = scale.bench_small(work, row, 2000 if q else 20_000)
+        if "slots" in only:
+            scale.bench_slots(work, row, slots=25, clips=2 if q else 4, size=(16 if q else 64) * 1_000_000,
+                              rate=35_000_000)
+        if "verify" in only:
+            scale.bench_verify(work, row, 200 if q else 2000, MiB, rounds, small)
+        if "one" in only:
+            scale.bench_one_recorder(work, row, 4, (32 if q else 256) * MiB)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (ROOT / "bench" / "last-run.json").write_text(json.dumps(ROWS, ensure_ascii=False, indent=1) + "\n")

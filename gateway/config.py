@@ -72,7 +72,10 @@ class RecordersConfig(_Section):
 
 class IngestConfig(_Section):
     buffer_size: int = Field(1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
-                             description="each slot holds four of these in flight")
+                             description="the largest copy buffer; each slot holds four in flight")
+    memory_budget: int = Field(32 * 1024 * 1024, ge=1024 * 1024,
+                               description="copy buffers of all slots together; a slot's buffers follow its "
+                                           "measured rate within its share")
     reserve_bytes: int = Field(1024**3, ge=0, description="Free space staging always keeps")
     max_attempts: int = Field(3, ge=1, le=100, description="Read attempts per clip within one dock")
 
@@ -130,6 +133,12 @@ class ForwardConfig(_Section):
     bandwidth_bytes_per_s: int = Field(0, ge=0, description="0: unlimited")
     refused_retry_s: float = Field(60.0, gt=0, description="while the archive refuses the station (credentials, "
                                                             "permissions): try one clip this often")
+    while_pulling: int = Field(1, ge=0, le=64, description="uploads at once while any slot is pulling (the "
+                                                           "officer's wait comes first); 0: none")
+    catch_up_bytes: int = Field(16 * 1024**3, ge=0, description="queued bytes beyond which forwarding runs at "
+                                                                 "full concurrency even while slots pull")
+    catch_up_s: float = Field(1800.0, ge=0, description="age of the oldest queued clip beyond which forwarding "
+                                                        "runs at full concurrency even while slots pull")
 
 
 class ReleaseConfig(_Section):

@@ -19,6 +19,7 @@ from drivers.detect import Attached, Detached, Detector, DetectProblem
 from drivers.profiles import Registry
 from gateway import __version__
 from gateway.archive import ArchiveError, open_archive
+from gateway.buffers import BufferBudget
 from gateway.catalog import Catalog
 from gateway.config import Config
 from gateway.errors import DockgateError
@@ -113,7 +114,8 @@ class Daemon:
         self.purger = Purger(cfg, self.catalog, self.staging)
 
         self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.password, self.stamper.wake,
-                           self.purger.need, self.switch_storage)
+                           self.purger.need, self.switch_storage,
+                           BufferBudget(cfg.ingest.memory_budget, cfg.ingest.buffer_size), self.state.pulling)
         self.detector = make_detector(cfg, self.registry)
         if cfg.metrics.enabled:
             self.metrics = Metrics(cfg.detect.slots, cfg.station.id)

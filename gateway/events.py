@@ -40,8 +40,12 @@ class Journal:
 
     def on_record(self, ev: Event) -> int | None:
         if self.custody is not None and ev.type in CUSTODY_EVENTS:
-            return int(self.custody.append(ev.type, slot=ev.slot, **ev.data)["seq"])
+            return int(self.custody.append(ev.type, sync=False, slot=ev.slot, **ev.data)["seq"])
         return None
+
+    def sync(self) -> None:
+        if self.custody is not None:
+            self.custody.sync()
 
     def announce(self, ev: Event) -> None:
         where = f"slot {ev.slot}: " if ev.slot is not None else ""

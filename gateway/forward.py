@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.archive import Archive, ArchiveConflict, ArchiveError, ArchiveObject, ArchiveUnavailable, Receipt
 from gateway.casefile.retention import extend_for_amendment, manifest_retention
-from gateway.catalog import Catalog, ClipRow, event
+from gateway.catalog import Catalog, ClipRow, Event, TransitionRefused, event
 from gateway.config import Config
 from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
 from gateway.evidence.signing import verify
@@ -65,6 +65,10 @@ class Forwarder(Worker):
         #: while the archive refuses the station: when to try one clip again
         self._probe_at = 0.0
         self._small_lock = threading.Lock()
+        self._lag_checked = 0.0
+        self._behind = False
+        #: uploads done and verified, waiting for their group commit
+        self._archived: list[tuple[str, tuple[Event, ...]]] = []
 
     async def run(self) -> None:
         try:
@@ -81,7 +85,7 @@ class Forwarder(Worker):
         if refused and now < self._probe_at:
             return self._probe_at - now
         # while refused, one clip at a time finds out whether the fault is gone
-        free = (1 if refused else self.cfg.forward.concurrency) - len(self._in_flight)
+        free = (1 if refused else self.concurrency(now)) - len(self._in_flight)
         if free > 0:
             for clip in self.catalog.due_for_forward(now, free + len(self._in_flight)):
                 if clip.sha256 in self._in_flight or free <= 0:
@@ -93,7 +97,20 @@ class Forwarder(Worker):
         if self.live.archive_up is not False:
             await self._forward_small()
         nxt = self.catalog.next_retry_at()
-        return IDLE_S if nxt is None else min(IDLE_S, max(0.05, nxt - time.time()))
+        idle = IDLE_S if self.live.pulling == set() else 1.0  # held back by pulling slots: look again soon
+        return idle if nxt is None else min(idle, max(0.05, nxt - time.time()))
+
+    def concurrency(self, now: float) -> int:
+        """Uploads at once: the configured number, or ``while_pulling`` while
+        any slot is pulling, unless the queue is far behind (bytes or age)."""
+        f = self.cfg.forward
+        if not self.live.pulling or f.while_pulling >= f.concurrency:
+            return f.concurrency
+        if now >= self._lag_checked + 1.0:  # two queries: not on every wake-up
+            self._lag_checked = now
+            _, queued = self.catalog.queue()
+            self._behind = queued > f.catch_up_bytes or self.catalog.queue_oldest_age(now) > f.catch_up_s
+        return f.concurrency if self._behind else f.while_pulling
 
     def _done(self, sha: str, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(sha, None)
@@ -196,13 +213,33 @@ class Forwarder(Worker):
             log.exception("unexpected error forwarding %s", clip.sha256[:12])
             self._failed(clip, key, ArchiveUnavailable(self.archive.describe(), f"internal error: {e!r}"))
             return
-        self.catalog.archived(
-            clip.sha256,
+        self._record_archived(clip.sha256, (
             event("forwarded", sha256=clip.sha256, key=key, existed=receipt.existed),
             event("verified", sha256=clip.sha256, key=key, verified_by=receipt.verified_by),
             event("clip_archived", sha256=clip.sha256, key=key, size=clip.size, partial=bool(clip.partial),
-                  duration_s=round(time.monotonic() - started, 3)))
+                  duration_s=round(time.monotonic() - started, 3))))
         self._archive_works()
+
+    def _record_archived(self, sha256: str, events: tuple[Event, ...]) -> None:
+        """Group commit: uploads that finish in the same turn of the loop are
+        recorded in one transaction (one custody fsync, one commit). Until
+        then the clip is ``forwarding``, which a crash turns back into
+        ``stamped``: the upload is then repeated, idempotently."""
+        if not self._archived:
+            asyncio.get_running_loop().call_soon(self._commit_archived)
+        self._archived.append((sha256, events))
+
+    def _commit_archived(self) -> None:
+        done, self._archived = self._archived, []
+        try:
+            with self.catalog.group():
+                for sha256, events in done:
+                    try:
+                        self.catalog.archived(sha256, *events)
+                    except TransitionRefused as e:  # a bug, not the archive: the others are still recorded
+                        log.error("recording %s as archived: %s", sha256[:12], e)
+        except Exception:  # the catalog itself failed: the clips stay forwarding, and recovery requeues them
+            log.exception("recording %d archived clips failed", len(done))
 
     def _ours_already(self, clip: ClipRow, e: ArchiveConflict) -> bool:
         """Is the conflict only a second manifest for a clip this station

@@ -26,7 +26,7 @@ from gateway.errors import ClipInterrupted, StagingFull
 
 _FADV = hasattr(os, "posix_fadvise")
 #: buffers in flight between the copy loop and the hashing thread
-_BUFFERS = 4
+BUFFERS = 4
 _WRITEBACK_EVERY = 32 << 20
 
 
@@ -70,6 +70,8 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
     """Copy at most *limit* bytes, hashing them on a second thread; one byte
     more means the clip is still growing (being recorded), which must not
     loop forever."""
+    if limit < len(buffers[0]):
+        return _copy_small(src, dst_fd, memoryview(buffers[0]), cancel, progress, label, limit)
     hasher = _Hasher(buffers)
     total = 0
     synced = 0
@@ -119,6 +121,32 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
     return digest, total
 
 
+def _copy_small(src: BinaryIO, dst_fd: int, view: memoryview, cancel: threading.Event,
+                progress: Callable[[int], None] | None, label: str, limit: int) -> tuple[str, int]:
+    """A clip that fits one buffer: no hashing thread to start (a recorder
+    with 20 000 small files would spend more on threads than on bytes)."""
+    total = 0
+    while True:  # a stream may return less than asked: read until EOF or one byte too many
+        if cancel.is_set():
+            raise ClipInterrupted(label, "undocked or stopping")
+        try:
+            n = src.readinto(view[total:limit + 1])  # type: ignore[attr-defined]
+        except (OSError, DriverError) as e:
+            why = e.strerror if isinstance(e, OSError) else None
+            raise ClipInterrupted(label, f"read error: {why or e}") from None
+        if not n:
+            break
+        total += n
+        if total > limit:
+            raise ClipInterrupted(label, "grew while it was being copied")
+    off = 0
+    while off < total:
+        off += os.write(dst_fd, view[off:total])
+    if progress is not None and total:
+        progress(total)
+    return hashlib.sha256(view[:total]).hexdigest(), total
+
+
 def _staging_error(e: OSError, label: str, staging: Path) -> Exception:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return StagingFull(staging, shutil.disk_usage(staging).free, 0)
@@ -126,13 +154,15 @@ def _staging_error(e: OSError, label: str, staging: Path) -> Exception:
 
 
 def make_buffers(size: int) -> list[bytearray]:
-    return [bytearray(size) for _ in range(_BUFFERS)]
+    return [bytearray(size) for _ in range(BUFFERS)]
 
 
 def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buffers: list[bytearray],
-         cancel: threading.Event, progress: Callable[[int], None] | None = None) -> Pulled:
-    """Copy *ref* to *temp* (fsynced) and return its hash. Raises ClipInterrupted
-    (temp removed) if the clip could not be read whole and unchanged."""
+         cancel: threading.Event, progress: Callable[[int], None] | None = None, *, sync: bool = True) -> Pulled:
+    """Copy *ref* to *temp* and return its hash; fsynced unless *sync* is
+    False (the caller makes a batch durable at once: ``durable.sync_files``).
+    Raises ClipInterrupted (temp removed) if the clip could not be read
+    whole and unchanged."""
     label = ref.display
     try:
         src = open_clip(ref)
@@ -157,6 +187,9 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
             if size != ref.size:
                 raise ClipInterrupted(label, f"read {size} bytes, recorder listed {ref.size}")
             _check_unchanged(src, ref, label)
+            if not sync:
+                ok = True
+                return Pulled(sha, size, temp)
             try:
                 os.fsync(fd)
             except OSError as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -20,10 +21,12 @@ from drivers.base import ClipRef, DockedDevice, NotRecognised, Recorder, Skipped
 from drivers.families import open_recorder
 from drivers.profiles import Profile, Registry
 from gateway import ingest
+from gateway.buffers import BufferBudget
 from gateway.catalog import Catalog, Event, PendingItem, event
 from gateway.config import Config
 from gateway.errors import DockgateError, StagingFull
 from gateway.live import SlotState
+from gateway.pullcommit import Done, SlotCommitter
 from gateway.release import release
 from gateway.staging import Staging
 
@@ -32,6 +35,8 @@ T = TypeVar("T")
 
 #: per-entry events for skipped volume entries; beyond that, one summary
 MAX_SKIP_EVENTS = 50
+#: a clip this big is committed on its own, its barrier overlapping the next clip's copy
+BIG_CLIP = 16 << 20
 DISK_WAIT_S = 1.0
 
 
@@ -50,6 +55,10 @@ class Context:
     #: None when it never came within the switch's timeout)
     switch_storage: Callable[[int, Callable[[], Awaitable[StorageSwitch | None]]],
                              Awaitable[tuple[StorageSwitch | None, DockedDevice | None]]]
+    #: copy buffers of all slots share one budget
+    buffers: BufferBudget
+    #: slots pulling right now (the forwarder yields to them)
+    pulling: set[int]
 
 
 class DockSession:
@@ -58,7 +67,9 @@ class DockSession:
         self.device = device
         self.st = slot_state
         self.cancel = threading.Event()
-        self.buffers = ingest.make_buffers(ctx.cfg.ingest.buffer_size)
+        #: allocated per clip as the budget says (``_size_buffers``)
+        self.buffers: list[bytearray] = []
+        self.committer: SlotCommitter | None = None
         self.dock_id: int | None = None
         self.recorder: Recorder | None = None
         self.serial = device.ids.serial or "?"
@@ -180,8 +191,29 @@ class DockSession:
         st.state, st.since = "pulling", time.time()
         log.info("slot %d serial %s: %d clips to pull (%d bytes), %d already held, %d skipped",
                  self.slot, ident.serial, len(pending), st.bytes_total, known, len(skipped))
-        for item in pending:
-            await self._pull(rec, item)
+        self.committer = committer = SlotCommitter(cat, self.ctx.staging, self.slot, st, ident.serial,
+                                                   self.ctx.on_staged)
+        self.ctx.buffers.join(self.slot)
+        self.ctx.pulling.add(self.slot)
+        try:
+            for item in pending:
+                if item.ref.size >= BIG_CLIP:
+                    await committer.flush()  # what is pulled goes to disk while this one copies
+                done = await self._pull(rec, item)
+                if done is not None:
+                    committer.add(done)
+                    if committer.due() or item.ref.size >= BIG_CLIP:
+                        await committer.flush()
+            await committer.drain()
+        except asyncio.CancelledError:
+            # undocked or stopping: the clips pulled whole are still committed
+            with contextlib.suppress(Exception):
+                await asyncio.shield(committer.drain())
+            raise
+        finally:
+            self.ctx.buffers.leave(self.slot)
+            self.ctx.pulling.discard(self.slot)
+            self.buffers = []
         st.current = None
         if self.ctx.cfg.release.policy == "after-archive":
             await release(cat, self.ctx.cfg.release, st, self.serial, refs,
@@ -230,13 +262,17 @@ class DockSession:
         alarmed = False
         while True:
             try:
-                await asyncio.to_thread(self.ctx.staging.check_space, size)
+                self.ctx.staging.check_space(size)  # one statfs: cheaper than a thread hand-off
                 if alarmed:
                     self.ctx.on_disk_low(self.slot, 0)
                     self.ctx.catalog.emit("disk_ok", self.slot)
                     self.st.state = "pulling"
                 return
             except StagingFull as e:
+                if self.committer is not None:
+                    # what this slot pulled and has not committed holds space that
+                    # only archiving (then purging) can free: commit it first
+                    await self.committer.drain()
                 if not alarmed:
                     self.ctx.catalog.emit("disk_low", self.slot, free=e.free, needed=e.needed, path=str(e.path))
                     alarmed = True
@@ -244,7 +280,9 @@ class DockSession:
                 self.st.state, self.st.message = "waiting", str(e)
                 await asyncio.sleep(DISK_WAIT_S)
 
-    async def _pull(self, rec: Recorder, item: PendingItem) -> None:
+    async def _pull(self, rec: Recorder, item: PendingItem) -> Done | None:
+        """Copy one clip into staging's tmp/ (not yet durable: the slot's
+        committer makes it so with its batch); None if it could not be."""
         ctx, st, ref = self.ctx, self.st, item.ref
         st.current = ref.display
         attempt = 0
@@ -253,11 +291,12 @@ class DockSession:
             await self._wait_for_space(ref.size)
             ctx.catalog.begin_pull(item.id)
             temp = ctx.staging.temp_path(item.id)
+            self._size_buffers()
             before = st.bytes_done
             started = time.monotonic()
             try:
-                pulled = await self._thread(ingest.pull, rec.open_clip, ref, temp, self.buffers,
-                                            self.cancel, st.add_bytes)
+                pulled = await self._thread(functools.partial(
+                    ingest.pull, rec.open_clip, ref, temp, self.buffers, self.cancel, st.add_bytes, sync=False))
             except asyncio.CancelledError:
                 read = st.bytes_done - before
                 why = f"undocked during copy, {read} of {ref.size} bytes read"
@@ -276,32 +315,22 @@ class DockSession:
                 if e.permanent or attempt == ctx.cfg.ingest.max_attempts:
                     st.clips_failed += 1
                     ctx.catalog.interrupt(item.id, str(e), self._interrupted(ref, str(e), attempt))
-                    return
+                    return None
                 ctx.catalog.interrupt(item.id, str(e))
                 log.info("slot %d serial %s: %s; retrying", self.slot, self.serial, e)
                 continue
-            self._commit(item, pulled, time.monotonic() - started)
-            return
+            return Done(item, pulled, time.monotonic() - started)
+        return None
+
+    def _size_buffers(self) -> None:
+        """Buffers as the shared budget says for this slot's measured rate."""
+        st = self.st
+        elapsed = time.time() - st.since
+        rate = st.bytes_done / elapsed if st.bytes_done >= (4 << 20) and elapsed > 0 else None
+        size = self.ctx.buffers.size_for(rate)
+        if not self.buffers or len(self.buffers[0]) != size:
+            self.buffers = ingest.make_buffers(size)
 
     def _interrupted(self, ref: ClipRef, why: str, attempts: int, read: int | None = None) -> Event:
         return event("clip_interrupted", self.slot, serial=self.serial, path=ref.display, error=why, attempts=attempts,
                      bytes_read=read, size=ref.size)
-
-    def _commit(self, item: PendingItem, pulled: ingest.Pulled, duration_s: float) -> None:
-        """The pulled bytes are durable in staging's tmp/: content already held
-        is a sighting (the copy goes), new content is committed to staging
-        first, then recorded; one catalog transaction either way."""
-        ctx, ref = self.ctx, item.ref
-        common = {"serial": self.serial, "path": ref.display, "sha256": pulled.sha256}
-        staged: str | None = None
-        if ctx.catalog.has_clip(pulled.sha256):
-            pulled.temp.unlink()
-        else:
-            staged = ctx.staging.relative(ctx.staging.commit(pulled.temp, pulled.sha256))
-        new = ctx.catalog.finish_pull(
-            item.id, pulled.sha256, pulled.size, staged,
-            pulled=event("pulled", self.slot, **common, size=pulled.size, duration_s=round(duration_s, 3)),
-            seen_again=event("seen_again", self.slot, **common))
-        if new:
-            ctx.on_staged()
-        self.st.clips_done += 1

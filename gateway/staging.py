@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from gateway.durable import fsync_dir
+from gateway.durable import fsync_dir, sync_dirs, sync_files
 from gateway.errors import StagingFull
 
 
@@ -67,3 +67,21 @@ class Staging:
         if new_dir:
             fsync_dir(self.media)
         return final
+
+    def commit_many(self, pulled: list[tuple[Path, str]]) -> list[Path]:
+        """``commit`` for a batch of (temp, sha256), sharing the barriers:
+        every temp file is made durable, then each is moved to its content
+        address, then each directory touched is fsynced once."""
+        sync_files([temp for temp, _ in pulled])
+        finals, new_dirs = [], False
+        for temp, sha in pulled:
+            final = self.path_for(sha)
+            if not final.parent.exists():
+                final.parent.mkdir()
+                new_dirs = True
+            os.replace(temp, final)
+            finals.append(final)
+        sync_dirs(f.parent for f in finals)
+        if new_dirs:
+            fsync_dir(self.media)
+        return finals

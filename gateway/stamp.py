@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from drivers.profiles import Registry
 from gateway.archive.layout import clip_key
-from gateway.catalog import Catalog, ClipRow, DockRow, event
+from gateway.catalog import Catalog, ClipRow, DockRow, Event, event
 from gateway.config import Config
+from gateway.durable import write_many
+from gateway.events import CUSTODY_EVENTS
 from gateway.evidence.checkpoint import Checkpoint, make_checkpoint, read_checkpoint, write_checkpoint
 from gateway.evidence.container import ContainerFacts, probe
 from gateway.evidence.custody import CustodyLog
@@ -25,6 +29,7 @@ from gateway.evidence.manifest import (
     profile_for,
     sibling,
     sign_document,
+    signed_files,
     write_signed,
 )
 from gateway.evidence.signing import Signer
@@ -32,8 +37,20 @@ from gateway.staging import Staging
 from gateway.supervise import Worker
 
 log = logging.getLogger(__name__)
-PROBE_BATCH = 4
+PROBE_THREADS = 4
+#: clips stamped per step: probed side by side, their manifests written with
+#: one barrier and recorded in one catalog transaction
+BATCH = 64
 IDLE_POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class _Stamped:
+    """A clip signed and not yet recorded: its files, its move, its events."""
+
+    files: list[tuple[Path, bytes, int]]
+    move: tuple[str, str, str, str, bool, float, int | None]
+    events: list[Event]
 
 
 class Stamper(Worker):
@@ -72,14 +89,12 @@ class Stamper(Worker):
 
     async def step(self) -> float:
         self.process_assignments()
-        batch = self.catalog.due_for_stamp(PROBE_BATCH)
+        batch = self.catalog.due_for_stamp(BATCH)
         if batch:
-            # probe side by side (threads), then sign one by one: the custody
+            # probe side by side (threads), then sign in order: the custody
             # sequence number in each manifest must be the one its entry gets
-            facts = await asyncio.gather(*(asyncio.to_thread(
-                probe, self.staging.resolve(c.staged_path or ""), c.display) for c in batch))
-            for clip, f in zip(batch, facts, strict=True):
-                self.stamp(clip, f)
+            facts = await asyncio.to_thread(self._probe_all, batch)
+            self.stamp_batch(batch, facts)
         self.rotate()
         # woken by every staged clip; the timeout only picks up assignments
         # made by `dockgate assign` in another process
@@ -112,10 +127,32 @@ class Stamper(Worker):
                         serial=clip.serial, station=self.cfg.station.id, unit=dock.unit if dock else None,
                         original_name=clip.display, captured=captured)
 
+    def _probe_all(self, batch: list[ClipRow]) -> list[ContainerFacts]:
+        with ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="probe") as ex:
+            return list(ex.map(lambda c: probe(self.staging.resolve(c.staged_path or ""), c.display), batch))
+
     def stamp(self, clip: ClipRow, facts: ContainerFacts) -> None:
-        """Sign and record one clip. Synchronous on purpose: nothing else may
-        append to the custody log between choosing the seq and using it (the
-        ``stamped`` event is the first one the transition writes)."""
+        self.stamp_batch([clip], [facts])
+
+    def stamp_batch(self, clips: list[ClipRow], facts: list[ContainerFacts]) -> None:
+        """Sign and record clips. Synchronous on purpose: nothing else may
+        append to the custody log between choosing the seqs and using them
+        (each clip's ``stamped`` event is the first its transition writes, and
+        its other custody events follow it). The manifests are written with
+        one barrier, then all the moves are one transaction."""
+        seq = self.custody.seq + 1
+        stamped = []
+        for clip, f in zip(clips, facts, strict=True):
+            s = self._prepare(clip, f, seq)
+            seq += sum(1 for e in s.events if e.type in CUSTODY_EVENTS)
+            stamped.append(s)
+        write_many([file for s in stamped for file in s.files])
+        with self.catalog.group():
+            for s in stamped:
+                self.catalog.stamped(*s.move, *s.events)
+        self.on_ready()
+
+    def _prepare(self, clip: ClipRow, facts: ContainerFacts, seq: int) -> _Stamped:
         dock = self.catalog.dock(clip.dock_id) if clip.dock_id else None
         profile = profile_for(self.registry, dock)
         gps = None
@@ -132,7 +169,7 @@ class Stamper(Worker):
         assignment = self.catalog.assignment_for(clip.officer, when["_ts"])
         key = self.key_for(clip, dock, when["_ts"])
         doc, ts = build_manifest(self.cfg, clip, dock, facts, profile, assignment, gps, marked, key,
-                                 self.custody.seq + 1, self.signer.key_id)
+                                 seq, self.signer.key_id)
         if self.sm2 is not None:
             from gateway.evidence.gm import sm3_file
 
@@ -140,12 +177,11 @@ class Stamper(Worker):
             doc["sm2_key_id"] = self.sm2.key_id
         signed = sign_document(doc, self.signer)
         path = self.manifests / f"{clip.sha256}{MANIFEST_SUFFIX}"
-        write_signed(path, signed)
+        files = signed_files(path, signed)
         if self.sm2 is not None:
-            from gateway.durable import write_atomic
             from gateway.evidence.gm import SM2_SIG_SUFFIX
 
-            write_atomic(path.with_name(path.name + SM2_SIG_SUFFIX), self.sm2.sign(signed.body), mode=0o444)
+            files.append((path.with_name(path.name + SM2_SIG_SUFFIX), self.sm2.sign(signed.body), 0o444))
         events = [event("stamped", sha256=clip.sha256, manifest_sha256=signed.sha256, key=key,
                         partial=facts.truncated, capture_utc=iso(ts),
                         case_number=assignment.case_number if assignment else None)]
@@ -156,9 +192,8 @@ class Stamper(Worker):
         if facts.truncated:
             events.append(event("partial_clip", sha256=clip.sha256, key=key, serial=clip.serial,
                                 path=clip.display, reason=facts.reason))
-        self.catalog.stamped(clip.sha256, key, self.staging.relative(path), signed.sha256, facts.truncated, ts,
-                             assignment.id if assignment else None, *events)
-        self.on_ready()
+        return _Stamped(files, (clip.sha256, key, self.staging.relative(path), signed.sha256, facts.truncated, ts,
+                                assignment.id if assignment else None), events)
 
     def process_assignments(self) -> None:
         for a in self.catalog.new_assignments():

@@ -25,9 +25,14 @@ class Recorded:
     def __init__(self) -> None:
         self.recorded: list[str] = []
         self.announced: list[str] = []
+        #: how many events had been recorded at each sync
+        self.synced: list[int] = []
 
     def on_record(self, ev: Event) -> None:
         self.recorded.append(ev.type)
+
+    def sync(self) -> None:
+        self.synced.append(len(self.recorded))
 
     def announce(self, ev: Event) -> None:
         self.announced.append(ev.type)
@@ -122,6 +127,17 @@ def test_a_state_change_and_its_events_are_one_transaction(tmp_path: Path) -> No
     assert journal.recorded == journal.announced == ["pulled", "stamped", "forwarded", "clip_archived"]
 
 
+def test_a_transactions_custody_entries_are_synced_once_before_its_commit(tmp_path: Path) -> None:
+    journal = Recorded()
+    cat = Catalog(tmp_path / "c.sqlite", journal=journal)
+    sha = stamped_clip(cat)
+    cat.start_forward(sha, "k")
+    journal.synced.clear()
+    cat.archived(sha, event("forwarded", sha256=sha), event("verified", sha256=sha),
+                 event("clip_archived", sha256=sha))
+    assert journal.synced == [len(journal.recorded)]  # one sync, after all three entries
+
+
 def test_a_refused_change_writes_neither_state_nor_event(tmp_path: Path) -> None:
     journal = Recorded()
     cat = Catalog(tmp_path / "c.sqlite", journal=journal)
@@ -206,3 +222,43 @@ def test_a_station_fault_does_not_count_against_the_clip(cat: Catalog) -> None:
     cat.retry_later(sha, "read-back mismatch", 0.0)
     clip = cat.clip(sha)
     assert clip is not None and clip.attempts == 1
+
+
+# -- group commit ------------------------------------------------------------------------
+def test_a_group_of_changes_shares_one_custody_sync_and_is_heard_after_its_commit(tmp_path: Path) -> None:
+    journal = Recorded()
+    cat = Catalog(tmp_path / "c.sqlite", journal=journal)
+    shas = [c * 64 for c in "abc"]
+    for sha in shas:
+        staged_clip(cat, sha)
+    journal.synced.clear()
+    before = len(journal.announced)
+    with cat.group():
+        for sha in shas:
+            cat.stamped(sha, f"k/{sha}", "m", "ff" * 32, False, 1.0, None, event("stamped", sha256=sha))
+        assert len(journal.announced) == before  # nothing heard before the commit
+    assert journal.synced == [len(journal.recorded)]
+    assert journal.announced[before:] == ["stamped"] * 3
+    assert all(c.state == ClipState.STAMPED for c in map(cat.clip, shas) if c)
+
+
+def test_a_refused_change_in_a_group_undoes_only_itself(cat: Catalog) -> None:
+    a, b = staged_clip(cat, "a" * 64), staged_clip(cat, "b" * 64)
+    with cat.group():
+        cat.stamped(a, "k/a", "m", "ff" * 32, False, 1.0, None, event("stamped", sha256=a))
+        with pytest.raises(TransitionRefused):
+            cat.archived(b, event("clip_archived", sha256=b))
+    assert [cat.clip(s).state for s in (a, b)] == [ClipState.STAMPED, ClipState.STAGED]  # type: ignore[union-attr]
+    assert [e.type for e in cat.events()].count("clip_archived") == 0
+
+
+def test_an_error_escaping_a_group_undoes_the_group_and_announces_nothing(tmp_path: Path) -> None:
+    journal = Recorded()
+    cat = Catalog(tmp_path / "c.sqlite", journal=journal)
+    sha = staged_clip(cat)
+    before = len(journal.announced)
+    with pytest.raises(RuntimeError), cat.group():
+        cat.stamped(sha, "k", "m", "ff" * 32, False, 1.0, None, event("stamped", sha256=sha))
+        raise RuntimeError("the batch's files could not be written")
+    assert cat.clip(sha).state == ClipState.STAGED  # type: ignore[union-attr]
+    assert len(journal.announced) == before

@@ -148,3 +148,31 @@ def test_an_untyped_error_keeps_the_clip_queued_and_the_forwarder_alive(
         await until(lambda: station.state(sha) == ClipState.ARCHIVED)
 
     with_forwarder(station, archive, tmp_path, scenario)
+
+
+# -- the officer's wait first ------------------------------------------------------------
+def forwarder_with(station: Station, tmp_path: Path, **forward: object) -> Forwarder:
+    cfg = station.cfg.model_copy(update={"forward": station.cfg.forward.model_copy(update=forward)})
+    return Forwarder(cfg, station.catalog, station.staging, Scripted(station.archive_root), StationState(2),
+                     tmp_path / "custody")
+
+
+def test_while_a_slot_pulls_forwarding_runs_only_while_pulling_uploads(station: Station, tmp_path: Path) -> None:
+    fwd = forwarder_with(station, tmp_path, concurrency=4, while_pulling=1)
+    assert fwd.concurrency(time.time()) == 4
+    fwd.live.pulling.add(2)
+    assert fwd.concurrency(time.time()) == 1
+    fwd.live.pulling.clear()
+    assert fwd.concurrency(time.time()) == 4
+
+
+def test_forwarding_far_behind_runs_at_full_concurrency_even_while_slots_pull(station: Station,
+                                                                            tmp_path: Path) -> None:
+    station.stamped(b"x" * 5000)
+    fwd = forwarder_with(station, tmp_path, concurrency=4, while_pulling=0, catch_up_bytes=4096)
+    fwd.live.pulling.add(1)
+    assert fwd.concurrency(time.time()) == 4  # 5000 bytes queued > 4096
+    old = forwarder_with(station, tmp_path, concurrency=4, while_pulling=0, catch_up_s=60.0)
+    old.live.pulling.add(1)
+    assert old.concurrency(time.time()) == 0  # just queued: the pulls come first
+    assert old.concurrency(time.time() + 120) == 4  # the oldest has waited too long

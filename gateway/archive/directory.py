@@ -8,6 +8,12 @@ the directory is fsynced and, with ``verify = "readback"``, the object is read
 back (page cache dropped first) and hashed again. A temp file left by a
 kill -9 is swept at the next start (``sweep_partial``); the archive tree
 itself only ever holds complete objects.
+
+A clip and its manifest files share their barriers: all their temp files are
+written, then made durable together (one journal commit instead of one per
+file); the media is linked, its directory fsynced and read back before the
+manifest files are linked beside it, so the archive never shows a manifest
+for media it does not hold verified.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from gateway.archive.base import (
     SourceFault,
     VerifyFailed,
 )
-from gateway.durable import fsync_dir
+from gateway.durable import fsync_dir, sync_files
 
 _BUF = 4 << 20
 #: where objects are written before they are linked into place
@@ -41,11 +47,16 @@ TMP_DIR = ".dockgate-tmp"
 _REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
+def _buffer_for(size: int, most: int = _BUF) -> int:
+    """A buffer no bigger than the file (+1 to see its end in one read): a
+    4 MiB buffer zeroed for a 4 KiB manifest costs more than the I/O."""
+    return max(4096, min(most, size + 1))
+
+
 def hash_file(path: Path, buf_size: int = _BUF, drop_cache: bool = False) -> str:
     h = hashlib.sha256()
-    buf = bytearray(buf_size)
-    view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
+        view = memoryview(bytearray(_buffer_for(os.fstat(f.fileno()).st_size, buf_size)))
         if drop_cache and hasattr(os, "posix_fadvise"):
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         while n := f.readinto(view):
@@ -104,13 +115,59 @@ class DirectoryArchive(Archive):
     def put(self, obj: ArchiveObject) -> Receipt:
         self._check_root()
         dest = self._path(obj.key)
+        extras = [(obj.key + suffix, data) for suffix, data in obj.extras]
+        for key, _ in extras:
+            self._path(key)  # a bad key is refused before anything is written
+        written: list[tuple[str, bytes, Path]] = []
         try:
-            receipt = self._put_media(obj, dest)
-            for suffix, data in obj.extras:
-                self._put_small(obj.key + suffix, data)
+            try:
+                # the manifest files are written now, made durable with the media below
+                written = [(key, data, self._write_temp(data)) for key, data in extras]
+                receipt = self._put_media(obj, dest, [tmp for _, _, tmp in written])
+                for key, data, tmp in written:
+                    self._link_small(key, data, tmp)
+                if written:
+                    fsync_dir(dest.parent)
+                for key, data, _ in written:
+                    self._read_back_small(key, data)
+            finally:
+                for _, _, tmp in written:
+                    with contextlib.suppress(FileNotFoundError):
+                        tmp.unlink()
             return receipt
         except OSError as e:
             raise self._classify(e) from e
+
+    def _write_temp(self, data: bytes) -> Path:
+        tmp = self._temp()
+        with open(tmp, "xb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o444)
+        return tmp
+
+    def _link_small(self, key: str, data: bytes, tmp: Path) -> bool:
+        """Link a durable temp file into place; False if an identical object
+        was there already (ArchiveConflict if a different one is)."""
+        dest = self._path(key)
+        want = hashlib.sha256(data).hexdigest()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(tmp, dest)
+            return True
+        except FileExistsError:
+            found = hash_file(dest)
+            if found != want:
+                raise ArchiveConflict(key, want, found) from None
+            return False
+
+    def _read_back_small(self, key: str, data: bytes) -> None:
+        dest = self._path(key)
+        want = hashlib.sha256(data).hexdigest()
+        back = hash_file(dest, drop_cache=True)
+        if back != want:
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            raise VerifyFailed(key, want, back)
 
     def put_bytes(self, key: str, data: bytes) -> Receipt:
         self._check_root()
@@ -153,8 +210,10 @@ class DirectoryArchive(Archive):
             raise VerifyFailed(key, want, back)
         return Receipt(key, want, existed=False, verified_by="readback")
 
-    def _put_media(self, obj: ArchiveObject, dest: Path) -> Receipt:
+    def _put_media(self, obj: ArchiveObject, dest: Path, also_sync: list[Path]) -> Receipt:
+        """Store the media; *also_sync*: temp files made durable in the same barrier."""
         if dest.exists():
+            sync_files(also_sync)
             found = hash_file(dest)
             if found != obj.sha256:
                 raise ArchiveConflict(obj.key, obj.sha256, found)
@@ -165,6 +224,7 @@ class DirectoryArchive(Archive):
             sent = self._copy(obj, tmp)
             if sent != obj.sha256:
                 raise SourceFault(str(obj.source), f"no longer matches its hash {obj.sha256} (now {sent})")
+            sync_files([tmp, *also_sync])
             try:
                 os.link(tmp, dest)
             except FileExistsError:
@@ -196,8 +256,7 @@ class DirectoryArchive(Archive):
         except OSError as e:
             raise SourceFault(str(obj.source), e.strerror or str(e)) from None
         h = hashlib.sha256()
-        buf = bytearray(_BUF)
-        view = memoryview(buf)
+        view = memoryview(bytearray(_buffer_for(obj.size)))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
         try:
             while True:
@@ -213,9 +272,6 @@ class DirectoryArchive(Archive):
                 self._write_chunk(fd, view[:n], obj.key)
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-            os.fsync(fd)
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
             src.close()

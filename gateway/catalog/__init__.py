@@ -8,7 +8,9 @@ appended first (an event announced is an event on the record), and
 listeners hear of them only after the commit.
 
 All writes are short transactions with synchronous=FULL: when a call returns,
-the state survives power loss. The order on the data path is always "file
+the state survives power loss (the two moves recovery redoes, a pull or an
+upload starting, skip their own fsync; the next commit carries them). A
+transaction's custody entries share one fsync, made before its commit. The order on the data path is always "file
 durable first, then catalog", so the catalog never points at missing bytes.
 """
 
@@ -64,6 +66,10 @@ class Journal(Protocol):
         """Inside the transaction, before the commit: the custody log; the
         custody sequence number the event got, if it went there."""
 
+    def sync(self) -> None:
+        """Before the commit: make what ``on_record`` wrote durable (once
+        per transaction, however many events it holds)."""
+
     def announce(self, ev: Event) -> None:
         """After the commit: logs, metrics, MQTT wake-ups."""
 
@@ -71,6 +77,9 @@ class Journal(Protocol):
 class _Silent:
     def on_record(self, ev: Event) -> int | None:
         return None
+
+    def sync(self) -> None:
+        pass
 
     def announce(self, ev: Event) -> None:
         pass
@@ -91,6 +100,8 @@ class Catalog:
     def __init__(self, path: Path, *, readonly: bool = False, journal: Journal | None = None) -> None:
         self.path = path
         self.journal: Journal = journal or _Silent()
+        #: events of an open ``group``, announced after its commit
+        self._grouped: list[Event] | None = None
         try:
             if readonly:
                 self.db = self._open_readonly(path)
@@ -137,14 +148,54 @@ class Catalog:
             self.db.executescript(f"BEGIN IMMEDIATE;{MIGRATIONS[step]}PRAGMA user_version={step + 1};COMMIT;")
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+    def tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``durable=False`` for a change a crash may
+        lose because recovery redoes it (a pull or an upload starting): its
+        commit skips the fsync, and the next durable commit carries it to
+        disk with its own (WAL frames reach the disk in order). Inside a
+        ``group`` it is a savepoint of the group's transaction."""
+        if self._grouped is not None:
+            self.db.execute("SAVEPOINT one")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK TO one")
+                self.db.execute("RELEASE one")
+                raise
+            self.db.execute("RELEASE one")
+            return
+        if not durable:
+            self.db.execute("PRAGMA synchronous=OFF")  # cannot change inside a transaction
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.journal.sync()  # custody entries on disk before the state they report
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        finally:
+            if not durable:
+                self.db.execute("PRAGMA synchronous=FULL")
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Group commit: every change made inside (synchronous code, no
+        awaits) goes into one transaction with one custody fsync and one
+        commit; each change is still checked and atomic on its own (a
+        savepoint), and listeners hear of them after the commit. Nested
+        groups are part of the outer one."""
+        if self._grouped is not None:
+            yield
+            return
+        with self.tx():
+            self._grouped = []
+            try:
+                yield
+            finally:
+                pending, self._grouped = self._grouped, None
+        self._announce(pending)
 
     # -- events: the outbox ------------------------------------------------------
     def _write_events(self, db: sqlite3.Connection, events: Sequence[Event]) -> list[str]:
@@ -158,6 +209,9 @@ class Catalog:
         return ids
 
     def _announce(self, events: Sequence[Event]) -> None:
+        if self._grouped is not None:  # heard of after the group's commit
+            self._grouped.extend(events)
+            return
         for ev in events:
             self.journal.announce(ev)
 
@@ -172,11 +226,11 @@ class Catalog:
     # -- the one way to change a state -------------------------------------------
     def _move(self, table: str, key: int | str, wanted: ItemState | ClipState, events: Sequence[Event] = (),
               set_: dict[str, Any] | None = None, bump_attempts: bool = False,
-              db: sqlite3.Connection | None = None) -> None:
+              db: sqlite3.Connection | None = None, durable: bool = True) -> None:
         """Check and make one state change and write its events, in the
         caller's transaction (*db*) or in one of its own."""
         if db is None:
-            with self.tx() as own:
+            with self.tx(durable) as own:
                 self._move(table, key, wanted, events, set_, bump_attempts, own)
             self._announce(events)
             return
@@ -318,7 +372,8 @@ class Catalog:
         return pending, known
 
     def begin_pull(self, item_id: int) -> None:
-        self._move("items", item_id, ItemState.PULLING, bump_attempts=True)
+        # not durable: after a crash recovery finds the item pulling or as it was, both are redone
+        self._move("items", item_id, ItemState.PULLING, bump_attempts=True, durable=False)
 
     def interrupt(self, item_id: int, why: str, *events: Event) -> None:
         """The pull could not finish; nothing was staged. *events*: the alarm,
@@ -376,7 +431,8 @@ class Catalog:
         return None if row[0] is None else float(row[0])
 
     def start_forward(self, sha256: str, key: str) -> None:
-        self._move("clips", sha256, ClipState.FORWARDING, (), {"archive_key": key})
+        # not durable: recovery puts a forwarding clip back in the queue anyway, and puts are idempotent
+        self._move("clips", sha256, ClipState.FORWARDING, (), {"archive_key": key}, durable=False)
 
     def archived(self, sha256: str, *events: Event) -> None:
         now = time.time()

@@ -5,7 +5,10 @@ the previous entry's line, without its newline; 64 zeros for the first) and
 ``sig`` (Ed25519 over the canonical JSON of the entry without ``sig``). So
 removing, reordering or altering any entry breaks the chain or a signature.
 
-Lines are appended with fsync. Segments rotate after ``rotate_entries``
+Lines are durable before anything that depends on them: ``append`` fsyncs
+each line unless the caller batches (the catalog appends a transaction's
+entries unsynced and calls ``sync`` once before its commit, so the entries
+are on disk before the state they report is). Segments rotate after ``rotate_entries``
 entries or ``rotate_s`` seconds and are then *sealed* (renamed from
 ``.open.jsonl`` to ``.jsonl``) and forwarded to the archive like clips. A
 line torn by a power cut is cut off at start-up (it was never acknowledged).
@@ -52,6 +55,8 @@ class CustodyLog:
         self._open_path: Path | None = None
         self._open_entries = 0
         self._opened_at = 0.0
+        #: lines written since the last fsync
+        self._dirty = False
         #: segments sealed and not yet queued for the archive: (path, its last seq, that entry's hash)
         self.sealed_pending: list[tuple[Path, int, str]] = []
         self._recover()
@@ -100,6 +105,7 @@ class CustodyLog:
         """Close the open segment; it becomes forwardable."""
         if self._fd is None or self._open_path is None:
             return None
+        self.sync()
         os.close(self._fd)
         self._fd = None
         sealed = self._open_path.with_name(self._open_path.name.replace(".open.jsonl", ".jsonl"))
@@ -122,7 +128,15 @@ class CustodyLog:
         return None
 
     # -- entries ------------------------------------------------------------
-    def append(self, event: str, **data: Any) -> dict[str, Any]:
+    def sync(self) -> None:
+        """Make every line appended so far durable (one fsync for a batch)."""
+        if self._dirty and self._fd is not None:
+            os.fsync(self._fd)
+        self._dirty = False
+
+    def append(self, event: str, *, sync: bool = True, **data: Any) -> dict[str, Any]:
+        """Sign and append one entry; with ``sync=False`` it is durable only
+        after the next ``sync`` (or a seal)."""
         if self._fd is None:
             self._open_segment()
         assert self._fd is not None
@@ -138,7 +152,9 @@ class CustodyLog:
         entry["sig"] = base64.b64encode(self.signer.sign(signed_part(entry))).decode()
         line = canonical(entry)
         os.write(self._fd, line + b"\n")
-        os.fsync(self._fd)
+        self._dirty = True
+        if sync:
+            self.sync()
         self.seq += 1
         self.prev = entry_hash(line)
         self._open_entries += 1
@@ -148,5 +164,6 @@ class CustodyLog:
 
     def close(self) -> None:
         if self._fd is not None:
+            self.sync()
             os.close(self._fd)
             self._fd = None

@@ -23,7 +23,7 @@ from typing import Any
 from drivers.profiles import Profile, Registry
 from gateway.catalog import Assignment, Catalog, ClipRow, DockRow
 from gateway.config import Config
-from gateway.durable import write_atomic
+from gateway.durable import write_many
 from gateway.evidence.canonical import canonical
 from gateway.evidence.container import ContainerFacts
 from gateway.evidence.signing import Signer
@@ -182,10 +182,15 @@ def build_amendment(clip: ClipRow, a: Assignment, custody_seq: int, key_id: str)
     }
 
 
+def signed_files(path: Path, signed: Signed) -> list[tuple[Path, bytes, int]]:
+    """The files of a signed document, for ``durable.write_many``: the body
+    and beside it the signature, raw Ed25519 (64 bytes)."""
+    return [(path, signed.body, 0o444), (path.with_name(path.name + SIG_SUFFIX), signed.signature, 0o444)]
+
+
 def write_signed(path: Path, signed: Signed) -> None:
-    """Body and signature, durably; the signature is raw Ed25519 (64 bytes)."""
-    write_atomic(path, signed.body, mode=0o444)
-    write_atomic(path.with_name(path.name + SIG_SUFFIX), signed.signature, mode=0o444)
+    """Body and signature, durably."""
+    write_many(signed_files(path, signed))
 
 
 def read_signed(path: Path) -> Signed:

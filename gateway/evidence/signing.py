@@ -8,6 +8,7 @@ which anyone can recompute with OpenSSL alone::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -39,12 +40,12 @@ def public_pem(public: Ed25519PublicKey) -> bytes:
 class Signer:
     private: Ed25519PrivateKey
 
-    @property
+    @functools.cached_property
     def public(self) -> Ed25519PublicKey:
         return self.private.public_key()
 
-    @property
-    def key_id(self) -> str:
+    @functools.cached_property
+    def key_id(self) -> str:  # every custody entry and manifest carries it: derived once
         return key_id(self.public)
 
     def sign(self, data: bytes) -> bytes:

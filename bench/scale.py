@@ -1,0 +1,201 @@
+"""Benchmarks of scale (issue 17): many small clips, many slots at link
+speed, verify, one recorder end to end. Each runs the real daemon (or the
+real CLI) and its baseline in the same run; ``bench/run.py`` calls them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from drivers.sim.station import write_station
+from tests.helpers import DaemonProc, dockgate
+
+MiB = 1 << 20
+Row = Callable[..., None]
+
+
+def _vm(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _sh(cmd: str) -> float:
+    t = time.perf_counter()
+    subprocess.run(["sh", "-c", cmd], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def _warm(paths: list[Path]) -> None:
+    buf = bytearray(8 * MiB)
+    for p in paths:
+        with open(p, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+
+
+def _events(station: Path) -> list[dict[str, Any]]:
+    out = dockgate("events", "-c", str(station), "--json", "--since", "0", "--limit", "100000000").stdout
+    return [json.loads(x) for x in out.splitlines()]
+
+
+def _station(work: Path, name: str, slots: int, extra: str = "") -> Path:
+    station = write_station(work / name, slots=slots, reserve_bytes=0)
+    if extra:
+        station.write_text(station.read_text() + extra)
+    return station
+
+
+def _media(folder: Path) -> list[Path]:
+    return sorted(p for p in (folder / "storage").rglob("*") if p.is_file())
+
+
+def _baseline(work: Path, recs: list[Path]) -> float:
+    """cp to a staging folder, sha256sum, cp to an archive folder, sync: what a
+    script would do, per recorder (their file names collide)."""
+    steps = []
+    for r in recs:
+        s2, a2 = work / "base-s" / r.name, work / "base-a" / r.name
+        s2.mkdir(parents=True)
+        a2.mkdir(parents=True)
+        steps.append(f"find '{r / 'storage'}' -type f -exec cp -t '{s2}/' {{}} + && "
+                     f"find '{s2}' -type f -exec sha256sum {{}} + > /dev/null && cp -r '{s2}/.' '{a2}/'")
+    _warm([p for r in recs for p in _media(r)])
+    os.sync()
+    el = _sh(" && ".join(steps) + " && sync")
+    shutil.rmtree(work / "base-s")
+    shutil.rmtree(work / "base-a")
+    return el
+
+
+def _dock_all(d: DaemonProc, station: Path, recs: list[Path], clips: int, timeout: float) -> float:
+    t = time.monotonic()
+    for slot, r in enumerate(recs, start=1):
+        dockgate("sim", "attach", str(r), "-c", str(station), "--slot", str(slot))
+    d.wait_for(lambda s: s["clips"]["archived"] >= clips and s["queue"]["clips"] == 0, timeout=timeout,
+               interval=0.2, what="all archived")
+    return time.monotonic() - t
+
+
+def bench_small(work: Path, row: Row, n: int, size: int = 4096) -> Path:
+    """One recorder with *n* small files: dock -> all archived; returns the station (verify reuses it)."""
+    station = _station(work, "small", slots=2)
+    rec = work / "RSMALL"
+    dockgate("sim", "make", str(rec), "--clips", str(n), "--size", str(size), "--serial", "SMALL001")
+    _warm(_media(rec))
+    d = DaemonProc(station, work / "small.log").start()
+    try:
+        el = _dock_all(d, station, [rec], n, timeout=1800)
+    finally:
+        d.stop()
+    base = _baseline(work, [rec])
+    row(f"{n} clips of {size // 1024} KiB, one recorder: dock -> all archived", f"{el:.1f} s",
+        f"{el / n * 1000:.2f} ms per clip, all of it counted as per-clip overhead; cp+sha256sum+cp+sync "
+        f"{base:.1f} s ({base / el:.2f}x)", "< 60 s, < 3 ms")
+    return station
+
+
+def bench_slots(work: Path, row: Row, slots: int, clips: int, size: int, rate: int) -> None:
+    """*slots* recorders at *rate* bytes/s each, docked at once: each slot's
+    pull time against what its link allows, and the daemon's peak RSS."""
+    station = _station(work, "slots", slots=slots)
+    recs = []
+    for i in range(slots):
+        r = work / f"L{i:02d}"
+        dockgate("sim", "make", str(r), "--clips", str(clips), "--size", str(size), "--serial", f"LINK{i:04d}",
+                 "--link-rate", str(rate))
+        recs.append(r)
+    _warm([p for r in recs for p in _media(r)])
+    d = DaemonProc(station, work / "slots.log").start()
+    assert d.proc is not None
+    try:
+        el = _dock_all(d, station, recs, slots * clips, timeout=1800)
+        hwm = _vm(d.proc.pid, "VmHWM")
+        evs = _events(station)
+    finally:
+        d.stop()
+    link_s = clips * size / rate
+    ratios = []
+    for slot in range(1, slots + 1):
+        start = min(e["ts"] for e in evs if e["slot"] == slot and e["type"] == "identified")
+        end = max(e["ts"] for e in evs if e["slot"] == slot and e["type"] == "pulled")
+        ratios.append((end - start) / link_s)
+    total = slots * clips * size
+    row(f"{slots} slots at {rate / 1e6:.0f} MB/s, {clips} x {size / 1e6:.0f} MB each: pull time / link time",
+        f"{max(ratios) * 100:.0f} % worst", f"median {statistics.median(ratios) * 100:.0f} %; link allows "
+        f"{link_s:.1f} s per slot; aggregate pull {total / (link_s * statistics.median(ratios)) / 1e6:.0f} MB/s; "
+        f"all archived after {el:.1f} s", "<= 115 %")
+    row(f"{slots} slots at {rate / 1e6:.0f} MB/s: daemon peak RSS", f"{hwm / 1024:.0f} MiB",
+        "VmHWM of the whole daemon", "< 128 MiB")
+
+
+def _verify_s(station: Path) -> float:
+    t = time.perf_counter()
+    r = subprocess.run([str(Path(sys.executable).parent / "dockgate"), "verify", "-c", str(station)],
+                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    el = time.perf_counter() - t
+    if r.returncode != 0:
+        raise AssertionError(f"verify failed: {r.stderr[-2000:]}")
+    return el
+
+
+def bench_verify(work: Path, row: Row, n: int, size: int, rounds: int, small: Path | None) -> None:
+    """`dockgate verify` (signatures, custody, completeness, every media
+    hash) against `sha256sum -c` over the same media files."""
+    station = _station(work, "verify", slots=2)
+    rec = work / "RVERIFY"
+    dockgate("sim", "make", str(rec), "--clips", str(n), "--size", str(size), "--serial", "VERIFY01")
+    d = DaemonProc(station, work / "verify.log").start()
+    try:
+        _dock_all(d, station, [rec], n, timeout=1800)
+    finally:
+        d.stop()
+    archive = station.parent / "archive"
+    media = [p for p in archive.rglob("*.MP4") if p.is_file()]
+    sums = work / "media.sha256"
+    # one sha256sum run writes the list; `-c` reads it back
+    subprocess.run(["sh", "-c", f"find '{archive}' -name '*.MP4' -type f -exec sha256sum {{}} + > '{sums}'"],
+                   check=True)
+    ours, theirs = [], []
+    for _ in range(rounds):
+        _warm(media)
+        ours.append(_verify_s(station))
+        _warm(media)
+        theirs.append(_sh(f"sha256sum -c --quiet '{sums}'"))
+    total = n * size
+    o, t = statistics.median(ours), statistics.median(theirs)
+    row(f"verify {n} archived clips of {size // MiB} MiB vs sha256sum -c", f"{t / o:.2f}x",
+        f"dockgate verify {o:.1f} s ({total / o / 1e6:.0f} MB/s, signatures, custody and completeness too), "
+        f"sha256sum -c {t:.1f} s", ">= 0.8x")
+    if small is not None:
+        el = _verify_s(small)
+        clips = sum(1 for _ in (small.parent / "archive").rglob("*.MP4"))
+        row(f"verify {clips} archived small clips", f"{el:.1f} s", f"{el / clips * 1000:.2f} ms per clip",
+            "< 30 s")
+
+
+def bench_one_recorder(work: Path, row: Row, clips: int, size: int) -> None:
+    """One recorder, a few large clips, directory archive with read-back."""
+    station = _station(work, "one", slots=2)
+    rec = work / "RONE"
+    dockgate("sim", "make", str(rec), "--clips", str(clips), "--size", str(size), "--serial", "ONEREC01")
+    _warm(_media(rec))
+    d = DaemonProc(station, work / "one.log").start()
+    try:
+        el = _dock_all(d, station, [rec], clips, timeout=1800)
+    finally:
+        d.stop()
+    base = _baseline(work, [rec])
+    total = clips * size
+    row(f"dock -> archived, 1 recorder x {clips} x {size // MiB} MiB, directory archive, read-back",
+        f"{base / el:.2f}x", f"dockgate {total / el / 1e6:.0f} MB/s end to end; cp+sha256sum+cp+sync "
+        f"{total / base / 1e6:.0f} MB/s", ">= 2x")

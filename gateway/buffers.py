@@ -1,0 +1,44 @@
+"""One memory budget for every slot's copy buffers.
+
+Each pulling slot holds ``ingest.BUFFERS`` buffers in flight between its
+copy loop and its hashing thread. Sized per slot for a local disk (1 MiB
+each), 25 slots docked at once held 100 MiB of buffers for links that give
+35 MB/s each. Here the daemon's budget is shared: a slot's buffers are the
+smaller of its fair share of the budget and what its measured rate needs
+(about ``FILL_S`` of data per buffer, so four buffers hide a hashing stall
+of that long), between 64 KiB and ``ingest.buffer_size``. A slot asks again
+before each clip; sizes are powers of two, so they change only when the
+rate or the number of slots really does.
+"""
+
+from __future__ import annotations
+
+from gateway.ingest import BUFFERS
+
+SMALLEST = 64 << 10
+#: seconds of data one buffer holds at the slot's measured rate
+FILL_S = 0.02
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
+class BufferBudget:
+    def __init__(self, budget: int, largest: int) -> None:
+        self.budget = budget
+        self.largest = max(SMALLEST, largest)
+        self._slots: set[int] = set()
+
+    def join(self, slot: int) -> None:
+        self._slots.add(slot)
+
+    def leave(self, slot: int) -> None:
+        self._slots.discard(slot)
+
+    def size_for(self, rate_bps: float | None) -> int:
+        """The buffer size for a slot pulling at *rate_bps* (None: not yet
+        measured) while the slots that joined share the budget."""
+        share = self.budget // (BUFFERS * max(1, len(self._slots)))
+        want = self.largest if not rate_bps else int(rate_bps * FILL_S)
+        return max(SMALLEST, min(self.largest, _pow2_floor(min(share, want))))
