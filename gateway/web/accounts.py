@@ -26,7 +26,10 @@ from gateway.errors import DockgateError
 
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _PIN = re.compile(r"^\d{4,12}$")
-_hasher = PasswordHasher()
+#: OWASP's Argon2id floor (19 MiB, 2 passes, 1 lane), not argon2-cffi's default 64 MiB: every login
+#: check allocates this much, inside the daemon's memory budget (hashes made with other parameters
+#: still verify: they are in the hash)
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 #: checked against when the name is unknown, so a wrong name costs as long as a wrong password
 _DUMMY = _hasher.hash("not a password")
 
