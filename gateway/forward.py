@@ -66,6 +66,7 @@ class Forwarder(Worker):
         self._probe_at = 0.0
         self._small_lock = threading.Lock()
         self._lag_checked = 0.0
+        self._others_empty_until = 0.0
         self._behind = False
         #: uploads done and verified, waiting for their group commit
         self._archived: list[tuple[str, tuple[Event, ...]]] = []
@@ -87,7 +88,7 @@ class Forwarder(Worker):
         # while refused, one clip at a time finds out whether the fault is gone
         free = (1 if refused else self.concurrency(now)) - len(self._in_flight)
         if free > 0:
-            for clip in self.catalog.due_for_forward(now, free + len(self._in_flight)):
+            for clip in self._due(now, free + len(self._in_flight)):
                 if clip.sha256 in self._in_flight or free <= 0:
                     continue
                 free -= 1
@@ -97,8 +98,22 @@ class Forwarder(Worker):
         if self.live.archive_up is not False:
             await self._forward_small()
         nxt = self.catalog.next_retry_at()
-        idle = IDLE_S if self.live.pulling == set() else 1.0  # held back by pulling slots: look again soon
+        idle = IDLE_S if not self.live.pulling else 1.0  # held back by pulling slots: look again soon
         return idle if nxt is None else min(idle, max(0.05, nxt - time.time()))
+
+    def _due(self, now: float, limit: int) -> list[ClipRow]:
+        """While slots pull, clips of docks that finished pulling go first: their
+        officers may be waiting for the release, and a recorder with 100 000
+        files must not hold everyone else's clips behind its own. The search
+        skips the pulling docks' clips (a scan of the queue), so an empty
+        answer is remembered for a second."""
+        docks = sorted(self.live.pulling.values())
+        if docks and now >= self._others_empty_until:
+            first = self.catalog.due_for_forward(now, limit, not_docks=docks)
+            if first:
+                return first
+            self._others_empty_until = now + 1.0
+        return self.catalog.due_for_forward(now, limit)
 
     def concurrency(self, now: float) -> int:
         """Uploads at once: the configured number, or ``while_pulling`` while

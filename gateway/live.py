@@ -56,8 +56,8 @@ class StationState:
         #: a bounded word for the last error (what MQTT's retained state shows)
         self.last_error_reason: str | None = None
         self.forwarding_paused = False
-        #: slots copying a recorder right now: the forwarder yields to them
-        self.pulling: set[int] = set()
+        #: slot -> dock id of the slots copying a recorder right now: the forwarder yields to them
+        self.pulling: dict[int, int] = {}
 
     def snapshot(self) -> dict[str, Any]:
         return {

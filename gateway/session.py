@@ -57,8 +57,8 @@ class Context:
                              Awaitable[tuple[StorageSwitch | None, DockedDevice | None]]]
     #: copy buffers of all slots share one budget
     buffers: BufferBudget
-    #: slots pulling right now (the forwarder yields to them)
-    pulling: set[int]
+    #: slot -> dock id of the slots pulling right now (the forwarder yields to them)
+    pulling: dict[int, int]
 
 
 class DockSession:
@@ -194,7 +194,7 @@ class DockSession:
         self.committer = committer = SlotCommitter(cat, self.ctx.staging, self.slot, st, ident.serial,
                                                    self.ctx.on_staged)
         self.ctx.buffers.join(self.slot)
-        self.ctx.pulling.add(self.slot)
+        self.ctx.pulling[self.slot] = self.dock_id
         try:
             for item in pending:
                 if item.ref.size >= BIG_CLIP:
@@ -212,7 +212,7 @@ class DockSession:
             raise
         finally:
             self.ctx.buffers.leave(self.slot)
-            self.ctx.pulling.discard(self.slot)
+            self.ctx.pulling.pop(self.slot, None)
             self.buffers = []
         st.current = None
         if self.ctx.cfg.release.policy == "after-archive":

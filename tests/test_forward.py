@@ -160,7 +160,7 @@ def forwarder_with(station: Station, tmp_path: Path, **forward: object) -> Forwa
 def test_while_a_slot_pulls_forwarding_runs_only_while_pulling_uploads(station: Station, tmp_path: Path) -> None:
     fwd = forwarder_with(station, tmp_path, concurrency=4, while_pulling=1)
     assert fwd.concurrency(time.time()) == 4
-    fwd.live.pulling.add(2)
+    fwd.live.pulling[2] = 7
     assert fwd.concurrency(time.time()) == 1
     fwd.live.pulling.clear()
     assert fwd.concurrency(time.time()) == 4
@@ -170,9 +170,20 @@ def test_forwarding_far_behind_runs_at_full_concurrency_even_while_slots_pull(st
                                                                             tmp_path: Path) -> None:
     station.stamped(b"x" * 5000)
     fwd = forwarder_with(station, tmp_path, concurrency=4, while_pulling=0, catch_up_bytes=4096)
-    fwd.live.pulling.add(1)
+    fwd.live.pulling[1] = 7
     assert fwd.concurrency(time.time()) == 4  # 5000 bytes queued > 4096
     old = forwarder_with(station, tmp_path, concurrency=4, while_pulling=0, catch_up_s=60.0)
-    old.live.pulling.add(1)
+    old.live.pulling[1] = 7
     assert old.concurrency(time.time()) == 0  # just queued: the pulls come first
     assert old.concurrency(time.time() + 120) == 4  # the oldest has waited too long
+
+
+def test_while_a_dock_pulls_the_clips_of_docks_done_pulling_go_first(station: Station, tmp_path: Path) -> None:
+    early = [station.stamped() for _ in range(3)]  # dock 1..3 (one dock per staged clip)
+    late = station.stamped()
+    fwd = forwarder_with(station, tmp_path)
+    docks = {c.sha256: c.dock_id for c in map(station.catalog.clip, [*early, late]) if c}
+    fwd.live.pulling[1] = docks[early[0]]  # still pulling: its clips wait for the others
+    assert [c.sha256 for c in fwd._due(time.time(), 2)] == early[1:]
+    fwd.live.pulling.clear()
+    assert [c.sha256 for c in fwd._due(time.time(), 2)] == early[:2]

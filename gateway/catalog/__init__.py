@@ -421,10 +421,13 @@ class Catalog:
             "archive_key": key, "manifest_path": manifest_path, "manifest_sha256": manifest_sha256,
             "partial": int(partial), "capture_utc": capture_utc, "assignment_id": assignment_id})
 
-    def due_for_forward(self, now: float, limit: int) -> list[ClipRow]:
-        # important clips (by their assignment) go first (issue 15)
-        return self._clips("WHERE c.state='stamped' AND c.next_try_at<=? ORDER BY coalesce((SELECT a.important FROM "
-                           "assignments a WHERE a.id=c.assignment_id), 0) DESC, c.created_at LIMIT ?", now, limit)
+    def due_for_forward(self, now: float, limit: int, not_docks: Sequence[int] = ()) -> list[ClipRow]:
+        """Clips to upload next: important ones (by their assignment) first
+        (issue 15), then oldest first; none from the docks in *not_docks*."""
+        skip = f"AND i.dock_id NOT IN ({','.join('?' * len(not_docks))}) " if not_docks else ""
+        return self._clips(f"WHERE c.state='stamped' AND c.next_try_at<=? {skip}ORDER BY coalesce((SELECT "
+                           "a.important FROM assignments a WHERE a.id=c.assignment_id), 0) DESC, c.created_at "
+                           "LIMIT ?", now, *not_docks, limit)
 
     def next_retry_at(self) -> float | None:
         row = self.db.execute("SELECT min(next_try_at) FROM clips WHERE state='stamped'").fetchone()
