@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 #: read-back mismatches tolerated before a clip is quarantined
 MAX_VERIFY_FAILURES = 5
 IDLE_S = 30.0
+#: uploads finishing this close together share one catalog commit
+GROUP_S = 0.02
+#: amendments and custody segments are looked for at most this often (and on a stop)
+SMALL_EVERY_S = 1.0
 
 
 class Forwarder(Worker):
@@ -66,6 +70,7 @@ class Forwarder(Worker):
         self._probe_at = 0.0
         self._small_lock = threading.Lock()
         self._lag_checked = 0.0
+        self._small_at = 0.0
         self._others_empty_until = 0.0
         self._behind = False
         #: uploads done and verified, waiting for their group commit
@@ -95,7 +100,8 @@ class Forwarder(Worker):
                 task = asyncio.create_task(self._forward(clip), name=f"fwd-{clip.sha256[:8]}")
                 self._in_flight[clip.sha256] = task
                 task.add_done_callback(functools.partial(self._done, clip.sha256))
-        if self.live.archive_up is not False:
+        if self.live.archive_up is not False and now >= self._small_at:
+            self._small_at = now + SMALL_EVERY_S
             await self._forward_small()
         nxt = self.catalog.next_retry_at()
         idle = IDLE_S if not self.live.pulling else 1.0  # held back by pulling slots: look again soon
@@ -236,12 +242,12 @@ class Forwarder(Worker):
         self._archive_works()
 
     def _record_archived(self, sha256: str, events: tuple[Event, ...]) -> None:
-        """Group commit: uploads that finish in the same turn of the loop are
-        recorded in one transaction (one custody fsync, one commit). Until
+        """Group commit: uploads that finish within ``GROUP_S`` of each other
+        are recorded in one transaction (one custody fsync, one commit). Until
         then the clip is ``forwarding``, which a crash turns back into
         ``stamped``: the upload is then repeated, idempotently."""
         if not self._archived:
-            asyncio.get_running_loop().call_soon(self._commit_archived)
+            asyncio.get_running_loop().call_later(GROUP_S, self._commit_archived)
         self._archived.append((sha256, events))
 
     def _commit_archived(self) -> None:
