@@ -40,6 +40,8 @@ from gateway.archive.s3 import S3Archive
 from gateway.catalog import Catalog
 from gateway.config import S3ArchiveConfig
 from gateway.ingest import make_buffers, pull
+from gateway.pullcommit import MAX_BYTES, MAX_CLIPS
+from gateway.session import BIG_CLIP
 from gateway.staging import Staging
 from tests.helpers import DaemonProc, dockgate
 from tests.servers import MotoServer
@@ -96,15 +98,32 @@ def cpu_s() -> float:
 
 
 def ingest(files: list[Path], staging_root: Path) -> None:
+    """The daemon's path for one slot: copy + hash each clip into tmp/ unsynced,
+    then make each batch durable at once (gateway/pullcommit.py's policy) in a
+    second thread while the next clips copy."""
     staging = Staging(staging_root, 0)
     staging.prepare()
     bufs = make_buffers(MiB)
-    for i, p in enumerate(files):
-        st = p.stat()
-        vol = Volume(p.parent)
-        got = pull(lambda r, v=vol: v.open(r.relpath), ClipRef(p.name.encode(), st.st_size, st.st_mtime_ns),
-                   staging.temp_path(i), bufs, threading.Event())
-        staging.commit(got.temp, got.sha256)
+    batch: list[tuple[Path, str]] = []
+    size = 0
+    with ThreadPoolExecutor(1) as barrier:
+        pending = None
+        for i, p in enumerate(files):
+            st = p.stat()
+            vol = Volume(p.parent)
+            got = pull(lambda r, v=vol: v.open(r.relpath), ClipRef(p.name.encode(), st.st_size, st.st_mtime_ns),
+                       staging.temp_path(i), bufs, threading.Event(), sync=False)
+            batch.append((got.temp, got.sha256))
+            size += got.size
+            if len(batch) >= MAX_CLIPS or size >= MAX_BYTES or got.size >= BIG_CLIP:
+                if pending is not None:
+                    pending.result()
+                pending = barrier.submit(staging.commit_many, batch)
+                batch, size = [], 0
+        if pending is not None:
+            pending.result()
+        if batch:
+            staging.commit_many(batch)
 
 
 def hash_all(files: list[Path]) -> None:

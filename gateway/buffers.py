@@ -13,6 +13,9 @@ rate or the number of slots really does.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+
 from gateway.ingest import BUFFERS
 
 SMALLEST = 64 << 10
@@ -42,3 +45,23 @@ class BufferBudget:
         share = self.budget // (BUFFERS * max(1, len(self._slots)))
         want = self.largest if not rate_bps else int(rate_bps * FILL_S)
         return max(SMALLEST, min(self.largest, _pow2_floor(min(share, want))))
+
+
+def keep_the_allocator_lean() -> None:
+    """glibc's malloc, tuned so that the budget is what the process holds.
+
+    By default every thread that allocates may get its own arena (up to
+    eight per core) and the mmap threshold rises after each large free, so
+    buffers freed as slots come and go stay in the heap: 25 slots peaked at
+    194 MiB of RSS with 32 MiB of buffers in use. A fixed 128 KiB threshold
+    (large buffers are mapped and unmapped, never kept) and two arenas bring
+    that to the buffers plus the interpreter. Not glibc (musl): nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_mmap_threshold, m_arena_max = -3, -8
+    mallopt(m_mmap_threshold, 128 << 10)
+    mallopt(m_arena_max, 2)

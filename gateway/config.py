@@ -73,7 +73,7 @@ class RecordersConfig(_Section):
 class IngestConfig(_Section):
     buffer_size: int = Field(1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
                              description="the largest copy buffer; each slot holds four in flight")
-    memory_budget: int = Field(32 * 1024 * 1024, ge=1024 * 1024,
+    memory_budget: int = Field(16 * 1024 * 1024, ge=1024 * 1024,
                                description="copy buffers of all slots together; a slot's buffers follow its "
                                            "measured rate within its share")
     reserve_bytes: int = Field(1024**3, ge=0, description="Free space staging always keeps")

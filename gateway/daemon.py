@@ -19,7 +19,7 @@ from drivers.detect import Attached, Detached, Detector, DetectProblem
 from drivers.profiles import Registry
 from gateway import __version__
 from gateway.archive import ArchiveError, open_archive
-from gateway.buffers import BufferBudget
+from gateway.buffers import BufferBudget, keep_the_allocator_lean
 from gateway.catalog import Catalog
 from gateway.config import Config
 from gateway.errors import DockgateError
@@ -441,4 +441,5 @@ class Daemon:
 
 
 def run(cfg: Config) -> int:
+    keep_the_allocator_lean()  # before the threads start: the memory budget is what the process holds
     return asyncio.run(Daemon(cfg).run())
