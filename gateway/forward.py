@@ -183,16 +183,22 @@ class Forwarder(Worker):
         with self._small_lock:
             return self.archive.put_bytes(key, data)
 
+    def _read_and_put(self, clip: ClipRow) -> Receipt | str:
+        """Upload *clip*; or why there can be no archive object for it."""
+        obj = self._object(clip)
+        return obj if isinstance(obj, str) else self.archive.put(obj)
+
     def _object(self, clip: ClipRow) -> ArchiveObject | str:
         """The archive object for *clip*, or why there can be none."""
         if clip.staged_path is None or clip.manifest_path is None or clip.archive_key is None:
             return "no staged copy or manifest"
         try:
             manifest = read_signed(self.staging.resolve(clip.manifest_path))
-        except OSError as e:
+            doc = json.loads(manifest.body)
+        except (OSError, ValueError) as e:  # gone, unreadable, or not the JSON the stamper wrote
             return f"manifest unreadable: {e}"
         # retention by class (gateway/casefile/retention.py): the manifest's category, importance, case
-        kept = manifest_retention(self.cfg.retention, json.loads(manifest.body))
+        kept = manifest_retention(self.cfg.retention, doc)
         sm2 = self.staging.resolve(clip.manifest_path + ".sm2.sig")  # 国密 (evidence/gm.py)
         try:
             gm: tuple[tuple[str, bytes], ...] = ((MANIFEST_SUFFIX + ".sm2.sig", sm2.read_bytes()),)
@@ -207,14 +213,15 @@ class Forwarder(Worker):
 
     async def _forward(self, clip: ClipRow) -> None:
         key = clip.archive_key or f"unstamped/{clip.sha256}"
-        obj = await asyncio.to_thread(self._object, clip)
-        if isinstance(obj, str):
-            self.catalog.quarantine(clip.sha256, obj, event("quarantined", sha256=clip.sha256, key=key, error=obj))
-            return
         self.catalog.start_forward(clip.sha256, key)
         started = time.monotonic()
         try:
-            receipt = await asyncio.to_thread(self.archive.put, obj)
+            # one hand-off to a thread per clip: reading the manifest and the upload
+            receipt = await asyncio.to_thread(self._read_and_put, clip)
+            if isinstance(receipt, str):
+                self.catalog.quarantine(clip.sha256, receipt, event("quarantined", sha256=clip.sha256, key=key,
+                                                                    error=receipt))
+                return
         except ArchiveConflict as e:
             if await asyncio.to_thread(self._ours_already, clip, e):
                 self.catalog.archived(clip.sha256, event(

@@ -17,6 +17,7 @@ import queue
 import shutil
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +29,9 @@ _FADV = hasattr(os, "posix_fadvise")
 #: buffers in flight between the copy loop and the hashing thread
 BUFFERS = 4
 _WRITEBACK_EVERY = 32 << 20
+#: hashing threads kept between clips (starting one per clip showed in the
+#: cost of a recorder of 5 MiB clips); one per slot at most is busy at a time
+_HASHERS = ThreadPoolExecutor(max_workers=72, thread_name_prefix="sha256")
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,7 @@ class _Hasher:
         self.buffers = [memoryview(b) for b in buffers]
         for i in range(len(buffers)):
             self.free.put(i)
-        self.thread = threading.Thread(target=self._run, name="sha256", daemon=True)
-        self.thread.start()
+        self.done = _HASHERS.submit(self._run)
 
     def _run(self) -> None:
         while (job := self.todo.get()) is not None:
@@ -61,7 +64,7 @@ class _Hasher:
 
     def finish(self) -> str:
         self.todo.put(None)
-        self.thread.join()
+        self.done.result()
         return self.h.hexdigest()
 
 

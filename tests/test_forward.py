@@ -107,6 +107,21 @@ def test_a_staged_copy_deleted_before_forwarding_is_quarantined(station: Station
     with_forwarder(station, archive, tmp_path, scenario)
 
 
+def test_a_manifest_damaged_on_the_station_quarantines_its_clip_and_alarms_no_archive(
+        station: Station, archive: Scripted, tmp_path: Path) -> None:
+    async def scenario(forwarder: Forwarder) -> None:
+        sha = station.stamped()
+        clip = station.catalog.clip(sha)
+        assert clip is not None and clip.manifest_path is not None
+        station.staging.resolve(clip.manifest_path).write_bytes(b"\x00 not json")
+        forwarder.wake()
+        await until(lambda: station.state(sha) == ClipState.QUARANTINED)
+        assert "archive_refused" not in station.event_types() and "archive_down" not in station.event_types()
+        assert list(archive.keys()) == []
+
+    with_forwarder(station, archive, tmp_path, scenario)
+
+
 def test_an_archive_that_is_down_keeps_the_queue_and_alarms_once(station: Station, archive: Scripted, tmp_path: Path) -> None:
     async def scenario(forwarder: Forwarder) -> None:
         down = True
