@@ -242,6 +242,8 @@ class DeviceTimeout(DriverError):
 class DeviceGone(DriverError):
     permanent = False
     reason = "device_gone"
+    #: the OS error behind it, when there was one (EACCES: no permission yet)
+    errno: int | None = None
 
 
 class MalformedReply(DriverError):

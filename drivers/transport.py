@@ -14,6 +14,7 @@ import errno
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 from drivers.base import CommandFailed, DeviceGone, DeviceTimeout, DockedDevice, DriverError, NotRecognised
 from drivers.codec import ControlSetup
 
+#: how long a device announced by udev may still refuse us (its permissions being set)
+PERMISSION_WAIT_S = 3.0
 _GONE = {errno.ENODEV, errno.ENOENT, errno.ESHUTDOWN, errno.EIO, errno.ENXIO}
 
 
@@ -52,6 +55,25 @@ class UsbLink:
         self.label = label
         self.timeout_ms = timeout_ms
         self.interface = interface
+        # udev may still be giving the device node to the dockgate group when the
+        # device is announced (seen on a real boot under load): wait a moment
+        # for the permission before calling it a fault
+        deadline = time.monotonic() + PERMISSION_WAIT_S
+        while True:
+            try:
+                self._open(device, label, configuration, interface, ep_out, ep_in)
+                return
+            except DeviceGone as e:
+                if e.errno != errno.EACCES:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise DeviceGone(label, "no permission to open the USB device: are dockgate's udev rules "
+                                            "installed (`dockgate udev-rules`) and udev reloaded?") from None
+                time.sleep(0.2)
+
+    def _open(self, device: DockedDevice, label: str, configuration: int, interface: int, ep_out: int | None,
+              ep_in: int | None) -> None:
+        usb = self._usb
         bus, addr = device.hints.get("usb_bus"), device.hints.get("usb_address")
         try:
             dev = usb.core.find(
@@ -99,7 +121,9 @@ class UsbLink:
             return CommandFailed(self.label, name, "the device stalled the request")
         # ENODEV and friends: the device left; anything else libusb reports
         # leaves the device unusable for this dock as well
-        return DeviceGone(self.label, f"{name}: {e}")
+        gone = DeviceGone(self.label, f"{name}: {e}")
+        gone.errno = code
+        return gone
 
     # -- descriptors (read-only) -----------------------------------------
     def strings(self) -> tuple[str | None, str | None, str | None]:

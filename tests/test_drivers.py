@@ -8,6 +8,7 @@ The family list is the family table itself (``drivers.families.FAMILIES``)."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -217,3 +218,42 @@ def test_an_undocked_recorder_gives_a_transient_typed_error(tmp_path: Path, prot
         assert not e.value.permanent
     finally:
         d.rec.close()
+
+
+# -- a device node udev has not yet given to the dockgate group -------------------------
+def _deny(seconds: float) -> None:
+    from drivers.sim.usb_backend import SIM_USB
+
+    for dev in SIM_USB.enumerate_devices():
+        dev.denied_until = time.monotonic() + seconds
+
+
+def test_a_usb_recorder_refused_for_a_moment_after_docking_is_opened_once_udev_allows(tmp_path: Path) -> None:
+    folder = tmp_path / "rec"
+    make_recorder(folder, clips=1, size=1000, serial="SN12345", officer="065432", protocol="amba-ascii")
+    det = SimDetector(tmp_path / "dock", 4, REGISTRY)
+    device = det.describe(1, folder)
+    _deny(0.6)  # udev still applying GROUP/MODE when the dock is announced
+    rec = open_recorder(device, REGISTRY.match(device.ids))  # type: ignore[arg-type]
+    try:
+        rec.probe()
+    finally:
+        rec.close()
+        det._unplug_slot(1)
+
+
+def test_a_usb_recorder_never_ours_names_the_udev_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import drivers.transport
+
+    monkeypatch.setattr(drivers.transport, "PERMISSION_WAIT_S", 0.3)
+    folder = tmp_path / "rec"
+    make_recorder(folder, clips=1, size=1000, serial="SN12345", officer="065432", protocol="amba-ascii")
+    det = SimDetector(tmp_path / "dock", 4, REGISTRY)
+    device = det.describe(1, folder)
+    _deny(60)
+    try:
+        with pytest.raises(DeviceGone, match="udev rules"):
+            rec = open_recorder(device, REGISTRY.match(device.ids))  # type: ignore[arg-type]
+            rec.probe()
+    finally:
+        det._unplug_slot(1)

@@ -18,6 +18,7 @@ import errno
 import itertools
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,9 @@ class SimUsbDevice:
     configuration: int = 0
     leaving: bool = False
     claimed: set[int] = field(default_factory=set)
+    #: until then (time.monotonic()) opening the device fails as libusb does when
+    #: udev has not yet given its node to our group (LIBUSB_ERROR_ACCESS)
+    denied_until: float = 0.0
 
 
 def _desc(**kw: Any) -> SimpleNamespace:
@@ -177,6 +181,8 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
                      bInterval=0, bRefresh=0, bSynchAddress=0, extra_descriptors=[])
 
     def open_device(self, dev: SimUsbDevice) -> SimUsbDevice:
+        if time.monotonic() < dev.denied_until:  # as pyusb's libusb1 backend raises it: (text, code, errno)
+            raise usb.core.USBError("Access denied (insufficient permissions)", -3, errno.EACCES)
         return self._alive(dev)
 
     def close_device(self, dev_handle: SimUsbDevice) -> None:
