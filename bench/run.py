@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import scale
+from bench.scale import vm, warm
 from drivers.base import ClipRef
 from drivers.sim.station import write_station
 from drivers.volume import Volume
@@ -64,14 +65,6 @@ def make_file(path: Path, size: int) -> None:
         while left > 0:
             f.write(chunk[: min(left, len(chunk))])
             left -= len(chunk)
-
-
-def warm(paths: list[Path]) -> None:
-    buf = bytearray(8 * MiB)
-    for p in paths:
-        with open(p, "rb", buffering=0) as f:
-            while f.readinto(buf):
-                pass
 
 
 def sh(cmd: str) -> None:
@@ -291,13 +284,6 @@ def bench_forward(work: Path, rounds: int, clips: int, size: int) -> None:
         server.stop()
 
 
-def _vm(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
@@ -360,7 +346,7 @@ def bench_daemon(work: Path, recorders: int, clips: int, size: int, big: int) ->
         dockgate("sim", "attach", str(bigrec), "-c", str(station), "--slot", "7")
         d.wait_for(lambda s: s["clips"]["archived"] == 2 + len(data) and s["queue"]["clips"] == 0, timeout=900,
                    interval=0.2, what="big clip archived")
-        hwm = _vm(pid, "VmHWM")
+        hwm = vm(pid, "VmHWM")
         row("daemon peak RSS over all of the above", f"{hwm / 1024:.0f} MB",
             f"VmHWM; includes a {big // MiB} MiB clip and {recorders} recorders in parallel", "< 100 MB")
     finally:

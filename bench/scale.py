@@ -22,7 +22,8 @@ MiB = 1 << 20
 Row = Callable[..., None]
 
 
-def _vm(pid: int, field: str) -> int:
+def vm(pid: int, field: str) -> int:
+    """A field of /proc/PID/status, in kB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -35,7 +36,8 @@ def _sh(cmd: str) -> float:
     return time.perf_counter() - t
 
 
-def _warm(paths: list[Path]) -> None:
+def warm(paths: list[Path]) -> None:
+    """Read *paths* once: every contender starts with its source in the page cache."""
     buf = bytearray(8 * MiB)
     for p in paths:
         with open(p, "rb", buffering=0) as f:
@@ -69,7 +71,7 @@ def _baseline(work: Path, recs: list[Path]) -> float:
         a2.mkdir(parents=True)
         steps.append(f"find '{r / 'storage'}' -type f -exec cp -t '{s2}/' {{}} + && "
                      f"find '{s2}' -type f -exec sha256sum {{}} + > /dev/null && cp -r '{s2}/.' '{a2}/'")
-    _warm([p for r in recs for p in _media(r)])
+    warm([p for r in recs for p in _media(r)])
     os.sync()
     el = _sh(" && ".join(steps) + " && sync")
     shutil.rmtree(work / "base-s")
@@ -86,18 +88,24 @@ def _dock_all(d: DaemonProc, station: Path, recs: list[Path], clips: int, timeou
     return time.monotonic() - t
 
 
-def bench_small(work: Path, row: Row, n: int, size: int = 4096) -> Path:
-    """One recorder with *n* small files: dock -> all archived; returns the station (verify reuses it)."""
-    station = _station(work, "small", slots=2)
-    rec = work / "RSMALL"
-    dockgate("sim", "make", str(rec), "--clips", str(n), "--size", str(size), "--serial", "SMALL001")
-    _warm(_media(rec))
-    d = DaemonProc(station, work / "small.log").start()
+def _one_recorder(work: Path, name: str, serial: str, clips: int, size: int) -> tuple[Path, float, float]:
+    """One recorder of *clips* x *size* docked at a fresh station: (station, dock ->
+    all archived in s, cp + sha256sum + cp + sync of the same files in s)."""
+    station = _station(work, name, slots=2)
+    rec = work / f"R{name.upper()}"
+    dockgate("sim", "make", str(rec), "--clips", str(clips), "--size", str(size), "--serial", serial)
+    warm(_media(rec))
+    d = DaemonProc(station, work / f"{name}.log").start()
     try:
-        el = _dock_all(d, station, [rec], n, timeout=1800)
+        el = _dock_all(d, station, [rec], clips, timeout=1800)
     finally:
         d.stop()
-    base = _baseline(work, [rec])
+    return station, el, _baseline(work, [rec])
+
+
+def bench_small(work: Path, row: Row, n: int, size: int = 4096) -> Path:
+    """One recorder with *n* small files: dock -> all archived; returns the station (verify reuses it)."""
+    station, el, base = _one_recorder(work, "small", "SMALL001", n, size)
     row(f"{n} clips of {size // 1024} KiB, one recorder: dock -> all archived", f"{el:.1f} s",
         f"{el / n * 1000:.2f} ms per clip, all of it counted as per-clip overhead; cp+sha256sum+cp+sync "
         f"{base:.1f} s ({base / el:.2f}x)", "< 60 s, < 3 ms")
@@ -114,12 +122,12 @@ def bench_slots(work: Path, row: Row, slots: int, clips: int, size: int, rate: i
         dockgate("sim", "make", str(r), "--clips", str(clips), "--size", str(size), "--serial", f"LINK{i:04d}",
                  "--link-rate", str(rate))
         recs.append(r)
-    _warm([p for r in recs for p in _media(r)])
+    warm([p for r in recs for p in _media(r)])
     d = DaemonProc(station, work / "slots.log").start()
     assert d.proc is not None
     try:
         el = _dock_all(d, station, recs, slots * clips, timeout=1800)
-        hwm = _vm(d.proc.pid, "VmHWM")
+        hwm = vm(d.proc.pid, "VmHWM")
         evs = _events(station)
     finally:
         d.stop()
@@ -167,9 +175,9 @@ def bench_verify(work: Path, row: Row, n: int, size: int, rounds: int, small: Pa
                    check=True)
     ours, theirs = [], []
     for _ in range(rounds):
-        _warm(media)
+        warm(media)
         ours.append(_verify_s(station))
-        _warm(media)
+        warm(media)
         theirs.append(_sh(f"sha256sum -c --quiet '{sums}'"))
     total = n * size
     o, t = statistics.median(ours), statistics.median(theirs)
@@ -185,16 +193,7 @@ def bench_verify(work: Path, row: Row, n: int, size: int, rounds: int, small: Pa
 
 def bench_one_recorder(work: Path, row: Row, clips: int, size: int) -> None:
     """One recorder, a few large clips, directory archive with read-back."""
-    station = _station(work, "one", slots=2)
-    rec = work / "RONE"
-    dockgate("sim", "make", str(rec), "--clips", str(clips), "--size", str(size), "--serial", "ONEREC01")
-    _warm(_media(rec))
-    d = DaemonProc(station, work / "one.log").start()
-    try:
-        el = _dock_all(d, station, [rec], clips, timeout=1800)
-    finally:
-        d.stop()
-    base = _baseline(work, [rec])
+    _, el, base = _one_recorder(work, "one", "ONEREC01", clips, size)
     total = clips * size
     row(f"dock -> archived, 1 recorder x {clips} x {size // MiB} MiB, directory archive, read-back",
         f"{base / el:.2f}x", f"dockgate {total / el / 1e6:.0f} MB/s end to end; cp+sha256sum+cp+sync "

@@ -87,10 +87,9 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
             want = min(len(view), limit - total + 1)
             try:
                 n = src.readinto(view[:want])  # type: ignore[attr-defined]
-            except (OSError, DriverError) as e:  # a volume's OSError, a protocol stream's DriverError
+            except (OSError, DriverError) as e:
                 hasher.free.put(i)
-                why = e.strerror if isinstance(e, OSError) else None
-                raise ClipInterrupted(label, f"read error: {why or e}") from None
+                raise _read_error(e, label) from None
             if not n:
                 hasher.free.put(i)
                 break
@@ -124,6 +123,12 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
     return digest, total
 
 
+def _read_error(e: OSError | DriverError, label: str) -> ClipInterrupted:
+    """A volume's OSError or a protocol stream's DriverError while reading."""
+    why = e.strerror if isinstance(e, OSError) else None
+    return ClipInterrupted(label, f"read error: {why or e}")
+
+
 def _copy_small(src: BinaryIO, dst_fd: int, view: memoryview, cancel: threading.Event,
                 progress: Callable[[int], None] | None, label: str, limit: int) -> tuple[str, int]:
     """A clip that fits one buffer: no hashing thread to start (a recorder
@@ -135,8 +140,7 @@ def _copy_small(src: BinaryIO, dst_fd: int, view: memoryview, cancel: threading.
         try:
             n = src.readinto(view[total:limit + 1])  # type: ignore[attr-defined]
         except (OSError, DriverError) as e:
-            why = e.strerror if isinstance(e, OSError) else None
-            raise ClipInterrupted(label, f"read error: {why or e}") from None
+            raise _read_error(e, label) from None
         if not n:
             break
         total += n

@@ -58,15 +58,8 @@ class Staging:
         return self.root / rel
 
     def commit(self, temp: Path, sha256: str) -> Path:
-        """Move a complete, fsynced temp file to its content address."""
-        final = self.path_for(sha256)
-        new_dir = not final.parent.exists()
-        final.parent.mkdir(exist_ok=True)
-        os.replace(temp, final)
-        fsync_dir(final.parent)
-        if new_dir:
-            fsync_dir(self.media)
-        return final
+        """Move a complete temp file to its content address, durably."""
+        return self.commit_many([(temp, sha256)])[0]
 
     def commit_many(self, pulled: list[tuple[Path, str]]) -> list[Path]:
         """``commit`` for a batch of (temp, sha256), sharing the barriers:

@@ -131,9 +131,6 @@ class Stamper(Worker):
         with ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="probe") as ex:
             return list(ex.map(lambda c: probe(self.staging.resolve(c.staged_path or ""), c.display), batch))
 
-    def stamp(self, clip: ClipRow, facts: ContainerFacts) -> None:
-        self.stamp_batch([clip], [facts])
-
     def stamp_batch(self, clips: list[ClipRow], facts: list[ContainerFacts]) -> None:
         """Sign and record clips. Synchronous on purpose: nothing else may
         append to the custody log between choosing the seqs and using them

@@ -184,30 +184,16 @@ class DirectoryArchive(Archive):
             if found != want:
                 raise ArchiveConflict(key, want, found)
             return Receipt(key, want, existed=True, verified_by="readback")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._temp()
+        tmp = self._write_temp(data)
         try:
-            with open(tmp, "xb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o444)
-            try:
-                os.link(tmp, dest)
-            except FileExistsError:
-                found = hash_file(dest)
-                if found != want:
-                    raise ArchiveConflict(key, want, found) from None
+            sync_files([tmp])
+            if not self._link_small(key, data, tmp):
                 return Receipt(key, want, existed=True, verified_by="readback")
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         fsync_dir(dest.parent)
-        back = hash_file(dest, drop_cache=True)
-        if back != want:
-            with contextlib.suppress(OSError):
-                dest.unlink()
-            raise VerifyFailed(key, want, back)
+        self._read_back_small(key, data)
         return Receipt(key, want, existed=False, verified_by="readback")
 
     def _put_media(self, obj: ArchiveObject, dest: Path, also_sync: list[Path]) -> Receipt:

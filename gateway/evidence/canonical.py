@@ -15,6 +15,7 @@ is tested against it (tests/test_canonical.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -50,8 +51,6 @@ def _plain(value: Any) -> bool:
 
 def canonical(value: Any) -> bytes:
     if _plain(value):
-        try:
+        with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate: the reference raises its own error
             return _fast(value).encode("utf-8")
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: the reference raises its own error
     return rfc8785.dumps(value)
