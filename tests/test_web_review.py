@@ -94,7 +94,9 @@ def test_a_supervisor_finds_a_clip_by_case_number_and_plays_it(station, logged_i
     box.clear()
     box.send_keys(CASE)
     drv.find_element("id", "search").click()
-    rows = wait_js(drv, "[...document.querySelectorAll('#results .clip-row')].map(r => r.dataset.sha)",
+    # the search is a form GET: read the rows of the page it loads, not of the one still showing
+    rows = wait_js(drv, "location.search.includes('case=') && "
+                        "[...document.querySelectorAll('#results .clip-row')].map(r => r.dataset.sha)",
                    what="search results")
     sha = station["clips"][f"{OFFICER}_20240301163015_0001.MP4"]
     assert rows == [sha]  # the 10:00 clip is outside the case's span
