@@ -53,6 +53,30 @@ GROUP_S = 0.02
 SMALL_EVERY_S = 1.0
 
 
+#: clips up to this size are uploaded in batches of up to BATCH_CLIPS clips and BATCH_BYTES
+BATCH_CLIP_MAX = 4 << 20
+BATCH_CLIPS = 64
+BATCH_BYTES = 32 << 20
+
+
+def _batches(due: list[ClipRow], most: int) -> list[list[ClipRow]]:
+    """Due clips in their order as uploads: runs of small clips together
+    (they share the archive's barriers), each large clip on its own."""
+    out: list[list[ClipRow]] = []
+    run: list[ClipRow] = []
+    run_bytes = 0
+    for clip in due:
+        if clip.size > BATCH_CLIP_MAX or most == 1:
+            out.append([clip])
+            continue
+        if not run or len(run) >= most or run_bytes + clip.size > BATCH_BYTES:
+            run, run_bytes = [], 0
+            out.append(run)  # in order: the run's place is where its first clip was due
+        run.append(clip)
+        run_bytes += clip.size
+    return out
+
+
 class Forwarder(Worker):
     def __init__(self, cfg: Config, catalog: Catalog, staging: Staging, archive: Archive,
                  live: StationState, custody_dir: Path, station_keys: Sequence[Ed25519PublicKey] = ()) -> None:
@@ -91,15 +115,16 @@ class Forwarder(Worker):
         if refused and now < self._probe_at:
             return self._probe_at - now
         # while refused, one clip at a time finds out whether the fault is gone
-        free = (1 if refused else self.concurrency(now)) - len(self._in_flight)
+        uploads = set(self._in_flight.values())
+        free = (1 if refused else self.concurrency(now)) - len(uploads)
         if free > 0:
-            for clip in self._due(now, free + len(self._in_flight)):
-                if clip.sha256 in self._in_flight or free <= 0:
-                    continue
-                free -= 1
-                task = asyncio.create_task(self._forward(clip), name=f"fwd-{clip.sha256[:8]}")
-                self._in_flight[clip.sha256] = task
-                task.add_done_callback(functools.partial(self._done, clip.sha256))
+            due = [c for c in self._due(now, free * BATCH_CLIPS + len(self._in_flight))
+                   if c.sha256 not in self._in_flight]
+            for batch in _batches(due, 1 if refused else BATCH_CLIPS)[:free]:
+                task = asyncio.create_task(self._forward(batch), name=f"fwd-{batch[0].sha256[:8]}+{len(batch) - 1}")
+                for clip in batch:
+                    self._in_flight[clip.sha256] = task
+                task.add_done_callback(functools.partial(self._done, [c.sha256 for c in batch]))
         if self.live.archive_up is not False and now >= self._small_at:
             self._small_at = now + SMALL_EVERY_S
             await self._forward_small()
@@ -133,8 +158,9 @@ class Forwarder(Worker):
             self._behind = queued > f.catch_up_bytes or self.catalog.queue_oldest_age(now) > f.catch_up_s
         return f.concurrency if self._behind else f.while_pulling
 
-    def _done(self, sha: str, task: asyncio.Task[None]) -> None:
-        self._in_flight.pop(sha, None)
+    def _done(self, shas: list[str], task: asyncio.Task[None]) -> None:
+        for sha in shas:
+            self._in_flight.pop(sha, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("forwarding %s crashed", sha[:12], exc_info=task.exception())
         self.wake()
@@ -183,10 +209,12 @@ class Forwarder(Worker):
         with self._small_lock:
             return self.archive.put_bytes(key, data)
 
-    def _read_and_put(self, clip: ClipRow) -> Receipt | str:
-        """Upload *clip*; or why there can be no archive object for it."""
-        obj = self._object(clip)
-        return obj if isinstance(obj, str) else self.archive.put(obj)
+    def _read_and_put(self, clips: list[ClipRow]) -> list[Receipt | ArchiveError | str]:
+        """Upload *clips* together; for each its receipt, its archive error,
+        or why there can be no archive object for it."""
+        objs = [self._object(c) for c in clips]
+        sent = iter(self.archive.put_many([o for o in objs if not isinstance(o, str)]))
+        return [o if isinstance(o, str) else next(sent) for o in objs]
 
     def _object(self, clip: ClipRow) -> ArchiveObject | str:
         """The archive object for *clip*, or why there can be none."""
@@ -211,41 +239,42 @@ class Forwarder(Worker):
             metadata=(("officer", clip.officer or ""), ("serial", clip.serial), ("station", self.cfg.station.id),
                       ("original-path", clip.display), ("manifest-sha256", clip.manifest_sha256 or "")))
 
-    async def _forward(self, clip: ClipRow) -> None:
-        key = clip.archive_key or f"unstamped/{clip.sha256}"
-        self.catalog.start_forward(clip.sha256, key)
+    async def _forward(self, clips: list[ClipRow]) -> None:
+        """Upload a batch of clips (one clip when large): one thread hand-off
+        for reading their manifests and the upload, one archive barrier."""
+        keys = [c.archive_key or f"unstamped/{c.sha256}" for c in clips]
+        self.catalog.start_forward_many([(c.sha256, k) for c, k in zip(clips, keys, strict=True)])
         started = time.monotonic()
         try:
-            # one hand-off to a thread per clip: reading the manifest and the upload
-            receipt = await asyncio.to_thread(self._read_and_put, clip)
-            if isinstance(receipt, str):
-                self.catalog.quarantine(clip.sha256, receipt, event("quarantined", sha256=clip.sha256, key=key,
-                                                                    error=receipt))
-                return
-        except ArchiveConflict as e:
-            if await asyncio.to_thread(self._ours_already, clip, e):
-                self.catalog.archived(clip.sha256, event(
-                    "clip_archived", sha256=clip.sha256, key=key, size=clip.size, partial=bool(clip.partial),
-                    already=True))
-                log.warning("clip %s was already archived under %s with a manifest this station signed (the "
-                            "catalog had forgotten it): kept as archived, the new manifest is not sent",
-                            clip.sha256[:12], key)
-                self._archive_works()
-                return
-            self._failed(clip, key, e)
+            outcomes = await asyncio.to_thread(self._read_and_put, clips)
+        except Exception as e:  # a bug, not the archive: keep the clips queued, say so loudly
+            log.exception("unexpected error forwarding %d clips from %s", len(clips), clips[0].sha256[:12])
+            outcomes = [ArchiveUnavailable(self.archive.describe(), f"internal error: {e!r}")] * len(clips)
+        for clip, key, out in zip(clips, keys, outcomes, strict=True):
+            await self._settle(clip, key, out, time.monotonic() - started)
+
+    async def _settle(self, clip: ClipRow, key: str, out: Receipt | ArchiveError | str, took_s: float) -> None:
+        """Record what the upload of *clip* came to."""
+        if isinstance(out, str):
+            self.catalog.quarantine(clip.sha256, out, event("quarantined", sha256=clip.sha256, key=key, error=out))
             return
-        except ArchiveError as e:
-            self._failed(clip, key, e)
+        if isinstance(out, ArchiveConflict) and await asyncio.to_thread(self._ours_already, clip, out):
+            self.catalog.archived(clip.sha256, event(
+                "clip_archived", sha256=clip.sha256, key=key, size=clip.size, partial=bool(clip.partial),
+                already=True))
+            log.warning("clip %s was already archived under %s with a manifest this station signed (the "
+                        "catalog had forgotten it): kept as archived, the new manifest is not sent",
+                        clip.sha256[:12], key)
+            self._archive_works()
             return
-        except Exception as e:  # a bug, not the archive: keep the clip queued, say so loudly
-            log.exception("unexpected error forwarding %s", clip.sha256[:12])
-            self._failed(clip, key, ArchiveUnavailable(self.archive.describe(), f"internal error: {e!r}"))
+        if isinstance(out, ArchiveError):
+            self._failed(clip, key, out)
             return
         self._record_archived(clip.sha256, (
-            event("forwarded", sha256=clip.sha256, key=key, existed=receipt.existed),
-            event("verified", sha256=clip.sha256, key=key, verified_by=receipt.verified_by),
+            event("forwarded", sha256=clip.sha256, key=key, existed=out.existed),
+            event("verified", sha256=clip.sha256, key=key, verified_by=out.verified_by),
             event("clip_archived", sha256=clip.sha256, key=key, size=clip.size, partial=bool(clip.partial),
-                  duration_s=round(time.monotonic() - started, 3))))
+                  duration_s=round(took_s, 3))))
         self._archive_works()
 
     def _record_archived(self, sha256: str, events: tuple[Event, ...]) -> None:

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.archive import Archive, ArchiveConflict, ArchiveObject, ArchiveRefused, SourceFault, VerifyFailed
+from gateway.archive import (
+    Archive,
+    ArchiveConflict,
+    ArchiveObject,
+    ArchiveRefused,
+    Receipt,
+    SourceFault,
+    VerifyFailed,
+)
 
 
 def make_obj(tmp_path: Path, key: str = "0001/2024-01-01/S1/a_12345678.MP4", size: int = 3 << 20,
@@ -108,3 +116,44 @@ class ArchiveContract:
         obj = make_obj(tmp_path, data=b"")
         archive.put(obj)
         assert archive.sha256(obj.key) == hashlib.sha256(b"").hexdigest()
+
+    def test_put_many_stores_each_object_as_put_would(self, archive: Archive, tmp_path: Path) -> None:
+        objs = [make_obj(tmp_path, key=f"0001/2024-01-0{d}/S1/c{i}_12345678.MP4", size=1000 + i)
+                for i, d in enumerate((1, 1, 2))]
+        before = archive.put(objs[0])
+        out = archive.put_many(objs)
+        assert [type(r) for r in out] == [Receipt] * 3
+        assert [(r.key, r.sha256, r.existed) for r in out if isinstance(r, Receipt)] == \
+            [(o.key, o.sha256, o is objs[0]) for o in objs]
+        assert not before.existed
+        for o in objs:
+            assert archive.sha256(o.key) == o.sha256
+            with archive.read(o.key + ".manifest.json") as f:
+                assert f.read() == b'{"k": 1}'
+
+    def test_put_many_keeps_each_objects_fault_its_own(self, archive: Archive, tmp_path: Path) -> None:
+        taken = make_obj(tmp_path, key="0001/2024-01-01/S1/taken_12345678.MP4", size=500)
+        archive.put(taken)
+        good = make_obj(tmp_path, key="0001/2024-01-01/S1/good_12345678.MP4", size=700)
+        lie = make_obj(tmp_path, key="0001/2024-01-01/S1/lie_12345678.MP4", size=600)
+        lie = ArchiveObject(lie.key, lie.source, "0" * 64, lie.size, lie.extras)
+        other = make_obj(tmp_path, key=taken.key, size=800)
+        also = make_obj(tmp_path, key="0001/2024-01-02/S1/also_12345678.MP4", size=900)
+        out = archive.put_many([good, lie, other, also])
+        assert [type(r) for r in out] == [Receipt, SourceFault, ArchiveConflict, Receipt]
+        assert archive.sha256(good.key) == good.sha256 and archive.sha256(also.key) == also.sha256
+        assert archive.sha256(taken.key) == taken.sha256
+        assert archive.sha256(lie.key) is None and archive.sha256(lie.key + ".manifest.json") is None
+
+    def test_put_many_on_a_refusing_archive_is_the_stations_fault_for_each(self, refusing: Archive,
+                                                                          tmp_path: Path) -> None:
+        out = refusing.put_many([make_obj(tmp_path, key=f"0001/2024-01-01/S1/r{i}_12345678.MP4", size=100 + i)
+                                 for i in range(3)])
+        assert len(out) == 3
+        assert all(isinstance(r, ArchiveRefused) and r.scope == "station" for r in out)
+
+    def test_put_many_detects_each_corrupted_object(self, corrupting: Archive, tmp_path: Path) -> None:
+        objs = [make_obj(tmp_path, key=f"0001/2024-01-01/S1/v{i}_12345678.MP4", size=2000 + i) for i in range(2)]
+        out = corrupting.put_many(objs)
+        assert all(isinstance(r, VerifyFailed) for r in out)
+        assert all(corrupting.sha256(o.key) is None for o in objs)

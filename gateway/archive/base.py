@@ -22,6 +22,16 @@ called from worker threads; one instance may serve several threads at once.
   * calls ``obj.throttle(n)`` (when set) for every *n* bytes read from the
     source, before they are sent: the bandwidth limit.
 
+``put_many(objs)``: ``put`` for several objects at once, which a backend
+may make share its barriers (one journal commit, one directory fsync, one
+connection's worth of round trips). It returns one outcome per object, in
+order: the ``Receipt`` or the ``ArchiveError`` that ``put`` would have
+given; it raises nothing. Each object's outcome is its own: one object's
+fault (``scope == "clip"``) never changes what happens to the others, and
+every guarantee of ``put`` holds for each object. The default puts them one
+after another; after a station-scope failure the rest get the same error
+without being tried (they would fail alike).
+
 ``put_bytes(key, data)``: the same for a small object held in memory:
 write-once, identical bytes already there are fine (``existed``), different
 bytes raise ``ArchiveConflict``, verified before returning.
@@ -60,7 +70,7 @@ ArchiveUnavailable  station no        back off and retry (unreachable, timeouts,
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -185,6 +195,17 @@ class Archive(abc.ABC):
 
     @abc.abstractmethod
     def put(self, obj: ArchiveObject) -> Receipt: ...
+
+    def put_many(self, objs: Sequence[ArchiveObject]) -> list[Receipt | ArchiveError]:
+        out: list[Receipt | ArchiveError] = []
+        for obj in objs:
+            try:
+                out.append(self.put(obj))
+            except ArchiveError as e:
+                out.append(e)
+                if e.scope == "station":
+                    break
+        return out + out[-1:] * (len(objs) - len(out))
 
     @abc.abstractmethod
     def put_bytes(self, key: str, data: bytes) -> Receipt: ...

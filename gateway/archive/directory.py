@@ -23,13 +23,14 @@ import errno
 import hashlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from gateway.archive.base import (
     Archive,
     ArchiveConflict,
+    ArchiveError,
     ArchiveObject,
     ArchiveRefused,
     ArchiveUnavailable,
@@ -62,6 +63,24 @@ def hash_file(path: Path, buf_size: int = _BUF, drop_cache: bool = False) -> str
         while n := f.readinto(view):
             h.update(view[:n])
     return h.hexdigest()
+
+
+class _Put:
+    """One object of a ``put_many``, as it goes through the shared barriers."""
+
+    def __init__(self, obj: ArchiveObject) -> None:
+        self.obj = obj
+        self.dest = Path()
+        #: the media's temp file; None when the key existed before we wrote
+        self.tmp: Path | None = None
+        #: (key, bytes, temp file) of each manifest file
+        self.extras: list[tuple[str, bytes, Path]] = []
+        #: the media was linked by this put (else it was there: ``existed``)
+        self.linked = False
+        self.error: ArchiveError | None = None
+
+    def temps(self) -> list[Path]:
+        return ([self.tmp] if self.tmp is not None else []) + [t for _, _, t in self.extras]
 
 
 class DirectoryArchive(Archive):
@@ -113,36 +132,128 @@ class DirectoryArchive(Archive):
             raise ArchiveUnavailable(str(self.root), "archive root is not mounted or missing")
 
     def put(self, obj: ArchiveObject) -> Receipt:
-        self._check_root()
-        dest = self._path(obj.key)
-        extras = [(obj.key + suffix, data) for suffix, data in obj.extras]
-        for key, _ in extras:
-            self._path(key)  # a bad key is refused before anything is written
-        written: list[tuple[str, bytes, Path]] = []
+        (out,) = self.put_many([obj])
+        if isinstance(out, ArchiveError):
+            raise out
+        return out
+
+    def put_many(self, objs: Sequence[ArchiveObject]) -> list[Receipt | ArchiveError]:
+        """Every object's files are written as temps, then made durable in one
+        barrier; the media are linked, their directories fsynced once each and
+        the media read back; only then are the manifest files linked beside
+        them (another directory fsync each, another read-back)."""
         try:
+            self._check_root()
+        except ArchiveError as e:
+            return [e] * len(objs)
+        puts = [_Put(obj) for obj in objs]
+        try:
+            for p in puts:
+                self._each(p, self._stage)
+            live = [p for p in puts if p.error is None]
             try:
-                # the manifest files are written now, made durable with the media below
-                written = [(key, data, self._write_temp(data)) for key, data in extras]
-                receipt = self._put_media(obj, dest, [tmp for _, _, tmp in written])
-                for key, data, tmp in written:
-                    self._link_small(key, data, tmp)
-                if written:
-                    fsync_dir(dest.parent)
-                for key, data, _ in written:
-                    self._read_back_small(key, data)
-            finally:
-                for _, _, tmp in written:
+                sync_files([t for p in live for t in p.temps()])
+            except OSError as e:
+                for p in live:
+                    p.error = self._classify(e)
+            for p in puts:
+                self._each(p, self._link_media)
+            self._each_dir([p.dest.parent for p in puts if p.error is None and p.linked], puts)
+            for p in puts:
+                self._each(p, self._verify_media)
+            for p in puts:
+                self._each(p, self._link_extras)
+            self._each_dir([p.dest.parent for p in puts if p.error is None and p.extras], puts)
+            for p in puts:
+                self._each(p, self._verify_extras)
+        finally:
+            for p in puts:
+                for t in p.temps():
                     with contextlib.suppress(FileNotFoundError):
-                        tmp.unlink()
-            return receipt
+                        t.unlink()
+        return [p.error if p.error is not None else Receipt(p.obj.key, p.obj.sha256, existed=not p.linked,
+                                                            verified_by="readback" if not p.linked else self.verify)
+                for p in puts]
+
+    def _each(self, p: _Put, step: Callable[[_Put], None]) -> None:
+        """One step for one object: its failure is its own outcome."""
+        if p.error is not None:
+            return
+        try:
+            step(p)
+        except ArchiveError as e:
+            p.error = e
         except OSError as e:
-            raise self._classify(e) from e
+            p.error = self._classify(e)
+
+    def _each_dir(self, dirs: list[Path], puts: list[_Put]) -> None:
+        for d in dict.fromkeys(dirs):
+            try:
+                fsync_dir(d)
+            except OSError as e:  # every object linked there is not durable
+                for p in puts:
+                    if p.error is None and p.dest.parent == d:
+                        p.error = self._classify(e)
+
+    def _stage(self, p: _Put) -> None:
+        obj = p.obj
+        p.dest = self._path(obj.key)
+        for suffix, _ in obj.extras:
+            self._path(obj.key + suffix)  # a bad key is refused before anything is written
+        # the manifest files are written now, made durable with the media
+        p.extras = [(obj.key + suffix, data, self._write_temp(data)) for suffix, data in obj.extras]
+        if p.dest.exists():
+            return  # compared after the barrier, never replaced
+        p.tmp = self._temp()
+        sent = self._copy(obj, p.tmp)
+        if sent != obj.sha256:
+            raise SourceFault(str(obj.source), f"no longer matches its hash {obj.sha256} (now {sent})")
+
+    def _link_media(self, p: _Put) -> None:
+        if p.tmp is not None:
+            p.dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(p.tmp, p.dest)
+                p.linked = True
+                return
+            except FileExistsError:
+                pass  # someone stored it meanwhile: fine if identical, never replaced
+        found = hash_file(p.dest)
+        if found != p.obj.sha256:
+            raise ArchiveConflict(p.obj.key, p.obj.sha256, found)
+
+    def _verify_media(self, p: _Put) -> None:
+        if not p.linked:
+            return  # hashed in full when it was found there
+        obj, dest = p.obj, p.dest
+        if self.verify == "readback":
+            back = hash_file(dest, drop_cache=True)
+            if back != obj.sha256:
+                with contextlib.suppress(OSError):
+                    dest.unlink()
+                raise VerifyFailed(obj.key, obj.sha256, back)
+        elif (stored := dest.stat().st_size) != obj.size:
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            raise VerifyFailed(obj.key, obj.sha256, f"an object of {stored} bytes, not {obj.size}")
+
+    def _link_extras(self, p: _Put) -> None:
+        for key, data, tmp in p.extras:
+            self._link_small(key, data, tmp)
+
+    def _verify_extras(self, p: _Put) -> None:
+        for key, data, _ in p.extras:
+            self._read_back_small(key, data)
 
     def _write_temp(self, data: bytes) -> Path:
         tmp = self._temp()
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o444)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         return tmp
 
     def _link_small(self, key: str, data: bytes, tmp: Path) -> bool:
@@ -195,45 +306,6 @@ class DirectoryArchive(Archive):
         fsync_dir(dest.parent)
         self._read_back_small(key, data)
         return Receipt(key, want, existed=False, verified_by="readback")
-
-    def _put_media(self, obj: ArchiveObject, dest: Path, also_sync: list[Path]) -> Receipt:
-        """Store the media; *also_sync*: temp files made durable in the same barrier."""
-        if dest.exists():
-            sync_files(also_sync)
-            found = hash_file(dest)
-            if found != obj.sha256:
-                raise ArchiveConflict(obj.key, obj.sha256, found)
-            return Receipt(obj.key, obj.sha256, existed=True, verified_by="readback")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._temp()
-        try:
-            sent = self._copy(obj, tmp)
-            if sent != obj.sha256:
-                raise SourceFault(str(obj.source), f"no longer matches its hash {obj.sha256} (now {sent})")
-            sync_files([tmp, *also_sync])
-            try:
-                os.link(tmp, dest)
-            except FileExistsError:
-                # someone stored it meanwhile: fine if identical, never replaced
-                found = hash_file(dest)
-                if found != obj.sha256:
-                    raise ArchiveConflict(obj.key, obj.sha256, found) from None
-                return Receipt(obj.key, obj.sha256, existed=True, verified_by="readback")
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        fsync_dir(dest.parent)
-        if self.verify == "readback":
-            back = hash_file(dest, drop_cache=True)
-            if back != obj.sha256:
-                with contextlib.suppress(OSError):
-                    dest.unlink()
-                raise VerifyFailed(obj.key, obj.sha256, back)
-        elif (stored := dest.stat().st_size) != obj.size:
-            with contextlib.suppress(OSError):
-                dest.unlink()
-            raise VerifyFailed(obj.key, obj.sha256, f"an object of {stored} bytes, not {obj.size}")
-        return Receipt(obj.key, obj.sha256, existed=False, verified_by=self.verify)
 
     def _copy(self, obj: ArchiveObject, tmp: Path) -> str:
         """Copy while hashing what is read: the hash is of the bytes sent."""

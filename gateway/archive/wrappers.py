@@ -10,7 +10,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 from gateway.archive.base import Archive, ArchiveError, ArchiveObject, Receipt
@@ -25,6 +25,9 @@ class Wrapper(Archive):
 
     def put(self, obj: ArchiveObject) -> Receipt:
         return self.inner.put(obj)
+
+    def put_many(self, objs: Sequence[ArchiveObject]) -> list[Receipt | ArchiveError]:
+        return self.inner.put_many(objs)
 
     def put_bytes(self, key: str, data: bytes) -> Receipt:
         return self.inner.put_bytes(key, data)
@@ -59,6 +62,9 @@ class Retrying(Wrapper):
         self.initial_s = initial_s
         self.cap_s = cap_s
 
+    def _delay(self, attempt: int) -> float:
+        return min(self.cap_s, self.initial_s * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
     def _retry(self, what: str, fn, *args):  # type: ignore[no-untyped-def]
         for attempt in range(1, self.attempts + 1):
             try:
@@ -66,10 +72,25 @@ class Retrying(Wrapper):
             except ArchiveError as e:
                 if e.permanent or attempt == self.attempts:
                     raise
-                delay = min(self.cap_s, self.initial_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                delay = self._delay(attempt)
                 log.info("%s: %s; retry %d/%d in %.1fs", what, e, attempt, self.attempts - 1, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def put_many(self, objs: Sequence[ArchiveObject]) -> list[Receipt | ArchiveError]:
+        """Only the objects that failed transiently are tried again, together."""
+        out = self.inner.put_many(objs)
+        for attempt in range(1, self.attempts):
+            again = [i for i, r in enumerate(out) if isinstance(r, ArchiveError) and not r.permanent]
+            if not again:
+                break
+            delay = self._delay(attempt)
+            log.info("put of %d objects: %s; retry %d/%d in %.1fs", len(again), out[again[0]], attempt,
+                     self.attempts - 1, delay)
+            time.sleep(delay)
+            for i, r in zip(again, self.inner.put_many([objs[i] for i in again]), strict=True):
+                out[i] = r
+        return out
 
     def put(self, obj: ArchiveObject) -> Receipt:
         return self._retry(f"put {obj.key}", self.inner.put, obj)  # type: ignore[no-any-return]
@@ -103,18 +124,26 @@ class Limited(Wrapper):
         self.slots = threading.BoundedSemaphore(concurrency)
         self.bucket = TokenBucket(bandwidth_bytes_per_s) if bandwidth_bytes_per_s else None
 
+    def _throttled(self, obj: ArchiveObject) -> ArchiveObject:
+        if self.bucket is None:
+            return obj
+        bucket, outer = self.bucket, obj.throttle
+
+        def throttle(n: int) -> None:  # a limit set further out still applies
+            bucket(n)
+            if outer is not None:
+                outer(n)
+
+        return dataclasses.replace(obj, throttle=throttle)
+
     def put(self, obj: ArchiveObject) -> Receipt:
-        if self.bucket is not None:
-            bucket, outer = self.bucket, obj.throttle
-
-            def throttle(n: int) -> None:  # a limit set further out still applies
-                bucket(n)
-                if outer is not None:
-                    outer(n)
-
-            obj = dataclasses.replace(obj, throttle=throttle)
         with self.slots:
-            return self.inner.put(obj)
+            return self.inner.put(self._throttled(obj))
+
+    def put_many(self, objs: Sequence[ArchiveObject]) -> list[Receipt | ArchiveError]:
+        """A batch is one upload: it takes one of the *concurrency* places."""
+        with self.slots:
+            return self.inner.put_many([self._throttled(o) for o in objs])
 
     def put_bytes(self, key: str, data: bytes) -> Receipt:
         with self.slots:

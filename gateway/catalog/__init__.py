@@ -434,8 +434,15 @@ class Catalog:
         return None if row[0] is None else float(row[0])
 
     def start_forward(self, sha256: str, key: str) -> None:
-        # not durable: recovery puts a forwarding clip back in the queue anyway, and puts are idempotent
-        self._move("clips", sha256, ClipState.FORWARDING, (), {"archive_key": key}, durable=False)
+        self.start_forward_many([(sha256, key)])
+
+    def start_forward_many(self, clips: Sequence[tuple[str, str]]) -> None:
+        """(sha256, archive key) of clips whose upload starts, in one commit.
+        Not durable: recovery puts a forwarding clip back in the queue anyway,
+        and puts are idempotent."""
+        with self.tx(durable=False) as db:
+            for sha256, key in clips:
+                self._move("clips", sha256, ClipState.FORWARDING, (), {"archive_key": key}, db=db)
 
     def archived(self, sha256: str, *events: Event) -> None:
         now = time.time()
