@@ -37,6 +37,26 @@ T = TypeVar("T")
 MAX_SKIP_EVENTS = 50
 #: a clip this big is committed on its own, its barrier overlapping the next clip's copy
 BIG_CLIP = 16 << 20
+#: clips up to this size are copied in runs, up to RUN_CLIPS clips and RUN_BYTES per thread hand-off
+RUN_CLIP_MAX = 1 << 20
+RUN_CLIPS = 64
+RUN_BYTES = 8 << 20
+
+
+def _runs(pending: list[PendingItem]) -> list[list[PendingItem]]:
+    """The clips to pull, in their order: runs of small clips, each larger clip alone."""
+    out: list[list[PendingItem]] = []
+    run_bytes = 0
+    for item in pending:
+        size = item.ref.size
+        if size > RUN_CLIP_MAX or not out or len(out[-1]) >= RUN_CLIPS or out[-1][0].ref.size > RUN_CLIP_MAX \
+                or run_bytes + size > RUN_BYTES:
+            out.append([item])
+            run_bytes = size
+        else:
+            out[-1].append(item)
+            run_bytes += size
+    return out
 DISK_WAIT_S = 1.0
 
 
@@ -196,14 +216,13 @@ class DockSession:
         self.ctx.buffers.join(self.slot)
         self.ctx.pulling[self.slot] = self.dock_id
         try:
-            for item in pending:
-                if item.ref.size >= BIG_CLIP:
+            for run in _runs(pending):
+                if run[0].ref.size >= BIG_CLIP:
                     await committer.flush()  # what is pulled goes to disk while this one copies
-                done = await self._pull(rec, item)
-                if done is not None:
+                for done in await (self._pull_run(rec, run) if len(run) > 1 else self._pull(rec, run[0])):
                     committer.add(done)
-                    if committer.due() or item.ref.size >= BIG_CLIP:
-                        await committer.flush()
+                if committer.due() or run[0].ref.size >= BIG_CLIP:
+                    await committer.flush()
             await committer.drain()
         except asyncio.CancelledError:
             # undocked or stopping: the clips pulled whole are still committed
@@ -280,12 +299,68 @@ class DockSession:
                 self.st.state, self.st.message = "waiting", str(e)
                 await asyncio.sleep(DISK_WAIT_S)
 
-    async def _pull(self, rec: Recorder, item: PendingItem) -> Done | None:
+    async def _pull_run(self, rec: Recorder, run: list[PendingItem]) -> list[Done]:
+        """Copy a run of small clips in one thread hand-off (one catalog
+        commit to begin them all); a clip that fails goes on alone through
+        ``_pull``'s retries. On an undock the clips copied whole are
+        returned to the committer with the exception, as ``Interrupted``."""
+        ctx, st = self.ctx, self.st
+        await self._wait_for_space(sum(i.ref.size for i in run))
+        ctx.catalog.begin_pull_many([i.id for i in run])
+        self._size_buffers()
+        st.current = run[0].ref.display
+        outcomes: list[Done | DockgateError] = []
+
+        def work() -> None:
+            for item in run:
+                if self.cancel.is_set():
+                    return
+                started = time.monotonic()
+                try:
+                    pulled = ingest.pull(rec.open_clip, item.ref, ctx.staging.temp_path(item.id), self.buffers,
+                                         self.cancel, st.add_bytes, sync=False)
+                except DockgateError as e:  # drivers and ingest raise only typed errors
+                    outcomes.append(e)
+                else:
+                    outcomes.append(Done(item, pulled, time.monotonic() - started))
+
+        try:
+            await self._thread(work)
+        except asyncio.CancelledError:
+            # the clip being copied is interrupted (and said so), the rest of the run was never started
+            said = False
+            for i, item in enumerate(run):
+                o = outcomes[i] if i < len(outcomes) else None
+                if isinstance(o, Done):
+                    if self.committer is not None:
+                        self.committer.add(o)
+                    continue
+                why = "undocked during copy"
+                ctx.catalog.interrupt(item.id, why, *(() if said else (self._interrupted(item.ref, why, 1),)))
+                said = True
+            raise
+        out: list[Done] = []
+        for item, o in zip(run, outcomes, strict=True):
+            if isinstance(o, Done):
+                out.append(o)
+                continue
+            tried = 0 if isinstance(o, StagingFull) else 1
+            if o.permanent or tried >= ctx.cfg.ingest.max_attempts:
+                st.clips_failed += 1
+                ctx.catalog.interrupt(item.id, str(o), self._interrupted(item.ref, str(o), 1))
+                continue
+            ctx.catalog.interrupt(item.id, str(o))
+            log.info("slot %d serial %s: %s; retrying", self.slot, self.serial, o)
+            out.extend(await self._pull(rec, item, tried=tried))
+        return out
+
+    async def _pull(self, rec: Recorder, item: PendingItem, tried: int = 0) -> list[Done]:
         """Copy one clip into staging's tmp/ (not yet durable: the slot's
-        committer makes it so with its batch); None if it could not be."""
+        committer makes it so with its batch); nothing if it could not be.
+        *tried*: attempts already made (by ``_pull_run``)."""
         ctx, st, ref = self.ctx, self.st, item.ref
         st.current = ref.display
-        attempt = 0
+        attempt = tried
         while attempt < ctx.cfg.ingest.max_attempts:
             attempt += 1
             await self._wait_for_space(ref.size)
@@ -315,12 +390,12 @@ class DockSession:
                 if e.permanent or attempt == ctx.cfg.ingest.max_attempts:
                     st.clips_failed += 1
                     ctx.catalog.interrupt(item.id, str(e), self._interrupted(ref, str(e), attempt))
-                    return None
+                    return []
                 ctx.catalog.interrupt(item.id, str(e))
                 log.info("slot %d serial %s: %s; retrying", self.slot, self.serial, e)
                 continue
-            return Done(item, pulled, time.monotonic() - started)
-        return None
+            return [Done(item, pulled, time.monotonic() - started)]
+        return []
 
     def _size_buffers(self) -> None:
         """Buffers as the shared budget says for this slot's measured rate."""

@@ -36,10 +36,15 @@ def make_recorder(folder: Path, *, clips: int, size: int, serial: str, officer: 
     (folder / "device.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     load_sim_device(folder)  # refuse now what the simulated firmware could not answer
     rng = random.Random(seed if seed is not None else f"{serial}/{officer}")
-    t = (start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=8))
+    # 1-15 minutes between clips; a recorder docks with every clip in its past
+    # (the first a shift ago, earlier when there are too many for one shift)
+    gaps = random.Random(f"{seed if seed is not None else f'{serial}/{officer}'}/gaps")
+    steps = [gaps.randint(60, 900) for _ in range(clips)]
+    now = datetime.now(UTC).replace(microsecond=0)
+    t = start or min(now - timedelta(hours=8), now - timedelta(seconds=sum(steps) + 60))
     paths = []
     for i in range(clips):
-        t += timedelta(seconds=rng.randint(60, 900))
+        t += timedelta(seconds=steps[i])
         local = t + timedelta(hours=8, seconds=clock_offset_s)  # recorders run on local time
         day = folder / "storage" / "DCIM" / local.strftime("%Y%m%d")
         day.mkdir(parents=True, exist_ok=True)

@@ -372,8 +372,14 @@ class Catalog:
         return pending, known
 
     def begin_pull(self, item_id: int) -> None:
-        # not durable: after a crash recovery finds the item pulling or as it was, both are redone
-        self._move("items", item_id, ItemState.PULLING, bump_attempts=True, durable=False)
+        self.begin_pull_many([item_id])
+
+    def begin_pull_many(self, item_ids: Sequence[int]) -> None:
+        """Pulls starting, in one commit. Not durable: after a crash recovery
+        finds each item pulling or as it was, and both are redone."""
+        with self.tx(durable=False) as db:
+            for item_id in item_ids:
+                self._move("items", item_id, ItemState.PULLING, bump_attempts=True, db=db)
 
     def interrupt(self, item_id: int, why: str, *events: Event) -> None:
         """The pull could not finish; nothing was staged. *events*: the alarm,
