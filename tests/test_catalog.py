@@ -262,3 +262,15 @@ def test_an_error_escaping_a_group_undoes_the_group_and_announces_nothing(tmp_pa
         raise RuntimeError("the batch's files could not be written")
     assert cat.clip(sha).state == ClipState.STAGED  # type: ignore[union-attr]
     assert len(journal.announced) == before
+
+
+def test_the_forwarding_queue_serves_important_clips_first_then_oldest_first(cat: Catalog) -> None:
+    a, b, c = (staged_clip(cat, ch * 64) for ch in "abc")
+    important = cat.add_assignment("0001", 0.0, 1e10, "CASE-1", None, None, True)
+    for sha in (a, b, c):
+        cat.stamped(sha, f"k/{sha[0]}", "manifests/x", "ff" * 32, False, 1.0, important if sha == c else None)
+    assert [x.sha256 for x in cat.due_for_forward(now=1e12, limit=10)] == [c, a, b]
+    assert [x.sha256 for x in cat.due_for_forward(now=1e12, limit=2)] == [c, a]
+    cat.start_forward(a, "k/a")
+    cat.retry_later(a, "archive down", at=2e12)
+    assert [x.sha256 for x in cat.due_for_forward(now=1e12, limit=10)] == [c, b]

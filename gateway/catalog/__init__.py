@@ -411,8 +411,10 @@ class Catalog:
         return self.db.execute("SELECT 1 FROM clips WHERE sha256=?", (sha256,)).fetchone() is not None
 
     # -- clips: content on its way to the archive -----------------------------------------
-    def _clips(self, where: str, *args: Any) -> list[ClipRow]:
-        return [from_row(ClipRow, r) for r in self.db.execute(_CLIP_SELECT + where, args).fetchall()]
+    def _clips(self, where: str, *args: Any, indexed_by: str | None = None) -> list[ClipRow]:
+        select = _CLIP_SELECT if indexed_by is None else _CLIP_SELECT.replace(
+            "clips c ", f"clips c INDEXED BY {indexed_by} ")
+        return [from_row(ClipRow, r) for r in self.db.execute(select + where, args).fetchall()]
 
     def clip(self, sha256: str) -> ClipRow | None:
         rows = self._clips("WHERE c.sha256=?", sha256)
@@ -431,9 +433,17 @@ class Catalog:
         """Clips to upload next: important ones (by their assignment) first
         (issue 15), then oldest first; none from the docks in *not_docks*."""
         skip = f"AND i.dock_id NOT IN ({','.join('?' * len(not_docks))}) " if not_docks else ""
-        return self._clips(f"WHERE c.state='stamped' AND c.next_try_at<=? {skip}ORDER BY coalesce((SELECT "
-                           "a.important FROM assignments a WHERE a.id=c.assignment_id), 0) DESC, c.created_at "
-                           "LIMIT ?", now, *not_docks, limit)
+        due = f"WHERE c.state='stamped' AND c.next_try_at<=? {skip}"
+        # two walks of an index, never a sort of the whole queue: the clips of
+        # the (few) important assignments, then the queue in its order
+        first = self._clips(due + "AND c.assignment_id IN (SELECT id FROM assignments WHERE important=1) "
+                            "ORDER BY c.created_at LIMIT ?", now, *not_docks, limit, indexed_by="clips_assignment")
+        if len(first) >= limit:
+            return first
+        taken = {c.sha256 for c in first}
+        rest = self._clips(due + "ORDER BY c.created_at LIMIT ?", now, *not_docks, limit + len(first),
+                           indexed_by="clips_queue")
+        return first + [c for c in rest if c.sha256 not in taken][:limit - len(first)]
 
     def next_retry_at(self) -> float | None:
         row = self.db.execute("SELECT min(next_try_at) FROM clips WHERE state='stamped'").fetchone()
