@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from drivers.base import ClipRef, DockedDevice, UsbIds
+from gateway import durable
 from gateway.catalog import Catalog, ClipState, Event, ItemState, PendingItem
 from gateway.config import Config
 from gateway.durable import write_many
@@ -125,3 +126,52 @@ def test_the_catalog_survives_a_restart_after_a_group_commit(tmp_path: Path, sta
     station.catalog.close()
     again = Catalog(tmp_path / "catalog.sqlite")
     assert again.counts()["staged"] == 5
+
+
+def _count_barriers(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
+    syncfs: list[int] = []
+    fsync: list[int] = []
+    real_syncfs, real_fsync = durable._SYNCFS, os.fsync
+    assert real_syncfs is not None
+
+    def counted_syncfs(fd: int) -> int:
+        syncfs.append(fd)
+        return int(real_syncfs(fd))
+
+    def counted_fsync(fd: int) -> None:
+        fsync.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(durable, "_SYNCFS", counted_syncfs)
+    monkeypatch.setattr(os, "fsync", counted_fsync)
+    return syncfs, fsync
+
+
+def _small_files(folder: Path, n: int) -> list[Path]:
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"f{i}").write_bytes(b"x" * 100)
+    return [folder / f"f{i}" for i in range(n)]
+
+
+def test_a_barrier_over_many_files_on_a_local_disk_is_one_syncfs(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert durable._fs_type(os.stat(tmp_path).st_dev) in durable.SYNCFS_TYPES, "the test needs a local disk"
+    files = _small_files(tmp_path / "d", durable.SYNCFS_MIN)
+    syncfs, fsync = _count_barriers(monkeypatch)
+    durable.sync_files(files)
+    assert len(syncfs) == 1 and fsync == []
+
+
+def test_few_files_or_a_filesystem_not_trusted_with_syncfs_are_fsynced_one_by_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    few = _small_files(tmp_path / "few", durable.SYNCFS_MIN - 1)
+    many = _small_files(tmp_path / "many", durable.SYNCFS_MIN)
+    syncfs, fsync = _count_barriers(monkeypatch)
+    durable.sync_files(few)
+    assert syncfs == [] and len(fsync) == len(few)
+    monkeypatch.setattr(durable, "_fs_type", lambda dev: "nfs4")  # a NAS: its syncfs may not wait for the server
+    fsync.clear()
+    durable.sync_files(many)
+    durable.sync_dirs([tmp_path / "few", tmp_path / "many"])
+    assert syncfs == [] and len(fsync) == len(many) + 2

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -39,7 +39,7 @@ from gateway.archive.base import (
     SourceFault,
     VerifyFailed,
 )
-from gateway.durable import fsync_dir, sync_files
+from gateway.durable import fsync_dir, sync_files, unique_suffix
 
 _BUF = 4 << 20
 #: where objects are written before they are linked into place
@@ -94,9 +94,11 @@ class DirectoryArchive(Archive):
         return f"directory {self.root}"
 
     def _temp(self) -> Path:
-        tmp = self.root / TMP_DIR
-        tmp.mkdir(exist_ok=True)
-        return tmp / f"{secrets.token_hex(8)}.tmp"
+        """A temp file's name in the temp folder (``_tmp_dir`` made it)."""
+        return self.root / TMP_DIR / f"{unique_suffix()}.tmp"
+
+    def _tmp_dir(self) -> None:
+        (self.root / TMP_DIR).mkdir(exist_ok=True)
 
     def sweep_partial(self) -> int:
         """Remove what an interrupted write left in the temp folder."""
@@ -147,9 +149,10 @@ class DirectoryArchive(Archive):
         except ArchiveError as e:
             return [e] * len(objs)
         puts = [_Put(obj) for obj in objs]
+        made: set[Path] = set()  # directories known to exist: one mkdir each per batch
         try:
             for p in puts:
-                self._each(p, self._stage)
+                self._each(p, functools.partial(self._stage, made=made))
             live = [p for p in puts if p.error is None]
             try:
                 sync_files([t for p in live for t in p.temps()])
@@ -157,7 +160,7 @@ class DirectoryArchive(Archive):
                 for p in live:
                     p.error = self._classify(e)
             for p in puts:
-                self._each(p, self._link_media)
+                self._each(p, functools.partial(self._link_media, made=made))
             self._each_dir([p.dest.parent for p in puts if p.error is None and p.linked], puts)
             for p in puts:
                 self._each(p, self._verify_media)
@@ -195,11 +198,14 @@ class DirectoryArchive(Archive):
                     if p.error is None and p.dest.parent == d:
                         p.error = self._classify(e)
 
-    def _stage(self, p: _Put) -> None:
+    def _stage(self, p: _Put, made: set[Path]) -> None:
         obj = p.obj
         p.dest = self._path(obj.key)
         for suffix, _ in obj.extras:
             self._path(obj.key + suffix)  # a bad key is refused before anything is written
+        if self.root / TMP_DIR not in made:
+            self._tmp_dir()
+            made.add(self.root / TMP_DIR)
         # the manifest files are written now, made durable with the media
         p.extras = [(obj.key + suffix, data, self._write_temp(data)) for suffix, data in obj.extras]
         if p.dest.exists():
@@ -209,9 +215,11 @@ class DirectoryArchive(Archive):
         if sent != obj.sha256:
             raise SourceFault(str(obj.source), f"no longer matches its hash {obj.sha256} (now {sent})")
 
-    def _link_media(self, p: _Put) -> None:
+    def _link_media(self, p: _Put, made: set[Path]) -> None:
         if p.tmp is not None:
-            p.dest.parent.mkdir(parents=True, exist_ok=True)
+            if p.dest.parent not in made:
+                p.dest.parent.mkdir(parents=True, exist_ok=True)
+                made.add(p.dest.parent)
             try:
                 os.link(p.tmp, p.dest)
                 p.linked = True
@@ -239,7 +247,7 @@ class DirectoryArchive(Archive):
 
     def _link_extras(self, p: _Put) -> None:
         for key, data, tmp in p.extras:
-            self._link_small(key, data, tmp)
+            self._link_small(key, data, tmp, mkdir=False)  # beside the media
 
     def _verify_extras(self, p: _Put) -> None:
         for key, data, _ in p.extras:
@@ -256,17 +264,18 @@ class DirectoryArchive(Archive):
             os.close(fd)
         return tmp
 
-    def _link_small(self, key: str, data: bytes, tmp: Path) -> bool:
+    def _link_small(self, key: str, data: bytes, tmp: Path, mkdir: bool = True) -> bool:
         """Link a durable temp file into place; False if an identical object
-        was there already (ArchiveConflict if a different one is)."""
+        was there already (ArchiveConflict if a different one is). *mkdir*:
+        its folder may not exist yet."""
         dest = self._path(key)
-        want = hashlib.sha256(data).hexdigest()
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        if mkdir:
+            dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(tmp, dest)
             return True
         except FileExistsError:
-            found = hash_file(dest)
+            found, want = hash_file(dest), hashlib.sha256(data).hexdigest()
             if found != want:
                 raise ArchiveConflict(key, want, found) from None
             return False
@@ -295,6 +304,7 @@ class DirectoryArchive(Archive):
             if found != want:
                 raise ArchiveConflict(key, want, found)
             return Receipt(key, want, existed=True, verified_by="readback")
+        self._tmp_dir()
         tmp = self._write_temp(data)
         try:
             sync_files([tmp])
