@@ -55,7 +55,7 @@ SMALL_EVERY_S = 1.0
 
 #: clips up to this size are uploaded in batches of up to BATCH_CLIPS clips and BATCH_BYTES
 BATCH_CLIP_MAX = 4 << 20
-BATCH_CLIPS = 64
+BATCH_CLIPS = 256
 BATCH_BYTES = 32 << 20
 
 

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 PROBE_THREADS = 4
 #: clips stamped per step: probed side by side, their manifests written with
 #: one barrier and recorded in one catalog transaction
-BATCH = 64
+BATCH = 256
 IDLE_POLL_S = 2.0
 
 
@@ -139,8 +139,11 @@ class Stamper(Worker):
         one barrier, then all the moves are one transaction."""
         seq = self.custody.seq + 1
         stamped = []
+        docks: dict[int, DockRow | None] = {}  # a batch's clips mostly come from one dock
         for clip, f in zip(clips, facts, strict=True):
-            s = self._prepare(clip, f, seq)
+            if clip.dock_id and clip.dock_id not in docks:
+                docks[clip.dock_id] = self.catalog.dock(clip.dock_id)
+            s = self._prepare(clip, f, seq, docks.get(clip.dock_id) if clip.dock_id else None)
             seq += sum(1 for e in s.events if e.type in CUSTODY_EVENTS)
             stamped.append(s)
         write_many([file for s in stamped for file in s.files])
@@ -149,8 +152,7 @@ class Stamper(Worker):
                 self.catalog.stamped(*s.move, *s.events)
         self.on_ready()
 
-    def _prepare(self, clip: ClipRow, facts: ContainerFacts, seq: int) -> _Stamped:
-        dock = self.catalog.dock(clip.dock_id) if clip.dock_id else None
+    def _prepare(self, clip: ClipRow, facts: ContainerFacts, seq: int, dock: DockRow | None) -> _Stamped:
         profile = profile_for(self.registry, dock)
         gps = None
         marked = False

@@ -16,7 +16,9 @@ TRICKY = [
     {"text": "引号\"反斜杠\\ 换行\n 制表\t 退格\b 换页\f 回车\r \x00 \x1f \x7f \u2028 😀"},
     {"n": (1 << 53) - 1, "m": -((1 << 53) - 1), "zero": 0},
     {"path": "DCIM/100MEDIA/ZFY_0001.MP4", "list": [1, "2", [3, [4]]]},
-    {"float": 1.5, "exp": 1e21, "small": 5e-324},        # floats: the reference path
+    {"float": 1.5, "exp": 1e21, "small": 5e-324},        # floats with an exponent: the reference path
+    {"whole": 5.0, "neg": -0.0, "big": 1e20, "tenth": 0.1, "third": 1 / 3, "t": 1795797228.4797113,
+     "edge": 1e-4, "below": 9.99e-5, "huge": 123456789012345680.0, "past_safe": 3.990848417296005e+16, "list": [2.5, 3.0]},
     {"ключ": 1, "a": 2, "\U0001f600": 3, "\ue000": 4},  # non-ASCII keys: the reference path
 ]
 
@@ -48,3 +50,10 @@ def test_canonical_json_is_rfc8785_for_any_value(value: Any) -> None:
             canonical(value)
         return
     assert canonical(value) == want
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_canonical_json_writes_any_float_as_rfc8785_does(x: float) -> None:
+    value = {"x": x, "in": [x, {"y": -x}]}
+    assert canonical(value) == rfc8785.dumps(value)
