@@ -84,7 +84,7 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
                 raise ClipInterrupted(label, "undocked or stopping")
             i = hasher.free.get()
             view = hasher.buffers[i]
-            want = min(len(view), limit - total + 1)
+            want = _chunk(len(view), total, limit)
             try:
                 n = src.readinto(view[:want])  # type: ignore[attr-defined]
             except (OSError, DriverError) as e:
@@ -121,6 +121,25 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
     finally:
         digest = hasher.finish()
     return digest, total
+
+
+#: the smallest chunk of the ramp at a clip's start and end
+RAMP = 128 << 10
+
+
+def _chunk(size: int, done: int, limit: int) -> int:
+    """How much to read next into a buffer of *size*, *done* bytes into a
+    clip of *limit* (one byte more at the end: a growing clip shows). The
+    hashing thread waits for the first chunk and the copy loop for the last
+    one's hash: both are small (a ramp up from ``RAMP``, halves down to it),
+    so the two threads overlap for nearly the whole clip, not only between
+    its first and last buffers (a 5 MiB clip in 1 MiB buffers lost about a
+    fifth that way)."""
+    left = limit - done
+    want = min(size, left + 1, max(RAMP, done))  # doubling: each chunk as big as all before it
+    if left > RAMP:
+        want = min(want, max(RAMP, left // 2))  # halving towards the end
+    return want
 
 
 def _read_error(e: OSError | DriverError, label: str) -> ClipInterrupted:

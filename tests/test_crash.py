@@ -143,6 +143,33 @@ def test_an_undock_at_a_random_offset_names_the_clip_cut_and_how_far_it_got(tmp_
 
 
 
+def test_an_undock_in_a_run_of_small_clips_keeps_the_whole_ones_and_names_only_the_one_cut(tmp_path: Path) -> None:
+    station = write_station(tmp_path / "st", reserve_bytes=0)
+    rec = tmp_path / "rec"
+    # small clips are copied in runs (one thread hand-off for many): 40 x 64 KiB at 256 KiB/s is one run
+    dockgate("sim", "make", str(rec), "--clips", "40", "--size", "64K", "--serial", "RUN00001",
+             "--link-rate", "256K")
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    try:
+        attach(station, rec, 1)
+        d.wait_for(lambda s: any(x["slot"] == 1 and x["bytes_done"] >= 10 * 65536 + 1000 for x in s["slots"]),
+                   timeout=60, what="ten clips and a bit pulled", interval=0.02)
+        detach(station, 1)
+        s = d.wait_for(lambda s: s["clips"]["interrupted"] > 0
+                       and not any(x["slot"] == 1 and x["state"] == "pulling" for x in s["slots"]),
+                       what="the run interrupted")
+        kept = 40 - s["clips"]["interrupted"]
+        assert kept >= 10, "the clips copied whole before the undock are staged, not pulled again"
+        (cut,) = events(station, "clip_interrupted")  # the one being copied; the rest never started
+        assert cut["data"]["error"] == "undocked during copy"
+        assert list((load_config(station).paths.staging / "tmp").iterdir()) == []
+        attach(station, rec, 1)
+        d.wait_for(settled(40), timeout=120, what="all archived")
+    finally:
+        d.stop()
+    assert archive_hashes(load_config(station).archive.path) == source_hashes(rec / "storage")
+
+
 def test_a_hard_linked_clip_is_pulled_and_said(tmp_path: Path) -> None:
     station = write_station(tmp_path / "st", reserve_bytes=0)
     storage = hand_made_recorder(tmp_path / "rec", "LNK00001")

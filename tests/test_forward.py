@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-from gateway.archive import ArchiveRefused, ArchiveUnavailable, VerifyFailed
+from gateway.archive import (
+    ArchiveConflict,
+    ArchiveError,
+    ArchiveObject,
+    ArchiveRefused,
+    ArchiveUnavailable,
+    Receipt,
+    VerifyFailed,
+)
 from gateway.catalog import ClipState
 from gateway.config import Config
 from gateway.forward import MAX_VERIFY_FAILURES, Forwarder
@@ -202,3 +210,28 @@ def test_while_a_dock_pulls_the_clips_of_docks_done_pulling_go_first(station: St
     assert [c.sha256 for c in fwd._due(time.time(), 2)] == early[1:]
     fwd.live.pulling.clear()
     assert [c.sha256 for c in fwd._due(time.time(), 2)] == early[:2]
+
+
+def test_small_clips_go_up_together_and_each_clips_fault_stays_its_own(station: Station, archive: Scripted,
+                                                                       tmp_path: Path) -> None:
+    batches: list[int] = []
+    real_put_many = archive.put_many
+
+    def counting(objs: Sequence[ArchiveObject]) -> list[Receipt | ArchiveError]:
+        batches.append(len(objs))
+        return real_put_many(objs)
+
+    archive.put_many = counting  # type: ignore[method-assign]
+    shas = [station.stamped() for _ in range(5)]
+    bad = station.catalog.clip(shas[2])
+    assert bad is not None and bad.archive_key is not None
+    archive.fault = lambda key: ArchiveConflict(key, "a" * 64, "b" * 64) if key == bad.archive_key else None
+
+    async def scenario(forwarder: Forwarder) -> None:
+        forwarder.wake()
+        await until(lambda: all(station.state(s) in (ClipState.ARCHIVED, ClipState.QUARANTINED) for s in shas))
+
+    with_forwarder(station, archive, tmp_path, scenario)
+    assert [station.state(s) for s in shas] == [ClipState.ARCHIVED] * 2 + [ClipState.QUARANTINED] + \
+        [ClipState.ARCHIVED] * 2
+    assert batches == [5]  # one upload for the five

@@ -10,13 +10,14 @@ from collections.abc import Callable
 
 from gateway.config import default_config_path, load_config
 from gateway.errors import DockgateError
-from gateway.web.accounts import AccountError
 
 
 def _secret(prompt: str, from_stdin: bool) -> str:
     if from_stdin or not sys.stdin.isatty():
         line = sys.stdin.readline()
         if not line:
+            from gateway.web.accounts import AccountError  # not at import: it hashes a dummy password
+
             raise AccountError("nothing on standard input")
         return line.rstrip("\r\n")
     first = getpass.getpass(f"{prompt}: ")
