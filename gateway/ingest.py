@@ -68,13 +68,21 @@ class _Hasher:
         return self.h.hexdigest()
 
 
+def write_all(fd: int, chunk: memoryview) -> None:
+    off = 0
+    while off < len(chunk):
+        off += os.write(fd, chunk[off:])
+
+
 def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: threading.Event,
-                  progress: Callable[[int], None] | None, label: str, limit: int) -> tuple[str, int]:
+                  progress: Callable[[int], None] | None, label: str, limit: int,
+                  write: Callable[[int, memoryview], None] = write_all) -> tuple[str, int]:
     """Copy at most *limit* bytes, hashing them on a second thread; one byte
     more means the clip is still growing (being recorded), which must not
-    loop forever."""
+    loop forever. *write*: how a chunk reaches *dst_fd* (the archive's
+    bandwidth limit and its tests' fault injection sit there)."""
     if limit < len(buffers[0]):
-        return _copy_small(src, dst_fd, memoryview(buffers[0]), cancel, progress, label, limit)
+        return _copy_small(src, dst_fd, memoryview(buffers[0]), cancel, progress, label, limit, write)
     hasher = _Hasher(buffers)
     total = 0
     synced = 0
@@ -97,11 +105,8 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
             if total > limit:
                 hasher.free.put(i)
                 raise ClipInterrupted(label, "grew while it was being copied")
-            chunk = view[:n]
-            off = 0
             try:
-                while off < n:
-                    off += os.write(dst_fd, chunk[off:])
+                write(dst_fd, view[:n])
             except OSError:
                 hasher.free.put(i)
                 raise  # a staging error: pull() says which
@@ -149,7 +154,8 @@ def _read_error(e: OSError | DriverError, label: str) -> ClipInterrupted:
 
 
 def _copy_small(src: BinaryIO, dst_fd: int, view: memoryview, cancel: threading.Event,
-                progress: Callable[[int], None] | None, label: str, limit: int) -> tuple[str, int]:
+                progress: Callable[[int], None] | None, label: str, limit: int,
+                write: Callable[[int, memoryview], None]) -> tuple[str, int]:
     """A clip that fits one buffer: no hashing thread to start (a recorder
     with 20 000 small files would spend more on threads than on bytes)."""
     total = 0
@@ -165,9 +171,7 @@ def _copy_small(src: BinaryIO, dst_fd: int, view: memoryview, cancel: threading.
         total += n
         if total > limit:
             raise ClipInterrupted(label, "grew while it was being copied")
-    off = 0
-    while off < total:
-        off += os.write(dst_fd, view[off:total])
+    write(dst_fd, view[:total])
     if progress is not None and total:
         progress(total)
     return hashlib.sha256(view[:total]).hexdigest(), total

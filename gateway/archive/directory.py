@@ -23,6 +23,7 @@ import errno
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -40,8 +41,12 @@ from gateway.archive.base import (
     VerifyFailed,
 )
 from gateway.durable import fsync_dir, sync_files, unique_suffix
+from gateway.errors import ClipInterrupted
+from gateway.ingest import copy_and_hash, make_buffers, write_all
 
 _BUF = 4 << 20
+#: each of the copy's buffers (four in flight between the copy and its hashing thread)
+_COPY_BUF = 1 << 20
 #: where objects are written before they are linked into place
 TMP_DIR = ".dockgate-tmp"
 #: the archive says no to the station: retrying the next clip cannot help
@@ -318,38 +323,38 @@ class DirectoryArchive(Archive):
         return Receipt(key, want, existed=False, verified_by="readback")
 
     def _copy(self, obj: ArchiveObject, tmp: Path) -> str:
-        """Copy while hashing what is read: the hash is of the bytes sent."""
+        """Copy while hashing what is read (the hash is of the bytes sent),
+        the hash on a second thread as in a pull; the temp file's writeback
+        starts as it is written, so the barrier finds little left to do."""
         try:
             src = open(obj.source, "rb", buffering=0)  # noqa: SIM115 - closed below, errors told apart
         except OSError as e:
             raise SourceFault(str(obj.source), e.strerror or str(e)) from None
-        h = hashlib.sha256()
-        view = memoryview(bytearray(_buffer_for(obj.size)))
+
+        def write(fd: int, chunk: memoryview) -> None:
+            if obj.throttle:
+                obj.throttle(len(chunk))  # before the bytes are sent: the bandwidth limit
+            self._write_chunk(fd, chunk, obj.key)
+
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
         try:
-            while True:
+            with src:
                 try:
-                    n = src.readinto(view)
-                except OSError as e:
-                    raise SourceFault(str(obj.source), f"unreadable: {e.strerror or e}") from None
-                if not n:
-                    break
-                h.update(view[:n])
-                if obj.throttle:
-                    obj.throttle(n)
-                self._write_chunk(fd, view[:n], obj.key)
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    size = _buffer_for(obj.size, _COPY_BUF)
+                    buffers = [bytearray(size)] if obj.size < size else make_buffers(size)  # one: copied whole
+                    digest, _ = copy_and_hash(src, fd, buffers, threading.Event(), None, str(obj.source), obj.size,
+                                              write)
+                except ClipInterrupted as e:  # unreadable, or longer than it was
+                    raise SourceFault(str(obj.source), e.why) from None
+                if hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
-            src.close()
-        return h.hexdigest()
+        return digest
 
     def _write_chunk(self, fd: int, chunk: memoryview, key: str) -> None:
         """One chunk to the temp file (test doubles corrupt bytes here)."""
-        off = 0
-        while off < len(chunk):
-            off += os.write(fd, chunk[off:])
+        write_all(fd, chunk)
 
     def sha256(self, key: str) -> str | None:
         try:
