@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import shutil
 import socket
 import subprocess
@@ -22,9 +23,23 @@ from typing import Any
 from drivers.base import CommandFailed, DeviceGone, DeviceTimeout, DockedDevice, DriverError, NotRecognised
 from drivers.codec import ControlSetup
 
-#: how long a device announced by udev may still refuse us (its permissions being set)
-PERMISSION_WAIT_S = 3.0
+#: how long a device announced by udev may still refuse us (its permissions
+#: being set): 3 s was not always enough in a busy emulated guest
+PERMISSION_WAIT_S = 10.0
 _GONE = {errno.ENODEV, errno.ENOENT, errno.ESHUTDOWN, errno.EIO, errno.ENXIO}
+
+
+def _node_mode(device: DockedDevice) -> str:
+    """The device node's owner, group and mode, for the error that names the udev rules."""
+    bus, addr = device.hints.get("usb_bus"), device.hints.get("usb_address")
+    if not bus or not addr:
+        return ""
+    node = f"/dev/bus/usb/{int(bus):03d}/{int(addr):03d}"
+    try:
+        st = os.stat(node)
+    except (OSError, ValueError):
+        return f" ({node} not found)"
+    return f" ({node} is uid {st.st_uid} gid {st.st_gid} mode {st.st_mode & 0o777:o})"
 
 
 def usb_backend_for(device: DockedDevice) -> Any:
@@ -67,8 +82,9 @@ class UsbLink:
                 if e.errno != errno.EACCES:
                     raise
                 if time.monotonic() >= deadline:
-                    raise DeviceGone(label, "no permission to open the USB device: are dockgate's udev rules "
-                                            "installed (`dockgate udev-rules`) and udev reloaded?") from None
+                    raise DeviceGone(label, "no permission to open the USB device" + _node_mode(device)
+                                     + ": are dockgate's udev rules installed (`dockgate udev-rules`) and udev "
+                                       "reloaded?") from None
                 time.sleep(0.2)
 
     def _open(self, device: DockedDevice, label: str, configuration: int, interface: int, ep_out: int | None,
