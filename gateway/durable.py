@@ -136,6 +136,12 @@ _TEMP_PREFIX = secrets.token_hex(4)
 _temp_counter = itertools.count()
 
 
+def write_all(fd: int, data: memoryview) -> None:
+    """Write all of *data* (os.write may take less than it is given)."""
+    while data:
+        data = data[os.write(fd, data):]
+
+
 def unique_suffix() -> str:
     return f"{_TEMP_PREFIX}{next(_temp_counter):x}"
 
@@ -183,9 +189,7 @@ def write_many(files: Sequence[tuple[Path, bytes, int]]) -> None:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
             temps.append(tmp)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, memoryview(data))
             finally:
                 os.close(fd)
         sync_files(temps)

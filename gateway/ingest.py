@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from drivers.base import ClipRef, DriverError
+from gateway.durable import write_all
 from gateway.errors import ClipInterrupted, StagingFull
 
 _FADV = hasattr(os, "posix_fadvise")
@@ -66,12 +67,6 @@ class _Hasher:
         self.todo.put(None)
         self.done.result()
         return self.h.hexdigest()
-
-
-def write_all(fd: int, chunk: memoryview) -> None:
-    off = 0
-    while off < len(chunk):
-        off += os.write(fd, chunk[off:])
 
 
 def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: threading.Event,

@@ -40,9 +40,9 @@ from gateway.archive.base import (
     SourceFault,
     VerifyFailed,
 )
-from gateway.durable import fsync_dir, sync_files, unique_suffix
+from gateway.durable import fsync_dir, sync_files, unique_suffix, write_all
 from gateway.errors import ClipInterrupted
-from gateway.ingest import copy_and_hash, make_buffers, write_all
+from gateway.ingest import copy_and_hash, make_buffers
 
 _BUF = 4 << 20
 #: each of the copy's buffers (four in flight between the copy and its hashing thread)
@@ -225,12 +225,11 @@ class DirectoryArchive(Archive):
             if p.dest.parent not in made:
                 p.dest.parent.mkdir(parents=True, exist_ok=True)
                 made.add(p.dest.parent)
-            try:
+            with contextlib.suppress(FileExistsError):  # someone stored it meanwhile: compared below
                 os.link(p.tmp, p.dest)
                 p.linked = True
                 return
-            except FileExistsError:
-                pass  # someone stored it meanwhile: fine if identical, never replaced
+        # there already: fine if identical, never replaced
         found = hash_file(p.dest)
         if found != p.obj.sha256:
             raise ArchiveConflict(p.obj.key, p.obj.sha256, found)
@@ -262,9 +261,7 @@ class DirectoryArchive(Archive):
         tmp = self._temp()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, memoryview(data))
         finally:
             os.close(fd)
         return tmp
