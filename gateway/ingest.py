@@ -16,14 +16,14 @@ import os
 import queue
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from drivers.base import ClipRef, DriverError
-from gateway.durable import write_all
+from gateway.durable import start_writeback, write_all
 from gateway.errors import ClipInterrupted, StagingFull
 
 _FADV = hasattr(os, "posix_fadvise")
@@ -42,13 +42,13 @@ class Pulled:
     temp: Path
 
 
-class _Hasher:
+class Hasher:
     """SHA-256 on its own thread, fed buffers the copy loop has written:
     hashing (the slow part, ~1.2 GB/s) overlaps reading and writing, so the
     copy costs little more than the hash alone. Buffers come back through
     ``free`` once hashed; nothing is copied between threads."""
 
-    def __init__(self, buffers: list[bytearray]) -> None:
+    def __init__(self, buffers: Sequence[bytearray | memoryview]) -> None:
         self.h = hashlib.sha256()
         self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.todo: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
@@ -71,14 +71,16 @@ class _Hasher:
 
 def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: threading.Event,
                   progress: Callable[[int], None] | None, label: str, limit: int,
-                  write: Callable[[int, memoryview], None] = write_all) -> tuple[str, int]:
+                  write: Callable[[int, memoryview], None] = write_all, keep: bool = False) -> tuple[str, int]:
     """Copy at most *limit* bytes, hashing them on a second thread; one byte
     more means the clip is still growing (being recorded), which must not
     loop forever. *write*: how a chunk reaches *dst_fd* (the archive's
-    bandwidth limit and its tests' fault injection sit there)."""
+    bandwidth limit and its tests' fault injection sit there). *keep*: what
+    is written stays cached (the upload reads it next), else it is dropped
+    once written back."""
     if limit < len(buffers[0]):
         return _copy_small(src, dst_fd, memoryview(buffers[0]), cancel, progress, label, limit, write)
-    hasher = _Hasher(buffers)
+    hasher = Hasher(buffers)
     total = 0
     synced = 0
     try:
@@ -106,21 +108,53 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
                 hasher.free.put(i)
                 raise  # a staging error: pull() says which
             hasher.todo.put((i, n))
-            if _FADV and total - synced >= _WRITEBACK_EVERY:
-                # start writeback of what is written and drop what is clean: a
-                # multi-GB clip must neither pile up dirty pages for one long
-                # fsync nor push everything else out of the page cache
-                os.posix_fadvise(dst_fd, 0, total, os.POSIX_FADV_DONTNEED)
+            if total - synced >= _WRITEBACK_EVERY:
+                # start writeback of what is written: a multi-GB clip must not
+                # pile up dirty pages for one long fsync
+                _writeback(dst_fd, synced, total, keep)
                 synced = total
             if progress is not None:
                 progress(n)
-        if _FADV:
-            # start writing the tail back now, while the hasher catches up,
-            # so the fsync that follows finds little left to wait for
-            os.posix_fadvise(dst_fd, synced, 0, os.POSIX_FADV_DONTNEED)
+        # start writing the tail back now, while the hasher catches up, so
+        # the fsync that follows finds little left to wait for
+        _writeback(dst_fd, synced, 0, keep)
     finally:
         digest = hasher.finish()
     return digest, total
+
+
+def _writeback(fd: int, start: int, end: int, keep: bool) -> None:
+    """Start writeback of bytes *start*..*end* (0: to the end) of *fd*; unless
+    *keep*, drop them from the page cache too, once clean (a copy nobody
+    reads again must not push everything else out of the cache)."""
+    if keep:
+        start_writeback(fd, start, end - start if end else 0)
+    elif _FADV:
+        os.posix_fadvise(fd, 0, end, os.POSIX_FADV_DONTNEED)
+
+
+def copy_only(src: BinaryIO, dst_fd: int, buf: bytearray, label: str, limit: int,
+              write: Callable[[int, memoryview], None] = write_all) -> int:
+    """Copy at most *limit* bytes without hashing them: for a copy whose
+    bytes are hashed later anyway, where they land (the directory archive
+    reads back what it wrote). The same writeback as a pull; one byte more
+    than *limit* raises ClipInterrupted."""
+    view = memoryview(buf)
+    total = synced = 0
+    while True:
+        try:
+            n = src.readinto(view[:min(len(view), limit + 1 - total)])  # type: ignore[attr-defined]
+        except (OSError, DriverError) as e:
+            raise _read_error(e, label) from None
+        if not n:
+            return total
+        total += n
+        if total > limit:
+            raise ClipInterrupted(label, "grew while it was being copied")
+        write(dst_fd, view[:n])
+        if total - synced >= _WRITEBACK_EVERY:
+            _writeback(dst_fd, synced, total, keep=False)
+            synced = total
 
 
 #: the smallest chunk of the ramp at a clip's start and end
@@ -206,7 +240,7 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
     try:
         with src:
             try:
-                sha, size = copy_and_hash(src, fd, buffers, cancel, progress, label, ref.size)
+                sha, size = copy_and_hash(src, fd, buffers, cancel, progress, label, ref.size, keep=True)
             except OSError as e:  # reads fail as ClipInterrupted: an OSError here is the write side
                 raise _staging_error(e, label, temp.parent) from None
             if size != ref.size:
@@ -220,8 +254,8 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
             except OSError as e:
                 raise _staging_error(e, label, temp.parent) from None
             if _FADV:
-                # a multi-GB clip must not push everything else out of the page cache
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                # the recorder's copy is not read again; the staged copy stays
+                # cached for the upload, which drops it once sent
                 with contextlib.suppress(OSError, ValueError):
                     os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         ok = True

@@ -7,9 +7,10 @@ called from worker threads; one instance may serve several threads at once.
 
 ``put(obj)``:
   * makes the archive hold exactly ``obj.source``'s bytes under ``obj.key``,
-    whose SHA-256 must be ``obj.sha256``; the source is re-hashed while it
-    is sent, so a staged file altered after the pull raises ``SourceFault``
-    and leaves no object behind;
+    whose SHA-256 must be ``obj.sha256``; the bytes sent are hashed (as
+    they are sent, or where they landed before the key names them), so a
+    staged file altered after the pull raises ``SourceFault`` and leaves
+    no object behind;
   * is idempotent: when the key already holds identical bytes nothing is
     uploaded again and the receipt says ``existed``; when it holds different
     bytes it raises ``ArchiveConflict`` and changes nothing (evidence is never

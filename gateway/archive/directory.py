@@ -1,19 +1,22 @@
 """The directory archive: a local disk or a NAS mount.
 
 Objects are written to a temp file in ``.dockgate-tmp/`` at the archive's
-root (same filesystem; a reader of the archive never looks there), hashed as
-written, fsynced, made read-only and then *linked* into place: link(2) fails
-if the name exists, so a concurrent writer can never replace evidence. Then
-the directory is fsynced and, with ``verify = "readback"``, the object is read
-back (page cache dropped first) and hashed again. A temp file left by a
-kill -9 is swept at the next start (``sweep_partial``); the archive tree
-itself only ever holds complete objects.
+root (same filesystem; a reader of the archive never looks there) and
+fsynced. With ``verify = "readback"`` the temp file is then read back from
+the disk (page cache dropped first) and hashed: it is the inode the key
+will name, so a key never shows bytes that are not its evidence, not even
+for a moment. Only then is it *linked* into place: link(2) fails if the
+name exists, so a concurrent writer can never replace evidence; then the
+directory is fsynced. (With ``verify = "size"`` the copy is hashed as it is
+sent instead and only the size is checked.) A temp file left by a kill -9
+is swept at the next start (``sweep_partial``); the archive tree itself only
+ever holds complete, verified objects.
 
 A clip and its manifest files share their barriers: all their temp files are
-written, then made durable together (one journal commit instead of one per
-file); the media is linked, its directory fsynced and read back before the
+written, made durable together (one journal commit instead of one per file)
+and read back; the media is linked and its directory fsynced before the
 manifest files are linked beside it, so the archive never shows a manifest
-for media it does not hold verified.
+for media it does not hold.
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ from gateway.archive.base import (
     SourceFault,
     VerifyFailed,
 )
+from gateway.archive.directio import read_back
 from gateway.durable import fsync_dir, sync_files, unique_suffix, write_all
 from gateway.errors import ClipInterrupted
-from gateway.ingest import copy_and_hash, make_buffers
+from gateway.ingest import copy_and_hash, copy_only, make_buffers
 
 _BUF = 4 << 20
 #: each of the copy's buffers (four in flight between the copy and its hashing thread)
@@ -59,12 +63,10 @@ def _buffer_for(size: int, most: int = _BUF) -> int:
     return max(4096, min(most, size + 1))
 
 
-def hash_file(path: Path, buf_size: int = _BUF, drop_cache: bool = False) -> str:
+def hash_file(path: Path, buf_size: int = _BUF) -> str:
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
         view = memoryview(bytearray(_buffer_for(os.fstat(f.fileno()).st_size, buf_size)))
-        if drop_cache and hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         while n := f.readinto(view):
             h.update(view[:n])
     return h.hexdigest()
@@ -165,15 +167,13 @@ class DirectoryArchive(Archive):
                 for p in live:
                     p.error = self._classify(e)
             for p in puts:
+                self._each(p, self._verify_temps)
+            for p in puts:
                 self._each(p, functools.partial(self._link_media, made=made))
             self._each_dir([p.dest.parent for p in puts if p.error is None and p.linked], puts)
             for p in puts:
-                self._each(p, self._verify_media)
-            for p in puts:
                 self._each(p, self._link_extras)
             self._each_dir([p.dest.parent for p in puts if p.error is None and p.extras], puts)
-            for p in puts:
-                self._each(p, self._verify_extras)
         finally:
             for p in puts:
                 for t in p.temps():
@@ -216,9 +216,41 @@ class DirectoryArchive(Archive):
         if p.dest.exists():
             return  # compared after the barrier, never replaced
         p.tmp = self._temp()
-        sent = self._copy(obj, p.tmp)
+        if self.verify == "readback":
+            self._copy(obj, p.tmp)  # what landed is hashed after the barrier, before it is linked
+            return
+        sent = self._copy_hashed(obj, p.tmp)
         if sent != obj.sha256:
             raise SourceFault(str(obj.source), f"no longer matches its hash {obj.sha256} (now {sent})")
+
+    def _verify_temps(self, p: _Put) -> None:
+        """Check the durable temp files before any is linked, so a key never
+        shows bytes that are not its evidence, not even for a moment. A temp
+        file is the inode its key will name: reading it back from the disk
+        (page cache dropped) is reading back the object. The bytes were
+        copied unhashed; on a mismatch the staged copy is hashed to tell a
+        changed source (``SourceFault``) from a bad write (``VerifyFailed``)."""
+        obj = p.obj
+        if p.tmp is not None:
+            if self.verify == "readback":
+                back = read_back(p.tmp)
+                if back != obj.sha256:
+                    self._source_unchanged(obj)
+                    raise VerifyFailed(obj.key, obj.sha256, back)
+            elif (stored := p.tmp.stat().st_size) != obj.size:
+                raise VerifyFailed(obj.key, obj.sha256, f"an object of {stored} bytes, not {obj.size}")
+        for key, data, tmp in p.extras:
+            want = hashlib.sha256(data).hexdigest()
+            if (back := read_back(tmp)) != want:
+                raise VerifyFailed(key, want, back)
+
+    def _source_unchanged(self, obj: ArchiveObject) -> None:
+        try:
+            now = hash_file(obj.source)
+        except OSError as e:
+            raise SourceFault(str(obj.source), e.strerror or str(e)) from None
+        if now != obj.sha256:
+            raise SourceFault(str(obj.source), f"no longer matches its hash {obj.sha256} (now {now})")
 
     def _link_media(self, p: _Put, made: set[Path]) -> None:
         if p.tmp is not None:
@@ -234,28 +266,9 @@ class DirectoryArchive(Archive):
         if found != p.obj.sha256:
             raise ArchiveConflict(p.obj.key, p.obj.sha256, found)
 
-    def _verify_media(self, p: _Put) -> None:
-        if not p.linked:
-            return  # hashed in full when it was found there
-        obj, dest = p.obj, p.dest
-        if self.verify == "readback":
-            back = hash_file(dest, drop_cache=True)
-            if back != obj.sha256:
-                with contextlib.suppress(OSError):
-                    dest.unlink()
-                raise VerifyFailed(obj.key, obj.sha256, back)
-        elif (stored := dest.stat().st_size) != obj.size:
-            with contextlib.suppress(OSError):
-                dest.unlink()
-            raise VerifyFailed(obj.key, obj.sha256, f"an object of {stored} bytes, not {obj.size}")
-
     def _link_extras(self, p: _Put) -> None:
         for key, data, tmp in p.extras:
             self._link_small(key, data, tmp, mkdir=False)  # beside the media
-
-    def _verify_extras(self, p: _Put) -> None:
-        for key, data, _ in p.extras:
-            self._read_back_small(key, data)
 
     def _write_temp(self, data: bytes) -> Path:
         tmp = self._temp()
@@ -282,15 +295,6 @@ class DirectoryArchive(Archive):
                 raise ArchiveConflict(key, want, found) from None
             return False
 
-    def _read_back_small(self, key: str, data: bytes) -> None:
-        dest = self._path(key)
-        want = hashlib.sha256(data).hexdigest()
-        back = hash_file(dest, drop_cache=True)
-        if back != want:
-            with contextlib.suppress(OSError):
-                dest.unlink()
-            raise VerifyFailed(key, want, back)
-
     def put_bytes(self, key: str, data: bytes) -> Receipt:
         self._check_root()
         try:
@@ -310,19 +314,43 @@ class DirectoryArchive(Archive):
         tmp = self._write_temp(data)
         try:
             sync_files([tmp])
+            if (back := read_back(tmp)) != want:  # read back before it has a name
+                raise VerifyFailed(key, want, back)
             if not self._link_small(key, data, tmp):
                 return Receipt(key, want, existed=True, verified_by="readback")
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         fsync_dir(dest.parent)
-        self._read_back_small(key, data)
         return Receipt(key, want, existed=False, verified_by="readback")
 
-    def _copy(self, obj: ArchiveObject, tmp: Path) -> str:
+    def _copy(self, obj: ArchiveObject, tmp: Path) -> None:
+        """Copy unhashed: ``_verify_temps`` hashes what landed on the disk,
+        which covers the bytes sent too (a third hashing pass of every clip
+        was a third of the CPU of dock -> archived)."""
+        self._copy_with(obj, tmp, lambda src, fd, write: copy_only(
+            src, fd, bytearray(_buffer_for(obj.size, _COPY_BUF)), str(obj.source), obj.size, write))
+
+    def _copy_hashed(self, obj: ArchiveObject, tmp: Path) -> str:
         """Copy while hashing what is read (the hash is of the bytes sent),
-        the hash on a second thread as in a pull; the temp file's writeback
-        starts as it is written, so the barrier finds little left to do."""
+        the hash on a second thread as in a pull: ``verify = "size"`` reads
+        nothing back, so this is the only hash of the archive's copy."""
+        digest = ""
+
+        def run(src: BinaryIO, fd: int, write: Callable[[int, memoryview], None]) -> None:
+            nonlocal digest
+            size = _buffer_for(obj.size, _COPY_BUF)
+            buffers = [bytearray(size)] if obj.size < size else make_buffers(size)  # one: copied whole
+            digest, _ = copy_and_hash(src, fd, buffers, threading.Event(), None, str(obj.source), obj.size, write)
+
+        self._copy_with(obj, tmp, run)
+        return digest
+
+    def _copy_with(self, obj: ArchiveObject, tmp: Path,
+                   run: Callable[[BinaryIO, int, Callable[[int, memoryview], None]], object]) -> None:
+        """Open the staged copy and the temp file and *run* a copy loop
+        between them; the temp file's writeback starts as it is written, so
+        the barrier finds little left to do."""
         try:
             src = open(obj.source, "rb", buffering=0)  # noqa: SIM115 - closed below, errors told apart
         except OSError as e:
@@ -337,17 +365,13 @@ class DirectoryArchive(Archive):
         try:
             with src:
                 try:
-                    size = _buffer_for(obj.size, _COPY_BUF)
-                    buffers = [bytearray(size)] if obj.size < size else make_buffers(size)  # one: copied whole
-                    digest, _ = copy_and_hash(src, fd, buffers, threading.Event(), None, str(obj.source), obj.size,
-                                              write)
+                    run(src, fd, write)
                 except ClipInterrupted as e:  # unreadable, or longer than it was
                     raise SourceFault(str(obj.source), e.why) from None
                 if hasattr(os, "posix_fadvise"):
                     os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
-        return digest
 
     def _write_chunk(self, fd: int, chunk: memoryview, key: str) -> None:
         """One chunk to the temp file (test doubles corrupt bytes here)."""
