@@ -84,7 +84,10 @@ def _dock_all(d: DaemonProc, station: Path, recs: list[Path], clips: int, timeou
     the daemon's own event times. The CLI is polled once a second only to know
     when to look: each `dockgate status` is a new Python process of about
     0.3 CPU-seconds, and polling every 0.2 s took most of a core from the
-    daemon on this 2-core machine (the baselines run unobserved)."""
+    daemon on this 2-core machine (the baselines run unobserved). Dirty
+    pages are written out first, as before each baseline: the recorders were
+    just made, and their writeback must not land on the daemon's clock."""
+    os.sync()
     t = time.time()
     for slot, r in enumerate(recs, start=1):
         dockgate("sim", "attach", str(r), "-c", str(station), "--slot", str(slot))
