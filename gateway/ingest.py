@@ -217,9 +217,12 @@ def make_buffers(size: int) -> list[bytearray]:
 
 
 def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buffers: list[bytearray],
-         cancel: threading.Event, progress: Callable[[int], None] | None = None, *, sync: bool = True) -> Pulled:
+         cancel: threading.Event, progress: Callable[[int], None] | None = None, *, sync: bool = True,
+         keep: bool = False) -> Pulled:
     """Copy *ref* to *temp* and return its hash; fsynced unless *sync* is
     False (the caller makes a batch durable at once: ``durable.sync_files``).
+    *keep*: the staged copy stays in the page cache for an upload that
+    follows soon (else it is dropped as it is written back).
     Raises ClipInterrupted (temp removed) if the clip could not be read
     whole and unchanged."""
     label = ref.display
@@ -240,7 +243,7 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
     try:
         with src:
             try:
-                sha, size = copy_and_hash(src, fd, buffers, cancel, progress, label, ref.size, keep=True)
+                sha, size = copy_and_hash(src, fd, buffers, cancel, progress, label, ref.size, keep=keep)
             except OSError as e:  # reads fail as ClipInterrupted: an OSError here is the write side
                 raise _staging_error(e, label, temp.parent) from None
             if size != ref.size:
@@ -254,8 +257,9 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
             except OSError as e:
                 raise _staging_error(e, label, temp.parent) from None
             if _FADV:
-                # the recorder's copy is not read again; the staged copy stays
-                # cached for the upload, which drops it once sent
+                # a multi-GB clip must not push everything else out of the page cache
+                if not keep:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 with contextlib.suppress(OSError, ValueError):
                     os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         ok = True

@@ -369,9 +369,16 @@ class DockSession:
             self._size_buffers()
             before = st.bytes_done
             started = time.monotonic()
+            # the only slot pulling: the forwarder uploads this clip next, so
+            # its pages stay cached for it (a read of the disk less). While
+            # other slots pull, uploads wait, and the pages are better reused
+            # (fresh page-cache memory is costly on VMs: 25 slots at link
+            # speed kept 143 % of link time that way, 121 % dropping them)
+            keep = len(ctx.pulling) <= 1
             try:
                 pulled = await self._thread(functools.partial(
-                    ingest.pull, rec.open_clip, ref, temp, self.buffers, self.cancel, st.add_bytes, sync=False))
+                    ingest.pull, rec.open_clip, ref, temp, self.buffers, self.cancel, st.add_bytes, sync=False,
+                    keep=keep))
             except asyncio.CancelledError:
                 read = st.bytes_done - before
                 why = f"undocked during copy, {read} of {ref.size} bytes read"
