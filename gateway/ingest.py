@@ -29,6 +29,12 @@ from gateway.errors import ClipInterrupted, StagingFull
 _FADV = hasattr(os, "posix_fadvise")
 #: buffers in flight between the copy loop and the hashing thread
 BUFFERS = 4
+#: a slot pulling slower than this (bytes/s; a USB 2.0 link gives 35-40
+#: MB/s) hashes in its copy thread: the hash then costs a few per cent of
+#: that thread, while a hashing thread per slot costs a hand-off per buffer.
+#: 25 slots at 35 MB/s, median pull time / link time: 107-109 % inline,
+#: 110-113 % with 50 threads
+HASH_INLINE_BELOW = 100_000_000
 _WRITEBACK_EVERY = 32 << 20
 #: hashing threads kept between clips (starting one per clip showed in the
 #: cost of a recorder of 5 MiB clips); one per slot at most is busy at a time
@@ -48,14 +54,23 @@ class Hasher:
     copy costs little more than the hash alone. Buffers come back through
     ``free`` once hashed; nothing is copied between threads."""
 
-    def __init__(self, buffers: Sequence[bytearray | memoryview]) -> None:
+    def __init__(self, buffers: Sequence[bytearray | memoryview], inline: bool = False) -> None:
         self.h = hashlib.sha256()
         self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.todo: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         self.buffers = [memoryview(b) for b in buffers]
         for i in range(len(buffers)):
             self.free.put(i)
-        self.done = _HASHERS.submit(self._run)
+        self.inline = inline
+        self.done = None if inline else _HASHERS.submit(self._run)
+
+    def feed(self, i: int, n: int) -> None:
+        """Buffer *i* holds *n* bytes to hash (now, when inline)."""
+        if self.inline:
+            self.h.update(self.buffers[i][:n])
+            self.free.put(i)
+        else:
+            self.todo.put((i, n))
 
     def _run(self) -> None:
         while (job := self.todo.get()) is not None:
@@ -64,23 +79,25 @@ class Hasher:
             self.free.put(i)
 
     def finish(self) -> str:
-        self.todo.put(None)
-        self.done.result()
+        if self.done is not None:
+            self.todo.put(None)
+            self.done.result()
         return self.h.hexdigest()
 
 
 def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: threading.Event,
                   progress: Callable[[int], None] | None, label: str, limit: int,
-                  write: Callable[[int, memoryview], None] = write_all, keep: bool = False) -> tuple[str, int]:
-    """Copy at most *limit* bytes, hashing them on a second thread; one byte
-    more means the clip is still growing (being recorded), which must not
-    loop forever. *write*: how a chunk reaches *dst_fd* (the archive's
+                  write: Callable[[int, memoryview], None] = write_all, keep: bool = False,
+                  inline: bool = False) -> tuple[str, int]:
+    """Copy at most *limit* bytes, hashing them on a second thread (in this
+    one if *inline*); one byte more means the clip is still growing (being
+    recorded), which must not loop forever. *write*: how a chunk reaches *dst_fd* (the archive's
     bandwidth limit and its tests' fault injection sit there). *keep*: what
     is written stays cached (the upload reads it next), else it is dropped
     once written back."""
     if limit < len(buffers[0]):
         return _copy_small(src, dst_fd, memoryview(buffers[0]), cancel, progress, label, limit, write)
-    hasher = Hasher(buffers)
+    hasher = Hasher(buffers, inline)
     total = 0
     synced = 0
     try:
@@ -107,7 +124,7 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
             except OSError:
                 hasher.free.put(i)
                 raise  # a staging error: pull() says which
-            hasher.todo.put((i, n))
+            hasher.feed(i, n)
             if total - synced >= _WRITEBACK_EVERY:
                 # start writeback of what is written: a multi-GB clip must not
                 # pile up dirty pages for one long fsync
@@ -218,7 +235,7 @@ def make_buffers(size: int) -> list[bytearray]:
 
 def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buffers: list[bytearray],
          cancel: threading.Event, progress: Callable[[int], None] | None = None, *, sync: bool = True,
-         keep: bool = False) -> Pulled:
+         keep: bool = False, inline: bool = False) -> Pulled:
     """Copy *ref* to *temp* and return its hash; fsynced unless *sync* is
     False (the caller makes a batch durable at once: ``durable.sync_files``).
     *keep*: the staged copy stays in the page cache for an upload that
@@ -243,7 +260,8 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
     try:
         with src:
             try:
-                sha, size = copy_and_hash(src, fd, buffers, cancel, progress, label, ref.size, keep=keep)
+                sha, size = copy_and_hash(src, fd, buffers, cancel, progress, label, ref.size, keep=keep,
+                                          inline=inline)
             except OSError as e:  # reads fail as ClipInterrupted: an OSError here is the write side
                 raise _staging_error(e, label, temp.parent) from None
             if size != ref.size:

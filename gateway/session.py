@@ -89,6 +89,8 @@ class DockSession:
         self.cancel = threading.Event()
         #: allocated per clip as the budget says (``_size_buffers``)
         self.buffers: list[bytearray] = []
+        #: bytes/s this slot pulled so far (None until 4 MiB are in)
+        self._rate: float | None = None
         self.committer: SlotCommitter | None = None
         self.dock_id: int | None = None
         self.recorder: Recorder | None = None
@@ -375,10 +377,12 @@ class DockSession:
             # (fresh page-cache memory is costly on VMs: 25 slots at link
             # speed kept 143 % of link time that way, 121 % dropping them)
             keep = len(ctx.pulling) <= 1
+            # a slow link's bytes are hashed in the copy thread (ingest.HASH_INLINE_BELOW)
+            inline = self._rate is not None and self._rate < ingest.HASH_INLINE_BELOW
             try:
                 pulled = await self._thread(functools.partial(
                     ingest.pull, rec.open_clip, ref, temp, self.buffers, self.cancel, st.add_bytes, sync=False,
-                    keep=keep))
+                    keep=keep, inline=inline))
             except asyncio.CancelledError:
                 read = st.bytes_done - before
                 why = f"undocked during copy, {read} of {ref.size} bytes read"
@@ -409,6 +413,7 @@ class DockSession:
         st = self.st
         elapsed = time.time() - st.since
         rate = st.bytes_done / elapsed if st.bytes_done >= (4 << 20) and elapsed > 0 else None
+        self._rate = rate
         size = self.ctx.buffers.size_for(rate)
         if not self.buffers or len(self.buffers[0]) != size:
             self.buffers = ingest.make_buffers(size)

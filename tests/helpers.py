@@ -74,8 +74,10 @@ def source_hashes(storage: Path) -> Counter[str]:
 
 
 def archive_hashes(archive: Path) -> Counter[str]:
+    """The media the archive holds, as a reader sees it: not the archive's
+    temp folder (``.dockgate-tmp``), whose files come and go mid-walk."""
     return Counter(sha256_file(p) for p in archive.rglob("*")
-                   if p.is_file() and not p.name.startswith(".")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(archive).parts)
                    and not is_evidence_metadata(str(p.relative_to(archive))))
 
 

@@ -111,13 +111,17 @@ def test_prepare_drops_partial_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size", [(1 << 20) + 1, (1 << 20) + (128 << 10), (1 << 20) + (256 << 10) - 1,
                                   5 << 20, (5 << 20) + 3, 9 * (1 << 20) - 1])
-def test_any_size_is_copied_and_hashed_whole_through_the_chunk_ramp(tmp_path: Path, size: int) -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["hashing-thread", "inline"])
+@pytest.mark.parametrize("keep", [False, True], ids=["dropped", "kept-cached"])
+def test_any_size_is_copied_and_hashed_whole_through_the_chunk_ramp(tmp_path: Path, size: int, inline: bool,
+                                                                    keep: bool) -> None:
     v = tmp_path / "vol"
     v.mkdir()
     data = os.urandom(size)
     (v / "c.mp4").write_bytes(data)
     staging = Staging(tmp_path / "staging", 0)
     staging.prepare()
-    got = pull(opener(v), ref_for(v, "c.mp4"), staging.temp_path(1), make_buffers(1 << 20), threading.Event())
+    got = pull(opener(v), ref_for(v, "c.mp4"), staging.temp_path(1), make_buffers(1 << 20), threading.Event(),
+               keep=keep, inline=inline)
     assert got.sha256 == hashlib.sha256(data).hexdigest() and got.size == size
     assert got.temp.read_bytes() == data
