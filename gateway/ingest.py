@@ -52,7 +52,8 @@ class Hasher:
     """SHA-256 on its own thread, fed buffers the copy loop has written:
     hashing (the slow part, ~1.2 GB/s) overlaps reading and writing, so the
     copy costs little more than the hash alone. Buffers come back through
-    ``free`` once hashed; nothing is copied between threads."""
+    ``free`` once hashed; nothing is copied between threads. *inline*: no
+    thread, ``feed`` hashes at once (a slow link, ``HASH_INLINE_BELOW``)."""
 
     def __init__(self, buffers: Sequence[bytearray | memoryview], inline: bool = False) -> None:
         self.h = hashlib.sha256()
@@ -91,10 +92,10 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: list[bytearray], cancel: 
                   inline: bool = False) -> tuple[str, int]:
     """Copy at most *limit* bytes, hashing them on a second thread (in this
     one if *inline*); one byte more means the clip is still growing (being
-    recorded), which must not loop forever. *write*: how a chunk reaches *dst_fd* (the archive's
-    bandwidth limit and its tests' fault injection sit there). *keep*: what
-    is written stays cached (the upload reads it next), else it is dropped
-    once written back."""
+    recorded), which must not loop forever. *write*: how a chunk reaches
+    *dst_fd* (the archive's bandwidth limit and its tests' fault injection
+    sit there). *keep*: what is written stays cached (the upload reads it
+    next), else it is dropped once written back."""
     if limit < len(buffers[0]):
         return _copy_small(src, dst_fd, memoryview(buffers[0]), cancel, progress, label, limit, write)
     hasher = Hasher(buffers, inline)
