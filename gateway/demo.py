@@ -16,7 +16,7 @@ from drivers.sim.dock import attach
 from drivers.sim.make import make_recorder
 from drivers.sim.station import write_station
 from gateway import logsetup
-from gateway.archive.directory import hash_file
+from gateway.archive.directio import hash_file
 from gateway.config import load_config
 from gateway.daemon import Daemon
 from gateway.evidence.manifest import is_evidence_metadata

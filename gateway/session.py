@@ -89,8 +89,6 @@ class DockSession:
         self.cancel = threading.Event()
         #: allocated per clip as the budget says (``_size_buffers``)
         self.buffers: list[bytearray] = []
-        #: bytes/s this slot pulled so far (None until 4 MiB are in)
-        self._rate: float | None = None
         self.committer: SlotCommitter | None = None
         self.dock_id: int | None = None
         self.recorder: Recorder | None = None
@@ -378,7 +376,8 @@ class DockSession:
             # speed kept 143 % of link time that way, 121 % dropping them)
             keep = len(ctx.pulling) <= 1
             # a slow link's bytes are hashed in the copy thread (ingest.HASH_INLINE_BELOW)
-            inline = self._rate is not None and self._rate < ingest.HASH_INLINE_BELOW
+            rate = self._rate()
+            inline = rate is not None and rate < ingest.HASH_INLINE_BELOW
             try:
                 pulled = await self._thread(functools.partial(
                     ingest.pull, rec.open_clip, ref, temp, self.buffers, self.cancel, st.add_bytes, sync=False,
@@ -408,13 +407,15 @@ class DockSession:
             return [Done(item, pulled, time.monotonic() - started)]
         return []
 
-    def _size_buffers(self) -> None:
-        """Buffers as the shared budget says for this slot's measured rate."""
+    def _rate(self) -> float | None:
+        """Bytes/s this slot has pulled so far (None until 4 MiB are in)."""
         st = self.st
         elapsed = time.time() - st.since
-        rate = st.bytes_done / elapsed if st.bytes_done >= (4 << 20) and elapsed > 0 else None
-        self._rate = rate
-        size = self.ctx.buffers.size_for(rate)
+        return st.bytes_done / elapsed if st.bytes_done >= (4 << 20) and elapsed > 0 else None
+
+    def _size_buffers(self) -> None:
+        """Buffers as the shared budget says for this slot's measured rate."""
+        size = self.ctx.buffers.size_for(self._rate())
         if not self.buffers or len(self.buffers[0]) != size:
             self.buffers = ingest.make_buffers(size)
 

@@ -36,18 +36,18 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 def read_back(path: Path, fallback_buf: int = 4 << 20) -> str:
     """SHA-256 of *path* as read from the device (see the module's note)."""
     if not _O_DIRECT:
-        return _through_cache(path, fallback_buf)
+        return hash_file(path, fallback_buf, drop_cache=True)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_DIRECT)
     except OSError as e:
         if e.errno != errno.EINVAL:
             raise
-        return _through_cache(path, fallback_buf)
+        return hash_file(path, fallback_buf, drop_cache=True)
     try:
         digest = _direct(fd)
     finally:
         os.close(fd)
-    return digest if digest is not None else _through_cache(path, fallback_buf)
+    return digest if digest is not None else hash_file(path, fallback_buf, drop_cache=True)
 
 
 def _buffer(size: int) -> memoryview:
@@ -88,21 +88,22 @@ def _direct_ring(fd: int, views: list[memoryview]) -> str:
             if not n:
                 hasher.free.put(i)
                 break
-            hasher.todo.put((i, n))
+            hasher.feed(i, n)
     finally:
         digest = hasher.finish()
     return digest
 
 
-def _through_cache(path: Path, buf_size: int) -> str:
-    """Drop what the page cache holds of *path* (clean pages only: it was
-    fsynced), then read it."""
+def hash_file(path: Path, buf_size: int = 4 << 20, drop_cache: bool = False) -> str:
+    """SHA-256 of *path* through the page cache; *drop_cache*: what the cache
+    holds of it is dropped first (clean pages only: fsync it before)."""
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
+        # no bigger than the file (+1 to see its end in one read): a 4 MiB
+        # buffer zeroed for a 4 KiB manifest costs more than the I/O
         view = memoryview(bytearray(max(4096, min(buf_size, os.fstat(f.fileno()).st_size + 1))))
-        if hasattr(os, "posix_fadvise"):
+        if drop_cache and hasattr(os, "posix_fadvise"):
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         while n := f.readinto(view):
             h.update(view[:n])
     return h.hexdigest()
-

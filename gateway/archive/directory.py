@@ -43,7 +43,7 @@ from gateway.archive.base import (
     SourceFault,
     VerifyFailed,
 )
-from gateway.archive.directio import read_back
+from gateway.archive.directio import hash_file, read_back
 from gateway.durable import fsync_dir, sync_files, unique_suffix, write_all
 from gateway.errors import ClipInterrupted
 from gateway.ingest import copy_and_hash, copy_only, make_buffers
@@ -61,15 +61,6 @@ def _buffer_for(size: int, most: int = _BUF) -> int:
     """A buffer no bigger than the file (+1 to see its end in one read): a
     4 MiB buffer zeroed for a 4 KiB manifest costs more than the I/O."""
     return max(4096, min(most, size + 1))
-
-
-def hash_file(path: Path, buf_size: int = _BUF) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        view = memoryview(bytearray(_buffer_for(os.fstat(f.fileno()).st_size, buf_size)))
-        while n := f.readinto(view):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 class _Put:
