@@ -23,6 +23,11 @@ class Staging:
         self.reserve_bytes = reserve_bytes
         self.tmp = root / "tmp"
         self.media = root / "media"
+        #: content-address folders known to exist with their own entry durable
+        #: in media/: slots commit in their own threads, so "is it there?" and
+        #: "make it" are one mkdir, and a folder another slot just made counts
+        #: as durable only after a media/ fsync of ours
+        self._durable_dirs: set[Path] = set()
 
     def prepare(self) -> int:
         """Create the layout; drop partial files a crash left. Returns how many."""
@@ -66,15 +71,18 @@ class Staging:
         every temp file is made durable, then each is moved to its content
         address, then each directory touched is fsynced once."""
         sync_files([temp for temp, _ in pulled])
-        finals, new_dirs = [], False
+        finals: list[Path] = []
+        fresh: set[Path] = set()
         for temp, sha in pulled:
             final = self.path_for(sha)
-            if not final.parent.exists():
-                final.parent.mkdir()
-                new_dirs = True
+            if final.parent not in self._durable_dirs and final.parent not in fresh:
+                with contextlib.suppress(FileExistsError):  # made by another slot (or before a restart)
+                    final.parent.mkdir()
+                fresh.add(final.parent)
             os.replace(temp, final)
             finals.append(final)
         sync_dirs(f.parent for f in finals)
-        if new_dirs:
+        if fresh:
             fsync_dir(self.media)
+            self._durable_dirs |= fresh
         return finals

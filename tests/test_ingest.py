@@ -125,3 +125,42 @@ def test_any_size_is_copied_and_hashed_whole_through_the_chunk_ramp(tmp_path: Pa
                keep=keep, inline=inline)
     assert got.sha256 == hashlib.sha256(data).hexdigest() and got.size == size
     assert got.temp.read_bytes() == data
+
+
+def _another_slot_makes_it_first(monkeypatch: pytest.MonkeyPatch, media: Path) -> None:
+    """Every mkdir of a content folder finds it just made by another slot's
+    commit, between whatever look came before and the mkdir itself."""
+    real_mkdir = Path.mkdir
+
+    def racing_mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        if self.parent == media and not self.exists():
+            real_mkdir(self)
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+
+
+def test_a_content_folder_another_slot_makes_at_the_same_moment_does_not_fail_the_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    staging = Staging(tmp_path / "staging", 0)
+    staging.prepare()
+    temp = staging.temp_path(1)
+    temp.write_bytes(b"clip")
+    sha = hashlib.sha256(b"clip").hexdigest()
+    _another_slot_makes_it_first(monkeypatch, staging.media)
+    final = staging.commit(temp, sha)
+    assert final.read_bytes() == b"clip" and final.parent.name == sha[:2]
+
+
+def test_a_content_folder_made_by_another_slot_is_made_durable_before_the_clip_counts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    staging = Staging(tmp_path / "staging", 0)
+    staging.prepare()
+    synced: list[Path] = []
+    monkeypatch.setattr("gateway.staging.fsync_dir", synced.append)
+    sha = hashlib.sha256(b"clip").hexdigest()
+    staging.path_for(sha).parent.mkdir()  # another slot's, its media/ fsync maybe not done yet
+    temp = staging.temp_path(1)
+    temp.write_bytes(b"clip")
+    staging.commit(temp, sha)
+    assert synced == [staging.media]
