@@ -135,6 +135,8 @@ class ForwardConfig(_Section):
                                                             "permissions): try one clip this often")
     while_pulling: int = Field(1, ge=0, le=64, description="uploads at once while any slot is pulling (the "
                                                            "officer's wait comes first); 0: none")
+    pause_at_pulling: int = Field(0, ge=0, le=256, description="while this many slots or more are pulling, no "
+                                                               "upload starts; 0: as many as the station's CPUs")
     catch_up_bytes: int = Field(16 * 1024**3, ge=0, description="queued bytes beyond which forwarding runs at "
                                                                  "full concurrency even while slots pull")
     catch_up_s: float = Field(1800.0, ge=0, description="age of the oldest queued clip beyond which forwarding "

@@ -5,6 +5,7 @@ is (the clip's or the station's) and whether trying again can help."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -181,12 +182,31 @@ def forwarder_with(station: Station, tmp_path: Path, **forward: object) -> Forwa
 
 
 def test_while_a_slot_pulls_forwarding_runs_only_while_pulling_uploads(station: Station, tmp_path: Path) -> None:
-    fwd = forwarder_with(station, tmp_path, concurrency=4, while_pulling=1)
+    fwd = forwarder_with(station, tmp_path, concurrency=4, while_pulling=1, pause_at_pulling=2)
     assert fwd.concurrency(time.time()) == 4
     fwd.live.pulling[2] = 7
     assert fwd.concurrency(time.time()) == 1
     fwd.live.pulling.clear()
     assert fwd.concurrency(time.time()) == 4
+
+
+def test_while_as_many_slots_pull_as_the_pause_says_no_upload_starts(station: Station, tmp_path: Path) -> None:
+    fwd = forwarder_with(station, tmp_path, concurrency=4, while_pulling=1, pause_at_pulling=3)
+    fwd.live.pulling.update({1: 7, 2: 8})
+    assert fwd.concurrency(time.time()) == 1
+    fwd.live.pulling[3] = 9
+    assert fwd.concurrency(time.time()) == 0
+    del fwd.live.pulling[1]
+    assert fwd.concurrency(time.time()) == 1
+
+
+def test_by_default_uploads_pause_once_a_slot_pulls_per_cpu(station: Station, tmp_path: Path) -> None:
+    fwd = forwarder_with(station, tmp_path, concurrency=4, while_pulling=1)
+    cpus = len(os.sched_getaffinity(0))
+    fwd.live.pulling.update({slot: slot for slot in range(1, cpus + 1)})
+    assert fwd.concurrency(time.time()) == 0
+    del fwd.live.pulling[cpus]
+    assert fwd.concurrency(time.time()) == (1 if cpus > 1 else 4)  # one CPU: nothing pulls any more
 
 
 def test_forwarding_far_behind_runs_at_full_concurrency_even_while_slots_pull(station: Station,
