@@ -115,7 +115,8 @@ class Daemon:
 
         self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.password, self.stamper.wake,
                            self.purger.need, self.switch_storage,
-                           BufferBudget(cfg.ingest.memory_budget, cfg.ingest.buffer_size), self.state.pulling)
+                           BufferBudget(cfg.ingest.memory_budget, cfg.ingest.buffer_size), self.state.pulling,
+                           self.forwarder.wake)
         self.detector = make_detector(cfg, self.registry)
         if cfg.metrics.enabled:
             self.metrics = Metrics(cfg.detect.slots, cfg.station.id)

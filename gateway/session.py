@@ -79,6 +79,8 @@ class Context:
     buffers: BufferBudget
     #: slot -> dock id of the slots pulling right now (the forwarder yields to them)
     pulling: dict[int, int]
+    #: a slot stopped pulling: uploads held back for the pulls may start now
+    on_pull_end: Callable[[], None]
 
 
 class DockSession:
@@ -232,6 +234,7 @@ class DockSession:
         finally:
             self.ctx.buffers.leave(self.slot)
             self.ctx.pulling.pop(self.slot, None)
+            self.ctx.on_pull_end()
             self.buffers = []
         st.current = None
         if self.ctx.cfg.release.policy == "after-archive":
