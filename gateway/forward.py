@@ -110,6 +110,7 @@ class Forwarder(Worker):
 
     async def step(self) -> float:
         now = time.time()
+        self.live.uploads_held = False  # until concurrency() says otherwise
         if self.live.forwarding_paused:
             return IDLE_S  # `resume` wakes us
         refused = self.live.archive_refused is not None
@@ -160,6 +161,11 @@ class Forwarder(Worker):
         their links while one upload ran (worst slot 112-135 % of link
         time) and kept to them without it (101-105 %), and the last clip
         was archived no later (31.7 s and 32.9 s)."""
+        n = self._concurrency(now)
+        self.live.uploads_held = n == 0
+        return n
+
+    def _concurrency(self, now: float) -> int:
         f = self.cfg.forward
         pulling = len(self.live.pulling)
         if not pulling:

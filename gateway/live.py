@@ -58,6 +58,8 @@ class StationState:
         self.forwarding_paused = False
         #: slot -> dock id of the slots copying a recorder right now: the forwarder yields to them
         self.pulling: dict[int, int] = {}
+        #: no upload may start now: the pulling slots come first (status says so)
+        self.uploads_held = False
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -67,5 +69,6 @@ class StationState:
             "last_error": self.last_error,
             "last_error_reason": self.last_error_reason,
             "forwarding_paused": self.forwarding_paused,
+            "uploads_held": self.uploads_held,
             "slots": [s.snapshot() for s in self.slots.values()],
         }

@@ -95,7 +95,8 @@ def render(s: dict[str, Any]) -> str:
     archive = {True: "up", False: "DOWN", None: "not contacted yet"}[s["archive_up"]]
     if s.get("archive_refused"):
         archive = "REFUSES this station, forwarding paused (fix the credentials or permissions; it resumes by itself)"
-    lines.append(f"queue: {q['clips']} clips, {_size(q['bytes'])} to forward; archive {archive}")
+    held = "; uploads wait while the docks pull (the officer's wait first)" if s.get("uploads_held") else ""
+    lines.append(f"queue: {q['clips']} clips, {_size(q['bytes'])} to forward{held}; archive {archive}")
     if s.get("last_error"):
         lines.append(f"last error: {s['last_error']}")
     for slot in s["slots"]:

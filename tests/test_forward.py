@@ -25,6 +25,7 @@ from gateway.catalog import ClipState
 from gateway.config import Config
 from gateway.forward import MAX_VERIFY_FAILURES, Forwarder
 from gateway.live import StationState
+from gateway.status import render
 from tests.pipeline import Scripted, Station, make_station
 
 
@@ -198,6 +199,20 @@ def test_while_as_many_slots_pull_as_the_pause_says_no_upload_starts(station: St
     assert fwd.concurrency(time.time()) == 0
     del fwd.live.pulling[1]
     assert fwd.concurrency(time.time()) == 1
+
+
+def test_status_says_when_uploads_wait_for_the_pulls(station: Station, tmp_path: Path) -> None:
+    fwd = forwarder_with(station, tmp_path, concurrency=4, while_pulling=0)
+    fwd.live.pulling[1] = 7
+    fwd.concurrency(time.time())
+    snap = {"daemon": {"running": True, "pid": 1, "version": "t"}, "station": "s", "clips": {"archived": 0},
+            "sightings": 0, "queue": {"clips": 3, "bytes": 3000}, "archive_up": True, "slots": [],
+            **fwd.live.snapshot()}
+    assert snap["uploads_held"] is True
+    assert "uploads wait while the docks pull" in render(snap)
+    fwd.live.pulling.clear()
+    fwd.concurrency(time.time())
+    assert "uploads wait" not in render({**snap, **fwd.live.snapshot()})
 
 
 def test_by_default_uploads_pause_once_a_slot_pulls_per_cpu(station: Station, tmp_path: Path) -> None:

@@ -131,7 +131,7 @@ class MqttLink:
                 # space in steps of 100 MB, not on every written block
                 "staging_free_bytes": _coarse(snap["staging_free_bytes"]),
                 "archive_up": snap["archive_up"], "archive_refused": snap["archive_refused"],
-                "forwarding_paused": snap["forwarding_paused"],
+                "forwarding_paused": snap["forwarding_paused"], "uploads_held": snap.get("uploads_held", False),
                 "last_error": snap.get("last_error_reason"), "started_at": snap["started_at"]}
 
     async def _states(self, client: aiomqtt.Client) -> None:
