@@ -90,7 +90,7 @@ class DockSession:
         self.st = slot_state
         self.cancel = threading.Event()
         #: allocated per clip as the budget says (``_size_buffers``)
-        self.buffers: list[bytearray] = []
+        self.buffers: list[memoryview] = []
         self.committer: SlotCommitter | None = None
         self.dock_id: int | None = None
         self.recorder: Recorder | None = None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -164,3 +166,42 @@ def test_a_content_folder_made_by_another_slot_is_made_durable_before_the_clip_c
     temp.write_bytes(b"clip")
     staging.commit(temp, sha)
     assert synced == [staging.media]
+
+
+class _Dribble(io.RawIOBase):
+    """A protocol stream that hands over odd-sized pieces (never whole blocks)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(b), 100_003, len(self._data))
+        b[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+
+def test_a_slow_slot_whose_stream_hands_over_odd_pieces_stages_them_exactly(tmp_path: Path) -> None:
+    data = os.urandom(3 * (1 << 20) + 5)
+    ref = ClipRef(b"c.mp4", len(data), 0)
+    got = pull(lambda _r: _Dribble(data), ref, tmp_path / "t.part", make_buffers(1 << 20),  # type: ignore[arg-type,return-value]
+               threading.Event(), inline=True)
+    assert got.temp.read_bytes() == data and got.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_staging_filesystem_that_refuses_o_direct_still_stages_a_slow_slots_clip(
+        tmp_path: Path, vol: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def refusing(path: str | Path, flags: int, mode: int = 0o777, **kw: Any) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode, **kw)
+
+    monkeypatch.setattr(os, "open", refusing)
+    got = pull(opener(vol), ref_for(vol, "clip.mp4"), tmp_path / "t.part", make_buffers(1 << 20),
+               threading.Event(), inline=True)
+    assert got.temp.read_bytes() == (vol / "clip.mp4").read_bytes()
