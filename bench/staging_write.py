@@ -5,9 +5,9 @@ its staged copy when many slow slots pull at once?
 USB 2.0 link, paced the way drivers/sim/link.py paces a simulated one),
 hashing in the copy thread as a slow slot does (``ingest.HASH_INLINE_BELOW``),
 all started at once. ``buffered`` writes as the pull path does today: 128 KiB
-writes, ``POSIX_FADV_DONTNEED`` every 32 MiB. ``direct`` writes 1 MiB with
-``O_DIRECT`` from a page-aligned buffer, clearing the flag for a clip's
-unaligned tail. Prints each stream's time against its link time and the CPU
+writes (``durable.write_all``), ``POSIX_FADV_DONTNEED`` every 32 MiB.
+``direct`` writes 1 MiB with ``O_DIRECT`` from a page-aligned buffer through
+``ingest.DirectWrite``, as a slow slot now does. Prints each stream's time against its link time and the CPU
 it took (this process, and the whole machine including the kernel's
 writeback).
 
@@ -21,9 +21,7 @@ CPU-s for the machine; direct worst 100 %, 5.1-5.3 CPU-s.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
-import mmap
 import os
 import shutil
 import statistics
@@ -31,9 +29,10 @@ import threading
 import time
 from pathlib import Path
 
-WRITE_MAX = 128 << 10
+from gateway.durable import write_all
+from gateway.ingest import DirectWrite, aligned_buffer
+
 DROP_EVERY = 32 << 20
-BLOCK = 4096
 
 
 def busy_ticks() -> int:
@@ -43,29 +42,22 @@ def busy_ticks() -> int:
 
 
 def stream(mode: str, src: Path, out: Path, clips: int, rate: int, took: dict[int, float], k: int) -> None:
-    buf = mmap.mmap(-1, 1 << 20)  # page-aligned, as O_DIRECT needs
-    view = memoryview(buf)
+    view = aligned_buffer(1 << 20)
     t0 = time.monotonic()
     for c in range(clips):
         direct = mode == "direct"
         fd = os.open(out / f"s{k}-c{c}", os.O_WRONLY | os.O_CREAT | (os.O_DIRECT if direct else 0), 0o644)
+        write = DirectWrite() if direct else write_all
         h = hashlib.sha256()
         done = dropped = 0
         start = time.monotonic()
         with open(src, "rb", buffering=0) as s:
             while n := s.readinto(view):
                 h.update(view[:n])
-                if direct:
-                    if n % BLOCK:  # the tail: O_DIRECT writes whole blocks only
-                        fcntl.fcntl(fd, fcntl.F_SETFL, os.O_WRONLY)
-                        direct = False
-                    os.write(fd, view[:n])
-                else:
-                    for o in range(0, n, WRITE_MAX):
-                        os.write(fd, view[o:min(n, o + WRITE_MAX)])
-                    if done + n - dropped >= DROP_EVERY:
-                        os.posix_fadvise(fd, 0, done + n, os.POSIX_FADV_DONTNEED)
-                        dropped = done + n
+                write(fd, view[:n])
+                if not direct and done + n - dropped >= DROP_EVERY:
+                    os.posix_fadvise(fd, 0, done + n, os.POSIX_FADV_DONTNEED)
+                    dropped = done + n
                 done += n
                 ahead = done / rate - (time.monotonic() - start)
                 if ahead > 0:

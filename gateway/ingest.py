@@ -10,7 +10,6 @@ writer samples.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import hashlib
@@ -234,21 +233,21 @@ def _staging_error(e: OSError, label: str, staging: Path) -> Exception:
     return ClipInterrupted(label, f"staging write failed: {e.strerror or e}")
 
 
+def aligned_buffer(size: int) -> memoryview:
+    """*size* bytes of page-aligned memory (an anonymous map, unmapped with
+    its last view), as O_DIRECT reads and writes need."""
+    return memoryview(mmap.mmap(-1, size))
+
+
 def make_buffers(size: int) -> list[memoryview]:
-    """``BUFFERS`` copy buffers of *size* bytes, page-aligned (anonymous
-    maps): staging writes them with O_DIRECT, which needs aligned memory."""
-    return [memoryview(mmap.mmap(-1, size)) for _ in range(BUFFERS)]
+    """``BUFFERS`` copy buffers of *size* bytes, page-aligned: staging
+    writes them with O_DIRECT."""
+    return [aligned_buffer(size) for _ in range(BUFFERS)]
 
 
-#: O_DIRECT wants whole blocks at block-aligned offsets from aligned memory
+#: O_DIRECT wants whole blocks at block-aligned offsets (and aligned memory:
+#: a caller's unaligned buffer gets EINVAL, which clears the flag too)
 _BLOCK = 4096
-
-
-def _aligned(data: memoryview) -> bool:
-    try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(data)) % _BLOCK == 0
-    except (TypeError, ValueError):  # read-only or empty: not for O_DIRECT
-        return False
 
 
 class DirectWrite:
@@ -268,7 +267,7 @@ class DirectWrite:
         self.direct = False
 
     def __call__(self, fd: int, data: memoryview) -> None:
-        if self.direct and (len(data) % _BLOCK or self.offset % _BLOCK or not _aligned(data)):
+        if self.direct and (len(data) % _BLOCK or self.offset % _BLOCK):
             self._off(fd)
         while data and self.direct:
             try:

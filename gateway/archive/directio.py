@@ -23,7 +23,7 @@ import mmap
 import os
 from pathlib import Path
 
-from gateway.ingest import BUFFERS, Hasher
+from gateway.ingest import BUFFERS, Hasher, aligned_buffer
 
 #: O_DIRECT wants buffers, offsets and lengths aligned to the device's block;
 #: page-aligned buffers of whole pages satisfy every block size up to 4 KiB
@@ -55,7 +55,7 @@ def _buffer(size: int) -> memoryview:
     object and unmapped with it: kept per thread, the rings held 4 MiB for
     every thread that had ever read anything back (131 MiB of RSS with 25
     slots docked)."""
-    return memoryview(mmap.mmap(-1, max(_ALIGN, -(-size // _ALIGN) * _ALIGN)))
+    return aligned_buffer(max(_ALIGN, -(-size // _ALIGN) * _ALIGN))
 
 
 def _direct(fd: int) -> str | None:
