@@ -331,13 +331,24 @@ def _sim_dir(cfg: Config, slot: int) -> Path:
 
 def cmd_sim_attach(args: argparse.Namespace) -> int:
     from drivers.sim.device import load_sim_device
-    from drivers.sim.dock import attach
+    from drivers.sim.dock import DockError, attach, slot_file
 
     cfg = _config(args)
-    sim_dir = _sim_dir(cfg, args.slot)
-    dev = load_sim_device(Path(args.dir))
-    attach(sim_dir, args.slot, dev.folder)
-    print(f"docked {dev.serial} in slot {args.slot}")
+    # several recorders take consecutive slots in one call: a rack docked at
+    # one instant (a Python start per recorder spreads 25 docks over seconds).
+    # Every recorder and slot is checked before any is docked.
+    slots = range(args.slot, args.slot + len(args.dir))
+    sim_dir = _sim_dir(cfg, slots[0])
+    if slots[-1] > cfg.detect.slots:
+        raise DockgateError(f"{len(slots)} recorders from --slot {args.slot} need slots up to {slots[-1]}; "
+                            f"the station has {cfg.detect.slots}")
+    devs = [load_sim_device(Path(d)) for d in args.dir]
+    taken = [str(n) for n in slots if slot_file(sim_dir, n).exists()]
+    if taken:
+        raise DockError(f"slot {', '.join(taken)} {'is' if len(taken) == 1 else 'are'} occupied; detach first")
+    for n, dev in zip(slots, devs, strict=True):
+        attach(sim_dir, n, dev.folder)
+        print(f"docked {dev.serial} in slot {n}")
     return 0
 
 
@@ -501,9 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--id", default="sim-station-01")
     sp.set_defaults(fn=cmd_sim_station)
 
-    sp = with_config(sim.add_parser("attach", help="dock a simulated recorder"))
-    sp.add_argument("dir")
-    sp.add_argument("--slot", type=int, required=True)
+    sp = with_config(sim.add_parser("attach", help="dock simulated recorders (several: consecutive slots)"))
+    sp.add_argument("dir", nargs="+")
+    sp.add_argument("--slot", type=int, required=True, help="the (first) slot")
     sp.set_defaults(fn=cmd_sim_attach)
 
     sp = with_config(sim.add_parser("detach", help="undock a simulated recorder"))

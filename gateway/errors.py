@@ -62,6 +62,22 @@ class AlreadyRunning(DockgateError):
         super().__init__(f"another dockgate holds {lock_path}")
 
 
+class CannotListen(DockgateError):
+    """A server of the station (metrics, web) cannot take its configured
+    address: another process holds the port, or the address is not this
+    host's. Transient: the holder may go away, so systemd restarts `run`."""
+
+    permanent = False
+    reason = "listen"
+
+    def __init__(self, key: str, listen: str, err: OSError) -> None:
+        self.key = key
+        self.listen = listen
+        self.errno = err.errno
+        why = err.strerror or str(err)
+        super().__init__(f"{key} = {listen!r}: cannot listen there: {why.lower()}")
+
+
 class ClipInterrupted(DockgateError):
     """The clip could not be read to the end (unplugged, vanished, changed,
     cancelled). Nothing was staged; the clip is pulled again on the next dock."""

@@ -10,6 +10,7 @@ import contextlib
 import getpass
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -22,11 +23,40 @@ from pathlib import Path
 
 import boto3
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port for a server a test starts later: free now, below the kernel's
+    ephemeral range and never handed out twice in this process.
+
+    `bind(0)` would pick from the ephemeral range, and the kernel hands the
+    same ports to outgoing connections (broker clients, uploads) made between
+    the pick and the server's own bind: the daemon then fails with EADDRINUSE.
+    Below that range only a listener can hold a port, and the check sees it."""
+    lo, _ = _ephemeral_range()
+    first = 20000 if lo > 21000 else 1024
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(200):
+        port = rng.randrange(first, lo)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise AssertionError(f"no free port in {first}-{lo - 1} after 200 tries")
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:

@@ -92,6 +92,42 @@ def test_secrets_are_found_among_systemd_credentials_first(station: Path, tmp_pa
     assert r.returncode == 1 and "admin_password" in r.stderr
 
 
+def make_recorders(tmp_path: Path, n: int) -> list[str]:
+    recs = [tmp_path / f"rec{i}" for i in range(1, n + 1)]
+    for i, r in enumerate(recs, start=1):
+        dockgate("sim", "make", str(r), "--clips", "1", "--size", "4k", "--serial", f"RACK{i:04d}")
+    return [str(r) for r in recs]
+
+
+def docked(station: Path) -> list[str]:
+    return sorted(p.name for p in (station.parent / "dock").glob("slot-*.json"))
+
+
+def test_sim_attach_docks_several_recorders_in_consecutive_slots(station: Path, tmp_path: Path) -> None:
+    r = dockgate("sim", "attach", *make_recorders(tmp_path, 3), "-c", str(station), "--slot", "2")
+    assert r.stdout.splitlines() == ["docked RACK0001 in slot 2", "docked RACK0002 in slot 3",
+                                     "docked RACK0003 in slot 4"]
+    assert docked(station) == ["slot-2.json", "slot-3.json", "slot-4.json"]
+
+
+def test_sim_attach_docks_none_when_one_slot_is_occupied(station: Path, tmp_path: Path) -> None:
+    recs = make_recorders(tmp_path, 3)
+    dockgate("sim", "attach", recs[0], "-c", str(station), "--slot", "3")
+    r = dockgate("sim", "attach", *recs[1:], "-c", str(station), "--slot", "2", check=False)
+    assert r.returncode == 1 and "slot 3 is occupied" in r.stderr
+    assert docked(station) == ["slot-3.json"]
+
+
+def test_sim_attach_docks_none_past_the_last_slot_or_with_a_bad_recorder(station: Path, tmp_path: Path) -> None:
+    recs = make_recorders(tmp_path, 2)
+    r = dockgate("sim", "attach", *recs, "-c", str(station), "--slot", "4", check=False)
+    assert r.returncode == 1 and "the station has 4" in r.stderr
+    r = dockgate("sim", "attach", recs[0], str(tmp_path / "no-such-recorder"), "-c", str(station), "--slot", "1",
+                 check=False)
+    assert r.returncode != 0 and "device.toml not found" in r.stderr and "Traceback" not in r.stderr
+    assert docked(station) == []
+
+
 def test_verify_tells_tampered_from_missing(station: Path, tmp_path: Path) -> None:
     assert dockgate("verify", "--archive", str(tmp_path / "no-archive"), "--pubkey",
                     str(station.parent / "secrets" / "station.pub.pem"), check=False).returncode == 2

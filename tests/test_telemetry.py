@@ -6,6 +6,7 @@ promtool accepts, and a systemd unit that verifies and scores well."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -51,6 +52,22 @@ def test_availability_and_retained_state_survive_kill_and_broker_restart(tmp_pat
     finally:
         sub.close()
         broker.stop()
+
+
+def test_a_metrics_port_held_by_another_process_stops_run_with_a_clear_error(tmp_path: Path) -> None:
+    port = free_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    station = write_station(tmp_path / "st", slots=1, reserve_bytes=0)
+    station.write_text(station.read_text() + f'\n[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n')
+    try:
+        proc = dockgate("run", "-c", str(station), check=False, timeout=60)
+    finally:
+        holder.close()
+    assert proc.returncode == 1, proc.stderr  # transient: systemd restarts it, the port may be free then
+    assert f"metrics.listen = '127.0.0.1:{port}': cannot listen there: address already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_events_raised_during_a_broker_outage_arrive_once(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ import pytest
 from drivers.sim.station import write_station
 from gateway.config import load_config
 from tests.helpers import DaemonProc, attach, dockgate, events, wait_until
-from tests.test_web_support import browser, enable_web, free_port, mp4, screenshot, wait_http, wait_js
+from tests.servers import free_port
+from tests.test_web_support import browser, enable_web, mp4, screenshot, wait_http, wait_js
 
 pytestmark = pytest.mark.e2e
 OFFICER = "0765432"

@@ -12,7 +12,8 @@ import pytest
 
 from drivers.sim.station import write_station
 from tests.helpers import DaemonProc, attach, detach, dockgate
-from tests.test_web_support import browser, cpu_seconds, enable_web, free_port, screenshot, wait_http, wait_js
+from tests.servers import free_port
+from tests.test_web_support import browser, cpu_seconds, enable_web, screenshot, wait_http, wait_js
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,6 @@ installs `chromium chromium-driver fonts-noto-cjk` (scripts/setup.sh)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,12 +16,6 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENS = Path(__file__).resolve().parent.parent / "docs" / "screens"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def enable_web(config: Path, port: int, extra: str = "") -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from gateway import __version__
+from gateway.errors import CannotListen
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,10 @@ class Metrics:
 
     def serve(self, listen: str) -> None:
         host, _, port = listen.rpartition(":")
-        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+        try:
+            start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+        except OSError as e:
+            raise CannotListen("metrics.listen", listen, e) from None
         log.info("metrics on http://%s/metrics", listen)
 
     def on_event(self, type_: str, slot: int | None, data: dict[str, Any]) -> None:

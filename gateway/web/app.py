@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.archive import Archive
 from gateway.catalog import Catalog
 from gateway.config import Config
+from gateway.errors import CannotListen
 from gateway.live import StationState
 from gateway.staging import Staging
 from gateway.web.accounts import Lockout, officer_pins, supervisors
@@ -238,7 +239,10 @@ class WebServer:
         await runner.setup()
         try:
             site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=ctx)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as e:
+                raise CannotListen("web.listen", cfg.listen, e) from None
             log.info("web: the station screen and review on %s://%s", "https" if ctx else "http", cfg.listen)
             await asyncio.Event().wait()
         finally:
