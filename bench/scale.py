@@ -79,17 +79,22 @@ def _baseline(work: Path, recs: list[Path]) -> float:
     return el
 
 
-def _dock_all(d: DaemonProc, station: Path, recs: list[Path], clips: int, timeout: float) -> float:
+def _dock_all(d: DaemonProc, station: Path, recs: list[Path], clips: int, timeout: float,
+              at_once: bool = False) -> float:
     """Dock *recs*; seconds from the first dock to the last clip archived, by
     the daemon's own event times. The CLI is polled once a second only to know
     when to look: each `dockgate status` is a new Python process of about
     0.3 CPU-seconds, and polling every 0.2 s took most of a core from the
     daemon on this 2-core machine (the baselines run unobserved). Dirty
     pages are written out first, as before each baseline: the recorders were
-    just made, and their writeback must not land on the daemon's clock."""
+    just made, and their writeback must not land on the daemon's clock.
+    *at_once*: one `sim attach` docks them all (else one call each, about
+    0.3 CPU-s apiece: 25 docks spread over seconds, as a script would)."""
     os.sync()
     t = time.time()
-    for slot, r in enumerate(recs, start=1):
+    if at_once:
+        dockgate("sim", "attach", *map(str, recs), "-c", str(station), "--slot", "1")
+    for slot, r in enumerate([] if at_once else recs, start=1):
         dockgate("sim", "attach", str(r), "-c", str(station), "--slot", str(slot))
     d.wait_for(lambda s: s["clips"]["archived"] >= clips and s["queue"]["clips"] == 0, timeout=timeout,
                interval=1.0, what="all archived")
@@ -138,10 +143,14 @@ def bench_slots(work: Path, row: Row, slots: int, clips: int, size: int, rate: i
                                f"\n[forward]\nwhile_pulling = 1\npause_at_pulling = {slots + 1}\n")
     row("  the same, one upload running while they pull", f"{max(ratios) * 100:.0f} % worst",
         f"median {statistics.median(ratios) * 100:.0f} %; all archived after {el:.1f} s")
+    ratios, el, hwm = _slots_run(work, "slots-at-once", slots, clips, size, rate, "", at_once=True)
+    row(f"  the same, all {slots} docked at one instant", f"{max(ratios) * 100:.0f} % worst",
+        f"median {statistics.median(ratios) * 100:.0f} %; all archived after {el:.1f} s; peak RSS "
+        f"{hwm / 1024:.0f} MiB; one `sim attach` for all (above: one per recorder, as a script would)")
 
 
 def _slots_run(work: Path, name: str, slots: int, clips: int, size: int, rate: int,
-               extra: str) -> tuple[list[float], float, int]:
+               extra: str, at_once: bool = False) -> tuple[list[float], float, int]:
     """(each slot's pull time / link time, dock -> all archived in s, VmHWM in KiB)."""
     station = _station(work, name, slots=slots, extra=extra)
     recs = []
@@ -154,7 +163,7 @@ def _slots_run(work: Path, name: str, slots: int, clips: int, size: int, rate: i
     d = DaemonProc(station, work / f"{name}.log").start()
     assert d.proc is not None
     try:
-        el = _dock_all(d, station, recs, slots * clips, timeout=1800)
+        el = _dock_all(d, station, recs, slots * clips, timeout=1800, at_once=at_once)
         hwm = vm(d.proc.pid, "VmHWM")
         evs = _events(station)
     finally:
