@@ -118,7 +118,8 @@ class MotoServer:
 
 class Proxy:
     """127.0.0.1:<port> -> target; `down()` refuses and cuts connections,
-    `up()` serves again (same port)."""
+    `up()` serves again (same port); `hold()` accepts and relays nothing,
+    so requests stay in flight (an outage mid-upload, whatever the speed)."""
 
     def __init__(self, target_port: int) -> None:
         self.target = target_port
@@ -126,13 +127,20 @@ class Proxy:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._server: socket.socket | None = None
+        self._flowing = threading.Event()
         self.up()
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def hold(self) -> None:
+        self._flowing.clear()
+
     def up(self) -> None:
+        self._flowing.set()
+        if self._server is not None:
+            return  # released from hold()
         srv = socket.socket()
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         srv.bind(("127.0.0.1", self.port))
@@ -142,6 +150,10 @@ class Proxy:
 
     def down(self) -> None:
         if self._server is not None:
+            # shutdown first: a close() alone leaves the socket listening
+            # while the accept thread is blocked in it, and up() cannot bind
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)
             self._server.close()
             self._server = None
         with self._lock:
@@ -170,6 +182,9 @@ class Proxy:
     def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         try:
             while data := a.recv(65536):
+                while not self._flowing.wait(0.05):
+                    if b.fileno() < 0:  # cut by down()
+                        return
                 b.sendall(data)
         except OSError:
             pass
