@@ -18,6 +18,7 @@ import os
 import queue
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ BUFFERS = 4
 #: 25 slots at 35 MB/s, median pull time / link time: 107-109 % inline,
 #: 110-113 % with 50 threads
 HASH_INLINE_BELOW = 100_000_000
+#: a slot's first clip starts before its rate is known: after this many
+#: bytes its own rate decides (a rack of 25 slow recorders docked at once
+#: spent their first clips on 25 hashing threads and the page cache)
+ADAPT_AFTER = 4 << 20
 _WRITEBACK_EVERY = 32 << 20
 #: hashing threads kept between clips (starting one per clip showed in the
 #: cost of a recorder of 5 MiB clips); one per slot at most is busy at a time
@@ -82,6 +87,15 @@ class Hasher:
             self.h.update(self.buffers[i][:n])
             self.free.put(i)
 
+    def go_inline(self) -> None:
+        """From now on hash in the caller's thread: the thread hashes what it
+        was given, in order, and ends (every buffer is free again)."""
+        if self.done is not None:
+            self.todo.put(None)
+            self.done.result()
+            self.done = None
+        self.inline = True
+
     def finish(self) -> str:
         if self.done is not None:
             self.todo.put(None)
@@ -92,18 +106,24 @@ class Hasher:
 def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: Sequence[Buffer], cancel: threading.Event,
                   progress: Callable[[int], None] | None, label: str, limit: int,
                   write: Callable[[int, memoryview], None] = write_all, keep: bool = False,
-                  inline: bool = False) -> tuple[str, int]:
+                  inline: bool = False,
+                  on_slow: Callable[[int], Callable[[int, memoryview], None] | None] | None = None
+                  ) -> tuple[str, int]:
     """Copy at most *limit* bytes, hashing them on a second thread (in this
     one if *inline*); one byte more means the clip is still growing (being
     recorded), which must not loop forever. *write*: how a chunk reaches
     *dst_fd* (the archive's bandwidth limit and its tests' fault injection
     sit there). *keep*: what is written stays cached (the upload reads it
-    next), else it is dropped once written back."""
+    next), else it is dropped once written back. *on_slow*: the source's
+    rate is not known yet; if the first ``ADAPT_AFTER`` bytes come slower
+    than ``HASH_INLINE_BELOW``, hash inline from there on and call it with
+    the bytes written so far: a new *write* (or None to keep this one)."""
     if limit < len(buffers[0]):
         return _copy_small(src, dst_fd, memoryview(buffers[0]), cancel, progress, label, limit, write)
     hasher = Hasher(buffers, inline)
     total = 0
     synced = 0
+    started = time.monotonic()
     try:
         while True:
             if cancel.is_set():
@@ -129,6 +149,11 @@ def copy_and_hash(src: BinaryIO, dst_fd: int, buffers: Sequence[Buffer], cancel:
                 hasher.free.put(i)
                 raise  # a staging error: pull() says which
             hasher.feed(i, n)
+            if on_slow is not None and total >= ADAPT_AFTER:
+                if total / max(time.monotonic() - started, 1e-9) < HASH_INLINE_BELOW:
+                    hasher.go_inline()
+                    write = on_slow(total) or write
+                on_slow = None
             if total - synced >= _WRITEBACK_EVERY:
                 # start writeback of what is written: a multi-GB clip must not
                 # pile up dirty pages for one long fsync
@@ -258,9 +283,21 @@ class DirectWrite:
     read, a filesystem that refuses) clears O_DIRECT for the rest of the
     file, which is then written as before."""
 
-    def __init__(self) -> None:
+    def __init__(self, offset: int = 0) -> None:
         self.direct = True
-        self.offset = 0
+        self.offset = offset
+
+    @classmethod
+    def turn_on(cls, fd: int, offset: int) -> DirectWrite | None:
+        """Set O_DIRECT on *fd*, opened without it, *offset* bytes into the
+        file (None where it cannot be: tmpfs, or not on a block boundary)."""
+        if offset % _BLOCK or not hasattr(os, "O_DIRECT"):
+            return None
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+        except OSError:
+            return None
+        return cls(offset)
 
     def _off(self, fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
@@ -288,13 +325,14 @@ class DirectWrite:
 
 def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buffers: Sequence[Buffer],
          cancel: threading.Event, progress: Callable[[int], None] | None = None, *, sync: bool = True,
-         keep: bool = False, inline: bool = False) -> Pulled:
+         keep: bool = False, inline: bool | None = False) -> Pulled:
     """Copy *ref* to *temp* and return its hash; fsynced unless *sync* is
     False (the caller makes a batch durable at once: ``durable.sync_files``).
     *keep*: the staged copy stays in the page cache for an upload that
     follows soon (else it is dropped as it is written back). *inline*: a
     slow link (``HASH_INLINE_BELOW``): hash in this thread, and unless
-    *keep*, write with O_DIRECT (``DirectWrite``).
+    *keep*, write with O_DIRECT (``DirectWrite``); None: the link's rate is
+    not known yet, and the clip's first ``ADAPT_AFTER`` bytes decide.
     Raises ClipInterrupted (temp removed) if the clip could not be read
     whole and unchanged."""
     label = ref.display
@@ -313,7 +351,7 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
     # machine three times the CPU. A fast slot keeps buffered writes (direct
     # ones stall its copy loop: 200 x 5 MiB went 0.8x -> 0.6x of SHA-256
     # alone), and a clip that fits one buffer is one unaligned write.
-    direct = inline and not keep and ref.size >= len(buffers[0]) and hasattr(os, "O_DIRECT")
+    direct = bool(inline) and not keep and ref.size >= len(buffers[0]) and hasattr(os, "O_DIRECT")
     try:
         try:
             fd = os.open(temp, flags | (os.O_DIRECT if direct else 0), 0o640)
@@ -329,8 +367,11 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
     try:
         with src:
             try:
-                sha, size = copy_and_hash(src, fd, buffers, cancel, progress, label, ref.size, keep=keep,
-                                          inline=inline, write=DirectWrite() if direct else write_all)
+                sha, size = copy_and_hash(
+                    src, fd, buffers, cancel, progress, label, ref.size, keep=keep, inline=bool(inline),
+                    write=DirectWrite() if direct else write_all,
+                    on_slow=None if inline is not None else
+                    (lambda at: None if keep else DirectWrite.turn_on(fd, at)))
             except OSError as e:  # reads fail as ClipInterrupted: an OSError here is the write side
                 raise _staging_error(e, label, temp.parent) from None
             if size != ref.size:

@@ -378,9 +378,10 @@ class DockSession:
             # (fresh page-cache memory is costly on VMs: 25 slots at link
             # speed kept 143 % of link time that way, 121 % dropping them)
             keep = len(ctx.pulling) <= 1
-            # a slow link's bytes are hashed in the copy thread (ingest.HASH_INLINE_BELOW)
+            # a slow link's bytes are hashed in the copy thread (ingest.HASH_INLINE_BELOW);
+            # until the slot's rate is known, the clip's own first bytes decide
             rate = self._rate()
-            inline = rate is not None and rate < ingest.HASH_INLINE_BELOW
+            inline = None if rate is None else rate < ingest.HASH_INLINE_BELOW
             try:
                 pulled = await self._thread(functools.partial(
                     ingest.pull, rec.open_clip, ref, temp, self.buffers, self.cancel, st.add_bytes, sync=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import os
@@ -15,6 +16,7 @@ import pytest
 
 from drivers.base import ClipRef
 from drivers.volume import Volume
+from gateway import ingest
 from gateway.errors import ClipInterrupted, StagingFull
 from gateway.ingest import make_buffers, pull
 from gateway.staging import Staging
@@ -113,10 +115,10 @@ def test_prepare_drops_partial_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size", [(1 << 20) + 1, (1 << 20) + (128 << 10), (1 << 20) + (256 << 10) - 1,
                                   5 << 20, (5 << 20) + 3, 9 * (1 << 20) - 1])
-@pytest.mark.parametrize("inline", [False, True], ids=["hashing-thread", "inline"])
+@pytest.mark.parametrize("inline", [False, True, None], ids=["hashing-thread", "inline", "rate-unknown"])
 @pytest.mark.parametrize("keep", [False, True], ids=["dropped", "kept-cached"])
-def test_any_size_is_copied_and_hashed_whole_through_the_chunk_ramp(tmp_path: Path, size: int, inline: bool,
-                                                                    keep: bool) -> None:
+def test_any_size_is_copied_and_hashed_whole_through_the_chunk_ramp(tmp_path: Path, size: int,
+                                                                    inline: bool | None, keep: bool) -> None:
     v = tmp_path / "vol"
     v.mkdir()
     data = os.urandom(size)
@@ -205,3 +207,67 @@ def test_a_staging_filesystem_that_refuses_o_direct_still_stages_a_slow_slots_cl
     got = pull(opener(vol), ref_for(vol, "clip.mp4"), tmp_path / "t.part", make_buffers(1 << 20),
                threading.Event(), inline=True)
     assert got.temp.read_bytes() == (vol / "clip.mp4").read_bytes()
+
+
+class _SlowClock:
+    """gateway.ingest's clock, one second further at every look: any source
+    reads as slower than HASH_INLINE_BELOW."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def monotonic(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+def _watch_turn_on(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """(offset, O_DIRECT set) for each time a pull turns O_DIRECT on."""
+    seen: list[tuple[int, bool]] = []
+    real = ingest.DirectWrite.turn_on
+
+    def watching(fd: int, offset: int) -> ingest.DirectWrite | None:
+        got = real(fd, offset)
+        seen.append((offset, got is not None and bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)))
+        return got
+
+    monkeypatch.setattr(ingest.DirectWrite, "turn_on", staticmethod(watching))
+    return seen
+
+
+def test_a_first_clip_that_comes_slowly_goes_on_inline_and_past_the_page_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(ingest.ADAPT_AFTER * 3 + 4097)
+    (tmp_path / "c.mp4").write_bytes(data)
+    monkeypatch.setattr(ingest, "time", _SlowClock())
+    turned = _watch_turn_on(monkeypatch)
+    inlined: list[bool] = []
+    real_go_inline = ingest.Hasher.go_inline
+    monkeypatch.setattr(ingest.Hasher, "go_inline", lambda self: (inlined.append(True), real_go_inline(self))[1])
+    got = pull(opener(tmp_path), ref_for(tmp_path, "c.mp4"), tmp_path / "t.part", make_buffers(1 << 20),
+               threading.Event(), inline=None)
+    assert got.temp.read_bytes() == data and got.sha256 == hashlib.sha256(data).hexdigest()
+    assert inlined == [True]
+    assert len(turned) == 1 and turned[0][0] >= ingest.ADAPT_AFTER and turned[0][1]
+
+
+def test_a_first_clip_that_comes_fast_keeps_its_hashing_thread_and_the_page_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(ingest.ADAPT_AFTER * 3)
+    (tmp_path / "c.mp4").write_bytes(data)
+    turned = _watch_turn_on(monkeypatch)
+    monkeypatch.setattr(ingest, "HASH_INLINE_BELOW", 1)  # any real source is faster than 1 byte/s
+    got = pull(opener(tmp_path), ref_for(tmp_path, "c.mp4"), tmp_path / "t.part", make_buffers(1 << 20),
+               threading.Event(), inline=None)
+    assert got.temp.read_bytes() == data and turned == []
+
+
+def test_a_slow_first_clip_whose_stream_hands_over_odd_pieces_stays_buffered_and_exact(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(ingest.ADAPT_AFTER * 2 + 5)
+    monkeypatch.setattr(ingest, "time", _SlowClock())
+    turned = _watch_turn_on(monkeypatch)
+    got = pull(lambda _r: _Dribble(data), ClipRef(b"c.mp4", len(data), 0), tmp_path / "t.part",  # type: ignore[arg-type,return-value]
+               make_buffers(1 << 20), threading.Event(), inline=None)
+    assert got.temp.read_bytes() == data and got.sha256 == hashlib.sha256(data).hexdigest()
+    assert [on for _, on in turned] == [False]  # not on a block boundary: O_DIRECT stays off
