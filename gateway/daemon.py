@@ -36,7 +36,7 @@ from gateway.secrets import read_secret
 from gateway.session import Context, DockSession
 from gateway.staging import Staging
 from gateway.stamp import Stamper
-from gateway.supervise import supervise
+from gateway.supervise import supervise, until_listening
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.mqtt import MqttLink
 from gateway.telemetry.requests import AssignReq, CommandError, SlotReq, parse_request, request_id, response
@@ -121,7 +121,6 @@ class Daemon:
         if cfg.metrics.enabled:
             self.metrics = Metrics(cfg.detect.slots, cfg.station.id)
             self.journal.listeners.append(self.metrics.on_event)
-            self.metrics.serve(cfg.metrics.listen)
         if cfg.mqtt.enabled:
             self.mqtt = MqttLink(cfg.mqtt, cfg.station.id, self.catalog, self.snapshot, self.handle_request,
                                  lambda: self.stamper.latest_checkpoint)
@@ -133,6 +132,18 @@ class Daemon:
         if self.swept:
             self.catalog.emit("archive_swept", archive=self.archive.describe(), partial_files=self.swept)
         catch_up(self.catalog, cfg.custody_dir, self.custody.seq, self.staging)
+
+    async def _serve_metrics(self) -> None:
+        """The Prometheus endpoint, on its own thread once bound; a taken
+        port is retried, never a reason to stop pulling (supervise.until_listening)."""
+        metrics = self.metrics
+        assert metrics is not None
+
+        async def start() -> None:
+            metrics.serve(self.cfg.metrics.listen)
+
+        await until_listening(start)
+        await asyncio.Event().wait()  # a worker that returns would stop the station
 
     def _evidence_ready(self) -> None:
         """Something new to archive (a stamped clip, a sealed segment and checkpoint)."""
@@ -381,6 +392,8 @@ class Daemon:
             asyncio.create_task(supervise("status", self._status_writer), name="status"),
             asyncio.create_task(supervise("purge", self.purger.run), name="purge"),
         }
+        if self.metrics is not None:
+            workers.add(asyncio.create_task(supervise("metrics", self._serve_metrics), name="metrics"))
         if self.mqtt is not None:
             workers.add(asyncio.create_task(supervise("mqtt", self.mqtt.run), name="mqtt"))
         if self.timestamps is not None:

@@ -8,6 +8,7 @@ full, device busy). Retry wrappers look only at ``permanent``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ class AlreadyRunning(DockgateError):
 class CannotListen(DockgateError):
     """A server of the station (metrics, web) cannot take its configured
     address: another process holds the port, or the address is not this
-    host's. Transient: the holder may go away, so systemd restarts `run`."""
+    host's. Transient: the holder may go away; the station goes on pulling
+    and tries again (``supervise.until_listening``)."""
 
     permanent = False
     reason = "listen"
@@ -74,7 +76,8 @@ class CannotListen(DockgateError):
         self.key = key
         self.listen = listen
         self.errno = err.errno
-        why = err.strerror or str(err)
+        # the bare reason: aiohttp's message repeats the address
+        why = os.strerror(err.errno) if err.errno else str(err)
         super().__init__(f"{key} = {listen!r}: cannot listen there: {why.lower()}")
 
 

@@ -10,6 +10,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from gateway.errors import CannotListen
+
 log = logging.getLogger(__name__)
 
 
@@ -26,6 +28,26 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+#: the longest wait between two tries of a taken listen address
+LISTEN_RETRY_MAX_S = 60.0
+
+
+async def until_listening(start: Callable[[], Awaitable[None]]) -> None:
+    """Await *start* (bind a server of the station: metrics, the web) until
+    it no longer raises CannotListen. A port another process holds is an
+    error in the log, tried again after 1 s, doubling to a minute; never a
+    reason to stop pulling evidence, as a crashing worker would."""
+    delay = 1.0
+    while True:
+        try:
+            await start()
+            return
+        except CannotListen as e:
+            log.error("%s; the station goes on without it, trying again in %.0f s", e, delay)
+            await asyncio.sleep(delay)
+            delay = min(LISTEN_RETRY_MAX_S, delay * 2)
 
 
 class GaveUp(Exception):

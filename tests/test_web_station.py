@@ -112,3 +112,29 @@ def test_the_daemon_stops_cleanly_with_the_screen_open(station):
     drv.get(station["url"] + "/")
     wait_js(drv, "document.querySelectorAll('.card').length === 4", what="the screen")
     assert d.stop(timeout=20) == 0
+
+
+def test_a_taken_web_port_leaves_the_station_pulling_and_the_screen_comes_when_it_is_free(tmp_path) -> None:
+    import socket
+
+    port = free_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    config = write_station(tmp_path / "station", slots=2, reserve_bytes=0)
+    url = enable_web(config, port)
+    log = tmp_path / "daemon.log"
+    d = DaemonProc(config, log).start()
+    try:
+        said = f"web.listen = '127.0.0.1:{port}': cannot listen there: address already in use"
+        d.wait_for(lambda _s: said in log.read_text(), what="the taken port in the log")
+        rec = tmp_path / "rec"
+        dockgate("sim", "make", str(rec), "--clips", "2", "--size", "20k", "--serial", "WEBPORT1")
+        attach(config, rec, 1)
+        d.wait_for(lambda s: s["clips"]["archived"] == 2, what="evidence archived without the screen")
+        holder.close()
+        wait_http(url + "/", timeout=90)
+    finally:
+        holder.close()
+        d.stop()
+    assert "worker web crashed" not in log.read_text()

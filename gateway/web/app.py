@@ -30,6 +30,7 @@ from gateway.config import Config
 from gateway.errors import CannotListen
 from gateway.live import StationState
 from gateway.staging import Staging
+from gateway.supervise import until_listening
 from gateway.web.accounts import Lockout, officer_pins, supervisors
 from gateway.web.i18n import LANGS, translator
 from gateway.web.queries import Reader
@@ -237,12 +238,16 @@ class WebServer:
             ctx.load_cert_chain(base / cfg.tls_cert_file, base / cfg.tls_key_file)
         runner = web.AppRunner(make_app(w), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        try:
+
+        async def start() -> None:
             site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=ctx)
             try:
                 await site.start()
             except OSError as e:
                 raise CannotListen("web.listen", cfg.listen, e) from None
+
+        try:
+            await until_listening(start)  # a taken port: the station goes on pulling without its screen
             log.info("web: the station screen and review on %s://%s", "https" if ctx else "http", cfg.listen)
             await asyncio.Event().wait()
         finally:
