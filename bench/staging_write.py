@@ -45,9 +45,9 @@ def stream(mode: str, src: Path, out: Path, clips: int, rate: int, took: dict[in
     view = aligned_buffer(1 << 20)
     t0 = time.monotonic()
     for c in range(clips):
-        direct = mode == "direct"
-        fd = os.open(out / f"s{k}-c{c}", os.O_WRONLY | os.O_CREAT | (os.O_DIRECT if direct else 0), 0o644)
-        write = DirectWrite() if direct else write_all
+        fd = os.open(out / f"s{k}-c{c}", os.O_WRONLY | os.O_CREAT, 0o644)
+        write = (DirectWrite.turn_on(fd) if mode == "direct" else None) or write_all
+        direct = write is not write_all
         h = hashlib.sha256()
         done = dropped = 0
         start = time.monotonic()

@@ -87,19 +87,21 @@ class Hasher:
             self.h.update(self.buffers[i][:n])
             self.free.put(i)
 
-    def go_inline(self) -> None:
-        """From now on hash in the caller's thread: the thread hashes what it
-        was given, in order, and ends (every buffer is free again)."""
+    def _join(self) -> None:
+        """The thread hashes what it was given, in order, and ends (every
+        buffer is free again)."""
         if self.done is not None:
             self.todo.put(None)
             self.done.result()
             self.done = None
+
+    def go_inline(self) -> None:
+        """From now on hash in the caller's thread."""
+        self._join()
         self.inline = True
 
     def finish(self) -> str:
-        if self.done is not None:
-            self.todo.put(None)
-            self.done.result()
+        self._join()
         return self.h.hexdigest()
 
 
@@ -288,9 +290,11 @@ class DirectWrite:
         self.offset = offset
 
     @classmethod
-    def turn_on(cls, fd: int, offset: int) -> DirectWrite | None:
+    def turn_on(cls, fd: int, offset: int = 0) -> DirectWrite | None:
         """Set O_DIRECT on *fd*, opened without it, *offset* bytes into the
-        file (None where it cannot be: tmpfs, or not on a block boundary)."""
+        file: at the start, or mid-clip once a slot proves slow (None where
+        it cannot be: tmpfs and some FUSE filesystems, not on a block
+        boundary)."""
         if offset % _BLOCK or not hasattr(os, "O_DIRECT"):
             return None
         try:
@@ -344,22 +348,15 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
         if e.permanent:  # a symlink, a device node: never read, not a retry
             raise
         raise ClipInterrupted(label, f"cannot open: {e}") from None
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     # a slow link's copy that nobody reads soon skips the page cache: its
     # slot waits for the link anyway, so a write that waits for the device
     # costs it nothing, while 25 such slots filling the page cache cost the
     # machine three times the CPU. A fast slot keeps buffered writes (direct
     # ones stall its copy loop: 200 x 5 MiB went 0.8x -> 0.6x of SHA-256
     # alone), and a clip that fits one buffer is one unaligned write.
-    direct = bool(inline) and not keep and ref.size >= len(buffers[0]) and hasattr(os, "O_DIRECT")
+    direct = inline is True and not keep and ref.size >= len(buffers[0])
     try:
-        try:
-            fd = os.open(temp, flags | (os.O_DIRECT if direct else 0), 0o640)
-        except OSError as e:
-            if not direct or e.errno != errno.EINVAL:
-                raise
-            direct = False  # tmpfs and some FUSE filesystems refuse O_DIRECT
-            fd = os.open(temp, flags, 0o640)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
     except OSError as e:
         src.close()
         raise _staging_error(e, label, temp.parent) from None
@@ -369,7 +366,7 @@ def pull(open_clip: Callable[[ClipRef], BinaryIO], ref: ClipRef, temp: Path, buf
             try:
                 sha, size = copy_and_hash(
                     src, fd, buffers, cancel, progress, label, ref.size, keep=keep, inline=bool(inline),
-                    write=DirectWrite() if direct else write_all,
+                    write=(DirectWrite.turn_on(fd) if direct else None) or write_all,
                     on_slow=None if inline is not None else
                     (lambda at: None if keep else DirectWrite.turn_on(fd, at)))
             except OSError as e:  # reads fail as ClipInterrupted: an OSError here is the write side

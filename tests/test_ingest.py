@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import pytest
 
@@ -196,14 +196,14 @@ def test_a_slow_slot_whose_stream_hands_over_odd_pieces_stages_them_exactly(tmp_
 
 def test_a_staging_filesystem_that_refuses_o_direct_still_stages_a_slow_slots_clip(
         tmp_path: Path, vol: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_open = os.open
+    real_fcntl = fcntl.fcntl
 
-    def refusing(path: str | Path, flags: int, mode: int = 0o777, **kw: Any) -> int:
-        if flags & os.O_DIRECT:
+    def refusing(fd: int, cmd: int, arg: int = 0) -> int:  # tmpfs-like: F_SETFL with O_DIRECT is EINVAL
+        if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
             raise OSError(errno.EINVAL, "Invalid argument")
-        return real_open(path, flags, mode, **kw)
+        return real_fcntl(fd, cmd, arg)
 
-    monkeypatch.setattr(os, "open", refusing)
+    monkeypatch.setattr(fcntl, "fcntl", refusing)
     got = pull(opener(vol), ref_for(vol, "clip.mp4"), tmp_path / "t.part", make_buffers(1 << 20),
                threading.Event(), inline=True)
     assert got.temp.read_bytes() == (vol / "clip.mp4").read_bytes()
