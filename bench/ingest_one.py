@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drivers.base import ClipRef
 from drivers.volume import Volume
-from gateway.cli import parse_size
-from gateway.ingest import make_buffers, pull
-from gateway.staging import Staging
+from gateway.cli.main import parse_size
+from gateway.pipeline.ingest import make_buffers, pull
+from gateway.pipeline.staging import Staging
 
 
 def make_clip(path: Path, size: int) -> None:

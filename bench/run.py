@@ -33,17 +33,17 @@ sys.path.insert(0, str(ROOT))
 from bench import scale
 from bench.scale import vm, warm
 from drivers.base import ClipRef
-from drivers.sim.station import write_station
 from drivers.volume import Volume
 from gateway.archive.base import ArchiveObject
 from gateway.archive.directory import DirectoryArchive
 from gateway.archive.s3 import S3Archive
 from gateway.catalog import Catalog
+from gateway.cli.simstation import write_station
 from gateway.config import S3ArchiveConfig
-from gateway.ingest import make_buffers, pull
-from gateway.pullcommit import MAX_BYTES, MAX_CLIPS
-from gateway.session import BIG_CLIP
-from gateway.staging import Staging
+from gateway.pipeline.ingest import make_buffers, pull
+from gateway.pipeline.pullcommit import MAX_BYTES, MAX_CLIPS
+from gateway.pipeline.session import BIG_CLIP
+from gateway.pipeline.staging import Staging
 from tests.helpers import DaemonProc, dockgate
 from tests.servers import MotoServer
 
@@ -92,7 +92,7 @@ def cpu_s() -> float:
 
 def ingest(files: list[Path], staging_root: Path) -> None:
     """The daemon's path for one slot: copy + hash each clip into tmp/ unsynced,
-    then make each batch durable at once (gateway/pullcommit.py's policy) in a
+    then make each batch durable at once (gateway/pipeline/pullcommit.py's policy) in a
     second thread while the next clips copy."""
     staging = Staging(staging_root, 0)
     staging.prepare()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from tests.helpers import DaemonProc, dockgate
 
 MiB = 1 << 20

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from gateway.durable import write_all
-from gateway.ingest import DirectWrite, aligned_buffer
+from gateway.pipeline.ingest import DirectWrite, aligned_buffer
 
 DROP_EVERY = 32 << 20
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from gateway.config import Config, load_config
 from tests.helpers import DaemonProc
 from tests.servers import MotoServer, moto

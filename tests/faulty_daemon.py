@@ -35,6 +35,6 @@ def _flip_on_send(needle: str) -> None:
 
 if __name__ == "__main__":
     _flip_on_send(os.environ["DOCKGATE_TEST_FLIP"])
-    from gateway.cli import main
+    from gateway.cli.main import main
 
     sys.exit(main())

@@ -19,7 +19,7 @@ from gateway.evidence.manifest import is_evidence_metadata
 
 
 def dockgate(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, check=False,
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], capture_output=True, check=False,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"dockgate {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
@@ -84,7 +84,7 @@ def archive_hashes(archive: Path) -> Counter[str]:
 class DaemonProc:
     """`dockgate run -c CONFIG` as a real child process."""
 
-    def __init__(self, config: Path, log: Path, umask: int | None = None, module: str = "gateway.cli",
+    def __init__(self, config: Path, log: Path, umask: int | None = None, module: str = "gateway.cli.main",
                  env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log = log

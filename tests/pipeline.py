@@ -16,7 +16,7 @@ from gateway.archive import Archive, ArchiveObject, Receipt
 from gateway.archive.directory import DirectoryArchive
 from gateway.catalog import Catalog, event
 from gateway.config import Config
-from gateway.staging import Staging
+from gateway.pipeline.staging import Staging
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from tests.helpers import DaemonProc, attach, dockgate
 
 GROUP = 4242  # a station's dockgate group, by number: no system user is touched
@@ -71,7 +71,7 @@ def test_run_stops_with_exit_2_on_a_config_error(station: Path) -> None:
 
 def test_every_command_finds_the_default_config(station: Path) -> None:
     env = {**os.environ, "DOCKGATE_CONFIG": str(station)}
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "gateway.cli.main", "check-config"], capture_output=True, text=True,
                        env=env, check=False)
     assert r.returncode == 0, r.stderr
 
@@ -84,7 +84,7 @@ def test_secrets_are_found_among_systemd_credentials_first(station: Path, tmp_pa
     set_key(station, "admin_password_file", '"admin_password"')
     set_key(station, "signing_key_file", '"station.key"')
     env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "-c", str(station)],
+    r = subprocess.run([sys.executable, "-m", "gateway.cli.main", "check-config", "-c", str(station)],
                        capture_output=True, text=True, env=env, check=False)
     assert r.returncode == 0, r.stderr
     # without the credentials the same config fails, naming the file it looked for
@@ -165,7 +165,7 @@ def test_events_filter_by_type(docked_station: Path) -> None:
 
 
 def test_events_follow_prints_what_happens_next(docked_station: Path, tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "events", "-c", str(docked_station), "--follow",
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", "events", "-c", str(docked_station), "--follow",
                              "--json", "--limit", "1", "--interval", "0.1"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -186,7 +186,7 @@ def test_events_follow_prints_what_happens_next(docked_station: Path, tmp_path: 
 def as_user(gid: int, *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI as an unprivileged user (uid nobody) in group *gid* only."""
     return subprocess.run(["setpriv", "--reuid=65534", f"--regid={gid}", "--clear-groups", sys.executable, "-m",
-                           "gateway.cli", *args], capture_output=True, text=True, check=False, timeout=60,
+                           "gateway.cli.main", *args], capture_output=True, text=True, check=False, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim.station import write_station
 from gateway.archive.directory import TMP_DIR
+from gateway.cli.simstation import write_station
 from gateway.config import load_config
 from tests.helpers import (
     DaemonProc,

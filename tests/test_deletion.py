@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from tests.helpers import DaemonProc, attach, detach, dockgate, wait_until
 from tests.servers import Mosquitto
 
@@ -33,7 +33,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     station.write_text(station.read_text().replace("[evidence]\n", "[evidence]\ncustody_rotate_entries = 12\n", 1))
     pub = tmp / "st" / "secrets" / "station.pub.pem"
     store = tmp / "witness"
-    witness = subprocess.Popen([sys.executable, "-m", "gateway.cli", "witness", "--broker",
+    witness = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", "witness", "--broker",
                                 f"127.0.0.1:{broker.port}", "--store", str(store), "--pubkey", str(pub)],
                                stdout=subprocess.DEVNULL, stderr=open(tmp / "witness.log", "wb"))  # noqa: SIM115
     archive = tmp / "st" / "archive"

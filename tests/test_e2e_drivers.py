@@ -14,7 +14,7 @@ import pytest
 
 from drivers.families import FAMILIES
 from drivers.profiles import Registry
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from gateway.config import load_config
 from tests.helpers import DaemonProc, archive_hashes, attach, events, hand_made_recorder, source_hashes
 

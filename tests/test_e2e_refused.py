@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from tests.helpers import DaemonProc, archive_hashes, attach, dockgate, events, read_only, source_hashes
 from tests.servers import MotoServer
 from tests.test_e2e_s3 import bucket_media, s3_station

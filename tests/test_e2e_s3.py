@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from gateway.evidence.manifest import is_evidence_metadata
 from tests.helpers import DaemonProc, attach, dockgate, events, sha256_file, source_hashes
 from tests.servers import MotoServer, Proxy

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from gateway.config import load_config
 from tests.helpers import DaemonProc, attach, dockgate, events
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from gateway.config import load_config
 from tests.helpers import DaemonProc, archive_hashes, attach, dockgate, events, sha256_file, source_hashes
 from tests.mqttclient import Recorder

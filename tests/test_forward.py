@@ -22,10 +22,10 @@ from gateway.archive import (
     VerifyFailed,
 )
 from gateway.catalog import ClipState
+from gateway.cli.status import render
 from gateway.config import Config
-from gateway.forward import MAX_VERIFY_FAILURES, Forwarder
-from gateway.live import StationState
-from gateway.status import render
+from gateway.pipeline.forward import MAX_VERIFY_FAILURES, Forwarder
+from gateway.pipeline.live import StationState
 from tests.pipeline import Scripted, Station, make_station
 
 

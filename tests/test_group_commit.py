@@ -17,9 +17,9 @@ from gateway import durable
 from gateway.catalog import Catalog, ClipState, Event, ItemState, PendingItem
 from gateway.config import Config
 from gateway.durable import write_many
-from gateway.ingest import Pulled
-from gateway.live import SlotState
-from gateway.pullcommit import Done, SlotCommitter
+from gateway.pipeline.ingest import Pulled
+from gateway.pipeline.live import SlotState
+from gateway.pipeline.pullcommit import Done, SlotCommitter
 from tests.pipeline import Station, make_station
 
 

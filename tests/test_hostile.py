@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from tests.helpers import (
     DaemonProc,
     archive_hashes,

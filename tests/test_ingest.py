@@ -16,10 +16,10 @@ import pytest
 
 from drivers.base import ClipRef
 from drivers.volume import Volume
-from gateway import ingest
 from gateway.errors import ClipInterrupted, StagingFull
-from gateway.ingest import make_buffers, pull
-from gateway.staging import Staging
+from gateway.pipeline import ingest
+from gateway.pipeline.ingest import make_buffers, pull
+from gateway.pipeline.staging import Staging
 
 
 def ref_for(vol: Path, name: str) -> ClipRef:
@@ -161,7 +161,7 @@ def test_a_content_folder_made_by_another_slot_is_made_durable_before_the_clip_c
     staging = Staging(tmp_path / "staging", 0)
     staging.prepare()
     synced: list[Path] = []
-    monkeypatch.setattr("gateway.staging.fsync_dir", synced.append)
+    monkeypatch.setattr("gateway.pipeline.staging.fsync_dir", synced.append)
     sha = hashlib.sha256(b"clip").hexdigest()
     staging.path_for(sha).parent.mkdir()  # another slot's, its media/ fsync maybe not done yet
     temp = staging.temp_path(1)
@@ -210,7 +210,7 @@ def test_a_staging_filesystem_that_refuses_o_direct_still_stages_a_slow_slots_cl
 
 
 class _SlowClock:
-    """gateway.ingest's clock, one second further at every look: any source
+    """gateway.pipeline.ingest's clock, one second further at every look: any source
     reads as slower than HASH_INLINE_BELOW."""
 
     def __init__(self) -> None:

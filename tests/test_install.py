@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from drivers.profiles import Registry
+from gateway.cli.install import DROPIN, MOUNT_ENV, systemd_setup, udev_rules
 from gateway.config import load_config
-from gateway.install import DROPIN, MOUNT_ENV, systemd_setup, udev_rules
 from tests.helpers import dockgate
 
 SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import logsetup
 from gateway.catalog import event
-from gateway.events import Journal
+from gateway.pipeline.events import Journal
+from gateway.process import logsetup
 
 
 def test_events_carry_slot_serial_and_clip_as_journal_fields(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

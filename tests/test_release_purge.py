@@ -11,9 +11,9 @@ import pytest
 from drivers.base import ClipRef, VolumeError
 from gateway.catalog import ClipState, event
 from gateway.config import Config
-from gateway.live import SlotState
-from gateway.purge import Purger
-from gateway.release import release
+from gateway.pipeline.live import SlotState
+from gateway.pipeline.purge import Purger
+from gateway.pipeline.release import release
 from tests.pipeline import Station, make_station
 
 

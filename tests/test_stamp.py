@@ -13,11 +13,11 @@ import pytest
 from drivers.profiles import Registry
 from gateway.catalog import ClipState
 from gateway.config import Config
-from gateway.events import Journal
 from gateway.evidence.custody import CustodyLog
 from gateway.evidence.manifest import read_signed
 from gateway.evidence.signing import keygen, verify
-from gateway.stamp import Stamper
+from gateway.pipeline.events import Journal
+from gateway.pipeline.stamp import Stamper
 from tests.pipeline import Station, make_station
 
 

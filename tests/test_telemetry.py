@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from tests.helpers import DaemonProc, attach, dockgate, events, wait_until
 from tests.mqttclient import Recorder
 from tests.servers import Mosquitto, free_port

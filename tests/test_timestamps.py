@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from tests.helpers import DaemonProc, attach, dockgate, wait_until
 from tests.servers import OpensslTsa
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim.station import write_station
 from gateway.archive import ArchiveUnavailable
 from gateway.archive.s3 import S3Archive
+from gateway.cli.simstation import write_station
 from gateway.config import S3ArchiveConfig
 from gateway.errors import SecretError
 from gateway.evidence.signing import keygen, load_signer

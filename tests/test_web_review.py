@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from gateway.config import load_config
 from tests.helpers import DaemonProc, attach, dockgate, events, wait_until
 from tests.servers import free_port
@@ -31,7 +31,7 @@ SUPERVISOR, PASSWORD = "inspector", "correct horse battery"
 
 def cli(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
     """`dockgate ARGS` with *stdin* on its standard input."""
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], input=stdin, capture_output=True,
                           text=True, check=False, timeout=60)
 
 

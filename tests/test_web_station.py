@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from drivers.sim.station import write_station
+from gateway.cli.simstation import write_station
 from tests.helpers import DaemonProc, attach, detach, dockgate
 from tests.servers import free_port
 from tests.test_web_support import browser, cpu_seconds, enable_web, screenshot, wait_http, wait_js

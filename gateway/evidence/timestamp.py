@@ -31,7 +31,7 @@ from cryptography import x509
 from gateway.durable import write_atomic
 from gateway.errors import DockgateError
 from gateway.evidence.checkpoint import TSR_SUFFIX
-from gateway.supervise import Worker
+from gateway.process.supervise import Worker
 
 log = logging.getLogger(__name__)
 RETRY_S = (5.0, 300.0)

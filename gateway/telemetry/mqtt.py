@@ -28,8 +28,8 @@ from gateway import __version__
 from gateway.catalog import Catalog
 from gateway.config import MqttConfig
 from gateway.evidence.checkpoint import Checkpoint
+from gateway.process.supervise import wait_event
 from gateway.secrets import read_secret
-from gateway.supervise import wait_event
 
 log = logging.getLogger(__name__)
 STATE_INTERVAL_S = 0.5

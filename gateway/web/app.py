@@ -28,9 +28,9 @@ from gateway.archive import Archive
 from gateway.catalog import Catalog
 from gateway.config import Config
 from gateway.errors import CannotListen
-from gateway.live import StationState
-from gateway.staging import Staging
-from gateway.supervise import until_listening
+from gateway.pipeline.live import StationState
+from gateway.pipeline.staging import Staging
+from gateway.process.supervise import until_listening
 from gateway.web.accounts import Lockout, officer_pins, supervisors
 from gateway.web.i18n import LANGS, translator
 from gateway.web.queries import Reader

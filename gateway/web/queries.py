@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.evidence.manifest import MANIFEST_SUFFIX
-from gateway.staging import Staging
+from gateway.pipeline.staging import Staging
 
 #: events that are a person looking at evidence through the pages
 LOOK_EVENTS = ("viewed", "played", "downloaded", "exported")

@@ -1,6 +1,6 @@
 """What the station screen says about each slot, in plain words.
 
-The live state (``gateway.live``) says what a slot's session is doing; the
+The live state (``gateway.pipeline.live``) says what a slot's session is doing; the
 catalog's events say why it stopped and who the recorder belongs to. The
 tracker listens to the events (a journal listener: no polling) and keeps,
 per slot, the current dock and the reason for a failure; ``cards`` turns
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.catalog import Catalog
-from gateway.live import StationState
+from gateway.pipeline.live import StationState
 
 #: slot states in which the recorder must stay docked
 BUSY = ("identifying", "switching", "pulling", "waiting")

@@ -10,7 +10,7 @@ import json
 
 from aiohttp import web
 
-from gateway.supervise import wait_event
+from gateway.process.supervise import wait_event
 from gateway.web.app import BUSY_REFRESH_S, KEEPALIVE_S, Web
 from gateway.web.i18n import translator
 from gateway.web.slots import busy, cards, station_banner

@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.catalog import STATES, Catalog
 from gateway.config import Config
-from gateway.runfiles import daemon_running, read_status
+from gateway.process.runfiles import daemon_running, read_status
 
 
 def collect(cfg: Config) -> dict[str, Any]:

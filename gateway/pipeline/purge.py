@@ -12,8 +12,8 @@ import time
 
 from gateway.catalog import Catalog, Purgeable, event
 from gateway.config import Config
-from gateway.staging import Staging
-from gateway.supervise import Worker
+from gateway.pipeline.staging import Staging
+from gateway.process.supervise import Worker
 
 log = logging.getLogger(__name__)
 

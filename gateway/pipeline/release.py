@@ -18,7 +18,7 @@ from drivers.base import ClipRef
 from gateway.catalog import Catalog, ClipState, event
 from gateway.config import ReleaseConfig
 from gateway.errors import DockgateError
-from gateway.live import SlotState
+from gateway.pipeline.live import SlotState
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from drivers.sim.dock import attach
 from drivers.sim.make import make_recorder
-from drivers.sim.station import write_station
-from gateway import logsetup
 from gateway.archive.directio import hash_file
+from gateway.cli.simstation import write_station
+from gateway.cli.status import bar
 from gateway.config import load_config
-from gateway.daemon import Daemon
 from gateway.evidence.manifest import is_evidence_metadata
-from gateway.status import bar
+from gateway.process import logsetup
+from gateway.process.daemon import Daemon
 
 OFFICERS = [("SIM10001", "010231", "一分局巡警大队"), ("SIM1002", "010472", "一分局交警中队"),
             ("SIM10003", "010988", "一分局治安大队"), ("SIM10004", "011305", "一分局刑侦中队")]

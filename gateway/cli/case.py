@@ -1,5 +1,5 @@
 """The case-file commands: ``case export``, ``case report`` and
-``verify --bag`` (registered by ``gateway/cli.py``)."""
+``verify --bag`` (registered by ``gateway/cli/main.py``)."""
 
 from __future__ import annotations
 
@@ -274,7 +274,7 @@ def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnesse
 
         points = [load_sm2_public(Path(p)) for p in args.sm2_pubkey]
         sm2_keys = {sm2_key_id(p): p for p in points}
-    from gateway.cli import print_report
+    from gateway.cli.main import print_report
 
     verifier = Verifier(archive, keys, witnessed, progress, excerpt=excerpt, sm2_keys=sm2_keys)
     return print_report(verifier.run(), args.json)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-from gateway.ingest import BUFFERS
+from gateway.pipeline.ingest import BUFFERS
 
 SMALLEST = 64 << 10
 #: seconds of data one buffer holds at the slot's measured rate

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drivers.profiles import PROTOCOLS
-from gateway import __version__, logsetup
+from gateway import __version__
 from gateway.config import DEFAULT_CONFIG, Config, default_config_path, load_config
 from gateway.errors import DockgateError
+from gateway.process import logsetup
 
 if TYPE_CHECKING:
     from gateway.evidence.verify import Report
@@ -53,7 +54,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway import daemon
+    from gateway.process import daemon
 
     cfg = _config(args)
     logsetup.setup(args.log_level)
@@ -63,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """0: `run` would start; 1: the config or what it names fails a check;
     2: there is no config to check."""
-    from gateway.checks import check_station
+    from gateway.cli.checkconfig import check_station
     from gateway.errors import ConfigError
 
     path = Path(args.config or default_config_path())
@@ -89,7 +90,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gateway.status import collect, render
+    from gateway.cli.status import collect, render
 
     cfg = _config(args)
     if args.json:
@@ -122,7 +123,7 @@ def _print_event(ev: dict[str, object], as_json: bool) -> None:
 def cmd_events(args: argparse.Namespace) -> int:
     """Newest first by default; ``--since N`` (scripts) and ``--follow``
     print oldest first, then ``--follow`` waits for more."""
-    from gateway.status import read_events
+    from gateway.cli.status import read_events
 
     cfg = _config(args)
     types = set(args.type) if args.type else None
@@ -207,7 +208,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from gateway.evidence.witness import witnessed as list_witnessed
 
     if args.bag:  # a case file's bag (gateway/casefile)
-        from gateway.casefile.cli import cmd_verify_bag
+        from gateway.cli.case import cmd_verify_bag
 
         return cmd_verify_bag(args)
     archive: Archive
@@ -216,8 +217,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         pubkeys = [Path(p) for p in args.pubkey]
         if not Path(args.archive).is_dir():
             raise UsageError(f"{args.archive}: no such directory")
-    elif args.s3_endpoint:  # at the district: no station config (gateway/casefile/cli.py)
-        from gateway.casefile.cli import s3_without_config
+    elif args.s3_endpoint:  # at the district: no station config (gateway/cli/case.py)
+        from gateway.cli.case import s3_without_config
 
         archive = s3_without_config(args)
         pubkeys = [Path(p) for p in args.pubkey]
@@ -253,7 +254,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"verify: {done}/{total} clips hashed", file=sys.stderr, flush=True)
 
     if args.json or args.case or args.clip or args.sm2_pubkey:  # programs, one case or clip, 国密 (casefile/cli.py)
-        from gateway.casefile.cli import run_verify
+        from gateway.cli.case import run_verify
 
         return run_verify(args, archive, [load_public(p) for p in pubkeys], witnessed, progress)
     return print_report(verify_archive(archive, [load_public(p) for p in pubkeys], witnessed, progress))
@@ -311,7 +312,7 @@ def cmd_sim_make(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_station(args: argparse.Namespace) -> int:
-    from drivers.sim.station import write_station
+    from gateway.cli.simstation import write_station
 
     if args.mqtt and not re.match(r"^[^:]+:\d{1,5}$", args.mqtt):
         raise DockgateError(f"--mqtt wants HOST:PORT, got {args.mqtt!r}")
@@ -363,7 +364,7 @@ def cmd_sim_detach(args: argparse.Namespace) -> int:
 
 def cmd_udev_rules(args: argparse.Namespace) -> int:
     from drivers.profiles import Registry
-    from gateway.install import udev_rules
+    from gateway.cli.install import udev_rules
 
     cfg = _config(args) if args.config else None
     registry = Registry.load(cfg.recorders.profiles_dir if cfg else None)
@@ -372,7 +373,7 @@ def cmd_udev_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_setup_systemd(args: argparse.Namespace) -> int:
-    from gateway.install import systemd_setup
+    from gateway.cli.install import systemd_setup
 
     for path in systemd_setup(_config(args), Path(args.root)):
         print(f"wrote {path}")
@@ -381,7 +382,7 @@ def cmd_setup_systemd(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    from gateway.cli.demo import run_demo
 
     workdir = Path(args.workdir or time.strftime("dockgate-demo-%Y%m%d-%H%M%S"))
     return run_demo(workdir, recorders=args.recorders, clips=args.clips, size=args.size)
@@ -450,12 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--bag", metavar="DIR", help="a `dockgate case export` bag: fixity, signatures, custody, "
                                                  "usability, security, offline")
     sp.add_argument("--json", action="store_true", help="machine-readable result")
-    from gateway.casefile.cli import add_verify_options
+    from gateway.cli.case import add_verify_options
 
     add_verify_options(sp)  # --case, --clip, S3 without a config
     sp.set_defaults(fn=cmd_verify)
 
-    from gateway.casefile.cli import add_parsers as casefile_parsers
+    from gateway.cli.case import add_parsers as casefile_parsers
 
     casefile_parsers(sub, with_config)  # case export, case report
 
@@ -521,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--slot", type=int, required=True)
     sp.set_defaults(fn=cmd_sim_detach)
 
-    from gateway.web.cli import add_commands as add_web_commands  # web-user, web-pin (gateway/web)
+    from gateway.cli.web import add_commands as add_web_commands  # web-user, web-pin (gateway/web)
 
     add_web_commands(sub, with_config)
     return p

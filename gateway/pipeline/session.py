@@ -20,15 +20,15 @@ from typing import Any, TypeVar
 from drivers.base import ClipRef, DockedDevice, NotRecognised, Recorder, Skipped, StorageSwitch, WrongPassword
 from drivers.families import open_recorder
 from drivers.profiles import Profile, Registry
-from gateway import ingest
-from gateway.buffers import BufferBudget
 from gateway.catalog import Catalog, Event, PendingItem, event
 from gateway.config import Config
 from gateway.errors import DockgateError, StagingFull
-from gateway.live import SlotState
-from gateway.pullcommit import Done, SlotCommitter
-from gateway.release import release
-from gateway.staging import Staging
+from gateway.pipeline import ingest
+from gateway.pipeline.buffers import BufferBudget
+from gateway.pipeline.live import SlotState
+from gateway.pipeline.pullcommit import Done, SlotCommitter
+from gateway.pipeline.release import release
+from gateway.pipeline.staging import Staging
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.catalog import Catalog, PendingItem, TransitionRefused, event
-from gateway.ingest import Pulled
-from gateway.live import SlotState
-from gateway.staging import Staging
+from gateway.pipeline.ingest import Pulled
+from gateway.pipeline.live import SlotState
+from gateway.pipeline.staging import Staging
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from gateway.archive.layout import clip_key
 from gateway.catalog import Catalog, ClipRow, DockRow, Event, event
 from gateway.config import Config
 from gateway.durable import write_many
-from gateway.events import CUSTODY_EVENTS
 from gateway.evidence.checkpoint import Checkpoint, make_checkpoint, read_checkpoint, write_checkpoint
 from gateway.evidence.container import ContainerFacts, probe
 from gateway.evidence.custody import CustodyLog
@@ -33,8 +32,9 @@ from gateway.evidence.manifest import (
     write_signed,
 )
 from gateway.evidence.signing import Signer
-from gateway.staging import Staging
-from gateway.supervise import Worker
+from gateway.pipeline.events import CUSTODY_EVENTS
+from gateway.pipeline.staging import Staging
+from gateway.process.supervise import Worker
 
 log = logging.getLogger(__name__)
 PROBE_THREADS = 4

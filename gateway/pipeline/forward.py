@@ -39,9 +39,9 @@ from gateway.catalog import Catalog, ClipRow, Event, TransitionRefused, event
 from gateway.config import Config
 from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
 from gateway.evidence.signing import verify
-from gateway.live import StationState
-from gateway.staging import Staging
-from gateway.supervise import Worker
+from gateway.pipeline.live import StationState
+from gateway.pipeline.staging import Staging
+from gateway.process.supervise import Worker
 
 log = logging.getLogger(__name__)
 

@@ -19,24 +19,24 @@ from drivers.detect import Attached, Detached, Detector, DetectProblem
 from drivers.profiles import Registry
 from gateway import __version__
 from gateway.archive import ArchiveError, open_archive
-from gateway.buffers import BufferBudget, keep_the_allocator_lean
 from gateway.catalog import Catalog
 from gateway.config import Config
 from gateway.errors import DockgateError
-from gateway.events import Journal
 from gateway.evidence.custody import CustodyLog
 from gateway.evidence.signing import load_signer
 from gateway.evidence.timestamp import Timestamper, TimestampWorker
-from gateway.forward import Forwarder
-from gateway.live import StationState
-from gateway.purge import Purger
-from gateway.recovery import catch_up
-from gateway.runfiles import InstanceLock, write_status
+from gateway.pipeline.buffers import BufferBudget, keep_the_allocator_lean
+from gateway.pipeline.events import Journal
+from gateway.pipeline.forward import Forwarder
+from gateway.pipeline.live import StationState
+from gateway.pipeline.purge import Purger
+from gateway.pipeline.recovery import catch_up
+from gateway.pipeline.session import Context, DockSession
+from gateway.pipeline.staging import Staging
+from gateway.pipeline.stamp import Stamper
+from gateway.process.runfiles import InstanceLock, write_status
+from gateway.process.supervise import supervise, until_listening
 from gateway.secrets import read_secret
-from gateway.session import Context, DockSession
-from gateway.staging import Staging
-from gateway.stamp import Stamper
-from gateway.supervise import supervise, until_listening
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.mqtt import MqttLink
 from gateway.telemetry.requests import AssignReq, CommandError, SlotReq, parse_request, request_id, response

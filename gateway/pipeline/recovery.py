@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalog import Catalog
-from gateway.staging import Staging
+from gateway.pipeline.staging import Staging
 
 log = logging.getLogger(__name__)
 
