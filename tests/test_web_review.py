@@ -198,7 +198,8 @@ def test_a_dispatch_list_proposes_cases_and_lists_dispatches_without_footage(sta
 def test_no_page_shows_clips_or_officers_without_a_login(station):
     """Every route the server has, asked without a session: only the slot
     cards may name an officer, and nothing names a clip."""
-    from gateway.web.app import Web, make_app
+    from gateway.web.app import make_app
+    from gateway.web.context import Web
 
     cfg = load_config(station["config"])
     app = make_app(Web(cfg, None, None, None, None, None, lambda: None))  # type: ignore[arg-type]

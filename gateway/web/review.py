@@ -23,7 +23,7 @@ from gateway.catalog.states import STATES
 from gateway.evidence.manifest import SIG_SUFFIX
 from gateway.evidence.signing import verify
 from gateway.web import media
-from gateway.web.app import Web, safe_next
+from gateway.web.context import Web, safe_next
 from gateway.web.i18n import translator
 from gateway.web.queries import Filters
 

@@ -11,7 +11,7 @@ import json
 from aiohttp import web
 
 from gateway.process.supervise import wait_event
-from gateway.web.app import BUSY_REFRESH_S, KEEPALIVE_S, Web
+from gateway.web.context import BUSY_REFRESH_S, KEEPALIVE_S, Web
 from gateway.web.i18n import translator
 from gateway.web.slots import busy, cards, station_banner
 

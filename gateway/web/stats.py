@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_request import FileField
 
-from gateway.web.app import Web
+from gateway.web.context import Web
 from gateway.web.queries import Reader
 
 LATE_DOCK_S = 24 * 3600

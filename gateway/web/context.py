@@ -1,0 +1,164 @@
+"""What every page handler shares: the ``Web`` context (configuration,
+catalog, sessions, marking tokens, templates) and the constants the routes
+use. The app (``app.py``) and every route module import it; it imports
+none of them."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.archive import Archive
+from gateway.catalog import Catalog
+from gateway.config import Config
+from gateway.pipeline.live import StationState
+from gateway.pipeline.staging import Staging
+from gateway.web.accounts import Lockout, officer_pins, supervisors
+from gateway.web.i18n import LANGS, translator
+from gateway.web.queries import Reader
+from gateway.web.slots import SlotTracker
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "dockgate_session"
+LANG_COOKIE = "dockgate_lang"
+#: an open stream sends a comment this often when nothing changes (proxies and the browser keep it)
+KEEPALIVE_S = 15.0
+#: while a slot is busy, the screen follows its progress this often
+BUSY_REFRESH_S = 0.5
+#: how long marking stays open after the officer's PIN
+MARK_TOKEN_S = 300.0
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Session:
+    user: str
+    expires: float
+    remote: str
+
+
+class Web:
+    """Everything the handlers share."""
+
+    def __init__(self, cfg: Config, catalog: Catalog, state: StationState, archive: Archive, staging: Staging,
+                 public_key: Ed25519PublicKey, wake_stamper: Callable[[], None]) -> None:
+        self.cfg = cfg
+        self.catalog = catalog
+        self.state = state
+        self.archive = archive
+        self.staging = staging
+        self.public_key = public_key
+        self.wake_stamper = wake_stamper
+        self.tracker = SlotTracker()
+        self.users = supervisors(cfg)
+        self.pins = officer_pins(cfg)
+        self.lockout = Lockout(cfg.web.login_attempts, cfg.web.lockout_s)
+        self.sessions: dict[str, Session] = {}
+        #: marking tokens: token -> (slot, dock, officer, valid until)
+        self.marking: dict[str, tuple[int, int, str, float]] = {}
+        self.stopping = asyncio.Event()
+        self._reader: Reader | None = None
+        #: (session token, clip) -> when its playing was last recorded: one custody entry per viewing,
+        #: not one per range request of the video element
+        self.played: dict[tuple[str, str], float] = {}
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                      autoescape=True, undefined=jinja2.StrictUndefined)
+        self.env.filters["when"] = _when
+        self.env.filters["size"] = _size
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:  # the catalog file exists once the daemon has started
+            self._reader = Reader(self.cfg.catalog_path, self.staging)
+        return self._reader
+
+    def on_event(self, type_: str, slot: int | None, data: dict[str, Any]) -> None:
+        self.tracker.on_event(type_, slot, data)
+
+    # -- requests ----------------------------------------------------------------
+    def lang(self, request: web.Request) -> str:
+        want = request.query.get("lang") or request.cookies.get(LANG_COOKIE) or self.cfg.web.language
+        return want if want in LANGS else self.cfg.web.language
+
+    def render(self, request: web.Request, template: str, status: int = 200, **ctx: Any) -> web.Response:
+        lang = self.lang(request)
+        html = self.env.get_template(template).render(t=translator(lang), lang=lang, path=request.path,
+                                                      user=self.user(request), **ctx)
+        resp = web.Response(text=html, content_type="text/html", status=status)
+        if request.query.get("lang") in LANGS:
+            resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="Strict")
+        return resp
+
+    def remote(self, request: web.Request) -> str:
+        return request.remote or "?"
+
+    def user(self, request: web.Request) -> str | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        s = self.sessions.get(token or "")
+        if s is None:
+            return None
+        if s.expires < time.time():
+            self.sessions.pop(token or "", None)
+            return None
+        return s.user
+
+    def login(self, resp: web.StreamResponse, user: str, remote: str) -> None:
+        token = secrets.token_urlsafe(32)
+        self.sessions[token] = Session(user, time.time() + self.cfg.web.session_lifetime_s, remote)
+        resp.set_cookie(SESSION_COOKIE, token, max_age=int(self.cfg.web.session_lifetime_s), httponly=True,
+                        samesite="Strict", secure=self.cfg.web.tls_cert_file is not None, path="/")
+
+    def logout(self, request: web.Request, resp: web.StreamResponse) -> None:
+        self.sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
+        resp.del_cookie(SESSION_COOKIE, path="/")
+
+    def mark_token(self, slot: int, dock_id: int, officer: str) -> str:
+        """After the PIN: marking this dock's clips is allowed for a few minutes."""
+        now = time.monotonic()
+        self.marking = {k: v for k, v in self.marking.items() if v[3] > now}
+        token = secrets.token_urlsafe(24)
+        self.marking[token] = (slot, dock_id, officer, now + MARK_TOKEN_S)
+        return token
+
+    def check_mark_token(self, token: str, slot: int, dock_id: int, officer: str) -> bool:
+        got = self.marking.get(token)
+        return got is not None and got[:3] == (slot, dock_id, officer) and got[3] > time.monotonic()
+
+    def forget_mark_token(self, token: str) -> None:
+        self.marking.pop(token, None)
+
+    def record(self, type_: str, request: web.Request, **data: Any) -> None:
+        """A look at evidence, on the custody record: who, what, from where
+        (the custody entry carries when)."""
+        self.catalog.emit(type_, None, user=self.user(request), remote=self.remote(request), **data)
+
+
+def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return "" if ts is None else time.strftime(fmt, time.localtime(ts))
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    f = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if f < 1024 or unit == "GiB":
+            return f"{f:.0f} {unit}" if unit == "B" else f"{f:.1f} {unit}"
+        f /= 1024
+    return str(n)
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: a login never sends anyone elsewhere."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/review"
+    return target
