@@ -10,23 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import DockgateError
-
-
-class CaseUsage(DockgateError):
-    """The command cannot run as asked (exit 2)."""
-
-    reason = "usage"
-
-
-def _when(text: str) -> float:
-    from datetime import datetime
-
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise CaseUsage(f"not a time: {text!r} (ISO 8601, e.g. 2024-03-01T08:00+08:00)") from None
-    return t.timestamp() if t.tzinfo else t.astimezone().timestamp()
+from gateway.cli.common import UsageError, parse_time
 
 
 def _pubkeys(paths: list[str], fallback: Path | None) -> list[Any]:
@@ -34,10 +18,10 @@ def _pubkeys(paths: list[str], fallback: Path | None) -> list[Any]:
 
     chosen = [Path(p) for p in paths] or ([fallback] if fallback else [])
     if not chosen:
-        raise CaseUsage("give --pubkey PEM (each station's public key)")
+        raise UsageError("give --pubkey PEM (each station's public key)")
     for p in chosen:
         if not p.is_file():
-            raise CaseUsage(f"{p}: no such public key file")
+            raise UsageError(f"{p}: no such public key file")
     return [load_public(p) for p in chosen]
 
 
@@ -49,13 +33,13 @@ def open_source(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 
     if args.archive:
         if not Path(args.archive).is_dir():
-            raise CaseUsage(f"{args.archive}: no such directory")
+            raise UsageError(f"{args.archive}: no such directory")
         return DirectoryArchive(Path(args.archive)), _pubkeys(args.pubkey, None)
     from gateway.archive import open_archive
 
     cfg = load_config(args.config or default_config_path())
     if cfg.archive.backend == "directory" and not cfg.archive.path.is_dir():
-        raise CaseUsage(f"{cfg.archive.path}: the archive is not there (not mounted?)")
+        raise UsageError(f"{cfg.archive.path}: the archive is not there (not mounted?)")
     return open_archive(cfg), _pubkeys(args.pubkey, cfg.public_key_file)
 
 
@@ -63,11 +47,11 @@ def _selection(args: argparse.Namespace) -> Any:
     from gateway.casefile.source import Selection
 
     if args.case and (args.officer or args.start or args.end):
-        raise CaseUsage("give a case number, or --officer/--from/--to, not both")
+        raise UsageError("give a case number, or --officer/--from/--to, not both")
     if not args.case and not (args.officer and args.start and args.end):
-        raise CaseUsage("give a case number, or --officer with --from and --to")
-    return Selection(case=args.case, officer=args.officer, start=_when(args.start) if args.start else None,
-                     end=_when(args.end) if args.end else None)
+        raise UsageError("give a case number, or --officer with --from and --to")
+    return Selection(case=args.case, officer=args.officer, start=parse_time(args.start) if args.start else None,
+                     end=parse_time(args.end) if args.end else None)
 
 
 def cmd_case_export(args: argparse.Namespace) -> int:
@@ -95,7 +79,7 @@ def cmd_case_report(args: argparse.Namespace) -> int:
     if args.clip:
         ev.clips = [c for c in ev.clips if args.clip in (c.sha256, c.key)]
     if not ev.clips:
-        raise CaseUsage("no such clips in the archive")
+        raise UsageError("no such clips in the archive")
     html = render_html(ev, lang=args.lang, keys=keys, only=args.clip)
     out = Path(args.out)
     if out.suffix.lower() == ".pdf":
@@ -112,10 +96,10 @@ def cmd_verify_bag(args: argparse.Namespace) -> int:
 
     bag = Path(args.bag)
     if not (bag / "bagit.txt").is_file():
-        raise CaseUsage(f"{bag}: not a bag (no bagit.txt)")
+        raise UsageError(f"{bag}: not a bag (no bagit.txt)")
     keys = _pubkeys(args.pubkey, None) if args.pubkey else bag_keys(bag)
     if not keys:
-        raise CaseUsage(f"{bag}: no station keys in data/keys/; give --pubkey")
+        raise UsageError(f"{bag}: no station keys in data/keys/; give --pubkey")
     result = check_bag(bag, keys)
     if getattr(args, "json", False):
         print(json.dumps({"ok": result.ok, "bag": str(bag), "summary": result.summary,
@@ -169,7 +153,7 @@ def cmd_legal_hold(args: argparse.Namespace) -> int:
     _, archive = _station_archive(args)
     keys = legal_hold(archive, args.case, args.hold_cmd == "set")
     if not keys:
-        raise CaseUsage(f"no clips of case {args.case} in the archive")
+        raise UsageError(f"no clips of case {args.case} in the archive")
     print(f"legal hold {'set on' if args.hold_cmd == 'set' else 'released from'} {len(keys)} objects of case "
           f"{args.case}")
     return 0
@@ -215,80 +199,3 @@ def add_parsers(sub: Any, with_config: Callable[[argparse.ArgumentParser], argpa
     sp.add_argument("--clip", help="only this clip (SHA-256 or archive key)")
     sp.add_argument("--out", required=True, help="FILE.pdf or FILE.html")
     sp.set_defaults(fn=cmd_case_report)
-
-
-def s3_without_config(args: argparse.Namespace) -> Any:
-    """An S3 archive from the command line alone (endpoint, bucket,
-    credential files): `verify` at the district, without a station config."""
-    import tempfile
-
-    from gateway.archive.s3 import S3Archive
-    from gateway.config import S3ArchiveConfig
-
-    cfg = S3ArchiveConfig.model_validate({
-        "backend": "s3", "endpoint": args.s3_endpoint, "bucket": args.bucket, "prefix": args.prefix or "",
-        "access_key_file": args.access_key_file, "secret_key_file": args.secret_key_file,
-        "ca_bundle": args.ca_bundle, "region": args.region})
-    return S3Archive(cfg, Path(tempfile.mkdtemp(prefix="dockgate-verify-")))
-
-
-class _Only:
-    """An archive seen through a list of keys (one case, one clip)."""
-
-    def __init__(self, inner: Any, keys: set[str]) -> None:
-        self.inner, self.only = inner, keys
-
-    def keys(self, prefix: str = "") -> Any:
-        return (k for k in self.inner.keys(prefix) if k in self.only)
-
-    def read(self, key: str) -> Any:
-        return self.inner.read(key)
-
-    def describe(self) -> str:
-        return str(self.inner.describe())
-
-
-def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnessed: list[Any],
-               progress: Callable[[int, int], None]) -> int:
-    """`dockgate verify` over the whole archive, or one case (--case) or
-    clip (--clip) with its custody excerpt; text or --json."""
-    from gateway.evidence.verify import Verifier
-
-    excerpt = bool(args.case or args.clip)
-    if excerpt:
-        from gateway.casefile.retention import clip_objects
-        from gateway.casefile.source import Selection, collect
-
-        ev = collect(archive, Selection(case=args.case) if args.case else Selection())
-        clips = [c for c in ev.clips if not args.clip or args.clip in (c.sha256, c.key)]
-        if not clips:
-            raise CaseUsage(f"no clip in the archive for {args.case or args.clip}")
-        if args.clip:
-            ev = collect(archive, Selection(case=clips[0].case_number)) if clips[0].case_number else ev
-        wanted = {k for c in clips for k in clip_objects(c)} | set(ev.segments) | set(ev.checkpoints)
-        archive = _Only(archive, wanted)
-
-    sm2_keys: dict[str, bytes] = {}
-    if args.sm2_pubkey:
-        from gateway.evidence.gm import load_sm2_public, sm2_key_id
-
-        points = [load_sm2_public(Path(p)) for p in args.sm2_pubkey]
-        sm2_keys = {sm2_key_id(p): p for p in points}
-    from gateway.cli.main import print_report
-
-    verifier = Verifier(archive, keys, witnessed, progress, excerpt=excerpt, sm2_keys=sm2_keys)
-    return print_report(verifier.run(), args.json)
-
-
-def add_verify_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--sm2-pubkey", action="append", default=[], help="国密: station SM2 public key PEM "
-                                                                      "(repeatable): check SM2 signatures too")
-    sp.add_argument("--case", help="only this case's clips, with their custody excerpt")
-    sp.add_argument("--clip", help="only this clip (SHA-256 or archive key), with its custody excerpt")
-    sp.add_argument("--s3-endpoint", help="an S3 archive without a station config: its endpoint URL ...")
-    sp.add_argument("--bucket", help="... bucket")
-    sp.add_argument("--prefix", help="... key prefix")
-    sp.add_argument("--region", default="us-east-1")
-    sp.add_argument("--access-key-file", help="... file holding the access key id")
-    sp.add_argument("--secret-key-file", help="... file holding the secret key")
-    sp.add_argument("--ca-bundle", help="... CA certificates of a private endpoint")

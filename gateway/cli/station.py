@@ -1,0 +1,195 @@
+"""The station's own commands: ``run`` (the daemon), ``check-config``,
+``status``, ``events``, ``keygen`` (its signing key) and ``assign`` (cases
+for an officer's clips)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.common import LOG_LEVELS, UsageError, config_of, parse_time, with_config
+from gateway.config import default_config_path, load_config
+from gateway.errors import DockgateError
+from gateway.process import logsetup
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.process import daemon
+
+    cfg = config_of(args)
+    logsetup.setup(args.log_level)
+    return daemon.run(cfg)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """0: `run` would start; 1: the config or what it names fails a check;
+    2: there is no config to check."""
+    from gateway.cli.checkconfig import check_station
+    from gateway.errors import ConfigError
+
+    path = Path(args.config or default_config_path())
+    if not path.exists():
+        raise UsageError(f"{path}: no such config file")
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        print(f"{e.file}: FAILED", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    problems = check_station(cfg)
+    if problems:
+        print(f"{cfg.source}: FAILED ({len(problems)} problems; `dockgate run` would not start)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"{cfg.source}: ok (station {cfg.station.id}, archive {cfg.archive.backend} "
+          f"{cfg.archive.path}, detect {cfg.detect.backend}, {cfg.detect.slots} slots; every secret and key "
+          f"loads)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gateway.cli.status import collect, render
+
+    cfg = config_of(args)
+    if args.json:
+        print(json.dumps(collect(cfg), ensure_ascii=False, indent=2))
+        return 0
+    if not args.watch:
+        print(render(collect(cfg)))
+        return 0
+    try:
+        while True:
+            out = render(collect(cfg))
+            sys.stdout.write("\x1b[H\x1b[2J" + out + "\n" if sys.stdout.isatty() else out + "\n\n")
+            sys.stdout.flush()
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _print_event(ev: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(ev, ensure_ascii=False), flush=True)
+        return
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ev["ts"])))  # type: ignore[arg-type]
+    where = f" slot {ev['slot']}" if ev["slot"] is not None else ""
+    data = ev["data"]
+    detail = " ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else ""
+    print(f"{ev['seq']:>6} {when}{where} {ev['type']} {detail}", flush=True)
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Newest first by default; ``--since N`` (scripts) and ``--follow``
+    print oldest first, then ``--follow`` waits for more."""
+    from gateway.cli.status import read_events
+
+    cfg = config_of(args)
+    types = set(args.type) if args.type else None
+    if args.since is None and not args.follow:
+        for ev in read_events(cfg, None, args.limit, types):
+            _print_event(ev, args.json)
+        return 0
+    if args.since is not None:
+        evs = read_events(cfg, args.since, args.limit, types)
+    else:  # --follow: the recent ones in order, then whatever comes
+        evs = list(reversed(read_events(cfg, None, args.limit, types)))
+    last = max([int(e["seq"]) for e in evs], default=args.since or 0)
+    for ev in evs:
+        _print_event(ev, args.json)
+    try:
+        while args.follow:
+            time.sleep(args.interval)
+            for ev in read_events(cfg, last, 10_000, types):
+                _print_event(ev, args.json)
+                last = max(last, int(ev["seq"]))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from gateway.evidence.signing import keygen
+
+    private = Path(args.private)
+    public = Path(args.public) if args.public else private.with_suffix(".pub.pem")
+    if args.sm2:  # 国密 (gateway/evidence/gm.py)
+        from gateway.evidence.gm import sm2_keygen
+
+        sm2 = sm2_keygen(private, public, force=args.force)
+        print(f"SM2 private key {private} (mode 0600)\nSM2 public key  {public}\nkey id          {sm2.key_id}")
+        return 0
+    signer = keygen(private, public, force=args.force)
+    print(f"private key {private} (mode 0600)\npublic key  {public}\nkey id      {signer.key_id}")
+    return 0
+
+
+def cmd_assign(args: argparse.Namespace) -> int:
+    from gateway.catalog import Catalog
+
+    cfg = config_of(args)
+    start, end = parse_time(args.start), parse_time(args.end)
+    if end < start:
+        raise DockgateError("--to is before --from")
+    if not (args.case or args.proof or args.category or args.important is not None):
+        raise DockgateError("give at least one of --case, --proof, --category, --important")
+    for name, value in (("--case", args.case), ("--proof", args.proof), ("--category", args.category),
+                        ("--officer", args.officer)):
+        if value is not None and (not value.strip() or len(value) > 200 or not value.isprintable()):
+            raise DockgateError(f"{name} must be 1-200 printable characters")
+    cat = Catalog(cfg.catalog_path)
+    try:
+        aid = cat.add_assignment(args.officer, start, end, args.case, args.proof, args.category, args.important)
+    finally:
+        cat.close()
+    print(f"assignment {aid}: officer {args.officer}, clips captured {args.start} .. {args.end}: "
+          f"case {args.case or '-'}, proves {args.proof or '-'}, category {args.category or '-'}")
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    """``run``, ``check-config``, ``status``, ``events``, ``keygen``, ``assign``."""
+    sp = with_config(sub.add_parser("run", help="run the daemon in the foreground"))
+    sp.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+    sp.set_defaults(fn=cmd_run)
+
+    sp = with_config(sub.add_parser("check-config", help="validate a config file and its secrets"))
+    sp.set_defaults(fn=cmd_check_config)
+
+    sp = with_config(sub.add_parser("status", help="station status: clips by state, slots"))
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    sp.add_argument("--interval", type=float, default=1.0)
+    sp.set_defaults(fn=cmd_status)
+
+    sp = with_config(sub.add_parser("events", help="what happened: docks, clips, alarms (newest first)"))
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")
+    sp.add_argument("--since", type=int, help="events after this sequence number, oldest first (for scripts)")
+    sp.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    sp.add_argument("--type", action="append", metavar="TYPE", help="only events of this type (repeatable)")
+    sp.add_argument("-f", "--follow", action="store_true", help="keep printing new events as they happen")
+    sp.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    sp.set_defaults(fn=cmd_events)
+
+    sp = sub.add_parser("keygen", help="create the station signing key (Ed25519)")
+    sp.add_argument("private", help="where to write the private key (mode 0600)")
+    sp.add_argument("--public", help="public key PEM (default: PRIVATE with .pub.pem)")
+    sp.add_argument("--force", action="store_true", help="replace an existing key")
+    sp.add_argument("--sm2", action="store_true", help="an SM2 key for evidence.national_crypto (国密)")
+    sp.set_defaults(fn=cmd_keygen)
+
+    sp = with_config(sub.add_parser("assign", help="give an officer's clips of a time span a case, "
+                                                   "what they prove, a category"))
+    sp.add_argument("--officer", required=True, help="警号")
+    sp.add_argument("--from", dest="start", required=True, help="capture time from (ISO 8601)")
+    sp.add_argument("--to", dest="end", required=True, help="capture time to (ISO 8601)")
+    sp.add_argument("--case", help="case number 案件编号")
+    sp.add_argument("--proof", help="what the clips prove 证明对象")
+    sp.add_argument("--category")
+    sp.add_argument("--important", action=argparse.BooleanOptionalAction, default=None)
+    sp.set_defaults(fn=cmd_assign)

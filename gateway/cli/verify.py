@@ -1,0 +1,199 @@
+"""`dockgate verify`: a station's archive (directory, S3 by its config or
+by the command line at the district), one case or clip with its custody
+excerpt, or a case file's bag; and `dockgate witness`, which keeps every
+station's checkpoints for it."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.common import LOG_LEVELS, UsageError, config_of, print_report
+from gateway.config import DEFAULT_CONFIG
+from gateway.process import logsetup
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from gateway.archive import Archive, open_archive
+    from gateway.archive.directory import DirectoryArchive
+    from gateway.evidence.checkpoint import read_checkpoint
+    from gateway.evidence.signing import load_public
+    from gateway.evidence.verify import verify_archive
+    from gateway.evidence.witness import witnessed as list_witnessed
+
+    if args.bag:  # a case file's bag (gateway/casefile)
+        from gateway.cli.case import cmd_verify_bag
+
+        return cmd_verify_bag(args)
+    archive: Archive
+    if args.archive:
+        archive = DirectoryArchive(Path(args.archive))
+        pubkeys = [Path(p) for p in args.pubkey]
+        if not Path(args.archive).is_dir():
+            raise UsageError(f"{args.archive}: no such directory")
+    elif args.s3_endpoint:  # at the district: no station config
+        archive = s3_without_config(args)
+        pubkeys = [Path(p) for p in args.pubkey]
+    else:
+        cfg = config_of(args)
+        if cfg.archive.backend == "directory" and not cfg.archive.path.is_dir():
+            raise UsageError(f"{cfg.archive.path}: the archive is not there (not mounted?)")
+        archive = open_archive(cfg)
+        pubkeys = [Path(p) for p in args.pubkey] or [cfg.public_key_file]
+    if not pubkeys:
+        raise UsageError("give --pubkey PEM (the station public key)")
+    for p in pubkeys:
+        if not p.is_file():
+            raise UsageError(f"{p}: no such public key file")
+    witnessed = []
+    if args.witness:
+        if not Path(args.witness).is_dir():
+            raise UsageError(f"{args.witness}: no such witness store")
+        witnessed = list_witnessed(Path(args.witness))
+    for f in args.checkpoint:
+        try:
+            witnessed.append(read_checkpoint(Path(f)))
+        except OSError as e:
+            raise UsageError(f"{f}: cannot read the checkpoint or its .sig: {e.strerror or e}") from None
+    last = [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:  # long runs say how far they are, to a person at a terminal
+        now = time.monotonic()
+        if not sys.stderr.isatty():  # scripts read the first line of stderr for the failure
+            return
+        if now - last[0] >= 2.0 or (done == total and total >= 1000):
+            last[0] = now
+            print(f"verify: {done}/{total} clips hashed", file=sys.stderr, flush=True)
+
+    if args.json or args.case or args.clip or args.sm2_pubkey:  # programs, one case or clip, 国密
+        return run_verify(args, archive, [load_public(p) for p in pubkeys], witnessed, progress)
+    return print_report(verify_archive(archive, [load_public(p) for p in pubkeys], witnessed, progress))
+
+
+def s3_without_config(args: argparse.Namespace) -> Any:
+    """An S3 archive from the command line alone (endpoint, bucket,
+    credential files): `verify` at the district, without a station config."""
+    import tempfile
+
+    from gateway.archive.s3 import S3Archive
+    from gateway.config import S3ArchiveConfig
+
+    cfg = S3ArchiveConfig.model_validate({
+        "backend": "s3", "endpoint": args.s3_endpoint, "bucket": args.bucket, "prefix": args.prefix or "",
+        "access_key_file": args.access_key_file, "secret_key_file": args.secret_key_file,
+        "ca_bundle": args.ca_bundle, "region": args.region})
+    return S3Archive(cfg, Path(tempfile.mkdtemp(prefix="dockgate-verify-")))
+
+
+class _Only:
+    """An archive seen through a list of keys (one case, one clip)."""
+
+    def __init__(self, inner: Any, keys: set[str]) -> None:
+        self.inner, self.only = inner, keys
+
+    def keys(self, prefix: str = "") -> Any:
+        return (k for k in self.inner.keys(prefix) if k in self.only)
+
+    def read(self, key: str) -> Any:
+        return self.inner.read(key)
+
+    def describe(self) -> str:
+        return str(self.inner.describe())
+
+
+def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnessed: list[Any],
+               progress: Callable[[int, int], None]) -> int:
+    """`dockgate verify` over the whole archive, or one case (--case) or
+    clip (--clip) with its custody excerpt; text or --json."""
+    from gateway.evidence.verify import Verifier
+
+    excerpt = bool(args.case or args.clip)
+    if excerpt:
+        from gateway.casefile.retention import clip_objects
+        from gateway.casefile.source import Selection, collect
+
+        ev = collect(archive, Selection(case=args.case) if args.case else Selection())
+        clips = [c for c in ev.clips if not args.clip or args.clip in (c.sha256, c.key)]
+        if not clips:
+            raise UsageError(f"no clip in the archive for {args.case or args.clip}")
+        if args.clip:
+            ev = collect(archive, Selection(case=clips[0].case_number)) if clips[0].case_number else ev
+        wanted = {k for c in clips for k in clip_objects(c)} | set(ev.segments) | set(ev.checkpoints)
+        archive = _Only(archive, wanted)
+
+    sm2_keys: dict[str, bytes] = {}
+    if args.sm2_pubkey:
+        from gateway.evidence.gm import load_sm2_public, sm2_key_id
+
+        points = [load_sm2_public(Path(p)) for p in args.sm2_pubkey]
+        sm2_keys = {sm2_key_id(p): p for p in points}
+    verifier = Verifier(archive, keys, witnessed, progress, excerpt=excerpt, sm2_keys=sm2_keys)
+    return print_report(verifier.run(), args.json)
+
+
+def add_verify_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--sm2-pubkey", action="append", default=[], help="国密: station SM2 public key PEM "
+                                                                      "(repeatable): check SM2 signatures too")
+    sp.add_argument("--case", help="only this case's clips, with their custody excerpt")
+    sp.add_argument("--clip", help="only this clip (SHA-256 or archive key), with its custody excerpt")
+    sp.add_argument("--s3-endpoint", help="an S3 archive without a station config: its endpoint URL ...")
+    sp.add_argument("--bucket", help="... bucket")
+    sp.add_argument("--prefix", help="... key prefix")
+    sp.add_argument("--region", default="us-east-1")
+    sp.add_argument("--access-key-file", help="... file holding the access key id")
+    sp.add_argument("--secret-key-file", help="... file holding the secret key")
+    sp.add_argument("--ca-bundle", help="... CA certificates of a private endpoint")
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.evidence.signing import load_public
+    from gateway.evidence.witness import WitnessStore, run_witness
+    from gateway.secrets import read_secret
+
+    host, _, port = args.broker.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--broker wants HOST:PORT, got {args.broker!r}")
+    store = WitnessStore(Path(args.store), [load_public(Path(p)) for p in args.pubkey])
+    password = read_secret(Path(args.password_file)) if args.password_file else None
+    logsetup.setup(args.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_witness(store, host, int(port), args.prefix, args.username, password))
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    """``verify`` and ``witness``."""
+    sp = sub.add_parser("verify", help="check media, manifests, amendments and custody log of an archive "
+                                       "(exit 0: all hold, 1: something does not, 2: nothing to check)")
+    sp.add_argument("-c", "--config", help="use this station's archive and public key (default: "
+                                           f"$DOCKGATE_CONFIG or {DEFAULT_CONFIG})")
+    sp.add_argument("--archive", help="a directory archive")
+    sp.add_argument("--pubkey", action="append", default=[], help="station public key PEM (repeatable)")
+    sp.add_argument("--witness", metavar="DIR", help="a `dockgate witness` store: the archive must reach every "
+                                                     "checkpoint it kept")
+    sp.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
+                    help="a checkpoint (with FILE.sig beside it) the archive must reach (repeatable)")
+    sp.add_argument("--bag", metavar="DIR", help="a `dockgate case export` bag: fixity, signatures, custody, "
+                                                 "usability, security, offline")
+    sp.add_argument("--json", action="store_true", help="machine-readable result")
+    add_verify_options(sp)  # --case, --clip, S3 without a config
+    sp.set_defaults(fn=cmd_verify)
+
+    sp = sub.add_parser("witness", help="keep every station's signed checkpoints from MQTT (run it at the "
+                                        "district, not on a station)")
+    sp.add_argument("--broker", required=True, metavar="HOST:PORT")
+    sp.add_argument("--store", required=True, metavar="DIR", help="append-only checkpoint store")
+    sp.add_argument("--prefix", default="dockgate", help="the stations' MQTT prefix")
+    sp.add_argument("--pubkey", action="append", default=[], help="keep only checkpoints these station keys "
+                                                                  "signed (repeatable)")
+    sp.add_argument("--username")
+    sp.add_argument("--password-file")
+    sp.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+    sp.set_defaults(fn=cmd_witness)
