@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from drivers.base import ClipRef
 from drivers.volume import Volume
 from gateway.cli.main import parse_size
-from gateway.pipeline.ingest import make_buffers, pull
+from gateway.copyhash import make_buffers
+from gateway.pipeline.ingest import pull
 from gateway.pipeline.staging import Staging
 
 

@@ -40,7 +40,8 @@ from gateway.archive.s3 import S3Archive
 from gateway.catalog import Catalog
 from gateway.cli.simstation import write_station
 from gateway.config import S3ArchiveConfig
-from gateway.pipeline.ingest import make_buffers, pull
+from gateway.copyhash import make_buffers
+from gateway.pipeline.ingest import pull
 from gateway.pipeline.pullcommit import MAX_BYTES, MAX_CLIPS
 from gateway.pipeline.session import BIG_CLIP
 from gateway.pipeline.staging import Staging

@@ -3,11 +3,11 @@ its staged copy when many slow slots pull at once?
 
 *slots* threads each copy *clips* clips of *size* bytes at *rate* bytes/s (a
 USB 2.0 link, paced the way drivers/sim/link.py paces a simulated one),
-hashing in the copy thread as a slow slot does (``ingest.HASH_INLINE_BELOW``),
+hashing in the copy thread as a slow slot does (``copyhash.HASH_INLINE_BELOW``),
 all started at once. ``buffered`` writes as the pull path does today: 128 KiB
 writes (``durable.write_all``), ``POSIX_FADV_DONTNEED`` every 32 MiB.
 ``direct`` writes 1 MiB with ``O_DIRECT`` from a page-aligned buffer through
-``ingest.DirectWrite``, as a slow slot now does. Prints each stream's time against its link time and the CPU
+``copyhash.DirectWrite``, as a slow slot now does. Prints each stream's time against its link time and the CPU
 it took (this process, and the whole machine including the kernel's
 writeback).
 
@@ -29,8 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from gateway.copyhash import DirectWrite, aligned_buffer
 from gateway.durable import write_all
-from gateway.pipeline.ingest import DirectWrite, aligned_buffer
 
 DROP_EVERY = 32 << 20
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.copyhash import BUFFERS
 from gateway.pipeline.buffers import SMALLEST, BufferBudget
-from gateway.pipeline.ingest import BUFFERS
 
 MiB = 1 << 20
 

@@ -16,9 +16,10 @@ import pytest
 
 from drivers.base import ClipRef
 from drivers.volume import Volume
+from gateway import copyhash
+from gateway.copyhash import make_buffers
 from gateway.errors import ClipInterrupted, StagingFull
-from gateway.pipeline import ingest
-from gateway.pipeline.ingest import make_buffers, pull
+from gateway.pipeline.ingest import pull
 from gateway.pipeline.staging import Staging
 
 
@@ -224,39 +225,39 @@ class _SlowClock:
 def _watch_turn_on(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
     """(offset, O_DIRECT set) for each time a pull turns O_DIRECT on."""
     seen: list[tuple[int, bool]] = []
-    real = ingest.DirectWrite.turn_on
+    real = copyhash.DirectWrite.turn_on
 
-    def watching(fd: int, offset: int) -> ingest.DirectWrite | None:
+    def watching(fd: int, offset: int) -> copyhash.DirectWrite | None:
         got = real(fd, offset)
         seen.append((offset, got is not None and bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)))
         return got
 
-    monkeypatch.setattr(ingest.DirectWrite, "turn_on", staticmethod(watching))
+    monkeypatch.setattr(copyhash.DirectWrite, "turn_on", staticmethod(watching))
     return seen
 
 
 def test_a_first_clip_that_comes_slowly_goes_on_inline_and_past_the_page_cache(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = os.urandom(ingest.ADAPT_AFTER * 3 + 4097)
+    data = os.urandom(copyhash.ADAPT_AFTER * 3 + 4097)
     (tmp_path / "c.mp4").write_bytes(data)
-    monkeypatch.setattr(ingest, "time", _SlowClock())
+    monkeypatch.setattr(copyhash, "time", _SlowClock())
     turned = _watch_turn_on(monkeypatch)
     inlined: list[bool] = []
-    real_go_inline = ingest.Hasher.go_inline
-    monkeypatch.setattr(ingest.Hasher, "go_inline", lambda self: (inlined.append(True), real_go_inline(self))[1])
+    real_go_inline = copyhash.Hasher.go_inline
+    monkeypatch.setattr(copyhash.Hasher, "go_inline", lambda self: (inlined.append(True), real_go_inline(self))[1])
     got = pull(opener(tmp_path), ref_for(tmp_path, "c.mp4"), tmp_path / "t.part", make_buffers(1 << 20),
                threading.Event(), inline=None)
     assert got.temp.read_bytes() == data and got.sha256 == hashlib.sha256(data).hexdigest()
     assert inlined == [True]
-    assert len(turned) == 1 and turned[0][0] >= ingest.ADAPT_AFTER and turned[0][1]
+    assert len(turned) == 1 and turned[0][0] >= copyhash.ADAPT_AFTER and turned[0][1]
 
 
 def test_a_first_clip_that_comes_fast_keeps_its_hashing_thread_and_the_page_cache(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = os.urandom(ingest.ADAPT_AFTER * 3)
+    data = os.urandom(copyhash.ADAPT_AFTER * 3)
     (tmp_path / "c.mp4").write_bytes(data)
     turned = _watch_turn_on(monkeypatch)
-    monkeypatch.setattr(ingest, "HASH_INLINE_BELOW", 1)  # any real source is faster than 1 byte/s
+    monkeypatch.setattr(copyhash, "HASH_INLINE_BELOW", 1)  # any real source is faster than 1 byte/s
     got = pull(opener(tmp_path), ref_for(tmp_path, "c.mp4"), tmp_path / "t.part", make_buffers(1 << 20),
                threading.Event(), inline=None)
     assert got.temp.read_bytes() == data and turned == []
@@ -264,8 +265,8 @@ def test_a_first_clip_that_comes_fast_keeps_its_hashing_thread_and_the_page_cach
 
 def test_a_slow_first_clip_whose_stream_hands_over_odd_pieces_stays_buffered_and_exact(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = os.urandom(ingest.ADAPT_AFTER * 2 + 5)
-    monkeypatch.setattr(ingest, "time", _SlowClock())
+    data = os.urandom(copyhash.ADAPT_AFTER * 2 + 5)
+    monkeypatch.setattr(copyhash, "time", _SlowClock())
     turned = _watch_turn_on(monkeypatch)
     got = pull(lambda _r: _Dribble(data), ClipRef(b"c.mp4", len(data), 0), tmp_path / "t.part",  # type: ignore[arg-type,return-value]
                make_buffers(1 << 20), threading.Event(), inline=None)

@@ -23,7 +23,7 @@ import mmap
 import os
 from pathlib import Path
 
-from gateway.pipeline.ingest import BUFFERS, Hasher, aligned_buffer
+from gateway.copyhash import BUFFERS, Hasher, aligned_buffer
 
 #: O_DIRECT wants buffers, offsets and lengths aligned to the device's block;
 #: page-aligned buffers of whole pages satisfy every block size up to 4 KiB

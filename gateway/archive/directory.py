@@ -44,9 +44,9 @@ from gateway.archive.base import (
     VerifyFailed,
 )
 from gateway.archive.directio import hash_file, read_back
+from gateway.copyhash import copy_and_hash, copy_only, make_buffers
 from gateway.durable import fsync_dir, sync_files, unique_suffix, write_all
 from gateway.errors import ClipInterrupted
-from gateway.pipeline.ingest import copy_and_hash, copy_only, make_buffers
 
 _BUF = 4 << 20
 #: each of the copy's buffers (four in flight between the copy and its hashing thread)

@@ -1,6 +1,6 @@
 """One memory budget for every slot's copy buffers.
 
-Each pulling slot holds ``ingest.BUFFERS`` buffers in flight between its
+Each pulling slot holds ``copyhash.BUFFERS`` buffers in flight between its
 copy loop and its hashing thread. Sized per slot for a local disk (1 MiB
 each), 25 slots docked at once held 100 MiB of buffers for links that give
 35 MB/s each. Here the daemon's budget is shared: a slot's buffers are the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-from gateway.pipeline.ingest import BUFFERS
+from gateway.copyhash import BUFFERS
 
 SMALLEST = 64 << 10
 #: seconds of data one buffer holds at the slot's measured rate

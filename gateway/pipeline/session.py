@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from drivers.base import ClipRef, DockedDevice, NotRecognised, Recorder, Skipped, StorageSwitch, WrongPassword
 from drivers.families import open_recorder
 from drivers.profiles import Profile, Registry
+from gateway import copyhash
 from gateway.catalog import Catalog, Event, PendingItem, event
 from gateway.config import Config
 from gateway.errors import DockgateError, StagingFull
@@ -378,10 +379,10 @@ class DockSession:
             # (fresh page-cache memory is costly on VMs: 25 slots at link
             # speed kept 143 % of link time that way, 121 % dropping them)
             keep = len(ctx.pulling) <= 1
-            # a slow link's bytes are hashed in the copy thread (ingest.HASH_INLINE_BELOW);
+            # a slow link's bytes are hashed in the copy thread (copyhash.HASH_INLINE_BELOW);
             # until the slot's rate is known, the clip's own first bytes decide
             rate = self._rate()
-            inline = None if rate is None else rate < ingest.HASH_INLINE_BELOW
+            inline = None if rate is None else rate < copyhash.HASH_INLINE_BELOW
             try:
                 pulled = await self._thread(functools.partial(
                     ingest.pull, rec.open_clip, ref, temp, self.buffers, self.cancel, st.add_bytes, sync=False,
@@ -421,7 +422,7 @@ class DockSession:
         """Buffers as the shared budget says for this slot's measured rate."""
         size = self.ctx.buffers.size_for(self._rate())
         if not self.buffers or len(self.buffers[0]) != size:
-            self.buffers = ingest.make_buffers(size)
+            self.buffers = copyhash.make_buffers(size)
 
     def _interrupted(self, ref: ClipRef, why: str, attempts: int, read: int | None = None) -> Event:
         return event("clip_interrupted", self.slot, serial=self.serial, path=ref.display, error=why, attempts=attempts,
