@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gateway.archive.base import ArchiveObject
 from gateway.archive.directory import DirectoryArchive
 from gateway.archive.s3 import S3Archive
-from gateway.cli.main import parse_size
+from gateway.cli.common import parse_size
 from gateway.config import S3ArchiveConfig
 from tests.servers import MotoServer
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drivers.base import ClipRef
 from drivers.volume import Volume
-from gateway.cli.main import parse_size
+from gateway.cli.common import parse_size
 from gateway.copyhash import make_buffers
 from gateway.pipeline.ingest import pull
 from gateway.pipeline.staging import Staging
