@@ -184,7 +184,7 @@ def _default_classes() -> dict[str, int | Literal["permanent"]]:
 
 
 class RetentionConfig(_Section):
-    """Retention by category (gateway/casefile/retention.py, docs/casefile.md): each archived object's
+    """Retention by category (gateway/evidence/retention.py, docs/casefile.md): each archived object's
     S3 Object Lock retain-until follows its clip's class; an assignment only ever extends it."""
 
     enabled: bool = Field(False, description="Retain-until per object by class (S3 Object Lock); off: "

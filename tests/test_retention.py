@@ -98,7 +98,7 @@ def test_a_later_case_assignment_extends_the_lock(run: dict[str, object]) -> Non
 
 def test_an_assignment_never_shortens_the_lock(run: dict[str, object], s3server: MotoServer) -> None:
     from gateway.archive import open_backend
-    from gateway.casefile.retention import extend
+    from gateway.evidence.retention import extend
 
     cfg = run["cfg"]
     key, until = media(run["after"], "20240301100000")  # type: ignore[arg-type]

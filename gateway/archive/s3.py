@@ -370,7 +370,7 @@ class S3Archive(Archive):
         """Head of the current version (tests and `verify` show lock state)."""
         return self._head(self.prefix + key)
 
-    # -- retention by class and legal hold (gateway/casefile/retention.py) ------------
+    # -- retention by class and legal hold (gateway/evidence/retention.py) ------------
     def retain_until(self, key: str) -> datetime | None:
         """The current version's Object Lock retain-until, None when unlocked or absent."""
         head = self._head(self.prefix + key)

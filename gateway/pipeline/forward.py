@@ -34,10 +34,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.archive import Archive, ArchiveConflict, ArchiveError, ArchiveObject, ArchiveUnavailable, Receipt
-from gateway.casefile.retention import extend_for_amendment, manifest_retention
 from gateway.catalog import Catalog, ClipRow, Event, TransitionRefused, event
 from gateway.config import Config
 from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
+from gateway.evidence.retention import extend_for_amendment, manifest_retention
 from gateway.evidence.signing import verify
 from gateway.pipeline.live import StationState
 from gateway.pipeline.staging import Staging
@@ -246,7 +246,7 @@ class Forwarder(Worker):
             doc = json.loads(manifest.body)
         except (OSError, ValueError) as e:  # gone, unreadable, or not the JSON the stamper wrote
             return f"manifest unreadable: {e}"
-        # retention by class (gateway/casefile/retention.py): the manifest's category, importance, case
+        # retention by class (gateway/evidence/retention.py): the manifest's category, importance, case
         kept = manifest_retention(self.cfg.retention, doc)
         sm2 = self.staging.resolve(clip.manifest_path + ".sm2.sig")  # 国密 (evidence/gm.py)
         try:
