@@ -10,6 +10,7 @@ import pytest
 
 from drivers.base import ClipRef, DockedDevice, UsbIds
 from gateway.catalog import Catalog, ClipState, Event, ItemState, TransitionRefused, event
+from gateway.catalog.reports import Reports
 from gateway.catalog.states import CLIP_MOVES, ITEM_MOVES
 
 SHA = "aa" * 32
@@ -104,7 +105,7 @@ def test_known_content_is_a_sighting(cat: Catalog) -> None:
         cat.begin_pull(p.id)
     assert cat.finish_pull(pending[0].id, "ab" * 32, 1, "x", **pulled("ab" * 32))
     assert not cat.finish_pull(pending[1].id, "ab" * 32, 1, None, **pulled("ab" * 32))
-    assert cat.sightings() == 1
+    assert Reports(cat.path).sightings() == 1
     assert cat.counts()["staged"] == 1
     assert [e.type for e in cat.events()] == ["pulled", "seen_again"]
 

@@ -1,7 +1,12 @@
 """The catalog: SQLite (WAL), the one place that knows each clip's state.
 
 It is the state machine (``states.py``), the persistent queue and the event
-outbox at once. Every state change goes through one call, ``_move``, which
+outbox at once. This module is the facade: every transition, and the few
+reads the pipeline needs. The connection, transactions and the outbox are
+``store.py``; every report (status, events, searches, statistics) is
+``reports.py``. No SQL lives outside this package.
+
+Every state change goes through one call, ``_move`` (``store.py``), which
 checks the move against the machine, updates the row and writes the events
 that report it, in one transaction; custody entries for those events are
 appended first (an event announced is an event on the record), and
@@ -10,22 +15,19 @@ listeners hear of them only after the commit.
 All writes are short transactions with synchronous=FULL: when a call returns,
 the state survives power loss (the two moves recovery redoes, a pull or an
 upload starting, skip their own fsync; the next commit carries them). A
-transaction's custody entries share one fsync, made before its commit. The order on the data path is always "file
-durable first, then catalog", so the catalog never points at missing bytes.
+transaction's custody entries share one fsync, made before its commit. The
+order on the data path is always "file durable first, then catalog", so the
+catalog never points at missing bytes.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from drivers.base import ClipRef, DockedDevice, Identity
+from gateway.catalog import reports
 from gateway.catalog.records import (
     Assignment,
     ClipRow,
@@ -39,50 +41,15 @@ from gateway.catalog.records import (
     event,
     from_row,
 )
-from gateway.catalog.schema import MIGRATIONS, VERSION
 from gateway.catalog.states import (
-    QUEUED,
     STATES,
     TO_PULL,
     ClipState,
     ItemState,
     TransitionRefused,
     check_clip,
-    check_item,
 )
-from gateway.errors import DockgateError
-
-
-class CatalogError(DockgateError):
-    """The catalog file cannot be used (written by a newer dockgate, damaged)."""
-
-    reason = "catalog"
-
-
-class Journal(Protocol):
-    """Where recorded events go besides the outbox table."""
-
-    def on_record(self, ev: Event) -> int | None:
-        """Inside the transaction, before the commit: the custody log; the
-        custody sequence number the event got, if it went there."""
-
-    def sync(self) -> None:
-        """Before the commit: make what ``on_record`` wrote durable (once
-        per transaction, however many events it holds)."""
-
-    def announce(self, ev: Event) -> None:
-        """After the commit: logs, metrics, MQTT wake-ups."""
-
-
-class _Silent:
-    def on_record(self, ev: Event) -> int | None:
-        return None
-
-    def sync(self) -> None:
-        pass
-
-    def announce(self, ev: Event) -> None:
-        pass
+from gateway.catalog.store import CatalogError, Journal, Store
 
 
 def _q(states: Iterable[str]) -> str:
@@ -96,169 +63,9 @@ _CLIP_SELECT = ("SELECT c.sha256, c.size, c.state, c.staged_path, c.archive_key,
 _ASSIGN_COLS = "id, officer, from_ts, to_ts, case_number, proof, category, important, created_at"
 
 
-class Catalog:
-    def __init__(self, path: Path, *, readonly: bool = False, journal: Journal | None = None) -> None:
-        self.path = path
-        self.journal: Journal = journal or _Silent()
-        #: events of an open ``group``, announced after its commit
-        self._grouped: list[Event] | None = None
-        try:
-            if readonly:
-                self.db = self._open_readonly(path)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=FULL")
-                self._migrate()
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.DatabaseError as e:
-            raise CatalogError(f"catalog {path}: {e}") from None
-
-    @staticmethod
-    def _open_readonly(path: Path) -> sqlite3.Connection:
-        """For `status` and `events`, also for users who may read the catalog
-        but not write beside it (the dockgate group): with the daemon running
-        its -wal and -shm files are there to read; with it stopped they are
-        not, and nobody writes, so the file is opened as immutable."""
-        if not path.exists():
-            raise FileNotFoundError(path)
-        with open(path, "rb"):  # a PermissionError here names the file, not "unable to open"
-            pass
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, isolation_level=None)
-        try:
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return db
-        except sqlite3.OperationalError:
-            db.close()
-            if Path(f"{path}-wal").exists():
-                raise
-        return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, isolation_level=None)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def _migrate(self) -> None:
-        (version,) = self.db.execute("PRAGMA user_version").fetchone()
-        if version > VERSION:
-            raise CatalogError(f"{self.path} was written by a newer dockgate (schema {version})")
-        for step in range(version, VERSION):
-            # one script, one transaction: a crash leaves no half-made schema
-            self.db.executescript(f"BEGIN IMMEDIATE;{MIGRATIONS[step]}PRAGMA user_version={step + 1};COMMIT;")
-
-    @contextmanager
-    def tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction. ``durable=False`` for a change a crash may
-        lose because recovery redoes it (a pull or an upload starting): its
-        commit skips the fsync, and the next durable commit carries it to
-        disk with its own (WAL frames reach the disk in order). Inside a
-        ``group`` it is a savepoint of the group's transaction."""
-        if self._grouped is not None:
-            self.db.execute("SAVEPOINT one")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK TO one")
-                self.db.execute("RELEASE one")
-                raise
-            self.db.execute("RELEASE one")
-            return
-        if not durable:
-            self.db.execute("PRAGMA synchronous=OFF")  # cannot change inside a transaction
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-                self.journal.sync()  # custody entries on disk before the state they report
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
-        finally:
-            if not durable:
-                self.db.execute("PRAGMA synchronous=FULL")
-
-    @contextmanager
-    def group(self) -> Iterator[None]:
-        """Group commit: every change made inside (synchronous code, no
-        awaits) goes into one transaction with one custody fsync and one
-        commit; each change is still checked and atomic on its own (a
-        savepoint), and listeners hear of them after the commit. Nested
-        groups are part of the outer one."""
-        if self._grouped is not None:
-            yield
-            return
-        with self.tx():
-            self._grouped = []
-            try:
-                yield
-            finally:
-                pending, self._grouped = self._grouped, None
-        self._announce(pending)
-
-    # -- events: the outbox ------------------------------------------------------
-    def _write_events(self, db: sqlite3.Connection, events: Sequence[Event]) -> list[str]:
-        ids = []
-        for ev in events:
-            seq = self.journal.on_record(ev)
-            eid = str(uuid.uuid4())
-            db.execute("INSERT INTO events (id, ts, type, slot, data, custody_seq) VALUES (?,?,?,?,?,?)",
-                       (eid, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
-            ids.append(eid)
-        return ids
-
-    def _announce(self, events: Sequence[Event]) -> None:
-        if self._grouped is not None:  # heard of after the group's commit
-            self._grouped.extend(events)
-            return
-        for ev in events:
-            self.journal.announce(ev)
-
-    def emit(self, type_: str, slot: int | None = None, **data: Any) -> str:
-        """Record one event that changes no state (an alarm, a dock, a sighting)."""
-        ev = event(type_, slot, **data)
-        with self.tx() as db:
-            (eid,) = self._write_events(db, [ev])
-        self._announce([ev])
-        return eid
-
-    # -- the one way to change a state -------------------------------------------
-    def _move(self, table: str, key: int | str, wanted: ItemState | ClipState, events: Sequence[Event] = (),
-              set_: dict[str, Any] | None = None, bump_attempts: bool = False,
-              db: sqlite3.Connection | None = None, durable: bool = True) -> None:
-        """Check and make one state change and write its events, in the
-        caller's transaction (*db*) or in one of its own."""
-        if db is None:
-            with self.tx(durable) as own:
-                self._move(table, key, wanted, events, set_, bump_attempts, own)
-            self._announce(events)
-            return
-        keycol = "id" if table == "items" else "sha256"
-        row = db.execute(f"SELECT state FROM {table} WHERE {keycol}=?", (key,)).fetchone()
-        current = None if row is None else row[0]
-        if table == "items":
-            check_item(int(key), current, ItemState(wanted))
-        else:
-            check_clip(str(key), current, ClipState(wanted))
-        cols = {"state": str(wanted), "updated_at": time.time(), **(set_ or {})}
-        assign = ", ".join(f"{c}=?" for c in cols) + (", attempts=attempts+1" if bump_attempts else "")
-        db.execute(f"UPDATE {table} SET {assign} WHERE {keycol}=?", (*cols.values(), key))
-        self._write_events(db, events)
-
-    # -- start-up ------------------------------------------------------------------
-    def integrity(self) -> str:
-        """SQLite's own quick check: "ok", or what is damaged."""
-        rows = self.db.execute("PRAGMA quick_check").fetchall()
-        return "; ".join(str(r[0]) for r in rows[:20])
-
-    def custody_high(self) -> int | None:
-        """The newest custody sequence number the catalog has recorded; None
-        when it cannot tell (events from before it recorded them)."""
-        row = self.db.execute("SELECT max(custody_seq), count(*) FROM events").fetchone()
-        if row[0] is None and row[1]:
-            return None
-        return int(row[0] or 0)
+class Catalog(Store):
+    """Every transition of the clip state machine, each one call: checked
+    against ``states.py``, the row and its events in one transaction."""
 
     def restore_clip(self, sha256: str, serial: str, path: bytes, size: int, officer: str | None,
                      staged_path: str | None, key: str | None, manifest_path: str | None,
@@ -342,12 +149,6 @@ class Catalog:
     def dock(self, dock_id: int) -> DockRow | None:
         row = self.db.execute("SELECT * FROM docks WHERE id=?", (dock_id,)).fetchone()
         return from_row(DockRow, row) if row else None
-
-    def recent_docks(self, limit: int = 10) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT id, slot, serial, officer, unit, model, profile, clock_drift_s, "
-                               "clock_set, docked_at, undocked_at, result FROM docks "
-                               "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [dict(r) for r in rows]
 
     # -- items: what a recorder holds ---------------------------------------------------
     def discover(self, dock_id: int, serial: str, officer: str | None,
@@ -581,66 +382,30 @@ class Catalog:
             self._write_events(db, events)
         self._announce(events)
 
-    def released_and_purged(self) -> tuple[int, int]:
-        r = self.db.execute("SELECT count(*) FROM items WHERE released_at IS NOT NULL").fetchone()[0]
-        p = self.db.execute("SELECT count(*) FROM clips WHERE purged_at IS NOT NULL").fetchone()[0]
-        return int(r), int(p)
-
-    # -- reporting -------------------------------------------------------------------------
+    # -- the pipeline's reads (the queries: reports.py) ------------------------------------
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(STATES, 0)
-        for state, n in self.db.execute(f"SELECT state, count(*) FROM items WHERE state IN ({_q(TO_PULL)}) "
-                                        "GROUP BY state"):
-            out[state] = n
-        for state, n in self.db.execute("SELECT state, count(*) FROM clips GROUP BY state"):
-            out[state] = n
-        return out
+        return reports.counts(self.db)
 
     def queue(self) -> tuple[int, int]:
         """Clips and bytes not yet archived (staged or forwarding)."""
-        row = self.db.execute(f"SELECT count(*), coalesce(sum(size), 0) FROM clips "
-                              f"WHERE state IN ({_q(QUEUED)})").fetchone()
-        return int(row[0]), int(row[1])
+        return reports.queue(self.db)
 
     def queue_oldest_age(self, now: float) -> float:
-        """Seconds since the oldest clip not yet archived was staged (0: none)."""
-        row = self.db.execute(f"SELECT min(created_at) FROM clips WHERE state IN ({_q(QUEUED)})").fetchone()
-        return 0.0 if row[0] is None else max(0.0, now - float(row[0]))
-
-    def sightings(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM items WHERE state='sighting'").fetchone()[0])
+        return reports.queue_oldest_age(self.db, now)
 
     def unpublished(self, limit: int = 200) -> list[EventRow]:
-        rows = self.db.execute("SELECT seq, id, ts, type, slot, data FROM events WHERE published=0 "
-                               "ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [EventRow.of(r) for r in rows]
+        return reports.unpublished(self.db, limit)
 
     def mark_published(self, seq: int) -> None:
         with self.tx() as db:
             db.execute("UPDATE events SET published=1 WHERE seq=?", (seq,))
 
     def unpublished_count(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM events WHERE published=0").fetchone()[0])
+        return reports.unpublished_count(self.db)
 
     def events(self, since_seq: int = 0, limit: int = 1000, types: set[str] | None = None) -> list[EventRow]:
         """Events after *since_seq*, oldest first."""
-        where, args = self._types(types)
-        rows = self.db.execute(f"SELECT seq, id, ts, type, slot, data FROM events WHERE seq>? {where} "
-                               "ORDER BY seq LIMIT ?", (since_seq, *args, limit)).fetchall()
-        return [EventRow.of(r) for r in rows]
-
-    def newest(self, limit: int = 50, types: set[str] | None = None) -> list[EventRow]:
-        """The newest *limit* events, newest first."""
-        where, args = self._types(types)
-        rows = self.db.execute(f"SELECT seq, id, ts, type, slot, data FROM events WHERE 1 {where} "
-                               "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
-        return [EventRow.of(r) for r in rows]
-
-    @staticmethod
-    def _types(types: set[str] | None) -> tuple[str, list[str]]:
-        if not types:
-            return "", []
-        return f"AND type IN ({','.join('?' * len(types))})", sorted(types)
+        return reports.events(self.db, since_seq, limit, types)
 
 
 __all__ = ["STATES", "Assignment", "Catalog", "CatalogError", "ClipRow", "ClipState", "DockRow", "DueAmendment",

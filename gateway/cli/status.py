@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
-from gateway.catalog import STATES, Catalog
+from gateway.catalog import STATES
+from gateway.catalog.reports import DockSummary, ReportError, Reports
 from gateway.config import Config
 from gateway.process.runfiles import daemon_running, read_status
 
@@ -16,12 +16,12 @@ def collect(cfg: Config) -> dict[str, Any]:
     counts = dict.fromkeys(STATES, 0)
     queue = {"clips": 0, "bytes": 0}
     sightings = 0
-    docks: list[dict[str, Any]] = []
+    docks: list[DockSummary] = []
     released = purged = 0
     if cfg.catalog_path.exists():
         try:
-            cat = Catalog(cfg.catalog_path, readonly=True)
-        except sqlite3.Error:
+            cat = Reports(cfg.catalog_path)
+        except ReportError:
             cat = None
         if cat is not None:
             try:
@@ -31,7 +31,7 @@ def collect(cfg: Config) -> dict[str, Any]:
                 sightings = cat.sightings()
                 docks = cat.recent_docks()
                 released, purged = cat.released_and_purged()
-            except sqlite3.Error:
+            except ReportError:
                 pass  # catalog not created yet by a first start
             finally:
                 cat.close()
@@ -60,11 +60,11 @@ def read_events(cfg: Config, since: int | None = 0, limit: int = 1000,
     *limit*, newest first. *types*: only these."""
     if not cfg.catalog_path.exists():
         return []
-    cat = Catalog(cfg.catalog_path, readonly=True)
+    cat = Reports(cfg.catalog_path)
     try:
         rows = cat.newest(limit, types) if since is None else cat.events(since, limit, types)
         return [e.as_dict() for e in rows]
-    except sqlite3.Error:
+    except ReportError:
         return []
     finally:
         cat.close()

@@ -31,12 +31,8 @@ MAX_CSV_ROWS = 20_000
 def compute(reader: Reader, unassigned_after_h: float, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     per: dict[tuple[str, str], dict[str, Any]] = {}
-    rows = reader.db.execute(
-        "SELECT c.sha256, c.capture_utc, c.manifest_path, c.assignment_id, i.officer, d.unit, d.officer_name, "
-        "d.docked_at FROM clips c JOIN items i ON i.id=c.item_id LEFT JOIN docks d ON d.id=i.dock_id").fetchall()
-    cased = {r[0] for r in reader.db.execute(
-        "SELECT c.sha256 FROM clips c JOIN assignments a ON (a.id=c.assignment_id OR a.id IN "
-        "(SELECT m.assignment_id FROM amendments m WHERE m.sha256=c.sha256)) WHERE a.case_number IS NOT NULL")}
+    rows = reader.reports.stats_clips()
+    cased = reader.reports.cased()
     for r in rows:
         key = (r["officer"] or "?", r["unit"] or "")
         s = per.setdefault(key, {"officer": key[0], "name": r["officer_name"], "unit": key[1], "clips": 0,
@@ -52,9 +48,7 @@ def compute(reader: Reader, unassigned_after_h: float, now: float | None = None)
         if r["capture_utc"] is not None and r["sha256"] not in cased \
                 and now - r["capture_utc"] > unassigned_after_h * 3600:
             s["without_case"] += 1
-    counts = dict(reader.db.execute(
-        "SELECT type, count(*) FROM events WHERE type IN ('wrong_password', 'foreign_device', "
-        "'unrecognised_device', 'login_failed') GROUP BY type").fetchall())
+    counts = reader.reports.alarm_counts()
     officers = sorted(per.values(), key=lambda s: (s["unit"], s["officer"]))
     for s in officers:
         s["hours"] = round(s["hours"], 3)

@@ -1,0 +1,198 @@
+"""The catalog's plumbing: the SQLite connection (WAL, synchronous=FULL),
+schema migrations, write transactions and group commit, the event outbox
+and ``_move``, the one way a state changes. ``Catalog`` (``__init__.py``)
+builds every transition on it; ``reports.py`` reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.catalog.records import Event, event
+from gateway.catalog.schema import MIGRATIONS, VERSION
+from gateway.catalog.states import ClipState, ItemState, check_clip, check_item
+from gateway.errors import DockgateError
+
+
+class CatalogError(DockgateError):
+    """The catalog file cannot be used (written by a newer dockgate, damaged)."""
+
+    reason = "catalog"
+
+
+class Journal(Protocol):
+    """Where recorded events go besides the outbox table."""
+
+    def on_record(self, ev: Event) -> int | None:
+        """Inside the transaction, before the commit: the custody log; the
+        custody sequence number the event got, if it went there."""
+
+    def sync(self) -> None:
+        """Before the commit: make what ``on_record`` wrote durable (once
+        per transaction, however many events it holds)."""
+
+    def announce(self, ev: Event) -> None:
+        """After the commit: logs, metrics, MQTT wake-ups."""
+
+
+class _Silent:
+    def on_record(self, ev: Event) -> int | None:
+        return None
+
+    def sync(self) -> None:
+        pass
+
+    def announce(self, ev: Event) -> None:
+        pass
+
+
+class Store:
+    """The catalog's connection and the one way to change a state
+    (``_move``): transactions, group commit, the event outbox. The
+    transitions themselves are ``Catalog``'s (``__init__.py``)."""
+
+    def __init__(self, path: Path, *, journal: Journal | None = None) -> None:
+        self.path = path
+        self.journal: Journal = journal or _Silent()
+        #: events of an open ``group``, announced after its commit
+        self._grouped: list[Event] | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as e:
+            raise CatalogError(f"catalog {path}: {e}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        if version > VERSION:
+            raise CatalogError(f"{self.path} was written by a newer dockgate (schema {version})")
+        for step in range(version, VERSION):
+            # one script, one transaction: a crash leaves no half-made schema
+            self.db.executescript(f"BEGIN IMMEDIATE;{MIGRATIONS[step]}PRAGMA user_version={step + 1};COMMIT;")
+
+    @contextmanager
+    def tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``durable=False`` for a change a crash may
+        lose because recovery redoes it (a pull or an upload starting): its
+        commit skips the fsync, and the next durable commit carries it to
+        disk with its own (WAL frames reach the disk in order). Inside a
+        ``group`` it is a savepoint of the group's transaction."""
+        if self._grouped is not None:
+            self.db.execute("SAVEPOINT one")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK TO one")
+                self.db.execute("RELEASE one")
+                raise
+            self.db.execute("RELEASE one")
+            return
+        if not durable:
+            self.db.execute("PRAGMA synchronous=OFF")  # cannot change inside a transaction
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.journal.sync()  # custody entries on disk before the state they report
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        finally:
+            if not durable:
+                self.db.execute("PRAGMA synchronous=FULL")
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Group commit: every change made inside (synchronous code, no
+        awaits) goes into one transaction with one custody fsync and one
+        commit; each change is still checked and atomic on its own (a
+        savepoint), and listeners hear of them after the commit. Nested
+        groups are part of the outer one."""
+        if self._grouped is not None:
+            yield
+            return
+        with self.tx():
+            self._grouped = []
+            try:
+                yield
+            finally:
+                pending, self._grouped = self._grouped, None
+        self._announce(pending)
+
+    # -- events: the outbox ------------------------------------------------------
+    def _write_events(self, db: sqlite3.Connection, events: Sequence[Event]) -> list[str]:
+        ids = []
+        for ev in events:
+            seq = self.journal.on_record(ev)
+            eid = str(uuid.uuid4())
+            db.execute("INSERT INTO events (id, ts, type, slot, data, custody_seq) VALUES (?,?,?,?,?,?)",
+                       (eid, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
+            ids.append(eid)
+        return ids
+
+    def _announce(self, events: Sequence[Event]) -> None:
+        if self._grouped is not None:  # heard of after the group's commit
+            self._grouped.extend(events)
+            return
+        for ev in events:
+            self.journal.announce(ev)
+
+    def emit(self, type_: str, slot: int | None = None, **data: Any) -> str:
+        """Record one event that changes no state (an alarm, a dock, a sighting)."""
+        ev = event(type_, slot, **data)
+        with self.tx() as db:
+            (eid,) = self._write_events(db, [ev])
+        self._announce([ev])
+        return eid
+
+    # -- the one way to change a state -------------------------------------------
+    def _move(self, table: str, key: int | str, wanted: ItemState | ClipState, events: Sequence[Event] = (),
+              set_: dict[str, Any] | None = None, bump_attempts: bool = False,
+              db: sqlite3.Connection | None = None, durable: bool = True) -> None:
+        """Check and make one state change and write its events, in the
+        caller's transaction (*db*) or in one of its own."""
+        if db is None:
+            with self.tx(durable) as own:
+                self._move(table, key, wanted, events, set_, bump_attempts, own)
+            self._announce(events)
+            return
+        keycol = "id" if table == "items" else "sha256"
+        row = db.execute(f"SELECT state FROM {table} WHERE {keycol}=?", (key,)).fetchone()
+        current = None if row is None else row[0]
+        if table == "items":
+            check_item(int(key), current, ItemState(wanted))
+        else:
+            check_clip(str(key), current, ClipState(wanted))
+        cols = {"state": str(wanted), "updated_at": time.time(), **(set_ or {})}
+        assign = ", ".join(f"{c}=?" for c in cols) + (", attempts=attempts+1" if bump_attempts else "")
+        db.execute(f"UPDATE {table} SET {assign} WHERE {keycol}=?", (*cols.values(), key))
+        self._write_events(db, events)
+
+    # -- start-up ------------------------------------------------------------------
+    def integrity(self) -> str:
+        """SQLite's own quick check: "ok", or what is damaged."""
+        rows = self.db.execute("PRAGMA quick_check").fetchall()
+        return "; ".join(str(r[0]) for r in rows[:20])
+
+    def custody_high(self) -> int | None:
+        """The newest custody sequence number the catalog has recorded; None
+        when it cannot tell (events from before it recorded them)."""
+        row = self.db.execute("SELECT max(custody_seq), count(*) FROM events").fetchone()
+        if row[0] is None and row[1]:
+            return None
+        return int(row[0] or 0)
