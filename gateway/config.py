@@ -3,6 +3,10 @@
 Unknown keys are rejected and every problem names its key and the file, so a
 typo in a precinct's config fails loudly at start instead of quietly later.
 Secrets never live here: only paths to files holding them.
+
+Why ~410 lines in one module: it is the whole schema of the file, one model
+per table, read top to bottom as the documented config is; splitting the
+models would split the cross-field checks from the keys they check.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ NEWER = "0.1.0+test.2"
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FILES = ["/usr/bin/dockgate", "/lib/systemd/system/dockgate.service", "/lib/systemd/system/dockgate-mount@.service",
          "/lib/udev/rules.d/70-dockgate.rules", "/usr/lib/sysusers.d/dockgate.conf",
-         "/usr/lib/tmpfiles.d/dockgate.conf", "/usr/lib/dockgate/python/gateway/cli.py"]
+         "/usr/lib/tmpfiles.d/dockgate.conf", "/usr/lib/dockgate/python/gateway/cli/main.py"]
 
 
 def _comm(pid: str) -> str:

@@ -14,6 +14,11 @@ it; the moto server the tests use stores checksums without checking them).
 A version that fails verification is removed where Object Lock allows
 (governance bypass); under compliance mode it stays, unreported as stored,
 and the next attempt writes a new version.
+
+Why ~410 lines in one module: one backend of the archive contract
+(``base.py``), with the upload, its resume state and its verification
+sharing one client and one failure classification; retries and limits are
+wrappers (``wrappers.py``), not here.
 """
 
 from __future__ import annotations

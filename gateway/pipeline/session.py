@@ -1,7 +1,12 @@
 """A dock session: one docked recorder, from identification to the last clip
 pulled. One per slot; slots run side by side. Blocking driver and file work
 runs in worker threads; an undock cancels the session, and the clip in
-flight ends ``interrupted`` (never half-staged) within one buffer's time."""
+flight ends ``interrupted`` (never half-staged) within one buffer's time.
+
+Why ~430 lines in one module: a dock is one conversation (probe, unlock,
+identify, clock, storage switch, list, pull with retries) whose steps share
+the session's cancellation and its thread; the pull's own work is in
+``ingest.py``/``pullcommit.py`` and each protocol in its driver."""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""The daemon: one event loop, supervised workers, clean drain on SIGTERM."""
+"""The daemon: one event loop, supervised workers, clean drain on SIGTERM.
+
+Why it is one module of ~460 lines: it is the wiring, the one place that
+knows every part (detection, sessions, the workers, telemetry, the web) and
+the order they start and drain in; each part's own logic lives in its
+stage. Split it and the start-up and drain order, which is the point, would
+be read across files."""
 
 from __future__ import annotations
 
