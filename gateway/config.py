@@ -259,10 +259,27 @@ class WebConfig(_Section):
                                                              "<state_dir>/web/officer-pins.json")
     session_lifetime_s: float = Field(8 * 3600, gt=0, le=7 * 86400, description="A login lasts this long")
     login_attempts: int = Field(5, ge=1, le=100, description="Wrong passwords or PINs before a lock-out")
-    lockout_s: float = Field(300.0, gt=0, le=86400, description="How long a lock-out lasts")
+    lockout_s: float = Field(300.0, gt=0, le=86400, description="How long a lock-out lasts; each lock-out "
+                                                                 "of the same key within a day doubles it")
+    hostnames: list[str] = Field([], description="Names the pages answer to besides localhost, the listen "
+                                                 "address and this machine's hostname (a request for any other "
+                                                 "Host is refused: DNS rebinding)")
+    max_streams: int = Field(64, ge=1, le=10_000, description="Open station-screen streams, all clients")
+    max_streams_per_client: int = Field(4, ge=1, le=1000, description="Open station-screen streams per "
+                                                                       "client address")
+    heavy_timeout_s: float = Field(30.0, gt=0, le=600, description="A search, statistics view, CSV import or "
+                                                                   "export that takes longer is cancelled")
     language: Literal["zh", "en"] = Field("zh", description="Default language of the pages")
     unassigned_after_h: float = Field(24.0, gt=0, description="Statistics: a clip without a case after this "
                                                               "many hours is counted")
+
+    @field_validator("hostnames")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[[0-9a-fA-F:]+\]", name):
+                raise ValueError(f"not a host name: {name!r}")
+        return [n.lower() for n in v]
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebConfig:
