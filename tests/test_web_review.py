@@ -142,10 +142,10 @@ def test_a_range_request_gets_just_that_range(station, logged_in):
 
 def test_an_officer_marks_a_clip_behind_the_pin_and_an_amendment_is_signed(station):
     config, drv = station["config"], station["driver"]
-    assert cli("web-pin", "set", OFFICER, "-c", str(config), "--pin-stdin", stdin="2468\n").returncode == 0
+    assert cli("web-pin", "set", OFFICER, "-c", str(config), "--pin-stdin", stdin="246813\n").returncode == 0
     drv.get(station["url"] + "/station/slot/1/mark")
     assert "0002.MP4" not in drv.page_source  # no clips before the PIN
-    drv.find_element("id", "pin").send_keys("2468")
+    drv.find_element("id", "pin").send_keys("246813")
     drv.find_element("id", "next").click()
     sha = station["clips"][f"{OFFICER}_20240301180000_0002.MP4"]
     wait_js(drv, "document.getElementById('mark-form')", what="the clip choice")

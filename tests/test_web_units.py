@@ -36,19 +36,49 @@ def test_a_bad_web_key_is_named(web_, key):
     assert any(key in p for p in e.value.problems), e.value.problems
 
 
+def _wrong(lock: Lockout, key: str, now: float) -> bool | None:
+    """One wrong guess: None if it was refused unchecked, else whether it locked the key."""
+    attempt = lock.begin((key,), now=now)
+    return None if attempt is None else lock.end(attempt, False, now=now)
+
+
 def test_five_wrong_guesses_lock_a_key_until_the_lockout_ends():
     lock = Lockout(attempts=5, lockout_s=60)
-    assert [lock.failed("user:a", now=t) for t in range(5)] == [False] * 4 + [True]
+    assert [_wrong(lock, "user:a", t) for t in range(5)] == [False] * 4 + [True]
     assert lock.locked("user:a", now=10) and not lock.locked("user:b", now=10)
+    assert lock.begin(("user:a",), now=10) is None  # even the right secret is not checked
     assert not lock.locked("user:a", now=65)
 
 
 def test_a_right_guess_clears_the_count():
     lock = Lockout(attempts=3, lockout_s=60)
-    lock.failed("k", now=0)
-    lock.failed("k", now=1)
-    lock.succeeded("k")
-    assert not lock.failed("k", now=2) and not lock.locked("k", now=2)
+    _wrong(lock, "k", 0)
+    _wrong(lock, "k", 1)
+    attempt = lock.begin(("k",), now=2)
+    assert attempt is not None
+    lock.end(attempt, True, now=2)
+    assert _wrong(lock, "k", 3) is False and not lock.locked("k", now=3)
+
+
+def test_a_guess_is_counted_before_it_is_checked_and_one_check_runs_per_key():
+    """A hundred guesses sent at once: the first is in flight, the others are
+    refused unchecked; never more checks than attempts."""
+    lock = Lockout(attempts=5, lockout_s=60)
+    first = lock.begin(("pin:0123", "ip:10.0.0.9"), now=0)
+    assert first is not None
+    assert [lock.begin(("pin:0123", f"ip:10.0.0.{i}"), now=0) for i in range(99)] == [None] * 99
+    lock.end(first, False, now=0)
+    checked = 1
+    while (a := lock.begin(("pin:0123", "ip:10.0.0.9"), now=1)) is not None:
+        checked += 1
+        lock.end(a, False, now=1)
+    assert checked == 5 and lock.locked("pin:0123", now=1)
+
+
+def test_a_repeat_lockout_lasts_twice_as_long():
+    lock = Lockout(attempts=1, lockout_s=60)
+    assert _wrong(lock, "k", 0) is True and lock.lock_s("k", now=0) == 60
+    assert _wrong(lock, "k", 61) is True and lock.lock_s("k", now=61) == 120
 
 
 @pytest.mark.parametrize(("header", "want"), [

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from gateway.catalog.records import EventRow
+from gateway.catalog.records import DockRow, EventRow, from_row
 from gateway.catalog.states import QUEUED, STATES, TO_PULL
 from gateway.catalog.store import CatalogError
 
@@ -273,6 +273,10 @@ class Reports:
         r = self.db.execute("SELECT count(*) FROM items WHERE released_at IS NOT NULL").fetchone()[0]
         p = self.db.execute("SELECT count(*) FROM clips WHERE purged_at IS NOT NULL").fetchone()[0]
         return int(r), int(p)
+
+    def dock(self, dock_id: int) -> DockRow | None:
+        row = self.db.execute("SELECT * FROM docks WHERE id=?", (dock_id,)).fetchone()
+        return from_row(DockRow, row) if row else None
 
     def recent_docks(self, limit: int = 10) -> list[DockSummary]:
         return cast(list[DockSummary], _rows(self.db.execute(

@@ -27,7 +27,7 @@ CUSTODY_EVENTS = {"docked", "identified", "clock", "pulled", "seen_again", "clip
                   "catalog_behind", "archive_swept", "hard_linked_clip"}
 #: gateway/web: every look at evidence is on record (who, what, when, from where), and marking on the
 #: station screen; a refused login or PIN, and a lock-out, are warnings
-CUSTODY_EVENTS |= {"viewed", "played", "downloaded", "exported", "marked"}
+CUSTODY_EVENTS |= {"viewed", "played", "downloaded", "exported", "marked", "searched", "statistics_viewed"}
 WARNING_EVENTS |= {"login_failed", "login_locked"}
 
 Listener = Callable[[str, int | None, dict[str, Any]], None]

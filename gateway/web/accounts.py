@@ -25,7 +25,9 @@ from gateway.durable import write_atomic
 from gateway.errors import DockgateError
 
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
-_PIN = re.compile(r"^\d{4,12}$")
+#: new PINs: 6 to 12 digits (docs/web.md: with the lock-out, a sweep of 10^6 takes years);
+#: older 4-digit PINs still verify until they are set again
+_PIN = re.compile(r"^\d{6,12}$")
 #: OWASP's Argon2id floor (19 MiB, 2 passes, 1 lane), not argon2-cffi's default 64 MiB: every login
 #: check allocates this much, inside the daemon's memory budget (hashes made with other parameters
 #: still verify: they are in the hash)
@@ -122,23 +124,40 @@ def set_pin(cfg: Config, officer: str, pin: str) -> Path:
     if not officer.strip() or len(officer) > 64 or not officer.isprintable():
         raise AccountError("the officer number must be 1-64 printable characters")
     if not _PIN.match(pin):
-        raise AccountError("a PIN is 4-12 digits")
+        raise AccountError("a PIN is 6-12 digits")
     f = officer_pins(cfg)
     f.set(officer, pin)
     return f.path
 
 
 @dataclass
+class Attempt:
+    """One guess at a secret, counted before it is checked (``Lockout.begin``)."""
+
+    keys: tuple[str, ...]
+    at: float
+
+
+@dataclass
 class Lockout:
-    """At most *attempts* wrong guesses per key (an account, a PIN's
-    officer, a client address) in *window_s*; then the key is locked for
-    *lockout_s*, and even the right secret is refused until it ends."""
+    """At most *attempts* guesses that were not right per key (an account, a
+    PIN's officer, a client address) in *window_s*; then the key is locked
+    for *lockout_s*, doubled for each further lock-out of it within a day,
+    and even the right secret is refused until it ends.
+
+    A guess is counted before it is checked, and at most one check is in
+    flight per key: a hundred guesses sent at once are checked one after
+    another and stop at the limit, never all checked side by side while the
+    count lags behind (``begin``, then ``end``)."""
 
     attempts: int
     lockout_s: float
     window_s: float = 900.0
     _fails: dict[str, list[float]] = field(default_factory=dict)
     _locked: dict[str, float] = field(default_factory=dict)
+    #: lock-outs of each key in the last day: each one lasts twice the one before
+    _lockouts: dict[str, list[float]] = field(default_factory=dict)
+    _inflight: set[str] = field(default_factory=set)
 
     def locked(self, key: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
@@ -151,15 +170,46 @@ class Lockout:
             return False
         return True
 
-    def failed(self, key: str, now: float | None = None) -> bool:
-        """Count one wrong guess; True if *key* is now locked."""
+    def begin(self, keys: tuple[str, ...], now: float | None = None) -> Attempt | None:
+        """Reserve one guess on every key, or None (refused unchecked): a key
+        is locked, already has a check in flight, or has no guess left."""
         now = time.monotonic() if now is None else now
-        fails = [t for t in self._fails.get(key, []) if now - t < self.window_s] + [now]
-        self._fails[key] = fails
-        if len(fails) >= self.attempts:
-            self._locked[key] = now + self.lockout_s
-            return True
-        return False
+        if any(self.locked(k, now) or k in self._inflight for k in keys):
+            return None
+        for k in keys:
+            recent = [t for t in self._fails.get(k, []) if now - t < self.window_s]
+            if len(recent) >= self.attempts:
+                self._lock(k, now)
+                return None
+            self._fails[k] = [*recent, now]
+        self._inflight.update(keys)
+        return Attempt(keys, now)
 
-    def succeeded(self, key: str) -> None:
-        self._fails.pop(key, None)
+    def end(self, attempt: Attempt, right: bool, now: float | None = None) -> bool:
+        """The check is done. Right: the reserved guess is taken back and the
+        keys' failures forgotten. Wrong: it stays counted; True if that
+        locked a key."""
+        now = time.monotonic() if now is None else now
+        self._inflight.difference_update(attempt.keys)
+        if right:
+            for k in attempt.keys:
+                self._fails.pop(k, None)
+            return False
+        locked = False
+        for k in attempt.keys:
+            if len([t for t in self._fails.get(k, []) if now - t < self.window_s]) >= self.attempts:
+                self._lock(k, now)
+                locked = True
+        return locked
+
+    def _lock(self, key: str, now: float) -> None:
+        if key in self._locked:
+            return
+        day = [t for t in self._lockouts.get(key, []) if now - t < 86400] + [now]
+        self._lockouts[key] = day
+        self._locked[key] = now + self.lockout_s * 2 ** min(len(day) - 1, 16)
+
+    def lock_s(self, key: str, now: float | None = None) -> float:
+        """Seconds left on *key*'s lock-out (0: not locked)."""
+        now = time.monotonic() if now is None else now
+        return max(0.0, self._locked.get(key, now) - now) if self.locked(key, now) else 0.0

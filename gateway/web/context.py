@@ -1,28 +1,34 @@
-"""What every page handler shares: the ``Web`` context (configuration,
-catalog, sessions, marking tokens, templates) and the constants the routes
-use. The app (``app.py``) and every route module import it; it imports
-none of them."""
+"""What every page handler shares: the ``Web`` context (configuration, the
+door into the pipeline, sessions, marking tokens, templates, the bounded
+worker for heavy requests) and the constants the routes use. The app
+(``app.py``) and every route module import it; it imports none of them.
+
+Everything here lives on the web's own thread and loop (``app.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import jinja2
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.archive import Archive
-from gateway.catalog import Catalog
 from gateway.config import Config
 from gateway.pipeline.live import StationState
 from gateway.pipeline.staging import Staging
 from gateway.web.accounts import Lockout, officer_pins, supervisors
+from gateway.web.door import PipelineDoor
 from gateway.web.i18n import LANGS, translator
 from gateway.web.queries import Reader
 from gateway.web.slots import SlotTracker
@@ -36,6 +42,9 @@ KEEPALIVE_S = 15.0
 BUSY_REFRESH_S = 0.5
 #: how long marking stays open after the officer's PIN
 MARK_TOKEN_S = 300.0
+#: heavy requests in flight at once (worker threads of the web's own loop)
+HEAVY_WORKERS = 2
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -46,19 +55,30 @@ class Session:
     remote: str
 
 
+class TooBusy(web.HTTPServiceUnavailable):
+    """A heavy request found no free worker, or ran out of time."""
+
+
 class Web:
     """Everything the handlers share."""
 
-    def __init__(self, cfg: Config, catalog: Catalog, state: StationState, archive: Archive, staging: Staging,
-                 public_key: Ed25519PublicKey, wake_stamper: Callable[[], None]) -> None:
+    def __init__(self, cfg: Config, door: PipelineDoor, state: StationState, archive: Archive, staging: Staging,
+                 public_key: Ed25519PublicKey, tracker: SlotTracker | None = None) -> None:
         self.cfg = cfg
-        self.catalog = catalog
+        self.door = door
         self.state = state
         self.archive = archive
         self.staging = staging
         self.public_key = public_key
-        self.wake_stamper = wake_stamper
-        self.tracker = SlotTracker()
+        self.tracker = tracker or SlotTracker()
+        self.hosts = allowed_hosts(cfg)
+        #: heavy requests (searches, statistics, CSV imports, exports, hashing a clip) run in worker
+        #: threads, this many at once; the pages' own loop stays free for everyone else
+        self._heavy = asyncio.Semaphore(HEAVY_WORKERS)
+        #: open station-screen streams per client address
+        self.streams: dict[str, int] = {}
+        #: the station screen's renderer (``station.Feed``), set by its routes
+        self.feed: Any = None
         self.users = supervisors(cfg)
         self.pins = officer_pins(cfg)
         self.lockout = Lockout(cfg.web.login_attempts, cfg.web.lockout_s)
@@ -67,6 +87,7 @@ class Web:
         self.marking: dict[str, tuple[int, int, str, float]] = {}
         self.stopping = asyncio.Event()
         self._reader: Reader | None = None
+        self._reader_lock = threading.Lock()
         #: (session token, clip) -> when its playing was last recorded: one custody entry per viewing,
         #: not one per range request of the video element
         self.played: dict[tuple[str, str], float] = {}
@@ -75,11 +96,30 @@ class Web:
         self.env.filters["when"] = _when
         self.env.filters["size"] = _size
 
+    def close(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
     @property
     def reader(self) -> Reader:
-        if self._reader is None:  # the catalog file exists once the daemon has started
-            self._reader = Reader(self.cfg.catalog_path, self.staging)
-        return self._reader
+        with self._reader_lock:  # the catalog file exists once the daemon has started
+            if self._reader is None:
+                self._reader = Reader(self.cfg.catalog_path, self.staging)
+            return self._reader
+
+    async def heavy(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run *fn* in a worker thread, at most ``HEAVY_WORKERS`` at once,
+        within ``web.heavy_timeout_s``; else 503 (the request, not the
+        station, gives up; a thread past its time finishes unheard)."""
+        timeout = self.cfg.web.heavy_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._heavy:
+                    return await asyncio.to_thread(fn, *args)
+        except TimeoutError:
+            raise TooBusy(text=f"this took longer than {timeout:g} s; try a narrower request") from None
 
     def on_event(self, type_: str, slot: int | None, data: dict[str, Any]) -> None:
         self.tracker.on_event(type_, slot, data)
@@ -136,10 +176,10 @@ class Web:
     def forget_mark_token(self, token: str) -> None:
         self.marking.pop(token, None)
 
-    def record(self, type_: str, request: web.Request, **data: Any) -> None:
+    async def record(self, type_: str, request: web.Request, **data: Any) -> None:
         """A look at evidence, on the custody record: who, what, from where
         (the custody entry carries when)."""
-        self.catalog.emit(type_, None, user=self.user(request), remote=self.remote(request), **data)
+        await self.door.emit(type_, None, user=self.user(request), remote=self.remote(request), **data)
 
 
 def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -158,7 +198,28 @@ def _size(n: int | None) -> str:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: a login never sends anyone elsewhere."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site: a login never sends anyone elsewhere.
+    Browsers drop tabs and newlines from a URL and read a backslash as a
+    slash, so ``/%09/evil.example`` would become ``//evil.example``: the
+    target is decoded first, and anything but a plain path is refused."""
+    if not target or len(target) > 2000:
+        return "/review"
+    plain = unquote(target)
+    if (not plain.startswith("/") or plain.startswith(("//", "/\\")) or "\\" in plain
+            or any(c.isspace() or not c.isprintable() for c in plain)):
+        return "/review"
+    parts = urlsplit(plain)
+    if parts.scheme or parts.netloc:
         return "/review"
     return target
+
+
+def allowed_hosts(cfg: Config) -> frozenset[str]:
+    """The names a request's Host may carry (DNS rebinding: a page of
+    another site, its name pointed at this station, must not be served)."""
+    host = cfg.web.listen.rpartition(":")[0].strip("[]").lower()
+    names = {"localhost", "127.0.0.1", "::1", host, socket.gethostname().lower(),
+             socket.gethostname().lower() + ".local", *cfg.web.hostnames}
+    with contextlib.suppress(OSError):
+        names.add(socket.getfqdn().lower())
+    return frozenset(n for n in names if n and n not in ("0.0.0.0", "::"))

@@ -34,6 +34,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
+def range_start(header: str | None, size: int) -> int | None:
+    """Where a request starts reading: 0 without a range, the first byte
+    of its range, None for a range that cannot be served."""
+    try:
+        span = parse_range(header, size)
+    except web.HTTPRequestRangeNotSatisfiable:
+        return None
+    return 0 if span is None else span[0]
+
+
 def _skip_to(stream: BinaryIO, offset: int) -> None:
     if stream.seekable():
         stream.seek(offset)

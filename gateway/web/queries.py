@@ -7,10 +7,12 @@ the catalog facade as everywhere else."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway.catalog import DockRow
 from gateway.catalog.reports import AmendmentView, ClipQuery, ClipView, Reports, TrailEntry
 from gateway.evidence.manifest import MANIFEST_SUFFIX
 from gateway.pipeline.staging import Staging
@@ -22,13 +24,32 @@ Filters = ClipQuery
 
 
 class Reader:
+    """Reads for the pages, from the web's loop and its worker threads: each
+    thread reads on a read-only connection of its own."""
+
     def __init__(self, catalog_path: Path, staging: Staging) -> None:
-        self.reports = Reports(catalog_path, any_thread=True)
+        self.path = catalog_path
         self.staging = staging
         self._manifests: dict[str, dict[str, Any]] = {}
+        self._local = threading.local()
+        self._opened: list[Reports] = []
+        self._lock = threading.Lock()
+        self.reports  # noqa: B018 - open one now: a catalog that cannot be read fails here, not mid-page
+
+    @property
+    def reports(self) -> Reports:
+        r: Reports | None = getattr(self._local, "reports", None)
+        if r is None:
+            r = self._local.reports = Reports(self.path, any_thread=True)
+            with self._lock:
+                self._opened.append(r)
+        return r
 
     def close(self) -> None:
-        self.reports.close()
+        with self._lock:
+            for r in self._opened:
+                r.close()
+            self._opened.clear()
 
     # -- one clip ------------------------------------------------------------------
     def manifest(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -44,6 +65,9 @@ class Reader:
             return None
         self._manifests[sha] = doc
         return doc
+
+    def dock(self, dock_id: int) -> DockRow | None:
+        return self.reports.dock(dock_id)
 
     def assignments(self, sha256: str) -> list[dict[str, Any]]:
         return [dict(a) for a in self.reports.assignments(sha256)]

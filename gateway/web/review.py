@@ -60,23 +60,26 @@ def routes(app: web.Application, w: Web) -> None:
         password = str(form.get("password", ""))[:1024]
         target = safe_next(str(form.get("next", "")))
         remote = w.remote(request)
-        keys = (f"user:{name}", f"ip:{remote}")
-        if any(w.lockout.locked(k) for k in keys):
-            w.catalog.emit("login_failed", None, who=name, remote=remote, via="review", locked=True)
+        # counted before it is checked, one check at a time per account and per address
+        attempt = w.lockout.begin((f"user:{name}", f"ip:{remote}"))
+        if attempt is None:
+            await w.door.emit("login_failed", None, who=name, remote=remote, via="review", locked=True)
             return w.render(request, "login.html", status=429, message=t("login.locked"), next=target)
-        if not await asyncio.to_thread(w.users.check, name, password):
-            locked = [w.lockout.failed(k) for k in keys]
-            w.catalog.emit("login_failed", None, who=name, remote=remote, via="review")
-            if any(locked):
-                w.catalog.emit("login_locked", None, who=name, remote=remote, via="review",
-                               for_s=w.cfg.web.lockout_s)
+        right = False
+        try:
+            right = await asyncio.to_thread(w.users.check, name, password)
+        finally:
+            locked = w.lockout.end(attempt, right)
+        if not right:
+            await w.door.emit("login_failed", None, who=name, remote=remote, via="review")
+            if locked:
+                await w.door.emit("login_locked", None, who=name, remote=remote, via="review",
+                                  for_s=max(w.lockout.lock_s(k) for k in attempt.keys))
                 return w.render(request, "login.html", status=429, message=t("login.locked"), next=target)
             return w.render(request, "login.html", status=401, message=t("login.bad"), next=target)
-        for k in keys:
-            w.lockout.succeeded(k)
         resp = web.HTTPFound(target)
         w.login(resp, name, remote)
-        w.catalog.emit("web_login", None, user=name, remote=remote)
+        await w.door.emit("web_login", None, user=name, remote=remote)
         raise resp
 
     async def logout(request: web.Request) -> web.Response:
@@ -93,10 +96,15 @@ def routes(app: web.Application, w: Web) -> None:
                        state=q.get("state", "") if q.get("state") in STATES else "")
 
     async def search(request: web.Request) -> web.Response:
+        """Every search is a look at evidence: its query and how many clips
+        it showed go on the custody record with the user."""
         searched = any(request.query.get(k) for k in ("officer", "case", "from", "to", "important", "category",
                                                       "state"))
         f = filters(request)
-        rows = w.reader.search(f) if searched else w.reader.search(Filters(), limit=50)
+        rows = await (w.heavy(w.reader.search, f) if searched else w.heavy(w.reader.search, Filters(), 50))
+        query = {k: request.query[k][:200] for k in ("officer", "case", "from", "to", "important", "category",
+                                                     "state") if request.query.get(k)}
+        await w.record("searched", request, what="review search", query=query, results=len(rows))
         return w.render(request, "review.html", rows=rows, q=request.query, states=sorted(STATES),
                         searched=searched)
 
@@ -174,29 +182,41 @@ def routes(app: web.Application, w: Web) -> None:
     async def clip_page(request: web.Request) -> web.Response:
         sha = _sha(request)
         clip = _clip(sha)
-        w.record("viewed", request, sha256=sha, what="clip page", officer=clip["officer"])
-        checks = await asyncio.to_thread(_checks, clip)
+        if request.method == "HEAD":  # nothing is shown, nothing hashed, nothing looked at
+            return web.Response(content_type="text/html")
+        await w.record("viewed", request, sha256=sha, what="clip page", officer=clip["officer"])
+        checks = await w.heavy(_checks, clip)
         manifest = w.reader.manifest(clip)
         return w.render(request, "clip.html", clip=clip, checks=checks, trail=w.reader.trail(sha),
                         looks=w.reader.looks(sha), playable=media.content_type(clip["name"]).startswith("video"),
                         manifest=json.dumps(manifest, ensure_ascii=False, indent=2) if manifest else None)
 
     async def clip_media(request: web.Request) -> web.StreamResponse:
+        """A player's range reads are one ``played`` per login and clip in
+        ``PLAY_RECORD_S``; anything that takes the clip from its start
+        without a range (a full copy, whatever the client calls it) or asks
+        for ``?download=1`` is one ``downloaded``; the pieces of one
+        download (ranges after the first byte) are not counted again."""
         sha = _sha(request)
         clip = _clip(sha)
         opener = _opener(clip)
-        download = request.query.get("download") == "1"
-        if download:
-            w.record("downloaded", request, sha256=sha, what="media", officer=clip["officer"])
-        else:
-            key = (request.cookies.get("dockgate_session", ""), sha)
-            now = time.monotonic()
-            if now - w.played.get(key, -PLAY_RECORD_S) >= PLAY_RECORD_S:
-                w.played[key] = now
-                w.record("played", request, sha256=sha, what="media", officer=clip["officer"],
-                         source="staging" if _staged(clip) else "archive")
+        asked_download = request.query.get("download") == "1"
+        span = request.headers.get("Range")
+        starts = media.range_start(span, int(clip["size"]))
+        if request.method != "HEAD":
+            if asked_download or span is None:
+                if starts == 0:
+                    await w.record("downloaded", request, sha256=sha, what="media", officer=clip["officer"],
+                                   source="staging" if _staged(clip) else "archive")
+            else:
+                key = (request.cookies.get("dockgate_session", ""), sha)
+                now = time.monotonic()
+                if now - w.played.get(key, -PLAY_RECORD_S) >= PLAY_RECORD_S:
+                    w.played[key] = now
+                    await w.record("played", request, sha256=sha, what="media", officer=clip["officer"],
+                                   source="staging" if _staged(clip) else "archive")
         return await media.send(request, opener, int(clip["size"]), media.content_type(clip["name"]),
-                                clip["name"] if download else None)
+                                clip["name"] if asked_download else None)
 
     async def clip_manifest(request: web.Request) -> web.Response:
         sha = _sha(request)
@@ -204,7 +224,7 @@ def routes(app: web.Application, w: Web) -> None:
         manifest = w.reader.manifest(clip)
         if manifest is None:
             raise web.HTTPNotFound(text="not stamped yet")
-        w.record("downloaded", request, sha256=sha, what="manifest", officer=clip["officer"])
+        await w.record("downloaded", request, sha256=sha, what="manifest", officer=clip["officer"])
         return web.Response(body=json.dumps(manifest, ensure_ascii=False, indent=2).encode(),
                             content_type="application/json")
 
@@ -214,7 +234,7 @@ def routes(app: web.Application, w: Web) -> None:
         case = request.query.get("case", "").strip()
         if not case:
             raise web.HTTPBadRequest(text="which case? (?case=...)")
-        clips = w.reader.case_clips(case)
+        clips = await w.heavy(w.reader.case_clips, case)
 
         def build() -> bytes:
             from cryptography.hazmat.primitives import serialization
@@ -237,9 +257,9 @@ def routes(app: web.Application, w: Web) -> None:
                                 z.writestr(base + suffix + extra, q.read_bytes())
             return buf.getvalue()
 
-        data = await asyncio.to_thread(build)
+        data = await w.heavy(build)
         for c in clips:
-            w.record("exported", request, sha256=c["sha256"], what="manifest set", case_number=case)
+            await w.record("exported", request, sha256=c["sha256"], what="manifest set", case_number=case)
         return web.Response(body=data, content_type="application/zip", headers={
             "Content-Disposition": f"attachment; filename*=UTF-8''case-{media._quote(case)}-manifests.zip"})
 

@@ -13,9 +13,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from gateway.catalog import Catalog
+from gateway.catalog import DockRow
 from gateway.pipeline.live import StationState
 
 #: slot states in which the recorder must stay docked
@@ -32,6 +32,12 @@ class DockInfo:
     unit: str | None = None
     reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DockLookup(Protocol):
+    """Where the cards read a dock's row (the pages' read-only reports)."""
+
+    def dock(self, dock_id: int) -> DockRow | None: ...
 
 
 class SlotTracker:
@@ -82,7 +88,7 @@ def _eta(seconds: float | None) -> str | None:
     return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"0:{s:02d}"
 
 
-def cards(state: StationState, tracker: SlotTracker, catalog: Catalog, t: Callable[..., str],
+def cards(state: StationState, tracker: SlotTracker, catalog: DockLookup, t: Callable[..., str],
           dock_clips: Callable[[int], list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """One card per slot: what the officer sees. *dock_clips* (a dock's
     clips) gives a finished card its count of clips and of important ones:

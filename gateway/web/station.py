@@ -12,41 +12,96 @@ from aiohttp import web
 
 from gateway.process.supervise import wait_event
 from gateway.web.context import BUSY_REFRESH_S, KEEPALIVE_S, Web
-from gateway.web.i18n import translator
+from gateway.web.i18n import LANGS, translator
 from gateway.web.slots import busy, cards, station_banner
 
 _FIELD_MAX = 200
 
 
+class Feed:
+    """The cards, rendered once per change for every open screen (per
+    language), not once per screen: a hundred kiosks cost what one does.
+    Twice a second while a slot is busy, otherwise only on an event."""
+
+    def __init__(self) -> None:
+        self.html: dict[str, str] = {}
+        self.version = 0
+        self.changed = asyncio.Event()
+        #: languages some open stream wants
+        self.watching: dict[str, int] = {}
+
+    def publish(self, rendered: dict[str, str]) -> None:
+        if rendered != self.html:
+            self.html = rendered
+            self.version += 1
+            old, self.changed = self.changed, asyncio.Event()
+            old.set()
+
+
+async def feed(w: Web) -> None:
+    """The one renderer behind every stream (a task on the web's loop)."""
+    f: Feed = w.feed
+    while not w.stopping.is_set():
+        changed = w.tracker.changed
+        if f.watching:
+            rendered = {}
+            for lang in [lang for lang, n in f.watching.items() if n > 0]:
+                t = translator(lang)
+                rendered[lang] = w.env.get_template("cards.html").render(
+                    t=t, cards=cards(w.state, w.tracker, w.reader, t, w.reader.dock_clips),
+                    banner=station_banner(w.state, t))
+            f.publish(rendered)
+        if busy(w.state):
+            await asyncio.sleep(BUSY_REFRESH_S)
+        else:
+            await wait_event(changed, KEEPALIVE_S)
+
+
 def routes(app: web.Application, w: Web) -> None:
+    w.feed = Feed()
+
     async def index(request: web.Request) -> web.Response:
         t = translator(w.lang(request))
-        return w.render(request, "station.html", cards=cards(w.state, w.tracker, w.catalog, t, w.reader.dock_clips),
+        return w.render(request, "station.html", cards=cards(w.state, w.tracker, w.reader, t, w.reader.dock_clips),
                         banner=station_banner(w.state, t), station=w.cfg.station.id)
 
     async def stream(request: web.Request) -> web.StreamResponse:
-        """The cards, re-rendered when anything happens: twice a second while a
-        slot is busy, otherwise only on an event (an idle screen costs nothing)."""
-        t = translator(w.lang(request))
-        tpl = w.env.get_template("cards.html")
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
-                                           "X-Accel-Buffering": "no"})
-        await resp.prepare(request)
-        last = None
+        """Server-Sent Events of the rendered cards (``Feed``), within the
+        per-client and total limits (``web.max_streams*``)."""
+        remote = w.remote(request)
+        if sum(w.streams.values()) >= w.cfg.web.max_streams:
+            raise web.HTTPServiceUnavailable(text="too many station screens open", headers={"Retry-After": "30"})
+        if w.streams.get(remote, 0) >= w.cfg.web.max_streams_per_client:
+            raise web.HTTPTooManyRequests(text="too many screens open from this address",
+                                          headers={"Retry-After": "30"})
+        lang = w.lang(request)
+        lang = lang if lang in LANGS else w.cfg.web.language
+        f: Feed = w.feed
+        w.streams[remote] = w.streams.get(remote, 0) + 1
+        f.watching[lang] = f.watching.get(lang, 0) + 1
+        w.tracker.wake()  # a new language gets rendered now, not at the next change
         try:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                               "X-Accel-Buffering": "no"})
+            await resp.prepare(request)
+            sent = None
             while not w.stopping.is_set():
-                changed = w.tracker.changed
-                html = tpl.render(t=t, cards=cards(w.state, w.tracker, w.catalog, t, w.reader.dock_clips),
-                                  banner=station_banner(w.state, t))
-                if html != last:
+                changed = f.changed
+                html = f.html.get(lang)
+                if html is not None and html != sent:
                     await resp.write(b"event: slots\ndata: " + json.dumps({"html": html}).encode() + b"\n\n")
-                    last = html
-                if busy(w.state):
-                    await asyncio.sleep(BUSY_REFRESH_S)
+                    sent = html
                 elif not await wait_event(changed, KEEPALIVE_S):
                     await resp.write(b": keepalive\n\n")
         except (ConnectionResetError, ConnectionError):
             pass  # the screen went away
+        finally:
+            w.streams[remote] -= 1
+            if not w.streams[remote]:
+                del w.streams[remote]
+            f.watching[lang] -= 1
+            if not f.watching[lang]:
+                del f.watching[lang]
         return resp
 
     def _slot(request: web.Request) -> tuple[int, str | None, int | None]:
@@ -83,20 +138,24 @@ def routes(app: web.Application, w: Web) -> None:
                             token=token, message=message, ok=ok)
 
         token = str(form.get("token", ""))
-        if not token:  # step 1: the PIN
-            key = f"pin:{officer}"
-            if w.lockout.locked(key):
-                return page(t("mark.locked"), 429)
+        if not token:  # step 1: the PIN, counted before it is checked, one check at a time per officer
+            remote = w.remote(request)
             if officer not in w.pins.entries():
                 return page(t("mark.nopin"), 403)
-            if not await asyncio.to_thread(w.pins.check, officer, str(form.get("pin", ""))[:64]):
-                w.catalog.emit("login_failed", n, who=f"officer {officer}", remote=w.remote(request),
-                               via="station screen")
-                if w.lockout.failed(key):
-                    w.catalog.emit("login_locked", n, who=f"officer {officer}", remote=w.remote(request),
-                                   via="station screen", for_s=w.cfg.web.lockout_s)
+            attempt = w.lockout.begin((f"pin:{officer}", f"ip:{remote}"))
+            if attempt is None:
+                return page(t("mark.locked"), 429)
+            right = False
+            try:
+                right = await asyncio.to_thread(w.pins.check, officer, str(form.get("pin", ""))[:64])
+            finally:
+                locked = w.lockout.end(attempt, right)
+            if not right:
+                await w.door.emit("login_failed", n, who=f"officer {officer}", remote=remote, via="station screen")
+                if locked:
+                    await w.door.emit("login_locked", n, who=f"officer {officer}", remote=remote,
+                                      via="station screen", for_s=w.lockout.lock_s(f"pin:{officer}"))
                 return page(t("mark.bad_pin"), 403)
-            w.lockout.succeeded(key)
             return page(None, token=w.mark_token(n, dock_id, officer))
         if not w.check_mark_token(token, n, dock_id, officer):
             return page(t("mark.expired"), 403)
@@ -114,13 +173,13 @@ def routes(app: web.Application, w: Web) -> None:
             return page(t("mark.none"), 400, token)
         for clip in chosen:
             when = float(clip["capture_utc"])
-            aid = w.catalog.add_assignment(officer, when, when, fields["case"], fields["proof"],
-                                           fields["category"], important)
-            w.catalog.emit("marked", n, sha256=clip["sha256"], assignment=aid, officer=officer,
-                           case_number=fields["case"], proof_object=fields["proof"], category=fields["category"],
-                           important=important, via="station screen", remote=w.remote(request))
+            aid = await w.door.add_assignment(officer, when, when, fields["case"], fields["proof"],
+                                              fields["category"], important)
+            await w.door.emit("marked", n, sha256=clip["sha256"], assignment=aid, officer=officer,
+                              case_number=fields["case"], proof_object=fields["proof"], category=fields["category"],
+                              important=important, via="station screen", remote=w.remote(request))
         w.forget_mark_token(token)
-        w.wake_stamper()
+        w.door.wake_stamper()
         return page(t("mark.saved"), ok=True)
 
     app.router.add_get("/", index)

@@ -107,28 +107,42 @@ def parse_dispatches(text: str) -> tuple[list[Dispatch], list[str]]:
     return out, problems
 
 
+def propose(reader: Reader, text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """A dispatch list's proposals: for each row, the officer's clips of its
+    span not yet under its case (and the rows with no footage)."""
+    dispatches, problems = parse_dispatches(text)
+    proposals: list[dict[str, Any]] = []
+    empty: list[dict[str, Any]] = []
+    for d in dispatches:
+        clips = [c for c in reader.search(_filters(d.officer, d.start, d.end), limit=1000) if d.case not in c["cases"]]
+        (proposals if clips else empty).append({"d": d, "clips": clips})
+    return proposals, empty, problems
+
+
 def routes(app: web.Application, w: Web) -> None:
     async def stats_page(request: web.Request) -> web.Response:
-        return w.render(request, "stats.html", s=compute(w.reader, w.cfg.web.unassigned_after_h))
+        s = await w.heavy(compute, w.reader, w.cfg.web.unassigned_after_h)
+        await w.record("statistics_viewed", request, what="statistics page", officers=len(s["officers"]))
+        return w.render(request, "stats.html", s=s)
 
     async def stats_json(request: web.Request) -> web.Response:
-        return web.json_response(compute(w.reader, w.cfg.web.unassigned_after_h),
-                                 dumps=lambda o: json.dumps(o, ensure_ascii=False))
+        s = await w.heavy(compute, w.reader, w.cfg.web.unassigned_after_h)
+        await w.record("statistics_viewed", request, what="statistics JSON", officers=len(s["officers"]))
+        return web.json_response(s, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
     async def dispatch_form(request: web.Request) -> web.Response:
         return w.render(request, "dispatch.html", proposals=None, empty=None, problems=[], done=None)
 
     async def dispatch_upload(request: web.Request) -> web.Response:
+        """Proposals list officers, times, cases and clip names: a look at
+        evidence, on the custody record with what it showed."""
         form = await request.post()
         field = form.get("csv")
         raw = field.file.read() if isinstance(field, FileField) else str(field or "").encode()
-        dispatches, problems = parse_dispatches(raw.decode("utf-8-sig", "replace"))
-        proposals: list[dict[str, Any]] = []
-        empty: list[dict[str, Any]] = []
-        for d in dispatches:
-            clips = [c for c in w.reader.search(
-                _filters(d.officer, d.start, d.end), limit=1000) if d.case not in c["cases"]]
-            (proposals if clips else empty).append({"d": d, "clips": clips})
+        proposals, empty, problems = await w.heavy(propose, w.reader, raw.decode("utf-8-sig", "replace"))
+        await w.record("searched", request, what="dispatch proposal", rows=len(proposals) + len(empty),
+                       proposals=len(proposals), clips=sum(len(p["clips"]) for p in proposals),
+                       problems=len(problems))
         return w.render(request, "dispatch.html", proposals=proposals, empty=empty, problems=problems, done=None)
 
     async def dispatch_confirm(request: web.Request) -> web.Response:
@@ -142,11 +156,11 @@ def routes(app: web.Application, w: Web) -> None:
                 raise web.HTTPBadRequest(text="a proposal was altered") from None
             if not (isinstance(officer, str) and isinstance(case, str) and 0 < len(case) <= 200 and end >= start):
                 raise web.HTTPBadRequest(text="a proposal was altered")
-            aid = w.catalog.add_assignment(officer, start, end, case, None, None, None)
-            w.catalog.emit("marked", None, assignment=aid, officer=officer, case_number=case,
-                           via="dispatch import", user=w.user(request), remote=w.remote(request))
+            aid = await w.door.add_assignment(officer, start, end, case, None, None, None)
+            await w.door.emit("marked", None, assignment=aid, officer=officer, case_number=case,
+                              via="dispatch import", user=w.user(request), remote=w.remote(request))
             done.append({"officer": officer, "case": case, "assignment": aid})
-        w.wake_stamper()
+        w.door.wake_stamper()
         return w.render(request, "dispatch.html", proposals=None, empty=None, problems=[], done=done)
 
     app.router.add_get("/review/stats", stats_page)
