@@ -33,6 +33,10 @@ class _Section(BaseModel):
 class StationConfig(_Section):
     id: str = Field(description="Station id, unique in the district; used in MQTT topics and manifests")
     location: str = Field("", description="Where the station is; default capture place")
+    require_time_sync: bool = Field(
+        True, description="Set recorder clocks, and correct capture times by the drift measured at docking, only "
+                          "while the kernel says this station's clock is synchronised (NTP; gateway/timesync.py); "
+                          "false: trust this clock as it is (a simulated station)")
 
     @field_validator("id")
     @classmethod

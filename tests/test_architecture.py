@@ -26,7 +26,7 @@ TREES = ("gateway", "drivers")
 LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     ("foundation", False, ("gateway", "gateway.errors", "gateway.durable", "gateway.secrets", "gateway.config",
                            "gateway.process", "gateway.process.supervise", "gateway.process.runfiles",
-                           "gateway.process.logsetup")),
+                           "gateway.process.logsetup", "gateway.timesync")),
     ("recorders", False, ("drivers",)),
     ("copy engine", False, ("gateway.copyhash",)),
     ("state and storage", True, ("gateway.catalog", "gateway.archive")),

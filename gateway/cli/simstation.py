@@ -36,6 +36,9 @@ def write_station(workdir: Path, *, station_id: str = "sim-station-01", slots: i
 [station]
 id = "{station_id}"
 location = "simulated precinct"
+# simulated recorders drift from this machine's clock by definition: it is the
+# truth here, synchronised or not (a real station keeps the default, true)
+require_time_sync = false
 
 [paths]
 state_dir = "{workdir / 'state'}"

@@ -120,6 +120,20 @@ def capture_time(facts: ContainerFacts, clip: ClipRow, profile: Profile | None,
             "drift_s": drift_s, "plausible": plausible, "_ts": corrected}
 
 
+def recorder_drift(dock: DockRow) -> tuple[float | None, bool | None]:
+    """The drift measured at docking and whether it was verified: measured
+    against a synchronised station clock (gateway/timesync.py). A dock whose
+    station clock was not synchronised keeps both clock readings and no
+    ``clock_drift_s`` (so nothing corrects capture times by it) and set no
+    recorder clock: its drift is the readings' difference, unverified.
+    (None, None): nothing was measured (no readable clock, or no reading)."""
+    if dock.clock_drift_s is not None:
+        return dock.clock_drift_s, True
+    if dock.recorder_clock is not None and dock.station_clock is not None and not dock.clock_set:
+        return round(dock.recorder_clock - dock.station_clock, 3), False
+    return None, None
+
+
 def assignment_doc(a: Assignment | None) -> dict[str, Any] | None:
     if a is None:
         return None
@@ -134,6 +148,9 @@ def build_manifest(cfg: Config, clip: ClipRow, dock: DockRow | None, facts: Cont
     d = dock or DockRow(id=0, slot=0, docked_at=0.0)
     when = capture_time(facts, clip, profile, d.clock_drift_s)
     ts = when.pop("_ts")
+    drift, verified = recorder_drift(d)
+    # drift_s is the drift applied (none when unverified); the measured one is recorder.clock_drift_s
+    when["drift_verified"] = verified
     place: dict[str, Any] = {"text": cfg.station.location or None, "source": "station"}
     if gps is not None:
         place = {"text": cfg.station.location or None, "latitude": gps[0], "longitude": gps[1],
@@ -157,7 +174,7 @@ def build_manifest(cfg: Config, clip: ClipRow, dock: DockRow | None, facts: Cont
                  "archive_key": key, "partial": facts.truncated,
                  "container": facts.as_dict()},
         "recorder": {"serial": clip.serial, "model": d.model, "profile": d.profile,
-                     "clock_drift_s": d.clock_drift_s, "clock_set": bool(d.clock_set),
+                     "clock_drift_s": drift, "clock_drift_verified": verified, "clock_set": bool(d.clock_set),
                      "docked_at": iso(d.docked_at) if dock else None},
         "station": {"id": cfg.station.id, "slot": dock.slot if dock else None,
                     "location": cfg.station.location or None},

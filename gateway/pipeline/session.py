@@ -3,10 +3,11 @@ pulled. One per slot; slots run side by side. Blocking driver and file work
 runs in worker threads; an undock cancels the session, and the clip in
 flight ends ``interrupted`` (never half-staged) within one buffer's time.
 
-Why ~430 lines in one module: a dock is one conversation (probe, unlock,
+Why ~460 lines in one module: a dock is one conversation (probe, unlock,
 identify, clock, storage switch, list, pull with retries) whose steps share
 the session's cancellation and its thread; the pull's own work is in
-``ingest.py``/``pullcommit.py`` and each protocol in its driver."""
+``ingest.py``/``pullcommit.py``, each protocol in its driver, and whether the
+station's own clock may be trusted in ``gateway/timesync.py``."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from gateway.pipeline.live import SlotState
 from gateway.pipeline.pullcommit import Done, SlotCommitter
 from gateway.pipeline.release import release
 from gateway.pipeline.staging import Staging
+from gateway.timesync import StationClock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,6 +89,12 @@ class Context:
     pulling: dict[int, int]
     #: a slot stopped pulling: uploads held back for the pulls may start now
     on_pull_end: Callable[[], None]
+    #: the station's own clock and its alarm (the daemon's, which it polls); None: one of this context's own
+    station_clock: StationClock | None = None
+
+    def __post_init__(self) -> None:
+        if self.station_clock is None:
+            self.station_clock = StationClock.for_config(self.cfg)
 
 
 class DockSession:
@@ -101,6 +109,8 @@ class DockSession:
         self.dock_id: int | None = None
         self.recorder: Recorder | None = None
         self.serial = device.ids.serial or "?"
+        #: what the dock's status says about the clock step (the station clock was not synchronised)
+        self.clock_note: str | None = None
 
     @property
     def slot(self) -> int:
@@ -180,15 +190,7 @@ class DockSession:
         st.serial = ident.serial
         st.battery_pct = ident.battery_pct
 
-        station_before = time.time()
-        recorder_clock = await self._thread(rec.read_clock)
-        station_now = (station_before + time.time()) / 2
-        drift = None if recorder_clock is None else round(recorder_clock.timestamp() - station_now, 3)
-        was_set = await self._thread(rec.set_clock, datetime.now(UTC))
-        st.clock_drift_s = drift
-        cat.clock_dock(self.dock_id, None if recorder_clock is None else recorder_clock.timestamp(),
-                       station_now, drift, was_set,
-                       event("clock", self.slot, serial=ident.serial, drift_s=drift, set=was_set))
+        await self._clock(rec, ident.serial)
         if not await self._switch_to_storage(rec, ident.serial):
             return "storage_missing"
 
@@ -250,10 +252,36 @@ class DockSession:
         failed = st.clips_failed
         st.message = (f"{st.clips_done} pulled, {known} already held"
                       + (f", {failed} interrupted" if failed else "")
-                      + (f"; {st.message}" if st.message and st.message.startswith("released") else ""))
+                      + (f"; {st.message}" if st.message and st.message.startswith("released") else "")
+                      + (f"; {self.clock_note}" if self.clock_note else ""))
         cat.emit("dock_done", self.slot, serial=ident.serial, pulled=st.clips_done, known=known,
                  interrupted=failed, skipped=len(skipped))
         return "done" if not failed else "incomplete"
+
+    async def _clock(self, rec: Recorder, serial: str) -> None:
+        """Measure the recorder's drift and set its clock, if the station's own
+        clock is synchronised (gateway/timesync.py). If it is not, the recorder
+        keeps its clock and the measured drift is recorded, not applied: the
+        catalog's ``clock_drift_s`` stays empty beside the two readings, which
+        the manifest reports as an unverified drift."""
+        st, clock = self.st, self.ctx.station_clock
+        assert clock is not None and self.dock_id is not None
+        sync = clock.check(self.ctx.catalog.emit)  # the one alarm, raised or cleared
+        station_before = time.time()
+        recorder_clock = await self._thread(rec.read_clock)
+        station_now = (station_before + time.time()) / 2
+        measured = None if recorder_clock is None else round(recorder_clock.timestamp() - station_now, 3)
+        was_set = sync.synchronised and await self._thread(rec.set_clock, datetime.now(UTC))
+        st.clock_drift_s = measured
+        if not sync.synchronised:
+            self.clock_note = "station clock not synchronised: recorder clock not set, drift not applied"
+            st.message = self.clock_note
+        self.ctx.catalog.clock_dock(
+            self.dock_id, None if recorder_clock is None else recorder_clock.timestamp(), station_now,
+            measured if sync.synchronised else None, was_set,
+            event("clock", self.slot, serial=serial, drift_s=measured, set=was_set,
+                  drift_verified=None if measured is None else sync.synchronised,
+                  **({} if sync.synchronised else {"station_clock": sync.reason})))
 
     async def _switch_to_storage(self, rec: Recorder, serial: str) -> bool:
         """Enter storage mode, then wait for the storage device the recorder

@@ -24,7 +24,8 @@ _ERRORS = {"wrong_password": "wrong_password", "foreign_device": "foreign_device
            "unrecognised_device": "unrecognised_device", "storage_missing": "storage_missing",
            "quarantined": "quarantine", "clip_interrupted": "interrupted", "disk_low": "disk_low",
            "archive_down": "archive_down", "archive_refused": "archive_refused",
-           "release_failed": "release_failed", "skipped_entry": "skipped_entry", "catalog_behind": "catalog_behind"}
+           "release_failed": "release_failed", "skipped_entry": "skipped_entry", "catalog_behind": "catalog_behind",
+           "station_clock_unsynchronised": "clock_unsynchronised"}
 #: what a slot can be doing (bounded: the per-slot state gauge has one series per slot and state)
 SLOT_STATES = ("idle", "identifying", "switching", "pulling", "waiting", "done", "error", "foreign")
 _SIZE_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -61,6 +62,8 @@ class Metrics:
         self.drift = Gauge("dockgate_clock_drift_seconds", "Recorder clock minus station clock at docking",
                            ["slot"], registry=r)
         self.errors = Counter("dockgate_errors_total", "Problems by reason", ["reason"], registry=r)
+        self.clock_alarm = Gauge("dockgate_station_clock_unsynchronised", "1 while the station's own clock is not "
+                                 "synchronised (no recorder clock is set, drift is unverified)", registry=r)
         for stage, result in _STAGES.values():
             self.stage[stage].labels(result)
         for reason in sorted(set(_ERRORS.values())):
@@ -94,6 +97,8 @@ class Metrics:
                 self.forward_seconds.observe(data["duration_s"])
         elif type_ == "clock" and slot is not None and data.get("drift_s") is not None:
             self.drift.labels(str(slot)).set(data["drift_s"])
+        elif type_ in ("station_clock_unsynchronised", "station_clock_synchronised"):
+            self.clock_alarm.set(1 if type_ == "station_clock_unsynchronised" else 0)
 
     def update(self, snapshot: dict[str, Any], unpublished: int, mqtt_connected: bool | None,
                queue_oldest_s: float = 0.0) -> None:
@@ -108,3 +113,6 @@ class Metrics:
         self.archive_up.set(0 if snapshot["archive_up"] is False else 1)
         self.mqtt_connected.set(1 if mqtt_connected else 0)
         self.outbox.set(unpublished)
+        clock = snapshot.get("station_clock")
+        if clock is not None:
+            self.clock_alarm.set(1 if clock.get("alarm") else 0)

@@ -132,7 +132,9 @@ class MqttLink:
                 "staging_free_bytes": _coarse(snap["staging_free_bytes"]),
                 "archive_up": snap["archive_up"], "archive_refused": snap["archive_refused"],
                 "forwarding_paused": snap["forwarding_paused"], "uploads_held": snap.get("uploads_held", False),
-                "last_error": snap.get("last_error_reason"), "started_at": snap["started_at"]}
+                "last_error": snap.get("last_error_reason"), "started_at": snap["started_at"],
+                # None until the daemon has looked (gateway/timesync.py)
+                "station_clock_synchronised": (snap.get("station_clock") or {}).get("synchronised")}
 
     async def _states(self, client: aiomqtt.Client) -> None:
         sent: dict[str, bytes] = {}  # new session: everything retained is sent again
@@ -202,6 +204,9 @@ class MqttLink:
                            "{{ 'ON' if value_json.archive_up else 'OFF' }}", None, "connectivity", None),
             "archive_refused": ("binary_sensor", "Archive refuses the station",
                                 "{{ 'ON' if value_json.archive_refused else 'OFF' }}", None, "problem", None),
+            "station_clock": ("binary_sensor", "Station clock not synchronised",
+                              "{{ 'ON' if value_json.station_clock_synchronised == false else 'OFF' }}", None,
+                              "problem", None),
         }
         for oid, (kind, name, template, unit, device_class, state_class) in sensors.items():
             conf: dict[str, Any] = {
