@@ -19,7 +19,7 @@ transaction's custody entries share one fsync, made before its commit. The
 order on the data path is always "file durable first, then catalog", so the
 catalog never points at missing bytes.
 
-Why ~410 lines in one module: the state machine lives in one place
+Why ~490 lines in one module: the state machine lives in one place
 (docs/architecture.md), so every transition a clip, item, dock, assignment
 or amendment can make is one method here, next to the others it must agree
 with; the plumbing and the reports already live apart.
@@ -47,11 +47,13 @@ from gateway.catalog.records import (
     from_row,
 )
 from gateway.catalog.states import (
+    REPULL_REASONS,
     STATES,
     TO_PULL,
     ClipState,
     ItemState,
     TransitionRefused,
+    can_pull_again,
     check_clip,
 )
 from gateway.catalog.store import CatalogError, Journal, Store
@@ -103,6 +105,25 @@ class Catalog(Store):
         if clip.state == ClipState.STAMPED:
             self.start_forward(sha256, clip.archive_key or "")
         self.archived(sha256, *events)
+
+    def restore_pulled_again(self, sha256: str, staged_path: str, to: ClipState,
+                             manifest_sha256: str | None = None) -> bool:
+        """The custody log says a clip the catalog has quarantined was pulled
+        again (the catalog lost that commit, and maybe the re-stamp after
+        it): the same move out of quarantine, to *to*, without its event (the
+        custody log has it); *manifest_sha256*, the manifest stamped after
+        it. False (nothing written) if the clip is not quarantined for a
+        reason a pull again cures."""
+        with self.tx() as db:
+            row = db.execute("SELECT state, quarantine_reason FROM clips WHERE sha256=?", (sha256,)).fetchone()
+            if row is None or not can_pull_again(row["state"], row["quarantine_reason"]):
+                return False
+            set_: dict[str, Any] = {"staged_path": staged_path, "error": None, "quarantine_reason": None,
+                                    "attempts": 0, "next_try_at": 0}
+            if manifest_sha256:
+                set_["manifest_sha256"] = manifest_sha256
+            self._move("clips", sha256, to, (), set_, db=db, again=True)
+        return True
 
     def recover(self) -> dict[str, int]:
         """After a crash: half-pulled items become interrupted (their temp files
@@ -158,20 +179,35 @@ class Catalog(Store):
     # -- items: what a recorder holds ---------------------------------------------------
     def discover(self, dock_id: int, serial: str, officer: str | None,
                  refs: Iterable[ClipRef]) -> tuple[list[PendingItem], int]:
-        """Record what the recorder holds; return (items to pull, items already had)."""
+        """Record what the recorder holds; return (items to pull, items already had).
+
+        Items to pull are the new and interrupted ones, and one item for each
+        clip the station lost its own copy of (quarantined for one of
+        ``REPULL_REASONS``) although the recorder still holds it: its content
+        is pulled again (``finish_pull`` with *again*), not taken as held."""
         now = time.time()
         pending: list[PendingItem] = []
+        again: set[str] = set()
         known = 0
         with self.tx() as db:
             for ref in refs:
                 db.execute("INSERT OR IGNORE INTO items (serial, path, size, mtime_ns, state, dock_id, officer, "
                            "discovered_at, updated_at) VALUES (?,?,?,?, 'discovered', ?,?,?,?)",
                            (serial, ref.relpath, ref.size, ref.mtime_ns, dock_id, officer, now, now))
-                row = db.execute("SELECT id, state FROM items WHERE serial=? AND path=? AND size=? AND mtime_ns=?",
+                row = db.execute("SELECT i.id, i.state, i.sha256, i.released_at, c.state AS clip_state, "
+                                 "c.quarantine_reason FROM items i LEFT JOIN clips c ON c.sha256=i.sha256 "
+                                 "WHERE i.serial=? AND i.path=? AND i.size=? AND i.mtime_ns=?",
                                  (serial, ref.relpath, ref.size, ref.mtime_ns)).fetchone()
+                lost = can_pull_again(row["clip_state"], row["quarantine_reason"])
                 if row["state"] in TO_PULL:
                     db.execute("UPDATE items SET dock_id=?, officer=coalesce(?, officer) WHERE id=?",
                                (dock_id, officer, row["id"]))
+                    pending.append(PendingItem(int(row["id"]), ref))
+                    if lost:
+                        again.add(row["sha256"])
+                elif lost and row["released_at"] is None and row["sha256"] not in again:
+                    # its dock stays the one it was first pulled at (the clip's capture facts)
+                    again.add(row["sha256"])
                     pending.append(PendingItem(int(row["id"]), ref))
                 else:
                     known += 1
@@ -182,10 +218,12 @@ class Catalog(Store):
 
     def begin_pull_many(self, item_ids: Sequence[int]) -> None:
         """Pulls starting, in one commit. Not durable: after a crash recovery
-        finds each item pulling or as it was, and both are redone."""
+        finds each item pulling or as it was, and both are redone. An item
+        already pulled (or a sighting) may start again only while its clip
+        is quarantined for a reason a pull again cures (``discover``)."""
         with self.tx(durable=False) as db:
             for item_id in item_ids:
-                self._move("items", item_id, ItemState.PULLING, bump_attempts=True, db=db)
+                self._move("items", item_id, ItemState.PULLING, bump_attempts=True, db=db, again=True)
 
     def interrupt(self, item_id: int, why: str, *events: Event) -> None:
         """The pull could not finish; nothing was staged. *events*: the alarm,
@@ -193,12 +231,36 @@ class Catalog(Store):
         self._move("items", item_id, ItemState.INTERRUPTED, events, {"error": why})
 
     def finish_pull(self, item_id: int, sha256: str, size: int, staged_path: str | None,
-                    pulled: Event, seen_again: Event) -> bool:
+                    pulled: Event, seen_again: Event, again: Event | None = None,
+                    manifest_intact: bool = False) -> bool:
         """The item's bytes are durable: a new clip, staged (True, *pulled* is
-        recorded), or a sighting of content already held (False, *seen_again*)."""
+        recorded), or a sighting of content already held (False, *seen_again*).
+
+        Content whose clip is quarantined because the station lost or spoiled
+        its own copy (``REPULL_REASONS``) is no sighting when the caller has
+        kept the copy (*staged_path*) and says it pulls again (*again*, the
+        event): the clip leaves quarantine with this copy (True, *again* is
+        recorded with the quarantine's reason, its error and where the clip
+        went). It goes back to ``stamped`` when only its media was at fault
+        and its signed manifest is *manifest_intact* (no second manifest),
+        else to ``staged``, to be stamped again."""
         with self.tx() as db:
-            known = db.execute("SELECT 1 FROM clips WHERE sha256=?", (sha256,)).fetchone() is not None
-            if known:
+            clip = db.execute("SELECT state, quarantine_reason, error, manifest_path FROM clips WHERE sha256=?",
+                              (sha256,)).fetchone()
+            staged = clip is None
+            if clip is not None and again is not None and staged_path is not None \
+                    and can_pull_again(clip["state"], clip["quarantine_reason"]):
+                reason = clip["quarantine_reason"]
+                to = ClipState.STAMPED if (reason == "source_fault" and manifest_intact
+                                           and clip["manifest_path"]) else ClipState.STAGED
+                ev = Event(again.type, again.slot, {**again.data, "reason": reason, "quarantined_for": clip["error"],
+                                                    "state": str(to)})
+                self._move("clips", sha256, to, (), {
+                    "staged_path": staged_path, "error": None, "quarantine_reason": None, "attempts": 0,
+                    "next_try_at": 0}, db=db, again=True)
+                self._move("items", item_id, ItemState.PULLED, [ev], {"sha256": sha256, "error": None}, db=db)
+                staged = True
+            elif clip is not None:
                 ev = seen_again
                 self._move("items", item_id, ItemState.SIGHTING, [ev], {"sha256": sha256, "error": None}, db=db)
             else:
@@ -211,10 +273,18 @@ class Catalog(Store):
                 ev = pulled
                 self._move("items", item_id, ItemState.PULLED, [ev], {"sha256": sha256, "error": None}, db=db)
         self._announce([ev])
-        return not known
+        return staged
 
     def has_clip(self, sha256: str) -> bool:
         return self.db.execute("SELECT 1 FROM clips WHERE sha256=?", (sha256,)).fetchone() is not None
+
+    def lost_copy(self, sha256: str) -> ClipRow | None:
+        """The clip of *sha256* if it is quarantined because the station lost
+        or spoiled its own copy (``REPULL_REASONS``): content a pull must
+        keep and stage again (``finish_pull`` with *again*), not a sighting."""
+        rows = self._clips(f"WHERE c.sha256=? AND c.state='quarantined' AND c.quarantine_reason IN "
+                           f"({_q(sorted(REPULL_REASONS))})", sha256)
+        return rows[0] if rows else None
 
     # -- clips: content on its way to the archive -----------------------------------------
     def _clips(self, where: str, *args: Any, indexed_by: str | None = None) -> list[ClipRow]:
@@ -277,8 +347,11 @@ class Catalog(Store):
         self._move("clips", sha256, ClipState.STAMPED, (), {"error": error, "next_try_at": at},
                    bump_attempts=counts)
 
-    def quarantine(self, sha256: str, why: str, *events: Event) -> None:
-        self._move("clips", sha256, ClipState.QUARANTINED, events, {"error": why})
+    def quarantine(self, sha256: str, why: str, *events: Event, reason: str | None = None) -> None:
+        """Set aside, kept and alarmed. *reason*: whose copy failed; one of
+        ``REPULL_REASONS`` (the station's own copy) lets a pull again cure it,
+        any other (the archive's, or none) is final."""
+        self._move("clips", sha256, ClipState.QUARANTINED, events, {"error": why, "quarantine_reason": reason})
 
     # -- evidence ------------------------------------------------------------------------
     def sibling_item(self, serial: str, path: bytes) -> tuple[str, str | None] | None:

@@ -103,5 +103,22 @@ MIGRATIONS = [
     CREATE INDEX clips_queue ON clips(state, created_at);
     CREATE INDEX clips_assignment ON clips(assignment_id);
     """,
+    # why a clip was quarantined (states.REPULL_REASONS: the station's own copy failed, so a pull again
+    # cures it). Clips quarantined before are given the reason their quarantined event recorded
+    # (the forwarder wrote the archive error's reason; a missing or unreadable manifest had none)
+    """
+    ALTER TABLE clips ADD COLUMN quarantine_reason TEXT;
+    CREATE TEMP TABLE old_quarantines AS
+        SELECT seq, json_extract(data, '$.sha256') AS sha256, json_extract(data, '$.reason') AS reason,
+               json_extract(data, '$.error') AS error
+        FROM events WHERE type = 'quarantined';
+    UPDATE clips SET quarantine_reason = (
+        SELECT CASE WHEN q.reason IS NOT NULL THEN q.reason
+                    WHEN q.error LIKE 'manifest unreadable%' OR q.error = 'no staged copy or manifest'
+                    THEN 'manifest_fault' END
+        FROM old_quarantines q WHERE q.sha256 = clips.sha256 ORDER BY q.seq DESC LIMIT 1)
+    WHERE state = 'quarantined';
+    DROP TABLE old_quarantines;
+    """,
 ]
 VERSION = len(MIGRATIONS)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from gateway.catalog.records import Event, event
 from gateway.catalog.schema import MIGRATIONS, VERSION
-from gateway.catalog.states import ClipState, ItemState, check_clip, check_item
+from gateway.catalog.states import ClipState, ItemState, can_pull_again, check_clip, check_item
 from gateway.errors import DockgateError
 
 
@@ -163,21 +163,31 @@ class Store:
     # -- the one way to change a state -------------------------------------------
     def _move(self, table: str, key: int | str, wanted: ItemState | ClipState, events: Sequence[Event] = (),
               set_: dict[str, Any] | None = None, bump_attempts: bool = False,
-              db: sqlite3.Connection | None = None, durable: bool = True) -> None:
+              db: sqlite3.Connection | None = None, durable: bool = True, again: bool = False) -> None:
         """Check and make one state change and write its events, in the
-        caller's transaction (*db*) or in one of its own."""
+        caller's transaction (*db*) or in one of its own. *again*: the call
+        pulls again, so the moves out of a station-side quarantine are
+        allowed too when the row's clip (the clip, or the item's content)
+        is quarantined for such a reason (``states.AGAIN_*_MOVES``)."""
         if db is None:
             with self.tx(durable) as own:
-                self._move(table, key, wanted, events, set_, bump_attempts, own)
+                self._move(table, key, wanted, events, set_, bump_attempts, own, again=again)
             self._announce(events)
             return
         keycol = "id" if table == "items" else "sha256"
-        row = db.execute(f"SELECT state FROM {table} WHERE {keycol}=?", (key,)).fetchone()
-        current = None if row is None else row[0]
-        if table == "items":
-            check_item(int(key), current, ItemState(wanted))
+        if again and table == "items":
+            row = db.execute("SELECT i.state, c.state, c.quarantine_reason FROM items i "
+                             "LEFT JOIN clips c ON c.sha256=i.sha256 WHERE i.id=?", (key,)).fetchone()
+        elif again:
+            row = db.execute("SELECT state, state, quarantine_reason FROM clips WHERE sha256=?", (key,)).fetchone()
         else:
-            check_clip(str(key), current, ClipState(wanted))
+            row = db.execute(f"SELECT state FROM {table} WHERE {keycol}=?", (key,)).fetchone()
+        current = None if row is None else row[0]
+        cured = again and row is not None and can_pull_again(row[1], row[2])
+        if table == "items":
+            check_item(int(key), current, ItemState(wanted), again=cured)
+        else:
+            check_clip(str(key), current, ClipState(wanted), again=cured)
         cols = {"state": str(wanted), "updated_at": time.time(), **(set_ or {})}
         assign = ", ".join(f"{c}=?" for c in cols) + (", attempts=attempts+1" if bump_attempts else "")
         db.execute(f"UPDATE {table} SET {assign} WHERE {keycol}=?", (*cols.values(), key))

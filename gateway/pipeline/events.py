@@ -25,6 +25,9 @@ CUSTODY_EVENTS = {"docked", "identified", "clock", "pulled", "seen_again", "clip
                   "amendment_archived", "quarantined", "released", "purged", "undocked", "wrong_password",
                   "foreign_device", "implausible_time", "disk_low", "storage_switched", "unrecognised_device",
                   "catalog_behind", "archive_swept", "hard_linked_clip"}
+#: a clip quarantined because the station lost or spoiled its own copy, staged again from a recorder that
+#: still held it (issue 27): which clip, from which recorder file, and why it was pulled again
+CUSTODY_EVENTS |= {"pulled_again"}
 #: gateway/web: every look at evidence is on record (who, what, when, from where), and marking on the
 #: station screen; a refused login or PIN, and a lock-out, are warnings
 CUSTODY_EVENTS |= {"viewed", "played", "downloaded", "exported", "marked", "searched", "statistics_viewed"}

@@ -7,7 +7,9 @@ never by comparing types or paths here:
 
 * the clip's own fault, permanent (its staged copy changed or vanished, the
   archive holds other bytes under its key): the clip is quarantined, kept and
-  alarmed, never released;
+  alarmed, never released; the quarantine records whose copy failed, and
+  one of the station's own (staged media, signed manifest) is cured by a
+  pull again when a recorder that still holds the clip docks (issue 27);
 * the clip's own fault, transient (the stored copy did not read back right):
   retried, quarantined after ``MAX_VERIFY_FAILURES``;
 * the station's fault, permanent (the archive refuses us: credentials,
@@ -276,8 +278,9 @@ class Forwarder(Worker):
 
     async def _settle(self, clip: ClipRow, key: str, out: Receipt | ArchiveError | str, took_s: float) -> None:
         """Record what the upload of *clip* came to."""
-        if isinstance(out, str):
-            self.catalog.quarantine(clip.sha256, out, event("quarantined", sha256=clip.sha256, key=key, error=out))
+        if isinstance(out, str):  # the station's own manifest (or copy) is gone or spoiled: a pull again cures it
+            self.catalog.quarantine(clip.sha256, out, event("quarantined", sha256=clip.sha256, key=key, error=out,
+                                                            reason="manifest_fault"), reason="manifest_fault")
             return
         if isinstance(out, ArchiveConflict) and await asyncio.to_thread(self._ours_already, clip, out):
             self.catalog.archived(clip.sha256, event(
@@ -344,8 +347,10 @@ class Forwarder(Worker):
         if e.scope == "clip" and (e.permanent or clip.attempts + 1 >= MAX_VERIFY_FAILURES):
             why = str(e) if e.permanent else f"failed {clip.attempts + 1} times: {e}"
             self.live.last_error, self.live.last_error_reason = why, "quarantine"
+            # the reason says whose copy failed: the station's staged copy (source_fault) is cured by a
+            # pull again at the next dock; the archive's (a conflict, a bad key, no good read-back) is final
             self.catalog.quarantine(clip.sha256, why, event("quarantined", sha256=clip.sha256, key=key, error=why,
-                                                            reason=e.reason))
+                                                            reason=e.reason), reason=e.reason)
             return
         if e.scope == "station" and e.permanent:
             self._station_fault(e)

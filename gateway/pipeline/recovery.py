@@ -9,6 +9,12 @@ stamped whose staged copy and manifest are still here go back to the queue,
 and one ``catalog_behind`` alarm names the gap. Anything else the recorders
 still hold is pulled again; its content then is a sighting, or, if it was
 archived, "already archived" (never a false quarantine).
+
+A clip the catalog still has quarantined for the station's own copy, which
+the custody log says was pulled again (``pulled_again``), leaves quarantine
+as it did then: archived if the custody log says so, else back to the queue
+with the copy pulled again, when it is still in staging (else it stays
+quarantined and the next dock pulls it again).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.catalog import Catalog
+from gateway.catalog import Catalog, ClipState
 from gateway.pipeline.staging import Staging
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,8 @@ class Gap:
     custody_seq: int
     restored: int = 0
     confirmed: int = 0
+    #: clips pulled again (out of a station-side quarantine) whose move the catalog lost
+    pulled_again: int = 0
     unknown: list[str] = field(default_factory=list)
 
 
@@ -55,17 +63,26 @@ def catch_up(catalog: Catalog, custody_dir: Path, custody_seq: int, staging: Sta
     pulled: dict[str, dict[str, Any]] = {}
     stamped: dict[str, dict[str, Any]] = {}
     archived: set[str] = set()
+    again: dict[str, dict[str, Any]] = {}
     for entry in _entries_after(custody_dir, high):
         data, kind = entry.get("data") or {}, entry.get("event")
         sha = str(data.get("sha256", ""))
-        if kind in ("pulled", "seen_again"):
+        if kind in ("pulled", "seen_again", "pulled_again"):
             pulled.setdefault(sha, data)
+        if kind == "pulled_again":
+            again[sha] = data
         elif kind == "stamped":
             stamped[sha] = data
         elif kind == "clip_archived":
             archived.add(sha)
+    moved = {sha for sha in sorted(again)
+             if _pulled_again(catalog, staging, sha, again[sha], stamped.get(sha), sha in archived)}
+    gap.pulled_again = len(moved)
     for sha in sorted(set(stamped) | archived):
         if catalog.has_clip(sha):
+            clip = catalog.clip(sha)
+            if sha in moved or (clip is not None and clip.state == ClipState.QUARANTINED):
+                continue  # done above, or still set aside: pulled again at the next dock
             if sha in archived:
                 catalog.confirm_archived(sha)
                 gap.confirmed += 1
@@ -85,9 +102,31 @@ def catch_up(catalog: Catalog, custody_dir: Path, custody_seq: int, staging: Sta
             gap.restored += 1
     catalog.emit("catalog_behind", catalog_seq=gap.catalog_seq, custody_seq=gap.custody_seq,
                  missing_entries=gap.custody_seq - gap.catalog_seq, restored=gap.restored,
-                 confirmed=gap.confirmed, not_restorable=len(gap.unknown))
+                 confirmed=gap.confirmed, pulled_again=gap.pulled_again, not_restorable=len(gap.unknown))
     log.error("the catalog had recorded custody up to entry %d, the custody log holds %d: it lost commits "
-              "(damaged or older catalog). Restored %d clips and confirmed %d as archived from the custody "
-              "log; %d will be pulled again if their recorders still hold them", gap.catalog_seq,
-              gap.custody_seq, gap.restored, gap.confirmed, len(gap.unknown))
+              "(damaged or older catalog). Restored %d clips, confirmed %d as archived and %d as pulled again "
+              "from the custody log; %d will be pulled again if their recorders still hold them", gap.catalog_seq,
+              gap.custody_seq, gap.restored, gap.confirmed, gap.pulled_again, len(gap.unknown))
     return gap
+
+
+def _pulled_again(catalog: Catalog, staging: Staging, sha: str, again: dict[str, Any],
+                  restamp: dict[str, Any] | None, archived: bool) -> bool:
+    """Redo a pull again the catalog lost (the clip is still quarantined in
+    it): archived (through the moves the forwarder makes), or queued with
+    the copy pulled again, as stamped when it went there then, else staged
+    (a re-stamp whose record was lost too is stamped anew: never archived,
+    nothing depends on it). Nothing if the copy is gone and it was not
+    archived: the next dock pulls it again. True if the catalog moved it."""
+    clip = catalog.clip(sha)
+    copy = staging.path_for(sha)
+    if clip is None or clip.state != ClipState.QUARANTINED or not (archived or copy.exists()):
+        return False
+    if archived:  # with the manifest stamped after the pull again, if there was one: the one archived
+        manifest = (restamp or {}).get("manifest_sha256")
+        if not catalog.restore_pulled_again(sha, staging.relative(copy), ClipState.STAMPED, manifest):
+            return False
+        catalog.confirm_archived(sha)
+        return True
+    to = ClipState.STAMPED if again.get("state") == ClipState.STAMPED and restamp is None else ClipState.STAGED
+    return catalog.restore_pulled_again(sha, staging.relative(copy), to)
