@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.errors import ConfigError, describe_validation
+from gateway.values import MAX_SIZE_BYTES, Age, Interval, Size, Timeout
 
 _STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TEMPLATE_FIELDS = {"officer", "serial", "station", "date", "year", "month", "day",
@@ -81,10 +82,10 @@ class RecordersConfig(_Section):
 class IngestConfig(_Section):
     buffer_size: int = Field(1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
                              description="the largest copy buffer; each slot holds four in flight")
-    memory_budget: int = Field(16 * 1024 * 1024, ge=1024 * 1024,
+    memory_budget: int = Field(16 * 1024 * 1024, ge=1024 * 1024, le=MAX_SIZE_BYTES,
                                description="copy buffers of all slots together; a slot's buffers follow its "
                                            "measured rate within its share")
-    reserve_bytes: int = Field(1024**3, ge=0, description="Free space staging always keeps")
+    reserve_bytes: Size = Field(1024**3, description="Free space staging always keeps")
     max_attempts: int = Field(3, ge=1, le=100, description="Read attempts per clip within one dock")
 
 
@@ -112,12 +113,12 @@ class S3ArchiveConfig(_Section):
     addressing_style: Literal["path", "virtual", "auto"] = "path"
     verify: Literal["readback", "checksum"] = "readback"
     key_template: str = "{officer}/{date}/{serial}/{stem}_{sha8}{ext}"
-    multipart_threshold: int = Field(16 * 1024**2, ge=5 * 1024**2)
+    multipart_threshold: int = Field(16 * 1024**2, ge=5 * 1024**2, le=MAX_SIZE_BYTES)
     part_size: int = Field(16 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
     retention_mode: Literal["COMPLIANCE", "GOVERNANCE", "none"] = "COMPLIANCE"
     retention_days: int = Field(3650, ge=1, le=36500)
-    connect_timeout_s: float = Field(10.0, gt=0)
-    read_timeout_s: float = Field(60.0, gt=0)
+    connect_timeout_s: Timeout = 10.0
+    read_timeout_s: Timeout = 60.0
 
     @field_validator("key_template")
     @classmethod
@@ -134,20 +135,20 @@ ArchiveConfig = Annotated[DirectoryArchiveConfig | S3ArchiveConfig, Field(discri
 
 class ForwardConfig(_Section):
     concurrency: int = Field(2, ge=1, le=64)
-    retry_initial_s: float = Field(1.0, gt=0)
-    retry_max_s: float = Field(300.0, gt=0)
+    retry_initial_s: Interval = 1.0
+    retry_max_s: Interval = 300.0
     attempts_per_try: int = Field(3, ge=1, le=20, description="quick retries of a transient failure before "
                                                                "the clip goes back to the queue")
-    bandwidth_bytes_per_s: int = Field(0, ge=0, description="0: unlimited")
-    refused_retry_s: float = Field(60.0, gt=0, description="while the archive refuses the station (credentials, "
+    bandwidth_bytes_per_s: Size = Field(0, description="0: unlimited")
+    refused_retry_s: Interval = Field(60.0, description="while the archive refuses the station (credentials, "
                                                             "permissions): try one clip this often")
     while_pulling: int = Field(1, ge=0, le=64, description="uploads at once while any slot is pulling (the "
                                                            "officer's wait comes first); 0: none")
     pause_at_pulling: int = Field(0, ge=0, le=256, description="while this many slots or more are pulling, no "
                                                                "upload starts; 0: as many as the station's CPUs")
-    catch_up_bytes: int = Field(16 * 1024**3, ge=0, description="queued bytes beyond which forwarding runs at "
+    catch_up_bytes: Size = Field(16 * 1024**3, description="queued bytes beyond which forwarding runs at "
                                                                  "full concurrency even while slots pull")
-    catch_up_s: float = Field(1800.0, ge=0, description="age of the oldest queued clip beyond which forwarding "
+    catch_up_s: Age = Field(1800.0, description="age of the oldest queued clip beyond which forwarding "
                                                         "runs at full concurrency even while slots pull")
 
 
@@ -157,19 +158,19 @@ class ReleaseConfig(_Section):
 
 
 class PurgeConfig(_Section):
-    after_s: float = Field(7 * 86400, ge=0, description="keep archived clips in staging this long")
-    interval_s: float = Field(60.0, gt=0)
+    after_s: Age = Field(7 * 86400, description="keep archived clips in staging this long")
+    interval_s: Interval = 60.0
 
 
 class EvidenceConfig(_Section):
     signing_key_file: Path = Field(description="Station Ed25519 private key (PEM, mode 0600; dockgate keygen)")
     custody_rotate_entries: int = Field(1000, ge=1, description="Custody segment rotates after this many entries")
-    custody_rotate_s: float = Field(300.0, gt=0, description="... or after this many seconds while anything "
+    custody_rotate_s: Interval = Field(300.0, description="... or after this many seconds while anything "
                                                               "happened; each seal is a signed checkpoint")
     tsa_url: str | None = Field(None, pattern=r"^https?://", description="RFC 3161 time-stamping authority: "
                                                                          "each checkpoint gets a token")
     tsa_ca_file: Path | None = Field(None, description="PEM certificates the TSA's tokens must chain to")
-    tsa_timeout_s: float = Field(30.0, gt=0)
+    tsa_timeout_s: Timeout = 30.0
     national_crypto: bool = Field(False, description="国密: manifests also carry an SM3 digest and an SM2 "
                                                      "signature (.manifest.json.sm2.sig)")
     sm2_key_file: Path | None = Field(None, description="SM2 private key (SEC1 PEM, mode 0600) for national_crypto")

@@ -26,12 +26,14 @@ class Station:
     staging: Staging
     archive_root: Path
 
-    def staged(self, data: bytes | None = None, name: bytes | None = None, officer: str = "012345") -> str:
-        """A clip pulled and staged, as a dock session leaves it."""
+    def staged(self, data: bytes | None = None, name: bytes | None = None, officer: str = "012345",
+               mtime_ns: int = 1) -> str:
+        """A clip pulled and staged, as a dock session leaves it; its file
+        written at *mtime_ns* (1970 unless a test needs a plausible time)."""
         data = os.urandom(4096) if data is None else data
         sha = hashlib.sha256(data).hexdigest()
         dock = self.catalog.open_dock(DockedDevice(1, UsbIds(0x1209, 1, "SN1"), None, "sim"), "generic-ums")
-        ref = ClipRef(name or f"DCIM/{sha[:8]}.MP4".encode(), len(data), 1)
+        ref = ClipRef(name or f"DCIM/{sha[:8]}.MP4".encode(), len(data), mtime_ns)
         (item,), _ = self.catalog.discover(dock, "SN1", officer, [ref])
         self.catalog.begin_pull(item.id)
         temp = self.staging.temp_path(item.id)

@@ -25,8 +25,8 @@ TREES = ("gateway", "drivers")
 #: are components of their own, not of the modules under them (``EXACT``).
 LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     ("foundation", False, ("gateway", "gateway.errors", "gateway.durable", "gateway.secrets", "gateway.config",
-                           "gateway.process", "gateway.process.supervise", "gateway.process.runfiles",
-                           "gateway.process.logsetup", "gateway.timesync")),
+                           "gateway.values", "gateway.process", "gateway.process.supervise",
+                           "gateway.process.runfiles", "gateway.process.logsetup", "gateway.timesync")),
     ("recorders", False, ("drivers",)),
     ("copy engine", False, ("gateway.copyhash",)),
     ("state and storage", True, ("gateway.catalog", "gateway.archive")),

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import LOG_LEVELS, UsageError, config_of, parse_time, with_config
+from gateway.cli.common import LOG_LEVELS, UsageError, config_of, with_config
 from gateway.config import default_config_path, load_config
-from gateway.errors import DockgateError
 from gateway.process import logsetup
+from gateway.values import check_assignment, parse_time
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -133,22 +133,16 @@ def cmd_assign(args: argparse.Namespace) -> int:
     from gateway.catalog import Catalog
 
     cfg = config_of(args)
-    start, end = parse_time(args.start), parse_time(args.end)
-    if end < start:
-        raise DockgateError("--to is before --from")
-    if not (args.case or args.proof or args.category or args.important is not None):
-        raise DockgateError("give at least one of --case, --proof, --category, --important")
-    for name, value in (("--case", args.case), ("--proof", args.proof), ("--category", args.category),
-                        ("--officer", args.officer)):
-        if value is not None and (not value.strip() or len(value) > 200 or not value.isprintable()):
-            raise DockgateError(f"{name} must be 1-200 printable characters")
+    # the rules every door applies (gateway/values.py); a time without an offset is this machine's
+    v = check_assignment(args.officer, parse_time("--from", args.start), parse_time("--to", args.end), args.case,
+                         args.proof, args.category, args.important, prefix="--")
     cat = Catalog(cfg.catalog_path)
     try:
-        aid = cat.add_assignment(args.officer, start, end, args.case, args.proof, args.category, args.important)
+        aid = cat.add_assignment(v.officer, v.start, v.end, v.case, v.proof, v.category, v.important)
     finally:
         cat.close()
-    print(f"assignment {aid}: officer {args.officer}, clips captured {args.start} .. {args.end}: "
-          f"case {args.case or '-'}, proves {args.proof or '-'}, category {args.category or '-'}")
+    print(f"assignment {aid}: officer {v.officer}, clips captured {args.start} .. {args.end}: "
+          f"case {v.case or '-'}, proves {v.proof or '-'}, category {v.category or '-'}")
     return 0
 
 

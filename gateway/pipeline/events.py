@@ -32,6 +32,10 @@ CUSTODY_EVENTS |= {"pulled_again"}
 #: station screen; a refused login or PIN, and a lock-out, are warnings
 CUSTODY_EVENTS |= {"viewed", "played", "downloaded", "exported", "marked", "searched", "statistics_viewed"}
 WARNING_EVENTS |= {"login_failed", "login_locked"}
+#: a poison pill set aside (gateway/values.py): an assignment that breaks the doors' rules is not applied,
+#: and the record says so (a clip that cannot be stamped is ``quarantined``, already both)
+CUSTODY_EVENTS |= {"assignment_set_aside"}
+WARNING_EVENTS |= {"assignment_set_aside"}
 
 Listener = Callable[[str, int | None, dict[str, Any]], None]
 

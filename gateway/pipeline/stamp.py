@@ -1,5 +1,14 @@
 """The stamper worker: staged clips become signed evidence, assignments
-become manifest content or signed amendments, custody segments rotate."""
+become manifest content or signed amendments, custody segments rotate.
+
+Poison pills stop here, not the station (gateway/values.py): an assignment
+that breaks the rules every door applies (a catalog written past the doors,
+or before them) is set aside with one ``assignment_set_aside`` event and is
+never applied; a clip that cannot be stamped (its recorder's data cannot be
+made into a manifest) is quarantined with one ``quarantined`` event, after
+the batch's other clips are recorded. The worker goes on either way: a
+supervised worker that keeps crashing would stop the daemon, and a
+restarted one would meet the same record again."""
 
 from __future__ import annotations
 
@@ -7,12 +16,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from drivers.profiles import Registry
 from gateway.archive.layout import clip_key
-from gateway.catalog import Catalog, ClipRow, DockRow, Event, event
+from gateway.catalog import Assignment, Catalog, ClipRow, DockRow, Event, event
 from gateway.config import Config
 from gateway.durable import write_many
 from gateway.evidence.checkpoint import Checkpoint, make_checkpoint, read_checkpoint, write_checkpoint
@@ -35,6 +44,7 @@ from gateway.evidence.signing import Signer
 from gateway.pipeline.events import CUSTODY_EVENTS
 from gateway.pipeline.staging import Staging
 from gateway.process.supervise import Worker
+from gateway.values import ValueRefused, check_assignment, drift_ok, shown
 
 log = logging.getLogger(__name__)
 PROBE_THREADS = 4
@@ -129,7 +139,28 @@ class Stamper(Worker):
 
     def _probe_all(self, batch: list[ClipRow]) -> list[ContainerFacts]:
         with ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="probe") as ex:
-            return list(ex.map(lambda c: probe(self.staging.resolve(c.staged_path or ""), c.display), batch))
+            return list(ex.map(self._probe, batch))
+
+    def _probe(self, clip: ClipRow) -> ContainerFacts:
+        """Container facts are hints: a file whose headers make the probe
+        fail is a clip without them, as one the library cannot parse is."""
+        try:
+            return probe(self.staging.resolve(clip.staged_path or ""), clip.display)
+        except Exception as e:
+            log.warning("cannot probe %s: %s", clip.display, e)
+            return ContainerFacts(reason=f"probe failed: {type(e).__name__}: {e}"[:300])
+
+    def _dock(self, dock_id: int) -> DockRow | None:
+        """The dock a clip came from, as stamping may use it: a measured
+        drift that is no clock reading (values.drift_ok: a recorder answering
+        year 9999) is not applied; the manifest then says the drift is
+        unknown, and the capture time whether it is plausible."""
+        dock = self.catalog.dock(dock_id)
+        if dock is not None and not drift_ok(dock.clock_drift_s):
+            log.warning("dock %d: a recorder clock %s s off is no clock reading; its clips are stamped "
+                        "without a drift correction", dock_id, dock.clock_drift_s)
+            dock = replace(dock, clock_drift_s=None)
+        return dock
 
     def stamp_batch(self, clips: list[ClipRow], facts: list[ContainerFacts]) -> None:
         """Sign and record clips. Synchronous on purpose: nothing else may
@@ -139,17 +170,31 @@ class Stamper(Worker):
         one barrier, then all the moves are one transaction."""
         seq = self.custody.seq + 1
         stamped = []
+        failed: list[tuple[ClipRow, str]] = []
         docks: dict[int, DockRow | None] = {}  # a batch's clips mostly come from one dock
         for clip, f in zip(clips, facts, strict=True):
             if clip.dock_id and clip.dock_id not in docks:
-                docks[clip.dock_id] = self.catalog.dock(clip.dock_id)
-            s = self._prepare(clip, f, seq, docks.get(clip.dock_id) if clip.dock_id else None)
+                docks[clip.dock_id] = self._dock(clip.dock_id)
+            try:
+                s = self._prepare(clip, f, seq, docks.get(clip.dock_id) if clip.dock_id else None)
+            except Exception as e:  # this clip's own data: it is set aside below, the batch goes on
+                log.exception("cannot stamp %s (%s)", clip.display, clip.sha256)
+                failed.append((clip, f"cannot stamp: {type(e).__name__}: {e}"[:500]))
+                continue
             seq += sum(1 for e in s.events if e.type in CUSTODY_EVENTS)
             stamped.append(s)
         write_many([file for s in stamped for file in s.files])
         with self.catalog.group():
             for s in stamped:
                 self.catalog.stamped(*s.move, *s.events)
+        # after the batch's moves: their custody positions were chosen before. The reason says whose
+        # fault: the station's staged copy gone (source_fault: a pull again at the next dock cures it),
+        # else the clip's own data, which a pull again would bring back as it is (final)
+        for clip, why in failed:
+            reason = "unstampable" if self.staging.resolve(clip.staged_path or "").is_file() else "source_fault"
+            self.catalog.quarantine(clip.sha256, why, event(
+                "quarantined", sha256=clip.sha256, key=None, error=why, reason=reason, serial=clip.serial,
+                path=clip.display), reason=reason)
         self.on_ready()
 
     def _prepare(self, clip: ClipRow, facts: ContainerFacts, seq: int, dock: DockRow | None) -> _Stamped:
@@ -165,7 +210,7 @@ class Stamper(Worker):
             elif sc.kind == "mark":
                 marked = True
         when = capture_time(facts, clip, profile, dock.clock_drift_s if dock else None)
-        assignment = self.catalog.assignment_for(clip.officer, when["_ts"])
+        assignment = self._usable(self.catalog.assignment_for(clip.officer, when["_ts"]))
         key = self.key_for(clip, dock, when["_ts"])
         doc, ts = build_manifest(self.cfg, clip, dock, facts, profile, assignment, gps, marked, key,
                                  seq, self.signer.key_id)
@@ -194,18 +239,60 @@ class Stamper(Worker):
         return _Stamped(files, (clip.sha256, key, self.staging.relative(path), signed.sha256, facts.truncated, ts,
                                 assignment.id if assignment else None), events)
 
+    @staticmethod
+    def _refusal(a: Assignment) -> ValueRefused | None:
+        """Why an assignment from the catalog breaks the doors' rules, if it does."""
+        try:
+            check_assignment(a.officer, a.from_ts, a.to_ts, a.case_number, a.proof, a.category, a.important)
+        except ValueRefused as e:
+            return e
+        return None
+
+    def _usable(self, a: Assignment | None) -> Assignment | None:
+        """An assignment a manifest may carry: one set aside is not applied.
+        TODO(catalog): assignment_for should skip set-aside assignments, so
+        that an older one covering the same time applies instead."""
+        return None if a is None or self._refusal(a) is not None else a
+
     def process_assignments(self) -> None:
         for a in self.catalog.new_assignments():
-            self.catalog.emit("assigned", assignment=a.id, officer=a.officer, start=iso(a.from_ts),
-                              end=iso(a.to_ts), case_number=a.case_number, proof_object=a.proof,
-                              category=a.category)
-            for clip in self.catalog.clips_to_amend(a):
-                doc = build_amendment(clip, a, self.custody.seq + 1, self.signer.key_id)
-                signed = sign_document(doc, self.signer)
-                path: Path = self.amendments / f"{clip.sha256}-{a.id}.json"
-                write_signed(path, signed)
-                self.catalog.add_amendment(clip.sha256, a.id, self.staging.relative(path), event(
-                    "amended", sha256=clip.sha256, assignment=a.id, amendment_sha256=signed.sha256,
-                    manifest_sha256=clip.manifest_sha256))
+            refused = self._refusal(a)
+            if refused is not None:
+                self._set_aside(a, str(refused), refused.field)
+                continue
+            amended: list[str] = []
+            try:
+                self._apply_assignment(a, amended)
+            except Exception as e:  # this assignment cannot be applied: set aside, the worker goes on
+                log.exception("cannot apply assignment %d", a.id)
+                self._set_aside(a, f"cannot apply: {type(e).__name__}: {e}"[:500], None, amended=len(amended))
+                continue
             self.catalog.assignment_processed(a.id)
             self.on_ready()
+
+    def _apply_assignment(self, a: Assignment, amended: list[str]) -> None:
+        """The ``assigned`` event, then a signed amendment for each clip
+        already stamped in its span (their SHA-256s go into *amended*)."""
+        self.catalog.emit("assigned", assignment=a.id, officer=a.officer, start=iso(a.from_ts),
+                          end=iso(a.to_ts), case_number=a.case_number, proof_object=a.proof,
+                          category=a.category)
+        for clip in self.catalog.clips_to_amend(a):
+            doc = build_amendment(clip, a, self.custody.seq + 1, self.signer.key_id)
+            signed = sign_document(doc, self.signer)
+            path: Path = self.amendments / f"{clip.sha256}-{a.id}.json"
+            write_signed(path, signed)
+            self.catalog.add_amendment(clip.sha256, a.id, self.staging.relative(path), event(
+                "amended", sha256=clip.sha256, assignment=a.id, amendment_sha256=signed.sha256,
+                manifest_sha256=clip.manifest_sha256))
+            amended.append(clip.sha256)
+
+    def _set_aside(self, a: Assignment, reason: str, field: str | None, amended: int | None = None) -> None:
+        """Processed without being applied (or, after *amended* amendments,
+        no further), with one event on the custody record naming it and its
+        values as the catalog holds them."""
+        log.warning("assignment %d set aside: %s", a.id, reason)
+        self.catalog.assignment_processed(a.id, event(
+            "assignment_set_aside", assignment=a.id, reason=reason, field=field, amended=amended,
+            officer=shown(a.officer), from_ts=shown(a.from_ts), to_ts=shown(a.to_ts),
+            case_number=shown(a.case_number), proof_object=shown(a.proof), category=shown(a.category),
+            important=a.important))

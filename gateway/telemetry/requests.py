@@ -5,12 +5,14 @@ an error response and change nothing."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.errors import DockgateError, describe_validation
+from gateway.values import check_assignment
 
 MAX_REQUEST_BYTES = 16 * 1024
 
@@ -19,29 +21,36 @@ class CommandError(DockgateError):
     reason = "bad_request"
 
 
+#: a transaction id: what a response may echo (whole: fullmatch)
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
 class _Req(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$",
+    id: str = Field(min_length=1, max_length=64, pattern=f"^{_ID.pattern}$",
                     description="transaction id, echoed in the response")
 
 
 class AssignReq(_Req):
-    officer: str = Field(min_length=1, max_length=32)
+    """Checked by the rules every door applies (gateway/values.py): the
+    officer and the texts, the span's times and length."""
+
+    officer: str
     start: datetime = Field(alias="from")
     end: datetime = Field(alias="to")
-    case: str | None = Field(None, max_length=200)
-    proof: str | None = Field(None, max_length=200)
-    category: str | None = Field(None, max_length=100)
+    case: str | None = None
+    proof: str | None = None
+    category: str | None = None
     important: bool | None = None
+
+    @field_validator("case", "proof", "category")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return v or None
 
     @model_validator(mode="after")
     def _check(self) -> AssignReq:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ValueError("from and to need a UTC offset, e.g. 2024-03-01T08:00:00+08:00")
-        if self.end < self.start:
-            raise ValueError("to is before from")
-        if not (self.case or self.proof or self.category or self.important is not None):
-            raise ValueError("give at least one of case, proof, category, important")
+        check_assignment(self.officer, self.start, self.end, self.case, self.proof, self.category, self.important)
         return self
 
 
@@ -59,13 +68,16 @@ COMMANDS: dict[str, type[_Req]] = {
 
 
 def parse_request(cmd: str, payload: bytes) -> _Req:
-    """The validated request, or CommandError saying what is wrong."""
+    """The validated request, or CommandError saying what is wrong; never
+    another exception (one would stop the worker that reads requests)."""
     if cmd not in COMMANDS:
         raise CommandError(f"unknown command {cmd[:40]!r}; known: {sorted(COMMANDS)}")
     if len(payload) > MAX_REQUEST_BYTES:
         raise CommandError(f"request of {len(payload)} bytes; at most {MAX_REQUEST_BYTES}")
     try:
         raw = json.loads(payload)
+    except RecursionError:  # 16 KiB of "[[[[": the parser's stack, not the MQTT worker, gives up
+        raise CommandError("not JSON: nested too deep") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise CommandError(f"not JSON: {e}") from None
     if not isinstance(raw, dict):
@@ -77,14 +89,18 @@ def parse_request(cmd: str, payload: bytes) -> _Req:
 
 
 def request_id(payload: bytes) -> str | None:
-    """Best effort: the id of a request that failed validation, to echo back."""
+    """Best effort: the id of a request that failed validation, to echo
+    back; only an id the rule allows (a "\\ud800" is valid JSON, and no
+    UTF-8 a response could be sent in)."""
     try:
         raw = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     rid = raw.get("id") if isinstance(raw, dict) else None
-    return rid if isinstance(rid, str) and len(rid) <= 64 else None
+    return rid if isinstance(rid, str) and _ID.fullmatch(rid) else None
 
 
 def response(rid: str | None, ok: bool, **body: Any) -> bytes:
-    return json.dumps({"id": rid, "ok": ok, **body}, ensure_ascii=False, default=str).encode()
+    # backslashreplace: a lone surrogate in a message becomes its JSON escape, never an exception
+    return json.dumps({"id": rid, "ok": ok, **body}, ensure_ascii=False, default=str).encode(
+        "utf-8", "backslashreplace")
