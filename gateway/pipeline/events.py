@@ -28,8 +28,9 @@ CUSTODY_EVENTS = {"docked", "identified", "clock", "pulled", "seen_again", "clip
 #: a clip quarantined because the station lost or spoiled its own copy, staged again from a recorder that
 #: still held it (issue 27): which clip, from which recorder file, and why it was pulled again
 CUSTODY_EVENTS |= {"pulled_again"}
-#: gateway/web: every look at evidence is on record (who, what, when, from where), and marking on the
-#: station screen; a refused login or PIN, and a lock-out, are warnings
+#: gateway/web: every look at evidence is on record (who, what, when, from where: a clip page, a play, a
+#: download, an export, a search with its query and result count, the statistics, a dispatch proposal),
+#: and marking on the station screen; a refused login or PIN, and a lock-out, are warnings
 CUSTODY_EVENTS |= {"viewed", "played", "downloaded", "exported", "marked", "searched", "statistics_viewed"}
 WARNING_EVENTS |= {"login_failed", "login_locked"}
 #: a poison pill set aside (gateway/values.py): an assignment that breaks the doors' rules is not applied,

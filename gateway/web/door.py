@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from gateway.catalog import Catalog
 from gateway.errors import DockgateError
+from gateway.values import check_assignment
 
 T = TypeVar("T")
 
@@ -54,8 +55,11 @@ class PipelineDoor:
 
     async def add_assignment(self, officer: str, from_ts: float, to_ts: float, case_number: str | None,
                              proof: str | None, category: str | None, important: bool | None) -> int:
-        return await self._on_pipeline(self._catalog.add_assignment, officer, from_ts, to_ts, case_number, proof,
-                                       category, important)
+        """Checked once more at the door itself (``gateway/values.py``), so
+        no page can hand the pipeline what every other door refuses."""
+        v = check_assignment(officer, from_ts, to_ts, case_number, proof, category, important)
+        return await self._on_pipeline(self._catalog.add_assignment, v.officer, v.start, v.end, v.case, v.proof,
+                                       v.category, v.important)
 
     def wake_stamper(self) -> None:
         if self._loop is not None and not self._loop.is_closed():

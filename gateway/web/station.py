@@ -11,11 +11,13 @@ import json
 from aiohttp import web
 
 from gateway.process.supervise import wait_event
+from gateway.values import ValueRefused, check_assignment, check_text
 from gateway.web.context import BUSY_REFRESH_S, KEEPALIVE_S, Web
 from gateway.web.i18n import LANGS, translator
 from gateway.web.slots import busy, cards, station_banner
 
-_FIELD_MAX = 200
+#: how often an idle stream looks whether its screen is still there
+GONE_CHECK_S = 2.0
 
 
 class Feed:
@@ -85,14 +87,19 @@ def routes(app: web.Application, w: Web) -> None:
                                                "X-Accel-Buffering": "no"})
             await resp.prepare(request)
             sent = None
-            while not w.stopping.is_set():
+            quiet_since = asyncio.get_running_loop().time()
+            while not w.stopping.is_set() and request.transport is not None and not request.transport.is_closing():
                 changed = f.changed
                 html = f.html.get(lang)
+                now = asyncio.get_running_loop().time()
                 if html is not None and html != sent:
                     await resp.write(b"event: slots\ndata: " + json.dumps({"html": html}).encode() + b"\n\n")
-                    sent = html
-                elif not await wait_event(changed, KEEPALIVE_S):
+                    sent, quiet_since = html, now
+                elif now - quiet_since >= KEEPALIVE_S:
                     await resp.write(b": keepalive\n\n")
+                    quiet_since = now
+                else:  # a screen that went away frees its place within this long, not at the next keepalive
+                    await wait_event(changed, GONE_CHECK_S)
         except (ConnectionResetError, ConnectionError):
             pass  # the screen went away
         finally:
@@ -159,25 +166,31 @@ def routes(app: web.Application, w: Web) -> None:
             return page(None, token=w.mark_token(n, dock_id, officer))
         if not w.check_mark_token(token, n, dock_id, officer):
             return page(t("mark.expired"), 403)
-        fields = {}
-        for name in ("case", "proof", "category"):
-            value = str(form.get(name, "")).strip()
-            if value and (len(value) > _FIELD_MAX or not value.isprintable()):
-                return page(f"{name}: 1-{_FIELD_MAX} printable characters", 400, token)
-            fields[name] = value or None
+        fields = {name: str(form.get(name, "")).strip() or None for name in ("case", "proof", "category")}
         important = True if form.get("important") else None
+        try:
+            fields = {name: check_text(name, value, required=False)  # the rules of every door (gateway/values.py)
+                      for name, value in fields.items()}
+        except ValueRefused as e:
+            return page(str(e), 400, token)
         own = {c["sha256"]: c for c in w.reader.dock_clips(dock_id)
                if c["sha256"] and c["capture_utc"] is not None and c["officer"] == officer}
         chosen = [own[s] for s in form.getall("clip", []) if isinstance(s, str) and s in own]
         if not chosen or not (any(fields.values()) or important):
             return page(t("mark.none"), 400, token)
+        checked = []
         for clip in chosen:
             when = float(clip["capture_utc"])
-            aid = await w.door.add_assignment(officer, when, when, fields["case"], fields["proof"],
-                                              fields["category"], important)
+            try:
+                checked.append((clip, check_assignment(officer, when, when, fields["case"], fields["proof"],
+                                                       fields["category"], important)))
+            except ValueRefused as e:
+                return page(f"{clip['name']}: {e}", 400, token)
+        for clip, v in checked:
+            aid = await w.door.add_assignment(v.officer, v.start, v.end, v.case, v.proof, v.category, v.important)
             await w.door.emit("marked", n, sha256=clip["sha256"], assignment=aid, officer=officer,
-                              case_number=fields["case"], proof_object=fields["proof"], category=fields["category"],
-                              important=important, via="station screen", remote=w.remote(request))
+                              case_number=v.case, proof_object=v.proof, category=v.category,
+                              important=v.important, via="station screen", remote=w.remote(request))
         w.forget_mark_token(token)
         w.door.wake_stamper()
         return page(t("mark.saved"), ok=True)

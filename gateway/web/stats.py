@@ -14,12 +14,12 @@ import io
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_request import FileField
 
+from gateway.values import ValueRefused, check_assignment, parse_time
 from gateway.web.context import Web
 from gateway.web.queries import Reader
 
@@ -74,14 +74,12 @@ class Dispatch:
     case: str
 
 
-def _ts(text: str) -> float:
-    d = datetime.fromisoformat(text.strip())
-    return (d if d.tzinfo else d.astimezone()).timestamp()
-
-
 def parse_dispatches(text: str) -> tuple[list[Dispatch], list[str]]:
     """Rows of officer, start, end, case number (ISO 8601 times; a header
-    row is skipped); problems name their line."""
+    row is skipped). Each row meets the rules every door applies to an
+    assignment (``gateway/values.py``: times within the window, the end not
+    before the start, a bounded span, printable texts); problems name
+    their line and field."""
     out, problems = [], []
     for n, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not "".join(row).strip():
@@ -94,16 +92,16 @@ def parse_dispatches(text: str) -> tuple[list[Dispatch], list[str]]:
         if len(row) < 4:
             problems.append(f"line {n}: want officer, start, end, case number")
             continue
-        officer, case = row[0].strip(), row[3].strip()
         try:
-            start, end = _ts(row[1]), _ts(row[2])
-        except ValueError:
-            problems.append(f"line {n}: not an ISO 8601 time")
+            start = parse_time("start", row[1])
+            end = parse_time("end", row[2])
+            v = check_assignment(row[0], start, end, row[3].strip() or None)
+            if v.case is None:
+                raise ValueRefused("case", "missing")
+        except ValueRefused as e:
+            problems.append(f"line {n}: {e}")
             continue
-        if not officer or not case or len(case) > 200 or not case.isprintable() or end < start:
-            problems.append(f"line {n}: officer and case needed, end not before start")
-            continue
-        out.append(Dispatch(n, officer, start, end, case))
+        out.append(Dispatch(n, v.officer, v.start, v.end, v.case))
     return out, problems
 
 
@@ -151,11 +149,12 @@ def routes(app: web.Application, w: Web) -> None:
         for value in form.getall("take", []):
             try:
                 officer, start, end, case = json.loads(str(value))
-                start, end = float(start), float(end)
-            except (ValueError, TypeError):
-                raise web.HTTPBadRequest(text="a proposal was altered") from None
-            if not (isinstance(officer, str) and isinstance(case, str) and 0 < len(case) <= 200 and end >= start):
-                raise web.HTTPBadRequest(text="a proposal was altered")
+                v = check_assignment(officer, start, end, case)
+            except (ValueError, TypeError) as e:  # ValueRefused is a ValueError: it names the field
+                raise web.HTTPBadRequest(text=f"a proposal was altered: {e}"[:300]) from None
+            if v.case is None:
+                raise web.HTTPBadRequest(text="a proposal was altered: case: missing")
+            officer, start, end, case = v.officer, v.start, v.end, v.case
             aid = await w.door.add_assignment(officer, start, end, case, None, None, None)
             await w.door.emit("marked", None, assignment=aid, officer=officer, case_number=case,
                               via="dispatch import", user=w.user(request), remote=w.remote(request))
