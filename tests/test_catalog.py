@@ -275,3 +275,13 @@ def test_the_forwarding_queue_serves_important_clips_first_then_oldest_first(cat
     cat.start_forward(a, "k/a")
     cat.retry_later(a, "archive down", at=2e12)
     assert [x.sha256 for x in cat.due_for_forward(now=1e12, limit=10)] == [c, b]
+
+
+def test_an_assignment_set_aside_is_never_applied_and_an_older_one_covering_the_time_is(cat: Catalog) -> None:
+    older = cat.add_assignment("0123", 1.7e9, 1.7e9 + 3600, "A-1", None, None, None)
+    newer = cat.add_assignment("0123", 1.7e9, 1.7e9 + 3600, "A-2", None, None, None)
+    cat.assignment_set_aside(newer, event("assignment_set_aside", assignment=newer, reason="test"))
+    got = cat.assignment_for("0123", 1.7e9 + 60)
+    assert got is not None and got.id == older and got.case_number == "A-1"
+    assert [a.id for a in cat.new_assignments()] == [older]
+    assert cat.events()[-1].type == "assignment_set_aside"

@@ -193,3 +193,10 @@ def test_wrong_public_key_fails(run: dict[str, Path], tmp_path: Path) -> None:
     r = dockgate("verify", "--archive", str(run["archive"]), "--pubkey", str(tmp_path / "other.pub.pem"),
                  check=False)
     assert r.returncode == 1 and "key-id" in r.stderr
+
+
+def test_a_container_date_that_is_no_date_is_no_capture_time() -> None:
+    from gateway.evidence.container import _parse_time
+
+    assert _parse_time("UTC 2024-13-01 08:30:15") is None and _parse_time("2024-02-30 25:61:61 UTC") is None
+    assert _parse_time("UTC 2024-03-01 08:30:15") == "2024-03-01T08:30:15Z"

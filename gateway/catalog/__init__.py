@@ -373,8 +373,10 @@ class Catalog(Store):
     def assignment_for(self, officer: str | None, when: float | None) -> Assignment | None:
         if officer is None or when is None:
             return None
+        # the newest that covers the time and was not set aside (processed=2): an older one applies then
         row = self.db.execute(f"SELECT {_ASSIGN_COLS} FROM assignments WHERE officer=? AND from_ts<=? "
-                              "AND to_ts>=? ORDER BY id DESC LIMIT 1", (officer, when, when)).fetchone()
+                              "AND to_ts>=? AND processed!=2 ORDER BY id DESC LIMIT 1",
+                              (officer, when, when)).fetchone()
         return from_row(Assignment, row) if row else None
 
     def new_assignments(self) -> list[Assignment]:
@@ -384,6 +386,14 @@ class Catalog(Store):
     def assignment_processed(self, assignment_id: int, *events: Event) -> None:
         with self.tx() as db:
             db.execute("UPDATE assignments SET processed=1 WHERE id=?", (assignment_id,))
+            self._write_events(db, events)
+        self._announce(events)
+
+    def assignment_set_aside(self, assignment_id: int, *events: Event) -> None:
+        """Processed without being applied (a poison pill: gateway/values.py):
+        never applied to a clip stamped later either."""
+        with self.tx() as db:
+            db.execute("UPDATE assignments SET processed=2 WHERE id=?", (assignment_id,))
             self._write_events(db, events)
         self._announce(events)
 

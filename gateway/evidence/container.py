@@ -45,7 +45,10 @@ def _parse_time(value: str | None) -> str | None:
     y, mo, d, h, mi, s = (int(x) for x in m.groups())
     if y < 1990:  # 1904/1970 epochs: the recorder never set it
         return None
-    return datetime(y, mo, d, h, mi, s, tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime(y, mo, d, h, mi, s, tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    except ValueError:  # month 13, second 61: a container's own word, no time at all
+        return None
 
 
 # container signatures (offset, magic): anything else is not worth a full scan

@@ -249,9 +249,9 @@ class Stamper(Worker):
         return None
 
     def _usable(self, a: Assignment | None) -> Assignment | None:
-        """An assignment a manifest may carry: one set aside is not applied.
-        TODO(catalog): assignment_for should skip set-aside assignments, so
-        that an older one covering the same time applies instead."""
+        """An assignment a manifest may carry: one set aside is not applied
+        (the catalog skips those already set aside, so an older one covering
+        the same time applies; this catches one not yet processed)."""
         return None if a is None or self._refusal(a) is not None else a
 
     def process_assignments(self) -> None:
@@ -291,7 +291,7 @@ class Stamper(Worker):
         no further), with one event on the custody record naming it and its
         values as the catalog holds them."""
         log.warning("assignment %d set aside: %s", a.id, reason)
-        self.catalog.assignment_processed(a.id, event(
+        self.catalog.assignment_set_aside(a.id, event(
             "assignment_set_aside", assignment=a.id, reason=reason, field=field, amended=amended,
             officer=shown(a.officer), from_ts=shown(a.from_ts), to_ts=shown(a.to_ts),
             case_number=shown(a.case_number), proof_object=shown(a.proof), category=shown(a.category),

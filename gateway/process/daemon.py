@@ -227,6 +227,9 @@ class Daemon:
             result = await self._apply(cmd, req)
         except DockgateError as e:
             return response(req.id, False, error=str(e))
+        except Exception as e:  # a request is never the end of the MQTT worker: answered, logged, harmless
+            log.exception("request %s could not be applied", cmd[:40])
+            return response(req.id, False, error=f"could not be applied: {type(e).__name__}")
         return response(req.id, True, result=result)
 
     async def _apply(self, cmd: str, req: Any) -> dict[str, Any]:
