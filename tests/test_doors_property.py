@@ -19,18 +19,26 @@ Bounded and seeded for CI: ``derandomize`` (the same examples every run),
 shrink replays examples against the live daemon: a finding is read from the
 failing example, printed as the steps that made it).
 
-TODO(web): the web door (POST /review/dispatch, a CSV upload; POST
-/review/dispatch/confirm; POST /station/slot/N/mark) is being rewritten;
-its rule (``web_dispatch`` below) is skipped until the routes are ready."""
+The web door is driven too: a supervisor's dispatch CSV with hostile rows,
+confirmations with hostile values, and an officer's marking on the station
+screen (PIN, then hostile fields); every answer is a page or a refusal
+(never a 5xx) and nothing refused reaches the catalog."""
 
 from __future__ import annotations
 
 import hashlib
+import http.cookiejar
 import itertools
 import json
 import math
 import os
+import re
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -56,7 +64,8 @@ from gateway.config import Config, load_config
 from gateway.values import ValueRefused, check_assignment
 from tests.helpers import DaemonProc, wait_until
 from tests.mqttclient import Recorder
-from tests.servers import Mosquitto
+from tests.servers import Mosquitto, free_port
+from tests.test_web_support import enable_web, wait_http
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +77,8 @@ STEPS = 20
 #: how long a dock, an answer or the queue may take before the station counts as stuck
 SETTLE_S = 60.0
 OFFICERS = ("012345", "054321")
+PIN = "135790"
+SUPERVISOR, PASSWORD = "inspector", "correct horse battery"
 NOW = time.time()
 
 # -- hostile values ------------------------------------------------------------------------------
@@ -165,15 +176,25 @@ class Live:
         self.tmp = tmp
         self.broker = Mosquitto(tmp / "broker")
         self.station = write_station(tmp / "st", slots=SLOTS, reserve_bytes=0, mqtt=f"127.0.0.1:{self.broker.port}")
+        self.url = enable_web(self.station, free_port(), "login_attempts = 100\n")
+        for args, secret in ((["web-user", "add", SUPERVISOR], PASSWORD), (["web-pin", "set", OFFICERS[0]], PIN)):
+            flag = "--password-stdin" if args[0] == "web-user" else "--pin-stdin"
+            subprocess.run([sys.executable, "-m", "gateway.cli.main", *args, "-c", str(self.station), flag],
+                           input=secret + "\n", text=True, check=True, capture_output=True, timeout=60)
         self.cfg: Config = load_config(self.station)
         self.log = tmp / "daemon.log"
         self.daemon = DaemonProc(self.station, self.log).start()
         self.sub = Recorder(self.broker.port, f"{BASE}/response/#")
         self.sub.wait(self.sub.subscribed.is_set, what="subscribed")
         self.catalog = Catalog(self.cfg.catalog_path)
+        wait_http(self.url + "/")
+        self.web = WebClient(self.url)
+        self.web.post("/login", {"user": SUPERVISOR, "password": PASSWORD, "next": "/review"})
         self.ids = itertools.count(1)
         #: slot -> (serial, the SHA-256s of what its recorder holds)
         self.docked: dict[int, tuple[str, set[str]]] = {}
+        #: slot -> the officer whose recorder it holds
+        self.officers: dict[int, str] = {}
         self.stats: dict[str, int] = {}
         #: every step taken, and the first check that failed: a replay against a live station that
         #: has moved on is not the run that failed (hypothesis then says "flaky"), so this is the report
@@ -215,6 +236,44 @@ class Live:
                 assert self.daemon.stop() == 0
         finally:
             self.broker.stop()
+
+
+class WebClient:
+    """A browser's requests, as plain HTTP: the station's own origin, a cookie jar."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+                                                  _NoRedirect())
+
+    def post(self, path: str, fields: dict[str, Any] | list[tuple[str, str]],
+             files: dict[str, bytes] | None = None) -> tuple[int, str]:
+        if files:
+            boundary = "dockgate-property-boundary"
+            parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"; filename=\"{k}.csv\"\r\n"
+                     f"Content-Type: text/csv\r\n\r\n".encode() + v + b"\r\n" for k, v in files.items()]
+            body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+            ctype = f"multipart/form-data; boundary={boundary}"
+        else:
+            body = urllib.parse.urlencode(fields).encode()
+            ctype = "application/x-www-form-urlencoded"
+        req = urllib.request.Request(self.url + path, data=body, method="POST",
+                                     headers={"Origin": self.url, "Content-Type": ctype})
+        try:
+            with self.opener.open(req, timeout=SETTLE_S) as r:
+                return r.status, r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode("utf-8", "replace")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kw: Any) -> None:
+        return None
+
+
+def csv_field(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value) if not isinstance(value, float) else repr(value)
+    return '"' + text.replace('"', '""') + '"'
 
 
 @pytest.fixture(scope="module")
@@ -328,15 +387,54 @@ class Doors(RuleBasedStateMachine):
         self._free(slot)
         assert cli(["sim", "attach", str(folder), "-c", str(live.station), f"--slot={slot}"]) == 0
         live.docked[slot] = (serial, held)
+        live.officers[slot] = rec["officer"]
         live.count(f"dock {rec['protocol']}", {**rec, "serial": serial, "slot": slot})
 
-    # TODO(web): drive the web door once gateway/web is rewritten (the routes are not ready yet):
-    # POST /review/dispatch (multipart field "csv") with generated and hostile rows, then
-    # POST /review/dispatch/confirm with the proposals (and altered ones), and POST /station/slot/N/mark.
-    @precondition(lambda self: False)
-    @rule()
-    def web_dispatch(self) -> None:
-        raise NotImplementedError
+    # -- the web door --------------------------------------------------------------------------
+    def _web_answer(self, what: str, status: int, page: str) -> None:
+        self.live.count(f"web {what} {status}")
+        if status >= 500:
+            self.live.fail(f"web {what}: {status}\n{page[:2000]}")
+
+    @rule(rows=st.lists(st.tuples(st.one_of(st.sampled_from(OFFICERS), texts), times, times, texts),
+                        min_size=1, max_size=6))
+    def web_dispatch(self, rows: list[tuple[Any, Any, Any, Any]]) -> None:
+        """A supervisor's dispatch CSV: any row may be hostile; refused rows
+        are named on the page, the rest proposed."""
+        text = "officer,start,end,case\n" + "".join(",".join(csv_field(v) for v in r) + "\n" for r in rows)
+        status, page = self.live.web.post("/review/dispatch", {}, files={"csv": text.encode("utf-8", "replace")})
+        self._web_answer("dispatch", status, page)
+
+    @rule(take=st.one_of(sane_span().map(lambda t: (OFFICERS[0], t[0], t[1], "WEB-1")),
+                         st.tuples(st.one_of(st.sampled_from(OFFICERS), texts), times, times, texts)))
+    def web_confirm(self, take: tuple[Any, Any, Any, Any]) -> None:
+        """A confirmation as a page sends it, or altered: refused (400), or an
+        assignment like any other (checked with the rest at the end)."""
+        try:
+            value = json.dumps(list(take))
+        except (ValueError, TypeError):
+            value = repr(take)
+        status, page = self.live.web.post("/review/dispatch/confirm", [("take", value)])
+        self._web_answer("confirm", status, page)
+        if status not in (200, 400):
+            self.live.fail(f"web confirm {take!r}: {status}")
+
+    @precondition(lambda self: any(o == OFFICERS[0] for o in self.live.officers.values()))
+    @rule(data=st.data(), fields=st.tuples(texts, texts, texts))
+    def web_mark(self, data: st.DataObject, fields: tuple[Any, Any, Any]) -> None:
+        """The officer's PIN on the station screen, then hostile fields."""
+        slot = data.draw(st.sampled_from(sorted(s for s, o in self.live.officers.items() if o == OFFICERS[0])))
+        status, page = self.live.web.post(f"/station/slot/{slot}/mark", {"pin": PIN})
+        self._web_answer("pin", status, page)
+        token = re.search(r'name="token" value="([^"]+)"', page)
+        if status != 200 or token is None:
+            return
+        clips = re.findall(r'name="clip" value="([0-9a-f]{64})"', page)
+        form = [("token", token.group(1)), *[("clip", c) for c in clips[:2]]]
+        form += [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in zip(("case", "proof", "category"), fields,
+                                                                                strict=True)]
+        status, page = self.live.web.post(f"/station/slot/{slot}/mark", form)
+        self._web_answer("mark", status, page)
 
     @invariant()
     def the_daemon_runs(self) -> None:
@@ -360,6 +458,7 @@ class Doors(RuleBasedStateMachine):
             wait_until(lambda: self._done(serial) or not self.live.alive(), SETTLE_S, f"{serial} done")
             self.the_daemon_runs()
             assert cli(["sim", "detach", "-c", str(self.live.station), f"--slot={slot}"]) == 0
+            self.live.officers.pop(slot, None)
 
     def teardown(self) -> None:
         try:
