@@ -199,6 +199,7 @@ class WebServer:
                 raise CannotListen("web.listen", cfg.listen, e) from None
 
         feed = asyncio.create_task(station.feed(w), name="web-feed")
+        reaper = asyncio.create_task(w.process.reap(), name="web-worker-reaper")
         try:
             listening = asyncio.create_task(until_listening(start))
             stopping = asyncio.create_task(stopped.wait())
@@ -214,9 +215,10 @@ class WebServer:
         finally:
             w.stopping.set()  # open streams end now, not at the shutdown timeout
             w.tracker.wake()
-            feed.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feed
+            for task in (feed, reaper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             with contextlib.suppress(Exception):
                 await runner.cleanup()
             w.close()

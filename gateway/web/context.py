@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from gateway.pipeline.live import StationState
 from gateway.pipeline.staging import Staging
 from gateway.web.accounts import Lockout, officer_pins, supervisors
 from gateway.web.door import PipelineDoor
+from gateway.web.heavy import HeavyProcess
 from gateway.web.i18n import LANGS, translator
 from gateway.web.queries import Reader
 from gateway.web.slots import SlotTracker
@@ -75,6 +77,8 @@ class Web:
         #: heavy requests (searches, statistics, CSV imports, exports, hashing a clip) run in worker
         #: threads, this many at once; the pages' own loop stays free for everyone else
         self._heavy = asyncio.Semaphore(HEAVY_WORKERS)
+        #: the heaviest pages (statistics, a CSV's proposals) run in a worker process (heavy.py)
+        self.process = HeavyProcess(cfg.web.heavy_timeout_s)
         #: open station-screen streams per client address
         self.streams: dict[str, int] = {}
         #: the station screen's renderer (``station.Feed``), set by its routes
@@ -96,7 +100,20 @@ class Web:
         self.env.filters["when"] = _when
         self.env.filters["size"] = _size
 
+    async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
+        """*fn*(catalog path, staging folder, *args*) in the worker process
+        (``heavy.py``), within ``web.heavy_timeout_s``; else 503."""
+        try:
+            result: T = await self.process.run(fn, str(self.cfg.catalog_path), str(self.staging.root), *args)
+        except TimeoutError:
+            raise TooBusy(text=f"this took longer than {self.cfg.web.heavy_timeout_s:g} s and was stopped; "
+                               "try a smaller file or a narrower request") from None
+        except BrokenProcessPool:
+            raise TooBusy(text="the worker stopped; try again") from None
+        return result
+
     def close(self) -> None:
+        self.process.close()
         with self._reader_lock:
             if self._reader is not None:
                 self._reader.close()
