@@ -102,3 +102,22 @@ def test_a_dispatch_list_names_its_bad_lines():
                                       "0123,2024-03-01T09:00+08:00\n")
     assert [(r.line, r.case) for r in rows] == [(2, "A-1")] and rows[0].end - rows[0].start == 3600
     assert [p.split(":")[0] for p in problems] == ["line 3", "line 4", "line 5"]
+
+
+def test_a_heavy_request_past_its_time_is_stopped_and_the_next_gets_a_fresh_worker():
+    import asyncio
+    import operator
+    import time
+
+    from gateway.web.heavy import HeavyProcess
+
+    async def go() -> int:
+        worker = HeavyProcess(timeout_s=2)
+        try:
+            with pytest.raises(TimeoutError):
+                await worker.run(time.sleep, 60)  # a runaway: killed, not waited for
+            return await worker.run(operator.pow, 2, 10)
+        finally:
+            worker.close()
+
+    assert asyncio.run(go()) == 1024

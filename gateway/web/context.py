@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import socket
 import threading
@@ -35,6 +36,7 @@ from gateway.web.i18n import LANGS, translator
 from gateway.web.queries import Reader
 from gateway.web.slots import SlotTracker
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 SESSION_COOKIE = "dockgate_session"
 LANG_COOKIE = "dockgate_lang"
@@ -79,6 +81,7 @@ class Web:
         self._heavy = asyncio.Semaphore(HEAVY_WORKERS)
         #: the heaviest pages (statistics, a CSV's proposals) run in a worker process (heavy.py)
         self.process = HeavyProcess(cfg.web.heavy_timeout_s)
+        self._no_process = False
         #: open station-screen streams per client address
         self.streams: dict[str, int] = {}
         #: the station screen's renderer (``station.Feed``), set by its routes
@@ -102,15 +105,20 @@ class Web:
 
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
         """*fn*(catalog path, staging folder, *args*) in the worker process
-        (``heavy.py``), within ``web.heavy_timeout_s``; else 503."""
-        try:
-            result: T = await self.process.run(fn, str(self.cfg.catalog_path), str(self.staging.root), *args)
-        except TimeoutError:
-            raise TooBusy(text=f"this took longer than {self.cfg.web.heavy_timeout_s:g} s and was stopped; "
-                               "try a smaller file or a narrower request") from None
-        except BrokenProcessPool:
-            raise TooBusy(text="the worker stopped; try again") from None
-        return result
+        (``heavy.py``), within ``web.heavy_timeout_s``; else 503. Where no
+        process can be started, in a worker thread instead."""
+        paths = (str(self.cfg.catalog_path), str(self.staging.root))
+        if not self._no_process:
+            try:
+                result: T = await self.process.run(fn, *paths, *args)
+                return result
+            except TimeoutError:
+                raise TooBusy(text=f"this took longer than {self.cfg.web.heavy_timeout_s:g} s and was stopped; "
+                                   "try a smaller file or a narrower request") from None
+            except (BrokenProcessPool, OSError) as e:
+                log.warning("web: no worker process (%s); heavy pages run in threads", e)
+                self._no_process = True
+        return await self.heavy(fn, *paths, *args)
 
     def close(self) -> None:
         self.process.close()

@@ -61,7 +61,10 @@ def _lower_priority() -> None:
     import contextlib
     import os
 
-    os.nice(19)
+    # the hardened unit refuses both (SystemCallFilter=~@resources answers EPERM): then Nice= of the
+    # unit is what the worker has, and it still runs off the daemon's GIL
+    with contextlib.suppress(OSError):
+        os.nice(19)
     if hasattr(os, "SCHED_IDLE"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
