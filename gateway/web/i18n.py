@@ -25,6 +25,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "battery": ("电量", "Battery"),
     "clips": ("段录像", "clips"),
     "eta": ("预计剩余", "Time left"),
+    "eta.short": ("剩余", "left"),
     "already": ("已采集过", "already held"),
     "done.summary": ("本次采集 {done} 段，此前已采集 {known} 段", "{done} clips pulled now, {known} held before"),
     "done.failed": ("{n} 段未能读取：请重新插入记录仪再试一次", "{n} clips could not be read: dock the recorder "
@@ -51,7 +52,23 @@ _WORDS: dict[str, tuple[str, str]] = {
     "archive.refused": ("档案库拒绝了本工作站：录像保存在工作站。请通知管理员。",
                         "The archive refuses this station: clips are kept on the station. Tell the "
                         "administrator."),
+    # the same in a few words, for a card on a crowded screen
+    "short.wrong_password": ("密码不符，请取下交管理员", "Wrong password: remove it, see the administrator"),
+    "short.foreign": ("未登记设备，请取下", "Not a registered recorder: remove it"),
+    "short.disk_full": ("存储已满，请勿拔出", "Station disk full: leave it docked"),
+    "short.storage_missing": ("未进入存储模式，请重插", "No storage mode: dock it again"),
+    "short.error": ("读取出错，请重新插入", "Reading failed: dock it again"),
+    "short.failed": ("{n} 段未读，请重插", "{n} unread: dock it again"),
+    "lost.title": ("连接已断开", "Connection lost"),
+    "lost.text": ("下面的状态已停止更新。记录仪可以留在槽位：恢复后自动继续，录像不会丢失。"
+                  "一分钟内未恢复，请通知管理员。",
+                  "The cards below are no longer updated. Recorders may stay docked: collecting goes on when "
+                  "the station is back, nothing is lost. If it is not back within a minute, tell the "
+                  "administrator."),
+    "free.none": ("请将记录仪插入任一空闲槽位", "Dock a recorder in any free slot"),
+    "free.slots": ("空闲槽位", "Free slots"),
     "mark": ("标记录像", "Mark clips"),
+    "mark.short": ("标记", "Mark"),
     "mark.title": ("标记我的录像", "Mark my clips"),
     "mark.pin": ("警员密码（PIN）", "Officer PIN"),
     "mark.case": ("案件编号", "Case number"),

@@ -92,7 +92,9 @@ def cards(state: StationState, tracker: SlotTracker, catalog: DockLookup, t: Cal
           dock_clips: Callable[[int], list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """One card per slot: what the officer sees. *dock_clips* (a dock's
     clips) gives a finished card its count of clips and of important ones:
-    the clips themselves show only after the officer's PIN."""
+    the clips themselves show only after the officer's PIN. A card that
+    asks for something has its ``instruction`` and, for a crowded screen,
+    the same in a few words (``short``)."""
     out = []
     names: dict[int, str | None] = {}
     for slot in state.slots.values():
@@ -102,7 +104,8 @@ def cards(state: StationState, tracker: SlotTracker, catalog: DockLookup, t: Cal
                                 "battery": snap["battery_pct"], "officer": None, "officer_name": None,
                                 "unit": None, "kind": "idle", "word": t("empty"), "detail": None,
                                 "instruction": None, "progress": None, "eta": None, "clips": None,
-                                "dock_id": info.dock_id, "drift": snap["clock_drift_s"], "held": 0, "important": 0}
+                                "short": None, "dock_id": info.dock_id, "drift": snap["clock_drift_s"], "held": 0,
+                                "important": 0}
         if snap["state"] != "idle" and info.dock_id is not None:
             card["officer"], card["unit"] = info.officer, info.unit
             if info.officer is not None:
@@ -123,12 +126,13 @@ def cards(state: StationState, tracker: SlotTracker, catalog: DockLookup, t: Cal
             card["detail"] = t(st)
         elif st == "waiting":
             card["kind"], card["word"] = "keep", t("state.keep")
-            card["instruction"] = t("why.disk_full")
+            card["instruction"], card["short"] = t("why.disk_full"), t("short.disk_full")
         elif st == "done":
             card["kind"], card["word"] = "done", t("state.done")
             card["detail"] = t("done.summary", done=snap["clips_done"], known=snap["clips_known"])
             if snap["clips_failed"]:
                 card["instruction"] = t("done.failed", n=snap["clips_failed"])
+                card["short"] = t("short.failed", n=snap["clips_failed"])
             card["progress"] = 100.0
             if dock_clips is not None and info.dock_id is not None:
                 held = [c for c in dock_clips(info.dock_id) if c["sha256"]]
@@ -138,8 +142,9 @@ def cards(state: StationState, tracker: SlotTracker, catalog: DockLookup, t: Cal
             card["kind"], card["word"] = "error", t("state.error")
             reason = info.reason or ("foreign" if st == "foreign" else "error")
             card["reason"] = reason
-            card["instruction"] = t(f"why.{reason}")
-            card["detail"] = snap["message"]
+            card["instruction"], card["short"] = t(f"why.{reason}"), t(f"short.{reason}")
+            # the driver's own message (English, for the administrator) stays in the events and the log:
+            # the officer reads what to do, in the screen's language
         out.append(card)
     return out
 
