@@ -16,6 +16,7 @@ from gateway.catalog import DockRow
 from gateway.catalog.reports import AmendmentView, ClipQuery, ClipView, Reports, TrailEntry
 from gateway.evidence.manifest import MANIFEST_SUFFIX
 from gateway.pipeline.staging import Staging
+from gateway.web.names import display_name
 
 #: events that are a person looking at evidence through the pages
 LOOK_EVENTS = ("viewed", "played", "downloaded", "exported")
@@ -76,8 +77,8 @@ class Reader:
         """A clip row with what people search by: case numbers, category,
         importance (the newest assignment that says, else the manifest)."""
         d: dict[str, Any] = dict(row)
-        d["name"] = bytes(row["path"]).decode("utf-8", "backslashreplace").rsplit("/", 1)[-1]
-        d["path"] = bytes(row["path"]).decode("utf-8", "backslashreplace")
+        d["path"] = display_name(bytes(row["path"]))  # GBK names on a FAT volume read as people wrote them
+        d["name"] = d["path"].rsplit("/", 1)[-1]
         ms = self.manifest(row)
         assigned = self.assignments(row["sha256"])
         d["cases"] = sorted({a["case_number"] for a in assigned if a["case_number"]})
@@ -124,7 +125,7 @@ class Reader:
         out = []
         for r in self.reports.dock_clips(dock_id):
             d: dict[str, Any] = dict(r)
-            d["name"] = bytes(r["path"]).decode("utf-8", "backslashreplace").rsplit("/", 1)[-1]
+            d["name"] = display_name(bytes(r["path"])).rsplit("/", 1)[-1]
             d["important"] = False
             d["cases"] = []
             if r["sha256"] and r["state"]:
