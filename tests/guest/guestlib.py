@@ -30,6 +30,26 @@ class GuestError(RuntimeError):
     pass
 
 
+#: what an NTP client does once it has the time (systemd-timesyncd's adjtimex: ADJ_STATUS |
+#: ADJ_MAXERROR | ADJ_ESTERROR, status STA_PLL): the kernel's maximum error small and STA_UNSYNC
+#: clear, so timedatectl says "System clock synchronized: yes" and dockgate sets recorder clocks
+#: (gateway/timesync.py). `date -s` alone leaves the clock unsynchronised (16 s, STA_UNSYNC).
+MARK_SYNCHRONISED = r"""
+import ctypes, ctypes.util, os
+L, I = ctypes.c_long, ctypes.c_int
+class Timex(ctypes.Structure):
+    _fields_ = [("modes", ctypes.c_uint), ("offset", L), ("freq", L), ("maxerror", L), ("esterror", L),
+                ("status", I), ("constant", L), ("precision", L), ("tolerance", L), ("sec", L), ("usec", L),
+                ("tick", L), ("ppsfreq", L), ("jitter", L), ("shift", I), ("stabil", L), ("jitcnt", L),
+                ("calcnt", L), ("errcnt", L), ("stbcnt", L), ("tai", I), ("pad", I * 11)]
+ADJ_MAXERROR, ADJ_ESTERROR, ADJ_STATUS, STA_PLL = 0x4, 0x8, 0x10, 0x1
+t = Timex(modes=ADJ_STATUS | ADJ_MAXERROR | ADJ_ESTERROR, status=STA_PLL, maxerror=10000, esterror=1000)
+libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+if libc.adjtimex(ctypes.byref(t)) < 0:
+    raise SystemExit("adjtimex: " + os.strerror(ctypes.get_errno()))
+"""
+
+
 def _sources_files() -> list[Path]:
     out = [p for p in (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")) if p.is_file()]
     return out[:1]
@@ -191,8 +211,12 @@ class Guest:
         self.put(text.encode(), dst, mode)
 
     def sync_clock(self) -> None:
-        # after loadvm the guest clock is the snapshot's; the guest has no NTP
-        self.run(f"date -s @{time.time():.3f} >/dev/null")
+        # after loadvm the guest clock is the snapshot's; the guest has no NTP client: set the
+        # time, then tell the kernel it is synchronised, as a station's NTP client would
+        self.run(f"date -s @{time.time():.3f} >/dev/null && python3 -", input=MARK_SYNCHRONISED)
+
+    def mark_synchronised(self) -> None:
+        self.run("python3 -", input=MARK_SYNCHRONISED)
 
     def wait_for(self, shell_test: str, timeout: float = 120, what: str = "") -> None:
         """Poll a shell condition in the guest (one ssh round trip for the whole wait)."""

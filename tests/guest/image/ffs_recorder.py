@@ -127,6 +127,7 @@ class Recorder:
         self.switch_now.wait()
         time.sleep(0.2)  # the status stage / last bulk IN of the switch reply
         self.switch_to_storage()
+        log("commands:", " ".join(self.fw.log))  # what the station sent (SYSTIME= sets the clock)
         for fd in (self.ep_out, self.ep_in, self.ep0):
             os.close(fd)
         subprocess.run(["umount", "-l", self.mnt], check=False)
