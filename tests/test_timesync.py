@@ -27,7 +27,7 @@ from gateway.evidence.container import ContainerFacts
 from gateway.evidence.manifest import build_manifest
 from gateway.telemetry.metrics import Metrics
 from gateway.timesync import ALARM, CLEARED, StationClock, SyncState, judge
-from tests.helpers import DaemonProc, attach, events, hand_made_recorder
+from tests.helpers import DaemonProc, attach, dockgate, events, hand_made_recorder
 
 SYNCED = judge(0, 0x2001, 10_000)
 UNSYNCED = judge(timesync.TIME_ERROR, timesync.STA_UNSYNC, timesync.MAXERROR_LIMIT_US)
@@ -268,3 +268,26 @@ def test_an_unsynchronised_station_sets_no_clock_signs_drift_unverified_and_rais
     # named 10:00:09 and 11:00:09 by the recorder's clock, UTC+8
     assert {c1["capture_time"]["recorder_clock"], c2["capture_time"]["recorder_clock"]} == \
         {"2024-03-05T02:00:09Z", "2024-03-05T03:00:09Z"}
+
+
+@pytest.mark.e2e
+def test_the_daemon_raises_the_alarm_without_a_dock_and_shows_it_in_status(tmp_path: Path) -> None:
+    """With the daemon's poll wired (gateway/process/daemon.py): the alarm stands in status,
+    MQTT's state and the metric from start-up, and clears within a poll of synchronisation."""
+    station = write_station(tmp_path / "station", slots=2, reserve_bytes=0)
+    station.write_text(station.read_text().replace("require_time_sync = false", "require_time_sync = true"))
+    kernel = tmp_path / "kernel-clock"
+    kernel.write_text("unsynchronised")
+    d = DaemonProc(station, tmp_path / "daemon.log", module="tests.clock_daemon",
+                   env={"DOCKGATE_TEST_CLOCK": str(kernel)}).start()
+    try:
+        s = d.wait_for(lambda s: (s.get("station_clock") or {}).get("alarm") is True, timeout=30, what="the alarm")
+        assert s["station_clock"]["synchronised"] is False and "not synchronised" in s["station_clock"]["reason"]
+        assert "station clock NOT synchronised" in dockgate("status", "-c", str(station)).stdout
+        kernel.write_text("synchronised")
+        s = d.wait_for(lambda s: s["station_clock"]["alarm"] is False, timeout=timesync.CHECK_INTERVAL_S + 20,
+                       what="the alarm cleared")
+        assert s["station_clock"]["synchronised"] is True
+    finally:
+        assert d.stop() == 0
+    assert [e["type"] for e in events(station) if e["type"] in (ALARM, CLEARED)] == [ALARM, CLEARED]

@@ -49,6 +49,7 @@ def collect(cfg: Config) -> dict[str, Any]:
         "archive_refused": live.get("archive_refused") if running else None,
         "staging_free_bytes": live.get("staging_free_bytes"),
         "last_error": live.get("last_error"),
+        "station_clock": live.get("station_clock") if running else None,
         "slots": slots,
         "recent_docks": docks,
     }
@@ -99,6 +100,10 @@ def render(s: dict[str, Any]) -> str:
     lines.append(f"queue: {q['clips']} clips, {_size(q['bytes'])} to forward{held}; archive {archive}")
     if s.get("last_error"):
         lines.append(f"last error: {s['last_error']}")
+    clock = s.get("station_clock") or {}
+    if clock.get("alarm"):
+        lines.append(f"station clock NOT synchronised ({clock.get('reason')}): no recorder clock is set and "
+                     "drift is unverified until it is")
     for slot in s["slots"]:
         if slot["state"] == "idle":
             continue

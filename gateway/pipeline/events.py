@@ -37,6 +37,10 @@ WARNING_EVENTS |= {"login_failed", "login_locked"}
 #: and the record says so (a clip that cannot be stamped is ``quarantined``, already both)
 CUSTODY_EVENTS |= {"assignment_set_aside"}
 WARNING_EVENTS |= {"assignment_set_aside"}
+#: the station's own clock (gateway/timesync.py): while it is not synchronised no recorder clock is set and
+#: drift is unverified; the record says when that began and ended
+CUSTODY_EVENTS |= {"station_clock_unsynchronised", "station_clock_synchronised"}
+WARNING_EVENTS |= {"station_clock_unsynchronised"}
 
 Listener = Callable[[str, int | None, dict[str, Any]], None]
 

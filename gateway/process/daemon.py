@@ -47,6 +47,7 @@ from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.mqtt import MqttLink
 from gateway.telemetry.requests import AssignReq, CommandError, SlotReq, parse_request, request_id, response
 from gateway.telemetry.sdnotify import notify, watchdog_interval
+from gateway.timesync import StationClock
 
 log = logging.getLogger(__name__)
 STATUS_INTERVAL_S = 0.5
@@ -119,10 +120,12 @@ class Daemon:
                                self._evidence_ready)
         self.purger = Purger(cfg, self.catalog, self.staging)
 
+        # the station's own clock: every dock asks it, and a worker polls it (the alarm without a dock)
+        self.clock = StationClock.for_config(cfg)
         self.ctx = Context(cfg, self.catalog, self.staging, self.registry, self.password, self.stamper.wake,
                            self.purger.need, self.switch_storage,
                            BufferBudget(cfg.ingest.memory_budget, cfg.ingest.buffer_size), self.state.pulling,
-                           self.forwarder.wake)
+                           self.forwarder.wake, station_clock=self.clock)
         self.detector = make_detector(cfg, self.registry)
         if cfg.metrics.enabled:
             self.metrics = Metrics(cfg.detect.slots, cfg.station.id)
@@ -168,7 +171,8 @@ class Daemon:
         snap["checkpoint"] = None if cp is None else {"name": cp.name, "seq": cp.doc["seq"], "head": cp.doc["head"]}
         snap.update(version=__version__, station=self.cfg.station.id, pid=os.getpid(),
                     updated_at=time.time(), queue={"clips": clips, "bytes": nbytes},
-                    staging_free_bytes=self.staging.free_bytes(), running=True)
+                    staging_free_bytes=self.staging.free_bytes(), running=True,
+                    station_clock=self.clock.status())
         return snap
 
     def _mark_dirty(self, *_args: object) -> None:
@@ -200,7 +204,9 @@ class Daemon:
             docked = sum(1 for s in snap["slots"] if s["state"] != "idle")
             line = (f"STATUS={docked} docked, {snap['queue']['clips']} clips queued, archive "
                     + ("REFUSES this station" if snap["archive_refused"]
-                       else {True: "up", False: "DOWN", None: "not contacted"}[snap["archive_up"]]))
+                       else {True: "up", False: "DOWN", None: "not contacted"}[snap["archive_up"]])
+                    + ("; station clock NOT synchronised: no recorder clock set" if snap["station_clock"]["alarm"]
+                       else ""))
             if line != last_status:
                 notify(line)
                 last_status = line
@@ -400,6 +406,7 @@ class Daemon:
             asyncio.create_task(supervise("forward", self.forwarder.run), name="forward"),
             asyncio.create_task(supervise("status", self._status_writer), name="status"),
             asyncio.create_task(supervise("purge", self.purger.run), name="purge"),
+            asyncio.create_task(supervise("timesync", lambda: self.clock.watch(self.catalog.emit)), name="timesync"),
         }
         if self.metrics is not None:
             workers.add(asyncio.create_task(supervise("metrics", self._serve_metrics), name="metrics"))
