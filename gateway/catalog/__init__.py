@@ -58,11 +58,6 @@ from gateway.catalog.states import (
 )
 from gateway.catalog.store import CatalogError, Journal, Store
 
-
-def _q(states: Iterable[str]) -> str:
-    return ",".join(f"'{s}'" for s in states)
-
-
 _CLIP_SELECT = ("SELECT c.sha256, c.size, c.state, c.staged_path, c.archive_key, c.attempts, "
                 "c.item_id, i.serial, i.officer, i.path, i.mtime_ns, i.dock_id, c.manifest_path, "
                 "c.manifest_sha256, c.partial, c.capture_utc, c.assignment_id "
@@ -283,7 +278,7 @@ class Catalog(Store):
         or spoiled its own copy (``REPULL_REASONS``): content a pull must
         keep and stage again (``finish_pull`` with *again*), not a sighting."""
         rows = self._clips(f"WHERE c.sha256=? AND c.state='quarantined' AND c.quarantine_reason IN "
-                           f"({_q(sorted(REPULL_REASONS))})", sha256)
+                           f"({reports.in_list(sorted(REPULL_REASONS))})", sha256)
         return rows[0] if rows else None
 
     # -- clips: content on its way to the archive -----------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, cast
@@ -47,7 +48,8 @@ def open_readonly(path: Path, *, any_thread: bool = False) -> sqlite3.Connection
     return db
 
 
-def _q(states: tuple[str, ...] | frozenset[str] | set[str]) -> str:
+def in_list(states: Iterable[str]) -> str:
+    """States (our own constants, never input) as an SQL IN list."""
     return ",".join(f"'{s}'" for s in sorted(states))
 
 
@@ -56,7 +58,7 @@ def _q(states: tuple[str, ...] | frozenset[str] | set[str]) -> str:
 def counts(db: sqlite3.Connection) -> dict[str, int]:
     """Recorder items still to pull and clips, by state."""
     out = dict.fromkeys(STATES, 0)
-    for state, n in db.execute(f"SELECT state, count(*) FROM items WHERE state IN ({_q(TO_PULL)}) GROUP BY state"):
+    for state, n in db.execute(f"SELECT state, count(*) FROM items WHERE state IN ({in_list(TO_PULL)}) GROUP BY state"):
         out[state] = n
     for state, n in db.execute("SELECT state, count(*) FROM clips GROUP BY state"):
         out[state] = n
@@ -65,13 +67,14 @@ def counts(db: sqlite3.Connection) -> dict[str, int]:
 
 def queue(db: sqlite3.Connection) -> tuple[int, int]:
     """Clips and bytes not yet archived (staged or forwarding)."""
-    row = db.execute(f"SELECT count(*), coalesce(sum(size), 0) FROM clips WHERE state IN ({_q(QUEUED)})").fetchone()
+    row = db.execute(f"SELECT count(*), coalesce(sum(size), 0) FROM clips "
+                     f"WHERE state IN ({in_list(QUEUED)})").fetchone()
     return int(row[0]), int(row[1])
 
 
 def queue_oldest_age(db: sqlite3.Connection, now: float) -> float:
     """Seconds since the oldest clip not yet archived was staged (0: none)."""
-    row = db.execute(f"SELECT min(created_at) FROM clips WHERE state IN ({_q(QUEUED)})").fetchone()
+    row = db.execute(f"SELECT min(created_at) FROM clips WHERE state IN ({in_list(QUEUED)})").fetchone()
     return 0.0 if row[0] is None else max(0.0, now - float(row[0]))
 
 
@@ -348,6 +351,6 @@ class Reports:
 
     def alarm_counts(self) -> dict[str, int]:
         """How often each of ``ALARMS`` was recorded."""
-        found = dict(self.db.execute(f"SELECT type, count(*) FROM events WHERE type IN ({_q(set(ALARMS))}) "
+        found = dict(self.db.execute(f"SELECT type, count(*) FROM events WHERE type IN ({in_list(set(ALARMS))}) "
                                      "GROUP BY type").fetchall())
         return {a: int(found.get(a, 0)) for a in ALARMS}

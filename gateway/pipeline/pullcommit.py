@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.archive.directio import hash_file
 from gateway.catalog import Catalog, ClipRow, PendingItem, TransitionRefused, event
 from gateway.durable import fsync_dir
 from gateway.evidence.manifest import read_signed
@@ -170,12 +170,13 @@ class SlotCommitter:
         pulled again: kept (it may be the trace of tampering), never purged."""
         spoiled = self.staging.path_for(sha256)
         try:
-            if _sha256_of(spoiled) == sha256:
-                return  # good again (another slot pulled it again just now): replaced by the same bytes
+            same = hash_file(spoiled) == sha256
         except FileNotFoundError:
             return  # lost: nothing to keep
         except OSError:
-            pass  # unreadable: kept as it is
+            same = False  # unreadable: set aside as it is
+        if same:
+            return  # good again (another slot pulled it again just now): replaced by the same bytes
         aside = self.staging.root / SET_ASIDE / f"{sha256}.{time.time_ns()}"
         aside.parent.mkdir(exist_ok=True)
         try:
@@ -186,14 +187,6 @@ class SlotCommitter:
         fsync_dir(spoiled.parent)
         log.warning("slot %d: the spoiled staged copy of %s is set aside as %s; the copy pulled again replaces it",
                     self.slot, sha256[:12], self.staging.relative(aside))
-
-
-def _sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _manifest_of(path: Path, sha256: str) -> bool:

@@ -179,7 +179,6 @@ class WebServer:
         w = self.web = Web(self.cfg, self.door, self.state, self.archive, self.staging, self.public_key,
                            self.tracker)
         w.tracker.bind(loop)
-        w.tracker.changed = asyncio.Event()  # of this loop: a restarted server runs on a new one
         pipeline.call_soon_threadsafe(_settle, started, loop)
         cfg = self.cfg.web
         host, _, port = cfg.listen.rpartition(":")

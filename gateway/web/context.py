@@ -146,9 +146,6 @@ class Web:
         except TimeoutError:
             raise TooBusy(text=f"this took longer than {timeout:g} s; try a narrower request") from None
 
-    def on_event(self, type_: str, slot: int | None, data: dict[str, Any]) -> None:
-        self.tracker.on_event(type_, slot, data)
-
     # -- requests ----------------------------------------------------------------
     def lang(self, request: web.Request) -> str:
         want = request.query.get("lang") or request.cookies.get(LANG_COOKIE) or self.cfg.web.language

@@ -50,7 +50,10 @@ class SlotTracker:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake streams on *loop* (called on it): a fresh wake-up event of that
+        loop, since a restarted web server runs on a new one."""
         self._loop = loop
+        self.changed = asyncio.Event()
 
     def on_event(self, type_: str, slot: int | None, data: dict[str, Any]) -> None:
         if slot is not None:
