@@ -34,6 +34,8 @@ class _Section(BaseModel):
 class StationConfig(_Section):
     id: str = Field(description="Station id, unique in the district; used in MQTT topics and manifests")
     location: str = Field("", description="Where the station is; default capture place")
+    agency: str = Field("", max_length=200, description="The agency it serves: a case file's Source-Organization")
+    fonds: str = Field("", max_length=64, description="The agency's 全宗号 (fonds number) in case file catalogues")
     require_time_sync: bool = Field(
         True, description="Set recorder clocks, and correct capture times by the drift measured at docking, only "
                           "while the kernel says this station's clock is synchronised (NTP; gateway/timesync.py); "

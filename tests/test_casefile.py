@@ -130,7 +130,7 @@ def test_the_custody_excerpt_comes_with_the_checkpoints_covering_it(case: dict[s
     assert segments and checkpoints
     shas = {sha256_file(p) for p in media_in(case["bag"]).values()}
     stamped = {json.loads(line)["data"]["sha256"] for seg in segments for line in seg.read_bytes().splitlines()
-               if json.loads(line)["event"] == "stamped"}
+               if json.loads(line).get("event") == "stamped"}  # other entries: redacted
     assert shas <= stamped
     covered = {json.loads(cp.read_bytes())["seq"] for cp in checkpoints}
     last = {max(json.loads(line)["seq"] for line in seg.read_bytes().splitlines()) for seg in segments}

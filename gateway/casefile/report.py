@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jinja2 import Environment
+from markupsafe import Markup
 
+from gateway.casefile.catalogue import local_time, manual_commands
 from gateway.casefile.source import CaseEvidence, ClipEvidence
 from gateway.evidence.signing import key_id, verify
 
@@ -40,8 +42,10 @@ _T: dict[str, dict[str, str]] = {
         "amendments": "修正件", "events": "监管事件", "seq": "序号", "time": "时间", "actor": "执行者",
         "event": "事件", "detail": "内容", "checkpoints": "检查点", "timestamp": "可信时间戳",
         "tsr_yes": "有（RFC 3161 令牌）", "tsr_no": "无", "how": "如何手工核验", "archive_key": "档案库路径",
-        "stamped_at": "签章时间", "none": "（无）",
-        "how_text": "以下命令只需 sha256sum 与 OpenSSL 3；CLIP 为音像文件，PUB 为采集站公钥（PEM）。",
+        "stamped_at": "签章时间", "none": "（无）", "local": "当地时间", "page": "第{}页，共{}页",
+        "how_text": "以下命令只需 sha256sum 与 OpenSSL 3，在档案包目录下执行（以第一条记录为例）；每两行输出应相同，"
+                    "Ed25519 签名核验输出 Signature Verified Successfully，SM2 签名核验输出 Verified OK"
+                    "（GM/T 0009 默认用户标识 1234567812345678）。",
     },
     "en": {
         "title": "Chain-of-custody report", "case": "Case number", "selection": "Selection", "made": "Made at",
@@ -54,9 +58,10 @@ _T: dict[str, dict[str, str]] = {
         "time": "Time", "actor": "Actor", "event": "Event", "detail": "Detail", "checkpoints": "Checkpoints",
         "timestamp": "Trusted timestamp", "tsr_yes": "yes (RFC 3161 token)", "tsr_no": "none",
         "how": "How to verify by hand", "archive_key": "Archive key", "stamped_at": "Signed at",
-        "none": "(none)",
-        "how_text": "These commands need only sha256sum and OpenSSL 3; CLIP is the media file, PUB the station "
-                    "public key (PEM).",
+        "none": "(none)", "local": "local time", "page": "page {} of {}",
+        "how_text": "These commands need only sha256sum and OpenSSL 3, run in the bag's folder (the first clip as "
+                    "the example); each pair of lines printed must be equal, the Ed25519 check prints Signature "
+                    "Verified Successfully, the SM2 check Verified OK (GM/T 0009 default ID 1234567812345678).",
     },
 }
 
@@ -65,19 +70,40 @@ _EVENTS_ZH = {
     "amended": "修正（签名修正件）", "forwarded": "发送到档案库", "verified": "档案库回读核验",
     "clip_archived": "归档", "amendment_archived": "修正件归档", "released": "从记录仪释放",
     "purged": "从暂存区清除", "seen_again": "再次见到", "quarantined": "隔离", "docked": "插入采集站",
-    "identified": "识别记录仪", "clock": "读取时钟", "undocked": "拔出",
+    "identified": "识别记录仪", "clock": "读取时钟", "undocked": "拔出", "pulled_again": "重新复制",
+    "clip_interrupted": "复制中断", "viewed": "查看", "played": "播放", "downloaded": "下载", "exported": "导出",
+    "marked": "标记", "searched": "检索", "storage_switched": "切换到存储模式",
 }
+#: what an event's data says, in words a clerk reads (keys not named here are shown as they are)
+_DATA_ZH = {
+    "key": "档案库路径", "size": "大小（字节）", "partial": "不完整", "serial": "记录仪编号", "path": "记录仪上的文件",
+    "slot": "插槽", "manifest_sha256": "清单 SHA-256", "amendment_sha256": "修正件 SHA-256", "assignment": "分配编号",
+    "case_number": "案件编号", "proof_object": "证明对象", "category": "类别", "officer": "警号",
+    "verified_by": "核验方式", "existed": "档案库已有", "why": "原因", "drift_s": "时钟偏差（秒）",
+    "start": "起", "end": "止", "what": "内容", "who": "执行者", "remote": "来源地址", "reason": "原因",
+    "error": "错误", "duration_s": "耗时（秒）", "capture_utc": "采集时间（UTC）", "issued_at": "签发时间",
+}
+_DATA_EN = {"key": "archive key", "size": "size (bytes)", "serial": "recorder", "path": "file on the recorder",
+            "manifest_sha256": "manifest SHA-256", "amendment_sha256": "amendment SHA-256"}
 
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="{{ 'zh-CN' if lang == 'zh' else 'en' }}"><head><meta charset="utf-8">
 <title>{{ t.title }} {{ heading }}</title>
 <style>
-@page { size: A4; margin: 15mm 12mm; }
+@page { size: A4; margin: 18mm 12mm 16mm 12mm;
+  @top-left { content: "{{ t.title|css }} · {{ (t.case if case else t.selection)|css }} {{ (case or selection)|css }}";
+    font-size: 8pt; color: #444; }
+  @top-right { content: "{{ made_local|css }}"; font-size: 8pt; color: #444; }
+  @bottom-center { content: {{ page_css }}; font-size: 8pt; } }
 body { font-family: "Noto Sans CJK SC", "Noto Sans CJK", sans-serif; font-size: 9pt; }
 h1 { font-size: 15pt; } h2 { font-size: 12pt; margin-top: 14pt; } h3 { font-size: 10pt; }
 table { border-collapse: collapse; width: 100%; margin: 4pt 0; }
 th, td { border: 0.5pt solid #888; padding: 2pt 3pt; text-align: left; vertical-align: top; }
 th { background: #eee; width: 22%; }
+table.events th { width: auto; }
+table.events .n { white-space: nowrap; }
+thead { display: table-header-group; }
+tr { page-break-inside: avoid; }
 .hash { font-family: "DejaVu Sans Mono", monospace; font-size: 7.5pt; word-break: break-all; }
 .bad { color: #b00; font-weight: bold; }
 pre { font-size: 7.5pt; white-space: pre-wrap; word-break: break-all; background: #f6f6f6; padding: 4pt; }
@@ -87,59 +113,72 @@ pre { font-size: 7.5pt; white-space: pre-wrap; word-break: break-all; background
 <tr><th>{{ t.case }}</th><td>{{ case or t.none }}</td></tr>
 <tr><th>{{ t.selection }}</th><td>{{ selection }}</td></tr>
 <tr><th>{{ t.clips }}</th><td>{{ clips|length }}</td></tr>
-<tr><th>{{ t.made }}</th><td>{{ made }}</td></tr>
+<tr><th>{{ t.made }}</th><td>{{ made_local }}<br>UTC {{ made }}</td></tr>
 </table>
 {% for c in clips %}
 <h2>{{ t.clip }} {{ loop.index }}: {{ c.name }}</h2>
 <table>
 <tr><th>{{ t.case }}</th><td>{{ c.case or t.none }}</td></tr>
-<tr><th>{{ t.capture_time }}</th><td>{{ t.recorder_clock }} {{ c.recorder_clock }}; {{ t.utc }} {{ c.utc }}</td></tr>
-<tr><th>{{ t.place }}</th><td>{{ c.place }}</td></tr>
-<tr><th>{{ t.collector }}</th><td>{{ c.collector }}</td></tr>
+<tr><th>{{ t.capture_time }}</th><td>{{ t.local }} {{ c.local|v }}<br>{{ t.utc }} {{ c.utc|v }}<br>
+  {{ t.recorder_clock }} {{ c.recorder_clock|v }}</td></tr>
+<tr><th>{{ t.place }}</th><td>{{ c.place|v }}</td></tr>
+<tr><th>{{ t.collector }}</th><td>{{ c.collector|v }}</td></tr>
 <tr><th>{{ t.proof }}</th><td>{{ c.proof or t.none }}</td></tr>
-<tr><th>{{ t.recorder }}</th><td>{{ c.recorder }}</td></tr>
-<tr><th>{{ t.drift }}</th><td>{{ c.drift }}</td></tr>
-<tr><th>{{ t.station }}</th><td>{{ c.station }}</td></tr>
+<tr><th>{{ t.recorder }}</th><td>{{ c.recorder|v }}</td></tr>
+<tr><th>{{ t.drift }}</th><td>{{ c.drift|v }}</td></tr>
+<tr><th>{{ t.station }}</th><td>{{ c.station|v }}</td></tr>
 <tr><th>{{ t.archive_key }}</th><td class="hash">{{ c.key }}</td></tr>
 <tr><th>{{ t.sha256 }}</th><td class="hash">{{ c.sha256 }}</td></tr>
 {% if c.sm3 %}<tr><th>{{ t.sm3 }}</th><td class="hash">{{ c.sm3 }}</td></tr>{% endif %}
-<tr><th>{{ t.size }}</th><td>{{ c.size }}</td></tr>
-<tr><th>{{ t.duration }}</th><td>{{ c.duration }}</td></tr>
+<tr><th>{{ t.size }}</th><td>{{ c.size|v }}</td></tr>
+<tr><th>{{ t.duration }}</th><td>{{ c.duration|v }}</td></tr>
 <tr><th>{{ t.partial }}</th><td>{{ t.yes if c.partial else t.no }}</td></tr>
 <tr><th>{{ t.signature }}</th><td><span class="{{ '' if c.sig_ok else 'bad' }}">{{ c.sig }}</span>;
-  {{ t.key_id }} <span class="hash">{{ c.key_id }}</span>; {{ t.stamped_at }} {{ c.stamped_at }}</td></tr>
+  {{ t.key_id }} <span class="hash">{{ c.key_id|v }}</span>; {{ t.stamped_at }} {{ c.stamped_local|v }}
+  (UTC {{ c.stamped_at|v }})</td></tr>
 <tr><th>{{ t.amendments }}</th><td>{% for a in c.amendments %}{{ a }}<br>{% else %}{{ t.none }}{% endfor %}</td></tr>
 </table>
 <h3>{{ t.events }}</h3>
-<table><tr><th>{{ t.seq }}</th><th>{{ t.time }}</th><th>{{ t.actor }}</th><th>{{ t.event }}</th>
-<th>{{ t.detail }}</th></tr>
-{% for e in c.events %}<tr><td>{{ e.seq }}</td><td>{{ e.ts }}</td><td>{{ e.actor }}</td><td>{{ e.event }}</td>
-<td class="hash">{{ e.detail }}</td></tr>{% endfor %}
+<table class="events"><thead><tr><th class="n">{{ t.seq }}</th><th>{{ t.time }}</th><th>{{ t.event }}</th>
+<th>{{ t.actor }}</th><th>{{ t.detail }}</th></tr></thead>
+{% for e in c.events %}<tr><td class="n">{{ e.seq|v }}</td><td class="n">{{ e.local|v }}<br>UTC {{ e.ts|v }}</td>
+<td>{{ e.event }}</td><td class="n">{{ e.actor }}</td>
+<td>{% for k, val in e.detail %}{{ k }}: <span class="{{ 'hash' if val|length > 40 else '' }}">{{ val }}</span><br>
+{% endfor %}</td>
+</tr>{% else %}<tr><td colspan="5">{{ t.none }}</td></tr>{% endfor %}
 </table>
 {% endfor %}
 <h2>{{ t.checkpoints }}</h2>
 <table><tr><th>{{ t.station }}</th><th>{{ t.seq }}</th><th>{{ t.time }}</th><th>{{ t.timestamp }}</th></tr>
-{% for cp in checkpoints %}<tr><td>{{ cp.station }}</td><td>{{ cp.seq }}</td><td>{{ cp.made_at }}</td>
+{% for cp in checkpoints %}<tr><td>{{ cp.station|v }}</td><td>{{ cp.seq|v }}</td>
+<td>{{ cp.local|v }}<br>UTC {{ cp.made_at|v }}</td>
 <td>{{ t.tsr_yes if cp.tsr else t.tsr_no }}</td></tr>{% else %}<tr><td colspan="4">{{ t.none }}</td></tr>{% endfor %}
 </table>
 <h2>{{ t.how }}</h2>
 <p>{{ t.how_text }}</p>
-<pre>sha256sum "$CLIP" | cut -d' ' -f1
-grep -o '"sha256":"[0-9a-f]\\{64\\}"' "$CLIP.manifest.json" | cut -d'"' -f4
-openssl pkey -pubin -in "$PUB" -outform DER | sha256sum | cut -d' ' -f1
-openssl pkeyutl -verify -pubin -inkey "$PUB" -rawin -in "$CLIP.manifest.json" -sigfile "$CLIP.manifest.json.sig"
-bagit.py --validate BAG
-dockgate verify --bag BAG --pubkey "$PUB"</pre>
+<pre>{% for line in commands %}{{ line }}
+{% endfor %}bagit.py --validate .
+dockgate verify --bag .</pre>
 </body></html>
 """
 
 
-def _detail(data: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(data.items()) if k not in ("sha256",))
+def _detail(data: dict[str, Any], lang: str, clip_key: str = "") -> list[tuple[str, str]]:
+    """An event's data as (label, value) lines a clerk reads; the clip's own
+    hash and archive key are the section's."""
+    names = _DATA_ZH if lang == "zh" else _DATA_EN
+    yes, no = ("是", "否") if lang == "zh" else ("yes", "no")
+    out = []
+    for k, v in sorted(data.items()):
+        if k == "sha256" or v is None or v == "" or (k == "key" and v == clip_key):
+            continue
+        text = (yes if v else no) if isinstance(v, bool) else str(v)
+        out.append((names.get(k, k), text))
+    return out
 
 
 def _clip_view(c: ClipEvidence, ev: CaseEvidence, keys: dict[str, Ed25519PublicKey], t: dict[str, str],
-               lang: str) -> dict[str, Any]:
+               lang: str, tz: tzinfo | None) -> dict[str, Any]:
     d = c.doc
     clip = d.get("clip") or {}
     who = d.get("collector") or {}
@@ -161,52 +200,82 @@ def _clip_view(c: ClipEvidence, ev: CaseEvidence, keys: dict[str, Ed25519PublicK
         if data.get("sha256") != c.sha256 and data.get("key") != c.key:
             continue
         name = str(e.entry.get("event"))
-        events.append({"seq": e.entry.get("seq"), "ts": e.entry.get("ts"),
+        events.append({"seq": e.entry.get("seq"), "ts": e.entry.get("ts"), "local": local_time(e.entry.get("ts"), tz),
                        "actor": f"{t['station']} {e.entry.get('station')}",
                        "event": f"{_EVENTS_ZH.get(name, name)} ({name})" if lang == "zh" else name,
-                       "detail": _detail(data)})
+                       "detail": _detail(data, lang, c.key)})
+    utc = (d.get("capture_time") or {}).get("utc")
     return {
         "name": c.key.rsplit("/", 1)[-1], "key": c.key, "case": c.case_number, "proof": c.latest("proof_object"),
-        "recorder_clock": (d.get("capture_time") or {}).get("recorder_clock"),
-        "utc": (d.get("capture_time") or {}).get("utc"),
+        "recorder_clock": (d.get("capture_time") or {}).get("recorder_clock"), "utc": utc,
+        "local": local_time(utc, tz),
         "place": " ".join(str(x) for x in (place.get("text"), place.get("latitude"), place.get("longitude"))
                           if x is not None),
         "collector": " ".join(str(x) for x in (who.get("name"), who.get("officer"), who.get("unit")) if x),
         "recorder": " ".join(str(x) for x in (rec.get("serial"), rec.get("model"), rec.get("profile")) if x),
-        "drift": rec.get("clock_drift_s"), "station": f"{st.get('id')} ({st.get('location') or '-'}), "
-                                                      f"slot {st.get('slot')}",
+        "drift": rec.get("clock_drift_s"),
+        "station": f"{st.get('id') or '-'} ({st.get('location') or '-'})"
+                   + (f", slot {st.get('slot')}" if st.get("slot") is not None else ""),
         "sha256": clip.get("sha256"), "sm3": clip.get("sm3"), "size": clip.get("size"),
         "duration": (clip.get("container") or {}).get("duration_s"), "partial": bool(clip.get("partial")),
         "sig": sig_text, "sig_ok": sig_ok, "key_id": d.get("key_id"), "stamped_at": d.get("stamped_at"),
+        "stamped_local": local_time(d.get("stamped_at"), tz),
         "amendments": [f"#{n}: {a.get('case_number') or '-'} / {a.get('proof_object') or '-'} "
-                       f"({a.get('issued_at')}), manifest sha256 {(a.get('amends') or {}).get('manifest_sha256')}"
+                       f"({local_time(a.get('issued_at'), tz) or '-'}), manifest sha256 "
+                       f"{(a.get('amends') or {}).get('manifest_sha256') or '-'}"
                        for n, _, a in c.amendments],
         "events": events,
     }
 
 
+def _css_string(value: object) -> Markup:
+    """*value* inside a CSS string of the page's <style> (the running
+    header): quotes, backslashes and angle brackets escaped the CSS way, so
+    no case number can end the string or the style element."""
+    text = " ".join(str(value).split())
+    for ch, esc in (("\\", "\\\\"), ('"', '\\"'), ("<", "\\3c "), (">", "\\3e ")):
+        text = text.replace(ch, esc)
+    return Markup(text)
+
+
 def render_html(ev: CaseEvidence, *, lang: str = "zh", keys: list[Ed25519PublicKey] | None = None,
-                only: str | None = None) -> str:
+                only: str | None = None, tz: tzinfo | None = None) -> str:
     """*keys*: the station public keys signatures are checked with; *only*:
-    one clip (its SHA-256 or archive key)."""
+    one clip (its SHA-256 or archive key); *tz*: the zone local times are
+    shown in beside UTC (default: this machine's)."""
     if lang not in _T:
         raise ValueError(f"language {lang!r}: zh or en")
     t = _T[lang]
     kmap = {key_id(k): k for k in keys or []}
     clips = [c for c in ev.clips if only is None or only in (c.sha256, c.key)]
-    views = [_clip_view(c, ev, kmap, t, lang) for c in clips]
+    views = [_clip_view(c, ev, kmap, t, lang, tz) for c in clips]
     cps = []
     for k, body in sorted(ev.checkpoint_docs.items()):
         try:
             doc = json.loads(body)
         except ValueError:
             continue
+        if not isinstance(doc, dict):
+            continue
         cps.append({"station": doc.get("station"), "seq": doc.get("seq"), "made_at": doc.get("made_at"),
+                    "local": local_time(doc.get("made_at"), tz),
                     "tsr": k + ".tsr" in ev.checkpoints, "sha256": hashlib.sha256(body).hexdigest()})
     env = Environment(autoescape=True)
+    none = t["none"]
+    env.filters["v"] = lambda x: none if x is None or x == "" else x  # never "None" on paper
+    env.filters["css"] = _css_string
+    before, between = t["page"].split("{}")[:2]
+    after = t["page"].split("{}")[2]
+    page_css = Markup(f'"{_css_string(before)}" counter(page) "{_css_string(between)}" counter(pages) '
+                      f'"{_css_string(after)}"')
+    made = datetime.now(UTC).isoformat(timespec="seconds")
+    sub = ev
+    if only is not None:
+        sub = CaseEvidence(ev.selection, clips, ev.segments, ev.checkpoints, ev.entries, ev.checkpoint_docs)
     return env.from_string(_TEMPLATE).render(
         t=t, lang=lang, case=ev.selection.case, selection=ev.selection.describe(), clips=views,
-        heading=ev.selection.describe(), made=datetime.now(UTC).isoformat(timespec="seconds"), checkpoints=cps)
+        heading=ev.selection.describe(), made=made, made_local=local_time(made, tz), checkpoints=cps,
+        page_css=page_css, commands=manual_commands(sub) if clips else [])
 
 
 def render_pdf(html: str) -> bytes:

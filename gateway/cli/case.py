@@ -14,7 +14,7 @@ from gateway.cli.common import UsageError, parse_time
 
 
 def _pubkeys(paths: list[str], fallback: Path | None) -> list[Any]:
-    from gateway.evidence.signing import load_public
+    from gateway.evidence.signing import KeyError_, load_public
 
     chosen = [Path(p) for p in paths] or ([fallback] if fallback else [])
     if not chosen:
@@ -22,25 +22,67 @@ def _pubkeys(paths: list[str], fallback: Path | None) -> list[Any]:
     for p in chosen:
         if not p.is_file():
             raise UsageError(f"{p}: no such public key file")
-    return [load_public(p) for p in chosen]
+    try:
+        return [load_public(p) for p in chosen]
+    except KeyError_ as e:  # a file given that is no key: the command line's fault (exit 2)
+        raise UsageError(str(e)) from None
 
 
-def open_source(args: argparse.Namespace) -> tuple[Any, list[Any]]:
-    """The archive to read (``--archive DIR`` or the station config's) and
-    the station public keys."""
+def _sm2_pubkeys(paths: list[str | Path]) -> list[bytes]:
+    """国密: SM2 public points from PEM files given on the command line."""
+    from gateway.evidence.gm import load_sm2_public
+
+    points = []
+    for p in map(Path, paths):
+        try:
+            points.append(load_sm2_public(p))
+        except FileNotFoundError:
+            raise UsageError(f"{p}: no such SM2 public key file") from None
+        except (OSError, ValueError, IndexError) as e:
+            raise UsageError(f"{p}: not an SM2 public key PEM: {e}") from None
+    return points
+
+
+def open_source(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
+    """The archive to read (``--archive DIR`` or the station config's), the
+    station public keys, and the station config (None with ``--archive``)."""
     from gateway.archive.directory import DirectoryArchive
     from gateway.config import default_config_path, load_config
 
     if args.archive:
         if not Path(args.archive).is_dir():
             raise UsageError(f"{args.archive}: no such directory")
-        return DirectoryArchive(Path(args.archive)), _pubkeys(args.pubkey, None)
+        return DirectoryArchive(Path(args.archive)), _pubkeys(args.pubkey, None), None
     from gateway.archive import open_archive
 
     cfg = load_config(args.config or default_config_path())
     if cfg.archive.backend == "directory" and not cfg.archive.path.is_dir():
         raise UsageError(f"{cfg.archive.path}: the archive is not there (not mounted?)")
-    return open_archive(cfg), _pubkeys(args.pubkey, cfg.public_key_file)
+    return open_archive(cfg), _pubkeys(args.pubkey, cfg.public_key_file), cfg
+
+
+def _zone(name: str | None) -> Any:
+    """``--tz``: an IANA zone for local times (default: this machine's)."""
+    if not name:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--tz {name}: no such time zone (an IANA name, e.g. Asia/Shanghai)") from None
+
+
+def _seal_asker(cfg: Any) -> Callable[[], bool] | None:
+    """How the export asks a running daemon of this station to seal its
+    custody log now (gateway/process/runfiles.py); None when no daemon runs."""
+    if cfg is None:
+        return None
+    from gateway.process.runfiles import daemon_running, request_seal
+
+    if not daemon_running(cfg.run_dir):
+        return None
+    return lambda: request_seal(cfg.run_dir)
 
 
 def _selection(args: argparse.Namespace) -> Any:
@@ -55,10 +97,23 @@ def _selection(args: argparse.Namespace) -> Any:
 
 
 def cmd_case_export(args: argparse.Namespace) -> int:
-    from gateway.casefile.bag import export_case
+    from gateway.casefile.bag import Archival, ExportRefused, export_case
+    from gateway.config import RetentionConfig
 
-    archive, keys = open_source(args)
-    done = export_case(archive, _selection(args), Path(args.out), keys, lang=args.lang)
+    archive, keys, cfg = open_source(args)
+    sm2_paths: list[str | Path] = list(args.sm2_pubkey)
+    if not sm2_paths and cfg is not None and cfg.evidence.sm2_key_file is not None:
+        sm2_paths = [cfg.evidence.sm2_key_file.with_suffix(".pub.pem")]  # where `keygen --sm2` writes it
+    archival = Archival(organization=cfg.station.agency if cfg else "", fonds=args.fonds or
+                        (cfg.station.fonds if cfg else ""), classification=args.classification,
+                        retention=cfg.retention if cfg else RetentionConfig(), tz=_zone(args.tz))
+    try:
+        done = export_case(archive, _selection(args), Path(args.out), keys, lang=args.lang,
+                           sm2_keys=_sm2_pubkeys(sm2_paths), archival=archival, ask_seal=_seal_asker(cfg),
+                           wait_s=args.wait)
+    except ExportRefused as e:
+        print(f"FAILED: {e}", file=sys.stderr)
+        return 1
     c = done.check
     print(f"{done.path}: {len(done.evidence.clips)} clips, {len(done.evidence.segments)} custody segments, "
           f"{len(done.evidence.checkpoints)} checkpoint files; {done.bytes} bytes in {done.seconds:.1f} s")
@@ -74,13 +129,13 @@ def cmd_case_report(args: argparse.Namespace) -> int:
     from gateway.casefile.report import render_html, render_pdf
     from gateway.casefile.source import collect
 
-    archive, keys = open_source(args)
+    archive, keys, _ = open_source(args)
     ev = collect(archive, _selection(args))
     if args.clip:
         ev.clips = [c for c in ev.clips if args.clip in (c.sha256, c.key)]
     if not ev.clips:
         raise UsageError("no such clips in the archive")
-    html = render_html(ev, lang=args.lang, keys=keys, only=args.clip)
+    html = render_html(ev, lang=args.lang, keys=keys, only=args.clip, tz=_zone(args.tz))
     out = Path(args.out)
     if out.suffix.lower() == ".pdf":
         out.write_bytes(render_pdf(html))
@@ -90,17 +145,46 @@ def cmd_case_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bag_keys(bag: Path) -> tuple[list[Any], dict[str, bytes], list[Any]]:
+    """The station keys a bag carries (Ed25519, SM2 by key id), and a
+    finding for each file under data/keys that is no such key."""
+    from gateway.casefile.checks import Finding
+    from gateway.evidence.gm import SM2_PUB_SUFFIX, load_sm2_public, sm2_key_id
+    from gateway.evidence.signing import KeyError_, load_public
+
+    keys, sm2, bad = [], {}, []
+    for p in sorted((bag / "data" / "keys").glob("*.pub.pem")):
+        rel = p.relative_to(bag).as_posix()
+        try:
+            if p.name.endswith(SM2_PUB_SUFFIX):
+                point = load_sm2_public(p)
+                sm2[sm2_key_id(point)] = point
+            else:
+                keys.append(load_public(p))
+        except (KeyError_, OSError, ValueError, IndexError) as e:
+            bad.append(Finding("authenticity", "bag-key", rel, f"not a station public key: {e}"))
+    return keys, sm2, bad
+
+
 def cmd_verify_bag(args: argparse.Namespace) -> int:
-    from gateway.casefile.bag import bag_keys
-    from gateway.casefile.checks import check_bag
+    from gateway.casefile.checks import Finding, check_bag
+    from gateway.evidence.gm import sm2_key_id
 
     bag = Path(args.bag)
     if not (bag / "bagit.txt").is_file():
         raise UsageError(f"{bag}: not a bag (no bagit.txt)")
-    keys = _pubkeys(args.pubkey, None) if args.pubkey else bag_keys(bag)
+    carried, sm2, bad = _bag_keys(bag)
+    keys = _pubkeys(args.pubkey, None) if args.pubkey else carried
     if not keys:
         raise UsageError(f"{bag}: no station keys in data/keys/; give --pubkey")
-    result = check_bag(bag, keys)
+    pins = {sm2_key_id(p): p for p in _sm2_pubkeys(getattr(args, "sm2_pubkey", []) or [])}
+    if pins:  # --sm2-pubkey pins the SM2 key: a bag carrying another fails, and the pinned key is what checks
+        bad += [Finding("authenticity", "sm2-key-pin", f"data/keys/{kid}.sm2.pub.pem",
+                        "the bag's SM2 key is not the one given with --sm2-pubkey")
+                for kid in sorted(set(sm2) - set(pins))]
+        sm2 = pins
+    result = check_bag(bag, keys, sm2_keys=sm2)
+    result.failures[:0] = bad
     if getattr(args, "json", False):
         print(json.dumps({"ok": result.ok, "bag": str(bag), "summary": result.summary,
                           "keys_from": "--pubkey" if args.pubkey else "the bag",
@@ -187,11 +271,20 @@ def add_parsers(sub: Any, with_config: Callable[[argparse.ArgumentParser], argpa
         sp.add_argument("--pubkey", action="append", default=[], help="station public key PEM (repeatable; "
                                                                       "default: the config's)")
         sp.add_argument("--lang", choices=["zh", "en"], default="zh", help="report language (default zh)")
+        sp.add_argument("--tz", help="time zone local times are shown in (IANA name; default this machine's)")
 
     sp = case.add_parser("export", help="one BagIt bag with clips, manifests, amendments, custody excerpt, "
                                         "catalogue, four-properties report and custody report")
     common(sp)
     sp.add_argument("--out", required=True, help="the bag's folder (must not exist or be empty)")
+    sp.add_argument("--sm2-pubkey", action="append", default=[], help="国密: station SM2 public key PEM the bag "
+                                                                      "carries (repeatable; default: the config's)")
+    sp.add_argument("--fonds", help="全宗号 of the catalogue (default: station.fonds in the config)")
+    sp.add_argument("--classification", default="内部", choices=["公开", "内部", "秘密", "机密", "绝密"],
+                    help="密级 of the catalogue (default 内部)")
+    sp.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                    help="on a running station: how long to wait for the custody it is asked to seal "
+                         "(default 60)")
     sp.set_defaults(fn=cmd_case_export)
 
     sp = case.add_parser("report", help="chain-of-custody report of a case or one clip (HTML or PDF by --out)")

@@ -167,3 +167,14 @@ class CustodyLog:
             self.sync()
             os.close(self._fd)
             self._fd = None
+
+
+def redact_line(line: bytes) -> bytes:
+    """*line* reduced to its hash, for a custody excerpt that must not show
+    what it says (an entry about another case): canonical JSON of ``prev``,
+    ``redacted`` (``entry_hash`` of the original line, which the next entry's
+    ``prev`` names), ``seq`` and ``station``, so the chain still verifies
+    and nothing else of the entry remains. No newline."""
+    entry = json.loads(line)
+    return canonical({"prev": entry["prev"], "redacted": entry_hash(line), "seq": entry["seq"],
+                      "station": entry["station"]})

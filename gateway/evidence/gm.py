@@ -33,6 +33,8 @@ from gateway.errors import SecretError
 
 DEFAULT_ID = b"1234567812345678"
 SM2_SIG_SUFFIX = ".sm2.sig"
+#: an SM2 public key in a case file's bag: data/keys/<sm2 key id>.sm2.pub.pem
+SM2_PUB_SUFFIX = ".sm2.pub.pem"
 _OID_EC = bytes.fromhex("06072a8648ce3d0201")           # 1.2.840.10045.2.1 id-ecPublicKey
 _OID_SM2 = bytes.fromhex("06082a811ccf5501822d")        # 1.2.156.10197.1.301 sm2p256v1
 
@@ -86,6 +88,11 @@ def parse_signature(der: bytes) -> tuple[int, int]:
 def public_der(point: bytes) -> bytes:
     """SubjectPublicKeyInfo of an uncompressed point (04 || x || y)."""
     return _tlv(0x30, _tlv(0x30, _OID_EC + _OID_SM2) + _tlv(0x03, b"\x00" + point))
+
+
+def public_pem(point: bytes) -> bytes:
+    """The PEM SubjectPublicKeyInfo OpenSSL reads (``openssl pkey -pubin``)."""
+    return _pem("PUBLIC KEY", public_der(point))
 
 
 def _pem(label: str, der: bytes) -> bytes:

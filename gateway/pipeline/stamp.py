@@ -43,6 +43,7 @@ from gateway.evidence.manifest import (
 from gateway.evidence.signing import Signer
 from gateway.pipeline.events import CUSTODY_EVENTS
 from gateway.pipeline.staging import Staging
+from gateway.process.runfiles import take_seal_request
 from gateway.process.supervise import Worker
 from gateway.values import ValueRefused, check_assignment, drift_ok, shown
 
@@ -98,6 +99,9 @@ class Stamper(Worker):
         self.rotate(force=True)
 
     async def step(self) -> float:
+        if take_seal_request(self.cfg.run_dir):  # `dockgate case export` wants the record sealed now
+            log.info("custody seal requested")
+            self.rotate(force=True)
         self.process_assignments()
         batch = self.catalog.due_for_stamp(BATCH)
         if batch:

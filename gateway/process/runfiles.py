@@ -64,3 +64,26 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
         data = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else None
     return None
+
+
+#: `dockgate case export` asks a running daemon to seal its open custody segment (and forward it) now
+SEAL_REQUEST = "seal-custody.request"
+
+
+def request_seal(run_dir: Path) -> bool:
+    """Ask the daemon to seal custody now; False when the request cannot be
+    written (another user's run directory)."""
+    try:
+        (run_dir / SEAL_REQUEST).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    except OSError:
+        return False
+    return True
+
+
+def take_seal_request(run_dir: Path) -> bool:
+    """The daemon's side: True once per request."""
+    try:
+        (run_dir / SEAL_REQUEST).unlink()
+    except OSError:  # none asked (or the run directory is not ours to change)
+        return False
+    return True
