@@ -136,6 +136,8 @@ class Exported:
     check: BagCheck
     bytes: int
     seconds: float
+    #: how long the export waited for the running station to seal custody (0: it did not have to)
+    waited_s: float = 0.0
 
 
 def _copy(archive: Archive, key: str, dest: Path, sha256: str | None = None) -> int:
@@ -239,7 +241,9 @@ def export_case(archive: Archive, sel: Selection, out: Path, keys: list[Ed25519P
     if missing := sm2_wanted - set(sm2):
         raise ExportError(f"the clips are signed with SM2 key(s) {', '.join(sorted(missing))}; give each "
                           f"station's SM2 public key (--sm2-pubkey)")
+    asked_at = time.monotonic()
     unsealed = sealed_custody(archive, ev, ask_seal, wait_s)
+    waited = time.monotonic() - asked_at
     if unsealed:
         raise ExportRefused(f"custody of {len(unsealed)} of {len(ev.clips)} clips is not yet sealed in the "
                             f"archive; nothing exported:\n" + "\n".join(f"  not yet sealed: {u}" for u in unsealed),
@@ -287,7 +291,7 @@ def export_case(archive: Archive, sel: Selection, out: Path, keys: list[Ed25519P
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return Exported(out, ev, check, size, time.monotonic() - started)
+    return Exported(out, ev, check, size, time.monotonic() - started, waited)
 
 
 def bag_keys(bag_dir: Path) -> list[Any]:

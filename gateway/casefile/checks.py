@@ -115,6 +115,8 @@ def fixity(bag_dir: Path) -> list[Finding]:
         return out
     except bagit.BagError as e:
         return [Finding("integrity", "bag-fixity", str(bag_dir), str(e))]
+    except (UnicodeError, ValueError, OSError) as e:  # a tag file bagit cannot even read
+        return [Finding("integrity", "bag-fixity", str(bag_dir), f"unreadable BagIt tag file: {e}")]
     finally:
         quiet.setLevel(level)
     return []

@@ -115,6 +115,8 @@ def cmd_case_export(args: argparse.Namespace) -> int:
         print(f"FAILED: {e}", file=sys.stderr)
         return 1
     c = done.check
+    if done.waited_s >= 0.5:
+        print(f"custody sealed by the running station and archived in {done.waited_s:.1f} s")
     print(f"{done.path}: {len(done.evidence.clips)} clips, {len(done.evidence.segments)} custody segments, "
           f"{len(done.evidence.checkpoints)} checkpoint files; {done.bytes} bytes in {done.seconds:.1f} s")
     if c.ok:
