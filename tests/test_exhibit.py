@@ -411,3 +411,24 @@ def test_an_export_whose_custody_is_not_sealed_says_which_clips_and_exits_1(busy
     unsealed = [line for line in r.stderr.splitlines() if "not yet sealed: " in line]
     assert len(unsealed) == 12, r.stderr
     assert all(re.search(r"\.MP4 \([0-9a-f]{12}\): ", line) for line in unsealed)
+
+
+# -- which custody entries a case's excerpt shows as they are ---------------------------------------
+@pytest.mark.parametrize(("data", "kept"), [
+    ({"sha256": "a" * 64, "key": "k/clip.MP4"}, True),                      # one of the case's clips
+    ({"key": "k/clip.MP4.amendment-2.json", "sha256": "a" * 64}, True),     # its amendment archived
+    ({"sha256": "b" * 64, "key": "k/other.MP4"}, False),                    # another clip
+    ({"case_number": CASE, "officer": "0123456"}, True),                    # the case's assignment
+    ({"case_number": OTHER, "officer": "0777777"}, False),                  # another case's
+    ({"officer": "0777777", "category": "traffic"}, False),                 # an assignment without a case
+    ({"slot": 1, "vid": "1209", "pid": "0001", "profile": "bc"}, True),     # a dock: no person
+    ({"slot": 2, "serial": "ZF00077", "officer": "0777777"}, False),        # another officer's recorder
+    ({"slot": 1, "serial": "ZF00042", "officer": "0123456"}, True),         # the case's recorder
+    ({"who": "supervisor 李", "remote": "10.0.0.1"}, False),                # a person, no clip
+])
+def test_an_excerpt_keeps_only_what_belongs_to_the_case(data: dict[str, object], kept: bool) -> None:
+    from gateway.casefile.source import Scope
+
+    scope = Scope(CASE, frozenset({"a" * 64}), frozenset({"k/clip.MP4"}), frozenset({"0123456"}),
+                  frozenset({"ZF00042"}))
+    assert scope.keeps({"seq": 5, "event": "x", "data": data}) is kept

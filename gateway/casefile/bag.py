@@ -154,7 +154,7 @@ def _copy(archive: Archive, key: str, dest: Path, sha256: str | None = None) -> 
         os.fsync(out.fileno())
     os.chmod(dest, 0o444)
     if sha256 is not None and h.hexdigest() != sha256:
-        raise ExportError(f"{key}: the archive's copy hashes to {h.hexdigest()}, its manifest says {sha256}; "
+        raise ExportRefused(f"{key}: the archive's copy hashes to {h.hexdigest()}, its manifest says {sha256}; "
                           f"run `dockgate verify` on the archive")
     return n
 
@@ -282,7 +282,7 @@ def export_case(archive: Archive, sel: Selection, out: Path, keys: list[Ed25519P
             os.chdir(cwd)  # bagit changes directory while it saves
         problems = fixity(work)
         if problems:
-            raise ExportError(f"the bag does not validate: {problems[0]}")
+            raise ExportRefused(f"the bag does not validate: {problems[0]}")
         size = sum(p.stat().st_size for p in work.rglob("*") if p.is_file())
         if out.exists():
             out.rmdir()

@@ -26,14 +26,17 @@ import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.archive.directory import DirectoryArchive
 from gateway.evidence.canonical import canonical
 from gateway.evidence.manifest import MANIFEST_SUFFIX, is_evidence_metadata
-from gateway.evidence.verify import StationRecord, Verifier, _read
+from gateway.evidence.verify import Verifier
+
+if TYPE_CHECKING:
+    from gateway.evidence.verify import StationRecord
 
 PROPERTIES = ("authenticity", "integrity", "usability", "security")
 #: the tag files an export writes (besides BagIt's own)
@@ -211,8 +214,13 @@ class _ExcerptVerifier(Verifier):
     hash is what the entry after names. Everything else is the verifier's.
     Delete this class when the verifier does it."""
 
+    def _read(self, key: str) -> bytes:
+        with self.archive.read(key) as f:
+            data: bytes = f.read()
+        return data
+
     def _check_station(self, station: str, segs: list[str], rec: StationRecord, want: set[int]) -> None:
-        if not any(b'"redacted":' in _read(self.archive, seg) for seg in segs):
+        if not any(b'"redacted":' in self._read(seg) for seg in segs):
             super()._check_station(station, segs, rec, want)
             return
         from gateway.evidence.custody import GENESIS, entry_hash, signed_part
@@ -221,7 +229,7 @@ class _ExcerptVerifier(Verifier):
         expected_seq, prev = 1, GENESIS
         for seg in sorted(segs):
             self.report.segments += 1
-            for n, line in enumerate(_read(self.archive, seg).splitlines(), start=1):
+            for n, line in enumerate(self._read(seg).splitlines(), start=1):
                 obj = f"{seg} line {n}"
                 try:
                     entry = json.loads(line)
