@@ -399,6 +399,12 @@ class Catalog(Store):
             "AND NOT EXISTS (SELECT 1 FROM amendments m WHERE m.sha256=c.sha256 AND m.assignment_id=?)",
             a.officer, a.from_ts, a.to_ts, a.id, a.id)
 
+    def newest_amendment_path(self, sha256: str) -> str | None:
+        """The staged file of the clip's newest amendment (the next names its hash)."""
+        row = self.db.execute("SELECT path FROM amendments WHERE sha256=? ORDER BY id DESC LIMIT 1",
+                              (sha256,)).fetchone()
+        return None if row is None else str(row[0])
+
     def add_amendment(self, sha256: str, assignment_id: int, path: str, *events: Event) -> None:
         with self.tx() as db:
             db.execute("INSERT OR IGNORE INTO amendments (sha256, assignment_id, path, state, created_at) "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -197,7 +198,9 @@ class Forwarder(Worker):
                 key = f"{a.archive_key}{amendment_suffix(a.id)}"
                 await self._put_bytes(key, signed.body)
                 await self._put_bytes(key + SIG_SUFFIX, signed.signature)
-                self.catalog.amendment_archived(a.id, key, event("amendment_archived", sha256=a.sha256, key=key))
+                self.catalog.amendment_archived(a.id, key, event(
+                    "amendment_archived", sha256=a.sha256, key=key, amendment_sha256=signed.sha256,
+                    signature_sha256=hashlib.sha256(signed.signature).hexdigest()))
                 if self.cfg.retention.enabled and self.cfg.archive.backend == "s3":  # an assignment only extends
                     await asyncio.to_thread(extend_for_amendment, self.archive, self.cfg.retention, a.archive_key,
                                             key, json.loads(signed.body))

@@ -106,7 +106,8 @@ class Daemon:
         self.signer = load_signer(cfg.evidence.signing_key_file)
         self.custody = CustodyLog(cfg.custody_dir, self.signer, cfg.station.id,
                                   rotate_entries=cfg.evidence.custody_rotate_entries,
-                                  rotate_s=cfg.evidence.custody_rotate_s)
+                                  rotate_s=cfg.evidence.custody_rotate_s,
+                                  counts=lambda: {"clips_archived": self.catalog.counts()["archived"]})
         self.journal = self.catalog.journal = Journal(self.custody)
         self._dirty = True
         self.journal.listeners.append(self._mark_dirty)
