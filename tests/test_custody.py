@@ -18,6 +18,7 @@ def test_chain_across_rotation_restart_and_torn_line(tmp_path: Path) -> None:
     log = CustodyLog(tmp_path / "c", signer, "st1", rotate_entries=3)
     for i in range(4):
         log.append("pulled", n=i)
+        log.maybe_rotate()
     log.close()
     open_seg = next((tmp_path / "c").glob("*.open.jsonl"))
     with open(open_seg, "ab") as f:
@@ -46,7 +47,8 @@ def test_each_segment_opens_with_the_index_of_the_one_before(tmp_path: Path) -> 
     signer = keygen(tmp_path / "k.key")
     log = CustodyLog(tmp_path / "c", signer, "st1", rotate_entries=2)
     log.append("pulled")
-    log.append("pulled")  # sealed, checkpoint signed, next segment opened
+    log.append("pulled")
+    log.maybe_rotate()  # sealed, checkpoint signed, next segment opened
     first = log.sealed()[0]
     opened = json.loads(next((tmp_path / "c").glob("*.open.jsonl")).read_bytes().splitlines()[0])
     assert opened["event"] == "segment_opened" and opened["seq"] == 3

@@ -9,7 +9,9 @@ Lines are durable before anything that depends on them: ``append`` fsyncs
 each line unless the caller batches (the catalog appends a transaction's
 entries unsynced and calls ``sync`` once before its commit, so the entries
 are on disk before the state they report is). Segments rotate after ``rotate_entries``
-entries or ``rotate_s`` seconds and are then *sealed* (renamed from
+entries or ``rotate_s`` seconds (checked between batches, never inside one:
+the stamper signs a batch's manifests with the sequence numbers their
+entries will get) and are then *sealed* (renamed from
 ``.open.jsonl`` to ``.jsonl``) and forwarded to the archive like clips. A
 line torn by a power cut is cut off at start-up (it was never acknowledged).
 
@@ -238,8 +240,6 @@ class CustodyLog:
         entry = self._write(event, data)
         if sync:
             self.sync()
-        if self._open_entries >= self.rotate_entries:
-            self.seal()
         return entry
 
     def _write(self, event: str, data: dict[str, Any]) -> dict[str, Any]:

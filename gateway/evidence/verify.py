@@ -144,6 +144,7 @@ class Verifier:
         self.keys = {key_id(k): k for k in keys}
         #: a witness store may hold many stations: only checkpoints signed by the keys given count
         self.witnessed = [cp for cp in witnessed if self._ours(cp)]
+        self._witness_none = bool(witnessed) and not self.witnessed
         self.report = Report()
         self.keyset: set[str] = set()
         #: one case, or one clip (SHA-256 or archive key), with its custody; *case_keys*: media keys the
@@ -184,6 +185,9 @@ class Verifier:
                 self.fail(f"{kind}-signature", key, "signature file missing")
                 return None
             sig = self.read(key + SIG_SUFFIX)
+        if not sig:
+            self.fail(f"{kind}-signature", key, "signature file missing or empty")
+            return None
         try:
             doc = json.loads(body)
         except ValueError as e:
@@ -257,8 +261,10 @@ class Verifier:
         for where, doc in witnessed:
             self.check_checkpoint("witness", where, doc, records)
             self.report.witnessed += 1
-        if self.witnessed or any(not cp.signature for cp in self.witnessed):
+        if self.witnessed and not self.excerpt:
             self._witness_in_archive()
+        if self._witness_none:
+            self.fail("witness-none", "witness", "the witness holds no checkpoint signed by the keys given")
         self.check_graph(records, keys)
         self.check_tokens(keys, archived_cps)
         return self.report
@@ -289,8 +295,14 @@ class Verifier:
             key = f"custody/{station}/{cp.name}"
             if key not in self.keyset:
                 self.fail("witness-checkpoint-missing", key, "a witness holds this checkpoint; the archive does not")
-            elif self.sha.get(key, hashlib.sha256(self.read(key)).hexdigest()) != hashlib.sha256(cp.body).hexdigest():
+            elif self._sha(key) != hashlib.sha256(cp.body).hexdigest():
                 self.fail("witness-checkpoint-replaced", key, "the archive's copy differs from the witness's")
+            if cp.token is None:
+                continue
+            if key + TSR_SUFFIX not in self.keyset:
+                self.fail("witness-token-missing", key + TSR_SUFFIX, "a witness holds this token; the archive does not")
+            elif self._sha(key + TSR_SUFFIX) != hashlib.sha256(cp.token).hexdigest():
+                self.fail("witness-token-replaced", key + TSR_SUFFIX, "the archive's token differs from the witness's")
 
     def _sha(self, key: str) -> str:
         if key not in self.sha:

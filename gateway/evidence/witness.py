@@ -3,8 +3,10 @@ no archive operator can reach them.
 
 It runs at the district (beside the broker or the archive), subscribes to
 ``<prefix>/+/checkpoint`` and keeps every checkpoint it receives in an
-append-only store: ``<store>/<station>/checkpoint-<station>-<seq>.json`` and
-``.sig``, written once, never replaced or deleted. With station public keys
+append-only store: ``<store>/<station>/checkpoint-<station>-<seq>.json``,
+``.sig`` and, once the station has it, the RFC 3161 token ``.tsr``, written
+once, never replaced or deleted. A store may hold many stations: verify
+takes the checkpoints signed by the keys it is given. With station public keys
 it keeps only checkpoints they signed. `dockgate verify --witness <store>`
 then proves the archive holds each station's record up to the newest
 checkpoint witnessed, with the head it had.
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.evidence.checkpoint import SIG_SUFFIX, Checkpoint, read_checkpoint
+from gateway.evidence.checkpoint import SIG_SUFFIX, TSR_SUFFIX, Checkpoint, read_checkpoint
 from gateway.evidence.signing import key_id, verify
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,16 @@ class WitnessStore:
             log.warning("station %s published checkpoint %d after %d: its record went back (kept both)",
                         station, seq, int(newest.doc["seq"]))
         path = folder / cp.name
-        for target, data in ((path.with_name(path.name + SIG_SUFFIX), cp.signature), (path, cp.body)):
+        files = [(path.with_name(path.name + SIG_SUFFIX), cp.signature), (path, cp.body)]
+        if cp.token is not None:
+            from gateway.evidence.timestamp import read_token
+
+            if read_token(cp.token, cp.body, None)[0] is None:
+                log.warning("checkpoint %s of %s came with a token for other bytes; the token is not kept", seq,
+                            station)
+            else:
+                files.append((path.with_name(path.name + TSR_SUFFIX), cp.token))
+        for target, data in files:
             try:
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             except FileExistsError:
@@ -78,8 +89,15 @@ class WitnessStore:
 
 
 def witnessed(root: Path) -> list[Checkpoint]:
-    """Every checkpoint a witness store holds (for `verify --witness`)."""
-    return [read_checkpoint(p) for p in sorted(root.glob("*/checkpoint-*.json"))]
+    """Every checkpoint a witness store holds (for `verify --witness`); one
+    whose ``.sig`` is gone comes without a signature and fails as such."""
+    out = []
+    for p in sorted(root.glob("*/checkpoint-*.json")):
+        sig = p.with_name(p.name + SIG_SUFFIX)
+        tsr = p.with_name(p.name + TSR_SUFFIX)
+        out.append(Checkpoint(p.name, p.read_bytes(), sig.read_bytes() if sig.is_file() else b"",
+                              tsr.read_bytes() if tsr.is_file() else None))
+    return out
 
 
 async def run_witness(store: WitnessStore, host: str, port: int, prefix: str, username: str | None = None,

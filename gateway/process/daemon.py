@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import faulthandler
 import logging
 import os
@@ -163,6 +164,9 @@ class Daemon:
 
     def _token_ready(self, tsr: Path) -> None:
         self.catalog.add_segment(tsr.name)
+        cp = self.stamper.latest_checkpoint
+        if cp is not None and tsr.name == cp.name + ".tsr":  # witnesses keep the token with the checkpoint
+            self.stamper.latest_checkpoint = dataclasses.replace(cp, token=tsr.read_bytes())
         self.forwarder.wake()
 
     def snapshot(self) -> dict[str, Any]:
