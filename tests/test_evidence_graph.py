@@ -101,10 +101,21 @@ def copy(scene: dict[str, Any], tmp_path: Path) -> Path:
     return dst
 
 
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "verify-archive"
+
+
+def shell_verify(scene: dict[str, Any], archive: Path) -> tuple[int, str]:
+    """scripts/verify-archive (POSIX sh + OpenSSL, no Python) under dash, as a third party runs it."""
+    newest = sorted((scene["store"] / STATION).glob("checkpoint-*.json"))[-1]
+    r = subprocess.run(["dash", str(SCRIPT), str(archive), str(scene["pub"]), "--witness", str(newest),
+                        "--tsa-ca", str(scene["ca"])], capture_output=True, text=True, timeout=300, check=False)
+    return r.returncode, r.stdout + r.stderr
+
+
 def verify_modes(scene: dict[str, Any], archive: Path) -> dict[str, tuple[int, str]]:
     base = ("verify", "--archive", str(archive), "--pubkey", str(scene["pub"]), "--tsa-ca", str(scene["ca"]))
     return {"verify": run(*base), "witness": run(*base, "--witness", str(scene["store"])),
-            "case": run(*base, "--case", CASE)}
+            "case": run(*base, "--case", CASE), "script": shell_verify(scene, archive)}
 
 
 def test_the_untouched_archive_verifies_in_every_mode(scene: dict[str, Any]) -> None:
