@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import shutil
 import subprocess
@@ -83,7 +84,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         finally:
             assert d.stop() == 0
         newest = sorted(custody.glob("checkpoint-*.json"))[-1].name
-        wait_until(lambda: (store / STATION / newest).exists(), timeout=30, what="the witness to keep it")
+        wait_until((store / STATION / newest).exists, timeout=30, what="the witness to keep it")
         yield {"archive": archive, "pub": pub, "store": store, "ca": tsa.ca, "custody": custody}
     finally:
         witness.terminate()
@@ -129,7 +130,7 @@ def test_the_untouched_archive_verifies_in_every_mode(scene: dict[str, Any]) -> 
 def test_every_segment_but_the_first_opens_with_the_index_of_the_one_before(scene: dict[str, Any]) -> None:
     segs = sorted((scene["archive"] / "custody" / STATION).glob("custody-*.jsonl"))
     assert len(segs) >= 3
-    for before, seg in zip(segs, segs[1:], strict=False):
+    for before, seg in itertools.pairwise(segs):
         first = json.loads(seg.read_bytes().splitlines()[0])
         assert first["event"] == "segment_opened" and first["data"]["segment"]["name"] == before.name
 

@@ -28,6 +28,10 @@ Given the archive and the station public key(s):
   newest entry, is there with every amendment.
 
 The archive is listed once, each object read once. Nothing is written.
+
+Why one module of this length: every check shares one listing, one read of
+each object and one report, and a third party reads the whole verifier in one
+place (the rule of what must be there is gateway/evidence/graph.py).
 """
 
 from __future__ import annotations
@@ -315,7 +319,10 @@ class Verifier:
         unbound: dict[str, tuple[str, int, str | None]] = {}
         for station, rec in sorted(records.items()):
             g = rec.graph
-            required = g.required(self.scope) + ([] if self.excerpt else list(g.custody.values()))
+            scope = self.scope
+            if scope is None and self.excerpt:  # a case file: the clips it holds
+                scope = {sha for sha, c in g.clips.items() if c.key in self.keyset}
+            required = g.required(scope) + ([] if self.excerpt else list(g.custody.values()))
             for node in required:
                 if node.key not in self.keyset:
                     self.fail("index-missing", node.key, f"custody entry {node.seq} of station {station} indexes "
