@@ -35,8 +35,11 @@ class WitnessStore:
         self.keys = {key_id(k): k for k in keys or []}
         root.mkdir(parents=True, exist_ok=True)
 
-    def keep(self, cp: Checkpoint) -> Path | None:
-        """Store *cp* write-once; None (and a log line) if it is not kept."""
+    def keep(self, cp: Checkpoint, topic_station: str | None = None) -> Path | None:
+        """Store *cp* write-once; None (and a log line) if it is not kept:
+        not signed by a known key, naming another station than the topic it
+        came on, signed by another key than the station's earlier checkpoints
+        (a station's key is bound on first use), or going back."""
         try:
             doc = cp.doc
             station, seq = str(doc["station"]), int(doc["seq"])
@@ -51,13 +54,24 @@ class WitnessStore:
             if pub is None or not verify(pub, cp.body, cp.signature):
                 log.warning("checkpoint %s of %s is not signed by a known station key; ignored", seq, station)
                 return None
+        if topic_station is not None and topic_station != station:
+            log.error("ALARM: a checkpoint of station %s came on station %s's topic: refused (forged?)", station,
+                      topic_station)
+            return None
         folder = self.root / station
         folder.mkdir(exist_ok=True)
         newest = self.newest(station)
-        if newest is not None and int(newest.doc["seq"]) > seq:
-            log.warning("station %s published checkpoint %d after %d: its record went back (kept both)",
-                        station, seq, int(newest.doc["seq"]))
         path = folder / cp.name
+        if newest is not None and str(newest.doc.get("key_id")) != str(doc.get("key_id")):
+            log.error("ALARM: checkpoint %d of station %s is signed by key %s, its earlier ones by %s: refused "
+                      "(another station's key, or a new key an administrator must bind)", seq, station,
+                      str(doc.get("key_id"))[:16], str(newest.doc.get("key_id"))[:16])
+            return None
+        if newest is not None and int(newest.doc["seq"]) > seq and not (
+                path.exists() and path.read_bytes() == cp.body):
+            log.error("ALARM: station %s published checkpoint %d after %d: its record went back; refused, the "
+                      "kept ones stay", station, seq, int(newest.doc["seq"]))
+            return None
         files = [(path.with_name(path.name + SIG_SUFFIX), cp.signature), (path, cp.body)]
         if cp.token is not None:
             from gateway.evidence.timestamp import read_token
@@ -122,7 +136,8 @@ async def run_witness(store: WitnessStore, host: str, port: int, prefix: str, us
                     except (ValueError, KeyError, TypeError) as e:
                         log.warning("witness: %s: not a checkpoint message (%s)", msg.topic, e)
                         continue
-                    if (kept := store.keep(cp)) is not None:
+                    parts = str(msg.topic).split("/")
+                    if (kept := store.keep(cp, parts[-2] if len(parts) >= 2 else None)) is not None:
                         log.info("witness: kept %s", kept)
         except aiomqtt.MqttError as e:
             log.warning("witness: broker %s:%d: %s; reconnecting in %.0fs", host, port, e, backoff)
