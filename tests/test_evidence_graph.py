@@ -188,8 +188,15 @@ def add_unsigned(victim: Path, others: list[Path]) -> None:
     new.write_bytes(b'{"format":"not signed by the station"}' if "json" in new.name else b"\0" * 64)
 
 
+def truncate(victim: Path, others: list[Path]) -> None:
+    """Cut in half: a malformed file gives a failed check, never a traceback."""
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+
+
 TAMPER: dict[str, Callable[[Path, list[Path]], None]] = {
-    "delete": delete, "rename": rename, "replace-older": replace_older, "add-unsigned": add_unsigned}
+    "delete": delete, "rename": rename, "replace-older": replace_older, "add-unsigned": add_unsigned,
+    "truncate": truncate}
 KINDS = ["media", "manifest", "signature", "amendment", "amendment-signature", "segment", "checkpoint",
          "checkpoint-signature", "token"]
 
