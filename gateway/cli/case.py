@@ -185,7 +185,7 @@ def cmd_retention_report(args: argparse.Namespace) -> int:
         if pending:
             print(f"pending: {len(pending)} objects not yet locked or held as wanted (the station tries again):")
         for p in pending:
-            print(f"  until {_day(p.wanted)} (now {_day(p.applied)})  hold {'on ' if p.hold else 'off'}  "
+            print(f"  wanted until {_day(p.wanted)} (archive: {_day(p.applied)})  hold {'on ' if p.hold else 'off'}  "
                   f"attempts {p.attempts}  {p.key}" + (f"  last error: {p.error}" if p.error else ""))
     if failed_read is not None:
         print(f"dockgate: error: the archive cannot be read: {failed_read}", file=sys.stderr)

@@ -64,6 +64,8 @@ IDLE_S = 30.0
 GROUP_S = 0.02
 #: amendments and custody segments are looked for at most this often (and on a stop)
 SMALL_EVERY_S = 1.0
+#: locks the command line left pending (`dockgate legal-hold` while the archive is away) are looked for this often
+LOCK_POLL_S = 5.0
 
 
 #: clips up to this size are uploaded in batches of up to BATCH_CLIPS clips and BATCH_BYTES
@@ -152,6 +154,8 @@ class Forwarder(Worker):
         nxt = min((t for t in (self.catalog.next_retry_at(), self.catalog.next_lock_at() if self.locks.on else None)
                    if t is not None), default=None)
         idle = IDLE_S if not self.live.pulling else 1.0  # held back by pulling slots: look again soon
+        if self.locks.on:
+            idle = min(idle, LOCK_POLL_S)
         return idle if nxt is None else min(idle, max(0.05, nxt - time.time()))
 
     def _due(self, now: float, limit: int) -> list[ClipRow]:
