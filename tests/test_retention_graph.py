@@ -299,3 +299,67 @@ def test_custody_cover_and_span_agree() -> None:
     for n in names:  # every entry a file spans is one the file covers
         lo, hi = g.span(n) or (0, 0)
         assert all(n in g.cover([s]) for s in range(lo, (hi or 40) + 1))
+
+
+# -- the rule over the catalog alone (no archive asked): holds follow the case, dates only rise --------------------
+
+class _Seqs:
+    """A custody log as the catalog sees it: every event gets the next seq."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def on_record(self, ev: Any) -> int:
+        self.seq += 1
+        return self.seq
+
+    def sync(self) -> None:
+        pass
+
+    def announce(self, ev: Any) -> None:
+        pass
+
+
+def test_holds_follow_the_case_a_clip_is_in_and_custody_dates_only_rise(tmp_path: Path) -> None:
+    station = s3_station(tmp_path, "http://127.0.0.1:9", "unused", release="never")
+    station.write_text(station.read_text() + RETENTION)
+    cfg = load_config(station)
+    catalog = Catalog(tmp_path / "catalog.sqlite", journal=_Seqs())
+    x, y = "x" * 64, "y" * 64
+    catalog.emit("viewed", sha256=x)   # seq 1: segment 1 holds X and Y
+    catalog.emit("viewed", sha256=y)   # seq 2
+    catalog.emit("viewed", sha256=x)   # seq 3: segment 3 holds X alone
+    for name in ("custody-st-0000000001.jsonl", "checkpoint-st-0000000002.json", "custody-st-0000000003.jsonl",
+                 "checkpoint-st-0000000003.json"):
+        catalog.add_segment(name)
+        catalog.segment_archived(name)
+    seg1, seg3 = "custody/" + cfg.station.id + "/custody-st-0000000001.jsonl", \
+        "custody/" + cfg.station.id + "/custody-st-0000000003.jsonl"
+    locks = Locks(catalog, cfg, archive=None, announce=False)  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    locks.hold("H", True)
+    locks.clip_archived(x, "x.MP4", (".manifest.json",), now + timedelta(days=3650), "H", stored=True)
+    locks.clip_archived(y, "y.MP4", (".manifest.json",), now + timedelta(days=183), "K", stored=True)
+
+    def held() -> dict[str, bool]:
+        return {k: bool(r.hold) for k in ("x.MP4", "x.MP4.manifest.json", "y.MP4", seg1, seg3)
+                if (r := catalog.lock(k)) is not None}
+
+    assert held() == {"x.MP4": True, "x.MP4.manifest.json": True, "y.MP4": False, seg1: True, seg3: True}
+    seg1_until = catalog.lock(seg1).wanted  # type: ignore[union-attr]
+    assert seg1_until is not None and seg1_until >= (now + timedelta(days=3650)).timestamp()
+    assert seg1_until % 86400 == 0  # a whole day: shared by every clip of the day
+    locks.hold("K", True)
+    assert all(held().values())
+    locks.amendment_archived(x, "x.MP4", {"case_number": "K", "category": "traffic"})  # out of H, into held K
+    assert all(held().values())
+    locks.hold("K", False)  # X and Y are K's now: H holds nothing of them
+    assert not any(held().values())
+    until = catalog.clip_lock(x).until  # type: ignore[union-attr]
+    seg1_until = catalog.lock(seg1).wanted  # type: ignore[union-attr]
+    assert until >= (now + timedelta(days=3650)).timestamp()
+    locks.amendment_archived(x, "x.MP4", {"category": "traffic"})  # six months now: nothing shortens
+    assert catalog.clip_lock(x).until == until  # type: ignore[union-attr]
+    assert catalog.lock("x.MP4").wanted == until  # type: ignore[union-attr]
+    assert catalog.lock(seg1).wanted == seg1_until  # type: ignore[union-attr]
+    catalog.close()

@@ -310,7 +310,12 @@ class Locks:
         base = clip.until if clip else (datetime.now(UTC) + timedelta(days=_archive_days(self.cfg))).timestamp()
         until = max(base, until_for(self.cfg.retention, cls).timestamp()) if cls else base
         extras = "" if clip else f"{MANIFEST_SUFFIX} {MANIFEST_SUFFIX}{SIG_SUFFIX}"  # archived before this version
-        self._raise(self.catalog.raise_clip_lock(sha256, media_key, extras, until, doc.get("case_number") or None))
+        now = self.catalog.raise_clip_lock(sha256, media_key, extras, until, doc.get("case_number") or None)
+        self._raise(now)
+        if clip and clip.case_number and clip.case_number != now.case_number \
+                and clip.case_number in self.catalog.held_cases():  # moved out of a held case
+            own, custody = self.objects_of(now)
+            self._settle_holds(set(own + custody))
 
     def custody_archived(self, name: str) -> None:
         """A custody segment or checkpoint file is archived: locked until
@@ -337,14 +342,20 @@ class Locks:
         for c in self.catalog.clips_of_case(case):
             own, custody = self.objects_of(c)
             keys.update(own + custody)
-        still: set[str] = set()
-        if not on:
-            for other in self.catalog.held_cases():
-                for c in self.catalog.clips_of_case(other):
-                    own, custody = self.objects_of(c)
-                    still.update(own + custody)
-        self.catalog.want_locks({k: (None, on or k in still, None) for k in keys})
+        if on:
+            self.catalog.want_locks({k: (None, True, None) for k in keys})
+        else:
+            self._settle_holds(keys)
         return sorted(keys)
+
+    def _settle_holds(self, keys: set[str]) -> None:
+        """Each of *keys* held exactly when a clip of a held case needs it."""
+        still: set[str] = set()
+        for case in self.catalog.held_cases():
+            for c in self.catalog.clips_of_case(case):
+                own, custody = self.objects_of(c)
+                still.update(own + custody)
+        self.catalog.want_locks({k: (None, k in still, None) for k in keys})
 
     # -- bringing the archive there ---------------------------------------------------------------
     def due(self, now: float | None = None, *, quiet: bool = False) -> list[LockRow]:
