@@ -98,6 +98,12 @@ class LockStore(Store):
         whether the archive holds it yet."""
         return [(r[0], r[1] == "archived") for r in self.db.execute("SELECT name, state FROM segments")]
 
+    def custody_version(self) -> tuple[int, int]:
+        """Changes whenever a custody file is sealed or archived (a cache key)."""
+        (last,) = self.db.execute("SELECT max(rowid) FROM segments").fetchone()
+        (sealed,) = self.db.execute("SELECT count(*) FROM segments WHERE state='sealed'").fetchone()
+        return int(last or 0), int(sealed)  # rows only come (rowid up) and leave 'sealed' (count down)
+
     # -- objects ---------------------------------------------------------------------------
     def want_locks(self, wanted: Mapping[str, tuple[float | None, bool | None, float | None]]) -> int:
         """For each key, (retain-until, legal hold) the rule wants and the

@@ -152,6 +152,7 @@ MIGRATIONS = [
     );
     CREATE INDEX locks_pending ON locks(next_try_at)
         WHERE (wanted IS NOT NULL AND (applied IS NULL OR applied < wanted)) OR hold != applied_hold;
+    CREATE INDEX segments_state ON segments(state);
     CREATE TABLE holds (
         case_number TEXT PRIMARY KEY,
         since REAL NOT NULL,

@@ -270,14 +270,23 @@ class Locks:
         self.on = lock_on(cfg)
         #: while extensions fail: (since, error) of the first failure, for one event each way
         self._failing: tuple[float, str] | None = None
+        #: the custody files by seq and the archived ones, as of a catalog version (years of segments:
+        #: read again only when one is sealed or archived, not for every clip)
+        self._graph: tuple[tuple[int, int], _Custody, set[str]] | None = None
+
+    def _custody(self) -> tuple[_Custody, set[str]]:
+        version = self.catalog.custody_version()
+        if self._graph is None or self._graph[0] != version:
+            files = self.catalog.custody_files()
+            self._graph = (version, _Custody(n for n, _ in files), {n for n, done in files if done})
+        return self._graph[1], self._graph[2]
 
     # -- what proves something about a clip ----------------------------------------------------
     def objects_of(self, clip: ClipLock) -> tuple[list[str], list[str]]:
         """(the clip's own archived objects, the archived custody files over its entries)."""
         own = clip_objects(clip.archive_key, clip.extras.split(), self.catalog.archived_amendment_keys(clip.sha256))
-        files = self.catalog.custody_files()
-        archived = {n for n, done in files if done}
-        covering = _Custody(n for n, _ in files).cover(self.catalog.custody_seqs(clip.sha256))
+        graph, archived = self._custody()
+        covering = graph.cover(self.catalog.custody_seqs(clip.sha256))
         station = self.cfg.station.id
         return own, sorted(custody_key(station, n) for n in covering if n in archived)
 
@@ -323,7 +332,7 @@ class Locks:
         them is."""
         if not self.on:
             return
-        span = _Custody(n for n, _ in self.catalog.custody_files()).span(name)
+        span = self._custody()[0].span(name)
         clips = self.catalog.clips_with_entries(*span) if span else []
         if not clips:
             return

@@ -118,6 +118,8 @@ class Forwarder(Worker):
         #: flight is locked with: (retain-until, suffixes stored beside it, its case)
         self.locks = Locks(catalog, cfg, archive)
         self._lock_facts: dict[str, tuple[datetime, tuple[str, ...], str | None]] = {}
+        #: archived clips' locks, for their group commit: (clip, key, facts, stored with them)
+        self._to_lock: dict[str, tuple[ClipRow, str, tuple[datetime, tuple[str, ...], str | None], bool]] = {}
         self._locks_at = 0.0
 
     async def run(self) -> None:
@@ -340,12 +342,14 @@ class Forwarder(Worker):
             event("verified", sha256=clip.sha256, key=key, verified_by=out.verified_by),
             event("clip_archived", sha256=clip.sha256, key=key, size=clip.size, partial=bool(clip.partial),
                   duration_s=round(took_s, 3))))
-        self._lock_archived(clip, key, facts, stored=not out.existed)
+        if facts is not None:  # recorded in the group commit, with the clip archived
+            self._to_lock[clip.sha256] = (clip, key, facts, not out.existed)
         self._archive_works()
 
     def _lock_archived(self, clip: ClipRow, key: str, facts: tuple[datetime, tuple[str, ...], str | None] | None,
                        stored: bool) -> None:
-        """What proves something about the clip is kept as long as the clip (evidence/retention.py)."""
+        """What proves something about the clip is kept as long as the clip
+        (evidence/retention.py); inside a group commit, in its transaction."""
         if facts is None:
             return
         try:
@@ -368,10 +372,14 @@ class Forwarder(Worker):
         try:
             with self.catalog.group():
                 for sha256, events in done:
+                    lock = self._to_lock.pop(sha256, None)
                     try:
                         self.catalog.archived(sha256, *events)
                     except TransitionRefused as e:  # a bug, not the archive: the others are still recorded
                         log.error("recording %s as archived: %s", sha256[:12], e)
+                        continue
+                    if lock is not None:
+                        self._lock_archived(*lock)
         except Exception:  # the catalog itself failed: the clips stay forwarding, and recovery requeues them
             log.exception("recording %d archived clips failed", len(done))
 
