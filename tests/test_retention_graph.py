@@ -29,7 +29,7 @@ from gateway.catalog import Catalog
 from gateway.config import load_config
 from gateway.evidence.retention import Locks, _Custody
 from tests.helpers import DaemonProc, attach, dockgate, events, wait_until
-from tests.servers import MotoServer, Proxy
+from tests.servers import MotoServer, OpensslTsa, Proxy
 from tests.test_casefile import recorder
 from tests.test_e2e_s3 import s3_station
 from tests.test_retention import RETENTION
@@ -112,7 +112,9 @@ def run(s3server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
     bucket = s3server.make_bucket()
     proxy = Proxy(s3server.port)  # the station's way to the archive, cut at will
     station = s3_station(tmp, proxy.endpoint, bucket, release="never")
-    station.write_text(station.read_text() + RETENTION)
+    tsa = OpensslTsa(tmp / "tsa")  # checkpoints get RFC 3161 tokens: evidence kept as long as the rest
+    station.write_text(station.read_text().replace(
+        "[evidence]\n", f'[evidence]\ntsa_url = "{tsa.url}"\ntsa_ca_file = "{tsa.ca}"\n', 1) + RETENTION)
     rec = recorder(tmp / "rec", "ZF00077", OFFICER, "张伟", {
         A: "2024-03-01T08:30:15Z", B: "2024-03-01T10:00:00Z", C: "2024-03-01T12:00:00Z"})
     assign(station, A, "--category", "traffic")
@@ -152,6 +154,7 @@ def run(s3server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         assert d.stop() == 0
         proxy.down()
+        tsa.down()
     out["events"] = events(station)
     yield out
 
@@ -176,7 +179,8 @@ def test_nothing_that_proves_something_about_a_clip_is_locked_shorter_than_the_c
     clip = b.until(b.media(stamp))
     own, custody = b.covering(stamp)
     assert any(".amendment-" in k for k in own) and any(k.endswith(".sig") for k in own)
-    assert any(k.endswith(".jsonl") for k in custody) and any("/checkpoint-" in k for k in custody)
+    assert any(k.endswith(".jsonl") for k in custody) and any(k.endswith(".json.sig") for k in custody)
+    assert any(k.endswith(".tsr") for k in custody)
     shorter = {k: b.until(k).isoformat() for k in own + custody if b.until(k) < clip}
     assert shorter == {}, f"locked shorter than the clip ({clip.isoformat()})"
 

@@ -147,6 +147,12 @@ def _day(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
+def _iso(ts: float | None) -> str | None:
+    from datetime import UTC, datetime
+
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
 def cmd_retention_report(args: argparse.Namespace) -> int:
     """Every clip's class, lock date and hold (soonest to expire first), then
     the extensions and holds the archive has not yet taken. Exit 1 when one
@@ -174,9 +180,9 @@ def cmd_retention_report(args: argparse.Namespace) -> int:
                               "retain_until": r.until.isoformat() if r.until else None, "legal_hold": r.hold},
                              ensure_ascii=False))
         for p in pending:
-            print(json.dumps({"pending": True, "key": p.key, "wanted_until": p.wanted, "applied_until": p.applied,
-                              "legal_hold": bool(p.hold), "attempts": p.attempts, "since": p.pending_since,
-                              "error": p.error}, ensure_ascii=False))
+            print(json.dumps({"pending": True, "key": p.key, "wanted_until": _iso(p.wanted),
+                              "archive_until": _iso(p.applied), "legal_hold": bool(p.hold), "attempts": p.attempts,
+                              "since": _iso(p.pending_since), "error": p.error}, ensure_ascii=False))
     else:
         for r in rows:
             until = r.until.strftime("%Y-%m-%d") if r.until else "unlocked"
