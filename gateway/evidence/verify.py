@@ -289,8 +289,8 @@ class Verifier:
             self._witness_in_archive()
         if self._witness_none:
             self.fail("witness-none", "witness", "the witness holds no checkpoint signed by the keys given")
+        self.check_tokens(keys, archived_cps)  # before the graph: each token is read once
         self.check_graph(records, keys)
-        self.check_tokens(keys, archived_cps)
         return self.report
 
     def _in_scope(self, keys: list[str], records: dict[str, StationRecord]) -> list[str]:
