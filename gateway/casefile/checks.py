@@ -18,25 +18,19 @@ Used by ``case export`` (its ``四性检测报告.json`` tag file) and by
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import re
 import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.archive.directory import DirectoryArchive
-from gateway.evidence.canonical import canonical
 from gateway.evidence.manifest import MANIFEST_SUFFIX, is_evidence_metadata
 from gateway.evidence.verify import Verifier
-
-if TYPE_CHECKING:
-    from gateway.evidence.verify import StationRecord
 
 PROPERTIES = ("authenticity", "integrity", "usability", "security")
 #: the tag files an export writes (besides BagIt's own)
@@ -206,74 +200,6 @@ def security(bag_dir: Path) -> tuple[list[Finding], int]:
     return bad, n
 
 
-class _ExcerptVerifier(Verifier):
-    """Until ``evidence/verify.py`` reads redacted excerpt lines itself (the
-    evidence graph, issue 26): a custody line ``{"prev","redacted","seq",
-    "station"}`` (``custody.redact_line``) stands in the chain for the entry
-    it hides: its ``prev`` must follow the entry before, and its ``redacted``
-    hash is what the entry after names. Everything else is the verifier's.
-    Delete this class when the verifier does it."""
-
-    def _read(self, key: str) -> bytes:
-        with self.archive.read(key) as f:
-            data: bytes = f.read()
-        return data
-
-    def _check_station(self, station: str, segs: list[str], rec: StationRecord, want: set[int]) -> None:
-        if not any(b'"redacted":' in self._read(seg) for seg in segs):
-            super()._check_station(station, segs, rec, want)
-            return
-        from gateway.evidence.custody import GENESIS, entry_hash, signed_part
-        from gateway.evidence.signing import verify
-
-        expected_seq, prev = 1, GENESIS
-        for seg in sorted(segs):
-            self.report.segments += 1
-            for n, line in enumerate(self._read(seg).splitlines(), start=1):
-                obj = f"{seg} line {n}"
-                try:
-                    entry = json.loads(line)
-                    seq = int(entry["seq"])
-                    redacted = set(entry) == {"prev", "redacted", "seq", "station"}
-                    sig = b"" if redacted else base64.b64decode(entry["sig"], validate=True)
-                except (ValueError, KeyError, TypeError) as e:
-                    self.fail("custody-format", obj, f"unreadable entry: {e}")
-                    return
-                if redacted:
-                    if canonical(entry) != line or not re.fullmatch(r"[0-9a-f]{64}", str(entry["redacted"])):
-                        self.fail("custody-format", obj, "a redacted entry not in its canonical form")
-                        return
-                else:
-                    pub = self.keys.get(str(entry.get("key_id")))
-                    if pub is None:
-                        self.fail("custody-key-id", obj, f"signed by unknown key {entry.get('key_id')}")
-                        return
-                    if not verify(pub, signed_part(entry), sig):
-                        self.fail("custody-signature", obj, "signature does not verify")
-                        return
-                if entry.get("station") != station:
-                    self.fail("custody-station", obj, f"entry of station {entry.get('station')!r}")
-                    return
-                if n == 1 and seq != expected_seq:
-                    expected_seq, prev = seq, str(entry.get("prev"))
-                if seq != expected_seq:
-                    self.fail("custody-sequence", obj, f"seq {seq}, expected {expected_seq} "
-                                                       f"(entries missing or reordered)")
-                elif entry.get("prev") != prev:
-                    self.fail("custody-chain", obj, "prev does not match the hash of the entry before")
-                prev = str(entry["redacted"]) if redacted else entry_hash(line)
-                expected_seq += 1
-                self.report.custody_entries += 1
-                rec.last_seq = seq
-                data = {} if redacted else entry.get("data") or {}
-                if entry.get("event") == "stamped":
-                    rec.stamped[seq] = str(data.get("sha256"))
-                elif entry.get("event") == "clip_archived":
-                    rec.archived.append((seq, str(data.get("key"))))
-                if seq in want:
-                    rec.heads[seq] = prev
-
-
 def sm2_findings(root: Path, sm2_keys: dict[str, bytes]) -> list[Finding]:
     """国密 manifests (naming an ``sm2_key_id``) whose SM2 key the bag does
     not carry: their SM2 signatures could not be checked, so the bag fails."""
@@ -301,7 +227,7 @@ def check_bag(bag_dir: Path, keys: list[Ed25519PublicKey], *, with_fixity: bool 
     root = bag_dir / "data" / "archive"
     sm2_keys = sm2_keys or {}
     missing_sm2 = [] if sm2_keys else sm2_findings(root, sm2_keys)  # else the verifier names unknown keys
-    verifier = _ExcerptVerifier(DirectoryArchive(root), keys, excerpt=True, sm2_keys=sm2_keys)
+    verifier = Verifier(DirectoryArchive(root), keys, excerpt=True, sm2_keys=sm2_keys)
     report = verifier.run()
     result.failures += missing_sm2
     result.failures += [Finding(_prop_of(f.check), f.check, f.obj, f.detail) for f in report.failures]

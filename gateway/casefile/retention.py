@@ -1,7 +1,8 @@
-"""Retention and legal hold at case scale: the retention report, legal hold
-set and released per case on every object of its clips, and the selected
-clips brought up to their class after an assignment. The rules themselves
-(classes, lock dates, extending a lock) are ``gateway/evidence/retention.py``.
+"""Retention and legal hold at case scale: the retention report (with the
+extensions still pending), legal hold set and released per case, and the
+selected clips brought up to their class after an assignment. The rules
+themselves (classes, lock dates, what proves something about a clip, the
+hold that belongs to the case) are ``gateway/evidence/retention.py``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gateway.archive import Archive
+from gateway.archive import Archive, ArchiveError
 from gateway.casefile.source import ClipEvidence, Selection, collect
-from gateway.config import RetentionConfig
+from gateway.catalog import Catalog
+from gateway.config import Config, RetentionConfig
 from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX
-from gateway.evidence.retention import Extended, class_for, extend, s3_of, until_for
+from gateway.evidence.retention import Extended, Locks, Pushed, class_for, extend, s3_of, until_for
 
 
 def clip_class(cfg: RetentionConfig, c: ClipEvidence) -> str:
@@ -42,12 +44,31 @@ def apply_classes(archive: Archive, cfg: RetentionConfig, sel: Selection) -> lis
     return out
 
 
-def legal_hold(archive: Archive, case: str, on: bool) -> list[str]:
-    s3 = s3_of(archive)
-    keys = [k for c in collect(archive, Selection(case=case)).clips for k in clip_objects(c)]
-    for k in keys:
-        s3.set_legal_hold(k, on)
-    return keys
+@dataclass(frozen=True)
+class Hold:
+    #: every object the hold (or its release) is asked of
+    keys: list[str]
+    #: what the archive did not take now (kept in the catalog; the station tries again)
+    failed: list[Pushed]
+    #: the archive could not be listed: the objects are the catalog's alone
+    unlisted: ArchiveError | None = None
+
+
+def legal_hold(archive: Archive, catalog: Catalog, cfg: Config, case: str, on: bool) -> Hold:
+    """Set or release the legal hold of *case*: recorded with the case in
+    the catalog (clips assigned to it later are held too, with what proves
+    something about them) and applied to every object of its clips now:
+    the ones the station's catalog knows and those the archive files under
+    the case (archived before the catalog kept locks)."""
+    s3_of(archive)  # an S3 archive with Object Lock, or RetentionError
+    unlisted = None
+    try:
+        also = [k for c in collect(archive, Selection(case=case)).clips for k in clip_objects(c)]
+    except ArchiveError as e:
+        also, unlisted = [], e
+    locks = Locks(catalog, cfg, archive, announce=False)
+    keys = locks.hold(case, on, also)
+    return Hold(keys, locks.apply(), unlisted)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Any
 
 from drivers.base import ClipRef, DockedDevice, Identity
 from gateway.catalog import reports
+from gateway.catalog.locks import ClipLock, HoldRow, LockRow, LockStore
 from gateway.catalog.records import (
     Assignment,
     ClipRow,
@@ -56,7 +57,7 @@ from gateway.catalog.states import (
     can_pull_again,
     check_clip,
 )
-from gateway.catalog.store import CatalogError, Journal, Store
+from gateway.catalog.store import CatalogError, Journal
 
 _CLIP_SELECT = ("SELECT c.sha256, c.size, c.state, c.staged_path, c.archive_key, c.attempts, "
                 "c.item_id, i.serial, i.officer, i.path, i.mtime_ns, i.dock_id, c.manifest_path, "
@@ -65,7 +66,7 @@ _CLIP_SELECT = ("SELECT c.sha256, c.size, c.state, c.staged_path, c.archive_key,
 _ASSIGN_COLS = "id, officer, from_ts, to_ts, case_number, proof, category, important, created_at"
 
 
-class Catalog(Store):
+class Catalog(LockStore):
     """Every transition of the clip state machine, each one call: checked
     against ``states.py``, the row and its events in one transaction."""
 
@@ -399,6 +400,12 @@ class Catalog(Store):
             "AND NOT EXISTS (SELECT 1 FROM amendments m WHERE m.sha256=c.sha256 AND m.assignment_id=?)",
             a.officer, a.from_ts, a.to_ts, a.id, a.id)
 
+    def newest_amendment_path(self, sha256: str) -> str | None:
+        """The staged file of the clip's newest amendment (the next names its hash)."""
+        row = self.db.execute("SELECT path FROM amendments WHERE sha256=? ORDER BY id DESC LIMIT 1",
+                              (sha256,)).fetchone()
+        return None if row is None else str(row[0])
+
     def add_amendment(self, sha256: str, assignment_id: int, path: str, *events: Event) -> None:
         with self.tx() as db:
             db.execute("INSERT OR IGNORE INTO amendments (sha256, assignment_id, path, state, created_at) "
@@ -491,6 +498,6 @@ class Catalog(Store):
         return reports.events(self.db, since_seq, limit, types)
 
 
-__all__ = ["STATES", "Assignment", "Catalog", "CatalogError", "ClipRow", "ClipState", "DockRow", "DueAmendment",
-           "Event", "EventRow", "Holding", "ItemState", "Journal", "PendingItem", "Purgeable", "TransitionRefused",
-           "event"]
+__all__ = ["STATES", "Assignment", "Catalog", "CatalogError", "ClipLock", "ClipRow", "ClipState", "DockRow",
+           "DueAmendment", "Event", "EventRow", "HoldRow", "Holding", "ItemState", "Journal", "LockRow", "PendingItem",
+           "Purgeable", "TransitionRefused", "event"]

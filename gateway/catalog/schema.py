@@ -120,5 +120,45 @@ MIGRATIONS = [
     WHERE state = 'quarantined';
     DROP TABLE old_quarantines;
     """,
+    # retention follows the evidence graph (gateway/catalog/locks.py, gateway/evidence/retention.py): the
+    # custody entries about each clip (which segment and checkpoint prove something about it), each
+    # archived clip's lock date and case, each archived object's wanted and applied lock (a failed
+    # extension stays pending here until the archive takes it), and legal holds, which belong to cases
+    """
+    CREATE TABLE clip_custody (sha256 TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (sha256, seq))
+        WITHOUT ROWID;
+    CREATE INDEX clip_custody_seq ON clip_custody(seq);
+    INSERT OR IGNORE INTO clip_custody
+        SELECT json_extract(data, '$.sha256'), custody_seq FROM events
+        WHERE custody_seq IS NOT NULL AND json_extract(data, '$.sha256') IS NOT NULL;
+    CREATE TABLE clip_locks (
+        sha256 TEXT PRIMARY KEY,
+        archive_key TEXT NOT NULL,
+        extras TEXT NOT NULL DEFAULT '',
+        until REAL NOT NULL,
+        case_number TEXT
+    );
+    CREATE INDEX clip_locks_case ON clip_locks(case_number);
+    CREATE TABLE locks (
+        key TEXT PRIMARY KEY,
+        wanted REAL,
+        hold INTEGER NOT NULL DEFAULT 0,
+        applied REAL,
+        applied_hold INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try_at REAL NOT NULL DEFAULT 0,
+        error TEXT,
+        pending_since REAL
+    );
+    CREATE INDEX locks_pending ON locks(next_try_at)
+        WHERE (wanted IS NOT NULL AND (applied IS NULL OR applied < wanted)) OR hold != applied_hold;
+    CREATE INDEX segments_state ON segments(state);
+    CREATE TABLE holds (
+        case_number TEXT PRIMARY KEY,
+        since REAL NOT NULL,
+        released_at REAL,
+        announced INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 VERSION = len(MIGRATIONS)

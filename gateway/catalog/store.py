@@ -142,6 +142,9 @@ class Store:
             eid = str(uuid.uuid4())
             db.execute("INSERT INTO events (id, ts, type, slot, data, custody_seq) VALUES (?,?,?,?,?,?)",
                        (eid, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
+            if seq is not None and isinstance(clip := ev.data.get("sha256"), str):
+                # which custody entries are about which clip: what retention must keep as long as the clip
+                db.execute("INSERT OR IGNORE INTO clip_custody (sha256, seq) VALUES (?,?)", (clip, seq))
             ids.append(eid)
         return ids
 

@@ -215,33 +215,107 @@ def _station_archive(args: argparse.Namespace) -> tuple[Any, Any]:
     return cfg, open_backend(cfg)
 
 
-def cmd_retention_report(args: argparse.Namespace) -> int:
-    from gateway.casefile.retention import report
+def _retention_tools(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The station config and its S3 archive, or a usage error (exit 2)."""
+    from gateway.evidence.retention import RetentionError, s3_of
 
     cfg, archive = _station_archive(args)
-    rows = report(archive, cfg.retention)
+    try:
+        s3_of(archive)
+    except RetentionError as e:
+        raise UsageError(str(e)) from None
+    return cfg, archive
+
+
+def _day(ts: float | None) -> str:
+    from datetime import UTC, datetime
+
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def _iso(ts: float | None) -> str | None:
+    from datetime import UTC, datetime
+
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def cmd_retention_report(args: argparse.Namespace) -> int:
+    """Every clip's class, lock date and hold (soonest to expire first), then
+    the extensions and holds the archive has not yet taken. Exit 1 when one
+    of those has failed, 2 when the archive cannot be read."""
+    from gateway.archive import ArchiveError
+    from gateway.casefile.retention import report
+    from gateway.catalog import Catalog
+
+    cfg, archive = _retention_tools(args)
+    failed_read: ArchiveError | None = None
+    try:
+        rows = report(archive, cfg.retention)
+    except ArchiveError as e:  # the pending extensions are the catalog's: shown all the same
+        rows, failed_read = [], e
+    pending = []
+    if cfg.catalog_path.exists():
+        catalog = Catalog(cfg.catalog_path)
+        try:
+            pending = catalog.pending_locks()
+        finally:
+            catalog.close()
     if args.json:
         for r in rows:
             print(json.dumps({"key": r.key, "case": r.case, "category": r.category, "class": r.cls,
                               "retain_until": r.until.isoformat() if r.until else None, "legal_hold": r.hold},
                              ensure_ascii=False))
-        return 0
-    for r in rows:
-        until = r.until.strftime("%Y-%m-%d") if r.until else "unlocked"
-        print(f"{until}  {r.cls:<12} {'HOLD ' if r.hold else '     '}{r.case or '-':<16} {r.category or '-':<14} "
-              f"{r.key}")
-    return 0
+        for p in pending:
+            print(json.dumps({"pending": True, "key": p.key, "wanted_until": _iso(p.wanted),
+                              "archive_until": _iso(p.applied), "legal_hold": bool(p.hold), "attempts": p.attempts,
+                              "since": _iso(p.pending_since), "error": p.error}, ensure_ascii=False))
+    else:
+        for r in rows:
+            until = r.until.strftime("%Y-%m-%d") if r.until else "unlocked"
+            print(f"{until}  {r.cls:<12} {'HOLD ' if r.hold else '     '}{r.case or '-':<16} "
+                  f"{r.category or '-':<14} {r.key}")
+        if pending:
+            print(f"pending: {len(pending)} objects not yet locked or held as wanted (the station tries again):")
+        for p in pending:
+            print(f"  wanted until {_day(p.wanted)} (archive: {_day(p.applied)})  hold {'on ' if p.hold else 'off'}  "
+                  f"attempts {p.attempts}  {p.key}" + (f"  last error: {p.error}" if p.error else ""))
+    if failed_read is not None:
+        print(f"dockgate: error: the archive cannot be read: {failed_read}", file=sys.stderr)
+        return 2
+    return 1 if any(p.attempts for p in pending) else 0
 
 
 def cmd_legal_hold(args: argparse.Namespace) -> int:
+    """The hold belongs to the case: recorded in the station's catalog and
+    applied now; what the archive does not take now is kept and tried again
+    by the station (exit 2: the archive is unreachable or refuses)."""
     from gateway.casefile.retention import legal_hold
+    from gateway.catalog import Catalog
+    from gateway.values import ValueRefused, check_text
 
-    _, archive = _station_archive(args)
-    keys = legal_hold(archive, args.case, args.hold_cmd == "set")
-    if not keys:
-        raise UsageError(f"no clips of case {args.case} in the archive")
-    print(f"legal hold {'set on' if args.hold_cmd == 'set' else 'released from'} {len(keys)} objects of case "
-          f"{args.case}")
+    try:
+        case = check_text("case", args.case)
+    except ValueRefused as e:
+        raise UsageError(str(e)) from None
+    assert case is not None
+    on = args.hold_cmd == "set"
+    cfg, archive = _retention_tools(args)
+    catalog = Catalog(cfg.catalog_path)
+    try:
+        done = legal_hold(archive, catalog, cfg, case, on)
+    finally:
+        catalog.close()
+    what = "set on" if on else "released from"
+    print(f"legal hold {what} {len(done.keys)} objects of case {case}"
+          + ("; clips assigned to it later are held too" if on else ""))
+    if done.unlisted is not None:
+        print(f"note: the archive could not be listed ({done.unlisted}); the catalog's objects only",
+              file=sys.stderr)
+    if done.failed:
+        print(f"dockgate: error: {len(done.failed)} objects not yet {'held' if on else 'released'}: "
+              f"{done.failed[0].error}. The hold is recorded with the case; the station tries again "
+              f"(dockgate retention report shows what is pending)", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -21,9 +21,8 @@ from gateway.process import logsetup
 def cmd_verify(args: argparse.Namespace) -> int:
     from gateway.archive import Archive, open_archive
     from gateway.archive.directory import DirectoryArchive
-    from gateway.evidence.checkpoint import read_checkpoint
-    from gateway.evidence.signing import load_public
-    from gateway.evidence.verify import verify_archive
+    from gateway.evidence.checkpoint import Checkpoint, read_checkpoint
+    from gateway.evidence.signing import KeyError_, load_public
     from gateway.evidence.witness import witnessed as list_witnessed
 
     if args.bag:  # a case file's bag (gateway/casefile)
@@ -45,6 +44,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise UsageError(f"{cfg.archive.path}: the archive is not there (not mounted?)")
         archive = open_archive(cfg)
         pubkeys = [Path(p) for p in args.pubkey] or [cfg.public_key_file]
+        if args.tsa_ca is None and cfg.evidence.tsa_ca_file is not None:
+            args.tsa_ca = str(cfg.evidence.tsa_ca_file)
     if not pubkeys:
         raise UsageError("give --pubkey PEM (the station public key)")
     for p in pubkeys:
@@ -58,6 +59,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for f in args.checkpoint:
         try:
             witnessed.append(read_checkpoint(Path(f)))
+        except FileNotFoundError as e:
+            if not Path(f).is_file():
+                raise UsageError(f"{f}: cannot read the checkpoint: {e.strerror or e}") from None
+            witnessed.append(Checkpoint(Path(f).name, Path(f).read_bytes(), b""))  # fails as unsigned
         except OSError as e:
             raise UsageError(f"{f}: cannot read the checkpoint or its .sig: {e.strerror or e}") from None
     last = [time.monotonic()]
@@ -70,9 +75,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             last[0] = now
             print(f"verify: {done}/{total} clips hashed", file=sys.stderr, flush=True)
 
-    if args.json or args.case or args.clip or args.sm2_pubkey:  # programs, one case or clip, 国密
-        return run_verify(args, archive, [load_public(p) for p in pubkeys], witnessed, progress)
-    return print_report(verify_archive(archive, [load_public(p) for p in pubkeys], witnessed, progress))
+    keys = []
+    for p in pubkeys:
+        try:
+            keys.append(load_public(p))
+        except KeyError_ as e:
+            raise UsageError(f"{p}: not a station public key (PEM, Ed25519): {e}") from None
+    if args.tsa_ca and not Path(args.tsa_ca).is_file():
+        raise UsageError(f"{args.tsa_ca}: no such CA file")
+    return run_verify(args, archive, keys, witnessed, progress)
 
 
 def s3_without_config(args: argparse.Namespace) -> Any:
@@ -90,56 +101,37 @@ def s3_without_config(args: argparse.Namespace) -> Any:
     return S3Archive(cfg, Path(tempfile.mkdtemp(prefix="dockgate-verify-")))
 
 
-class _Only:
-    """An archive seen through a list of keys (one case, one clip)."""
-
-    def __init__(self, inner: Any, keys: set[str]) -> None:
-        self.inner, self.only = inner, keys
-
-    def keys(self, prefix: str = "") -> Any:
-        return (k for k in self.inner.keys(prefix) if k in self.only)
-
-    def read(self, key: str) -> Any:
-        return self.inner.read(key)
-
-    def describe(self) -> str:
-        return str(self.inner.describe())
-
-
 def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnessed: list[Any],
                progress: Callable[[int, int], None]) -> int:
     """`dockgate verify` over the whole archive, or one case (--case) or
-    clip (--clip) with its custody excerpt; text or --json."""
+    clip (--clip) with the custody record that files it; text or --json."""
     from gateway.evidence.verify import Verifier
 
-    excerpt = bool(args.case or args.clip)
-    if excerpt:
-        from gateway.casefile.retention import clip_objects
+    case_keys: set[str] = set()
+    if args.case:  # the clips the archive's own documents put in the case too: custody may disagree
         from gateway.casefile.source import Selection, collect
 
-        ev = collect(archive, Selection(case=args.case) if args.case else Selection())
-        clips = [c for c in ev.clips if not args.clip or args.clip in (c.sha256, c.key)]
-        if not clips:
-            raise UsageError(f"no clip in the archive for {args.case or args.clip}")
-        if args.clip:
-            ev = collect(archive, Selection(case=clips[0].case_number)) if clips[0].case_number else ev
-        wanted = {k for c in clips for k in clip_objects(c)} | set(ev.segments) | set(ev.checkpoints)
-        archive = _Only(archive, wanted)
-
+        case_keys = {c.key for c in collect(archive, Selection(case=args.case)).clips}
     sm2_keys: dict[str, bytes] = {}
     if args.sm2_pubkey:
         from gateway.evidence.gm import load_sm2_public, sm2_key_id
 
         points = [load_sm2_public(Path(p)) for p in args.sm2_pubkey]
         sm2_keys = {sm2_key_id(p): p for p in points}
-    verifier = Verifier(archive, keys, witnessed, progress, excerpt=excerpt, sm2_keys=sm2_keys)
-    return print_report(verifier.run(), args.json)
+    verifier = Verifier(archive, keys, witnessed, progress, sm2_keys=sm2_keys, case=args.case, clip=args.clip,
+                        case_keys=case_keys, tsa_ca=args.tsa_ca)
+    report = verifier.run()
+    if (args.case or args.clip) and not report.failures and not verifier.scope and not case_keys:
+        raise UsageError(f"no clip in the archive or its custody record for {args.case or args.clip}")
+    return print_report(report, args.json)
 
 
 def add_verify_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--sm2-pubkey", action="append", default=[], help="国密: station SM2 public key PEM "
                                                                       "(repeatable): check SM2 signatures too")
-    sp.add_argument("--case", help="only this case's clips, with their custody excerpt")
+    sp.add_argument("--case", help="only this case: every clip the custody record files under it, each with "
+                                   "every amendment, must be there")
+    sp.add_argument("--tsa-ca", help="the TSA's CA certificates (PEM): every RFC 3161 token must chain to them")
     sp.add_argument("--clip", help="only this clip (SHA-256 or archive key), with its custody excerpt")
     sp.add_argument("--s3-endpoint", help="an S3 archive without a station config: its endpoint URL ...")
     sp.add_argument("--bucket", help="... bucket")

@@ -50,6 +50,8 @@ class Checkpoint:
     name: str
     body: bytes
     signature: bytes
+    #: its RFC 3161 token, once the TSA gave one (a witness keeps it too)
+    token: bytes | None = None
 
     @property
     def doc(self) -> dict[str, Any]:
@@ -58,8 +60,11 @@ class Checkpoint:
 
     def mqtt_payload(self) -> bytes:
         """What a witness receives: the exact signed bytes and the signature."""
-        return json.dumps({"name": self.name, "checkpoint": self.body.decode("utf-8"),
-                           "sig": base64.b64encode(self.signature).decode()}, separators=(",", ":")).encode()
+        msg = {"name": self.name, "checkpoint": self.body.decode("utf-8"),
+               "sig": base64.b64encode(self.signature).decode()}
+        if self.token is not None:
+            msg["tsr"] = base64.b64encode(self.token).decode()
+        return json.dumps(msg, separators=(",", ":")).encode()
 
     @classmethod
     def from_mqtt(cls, payload: bytes) -> Checkpoint:
@@ -67,7 +72,8 @@ class Checkpoint:
         name = str(msg["name"])
         if "/" in name or not is_checkpoint(name):
             raise ValueError(f"not a checkpoint name: {name!r}")
-        return cls(name, str(msg["checkpoint"]).encode("utf-8"), base64.b64decode(msg["sig"], validate=True))
+        token = base64.b64decode(msg["tsr"], validate=True) if msg.get("tsr") else None
+        return cls(name, str(msg["checkpoint"]).encode("utf-8"), base64.b64decode(msg["sig"], validate=True), token)
 
 
 def make_checkpoint(signer: Signer, station: str, seq: int, head: str, segment: str,
@@ -95,4 +101,6 @@ def write_checkpoint(folder: Path, cp: Checkpoint) -> list[Path]:
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
-    return Checkpoint(path.name, path.read_bytes(), path.with_name(path.name + SIG_SUFFIX).read_bytes())
+    tsr = path.with_name(path.name + TSR_SUFFIX)
+    return Checkpoint(path.name, path.read_bytes(), path.with_name(path.name + SIG_SUFFIX).read_bytes(),
+                      tsr.read_bytes() if tsr.is_file() else None)

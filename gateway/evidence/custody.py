@@ -9,27 +9,59 @@ Lines are durable before anything that depends on them: ``append`` fsyncs
 each line unless the caller batches (the catalog appends a transaction's
 entries unsynced and calls ``sync`` once before its commit, so the entries
 are on disk before the state they report is). Segments rotate after ``rotate_entries``
-entries or ``rotate_s`` seconds and are then *sealed* (renamed from
+entries or ``rotate_s`` seconds (checked between batches, never inside one:
+the stamper signs a batch's manifests with the sequence numbers their
+entries will get) and are then *sealed* (renamed from
 ``.open.jsonl`` to ``.jsonl``) and forwarded to the archive like clips. A
 line torn by a power cut is cut off at start-up (it was never acknowledged).
+
+The log is also the index of everything the station signs (the evidence
+graph, gateway/evidence/graph.py): entries about clips name their archive
+objects and hashes, and every segment after the first opens with a
+``segment_opened`` entry naming the segment before it (its SHA-256), that
+segment's signed checkpoint (body and signature) and the RFC 3161 tokens
+received since. Sealing writes the checkpoint and opens the next segment at
+once, so the sequence number a manifest is signed with stays the one its
+entry gets; a segment holding only its opening entry is not sealed again (an
+idle station does not rotate for ever).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.durable import fsync_dir
 from gateway.evidence.canonical import canonical
+from gateway.evidence.checkpoint import SIG_SUFFIX, TSR_SUFFIX, Checkpoint, make_checkpoint, write_checkpoint
 from gateway.evidence.signing import Signer
 
 GENESIS = "0" * 64
+#: the first entry of every segment but the first: the index of the one before (gateway/evidence/graph.py)
+OPENED = "segment_opened"
+#: tokens already named by an opening entry, one file name per line (a crash may name one twice: harmless)
+_TOKENS_INDEXED = ".tokens-indexed"
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def redact_line(line: bytes) -> bytes:
+    """An entry reduced to what keeps the chain checkable (a case file's
+    excerpt shows other cases' entries this way): its seq, station, prev and
+    the hash of the whole line, which the next entry's prev names."""
+    entry = json.loads(line)
+    return canonical({"prev": entry.get("prev"), "redacted": entry_hash(line), "seq": entry.get("seq"),
+                      "station": entry.get("station")})
 
 
 def entry_hash(line: bytes) -> str:
@@ -42,7 +74,7 @@ def signed_part(entry: dict[str, Any]) -> bytes:
 
 class CustodyLog:
     def __init__(self, directory: Path, signer: Signer, station: str, *, rotate_entries: int = 1000,
-                 rotate_s: float = 900.0) -> None:
+                 rotate_s: float = 900.0, counts: Callable[[], dict[str, int]] | None = None) -> None:
         self.dir = directory
         self.signer = signer
         self.station = station
@@ -57,8 +89,12 @@ class CustodyLog:
         self._opened_at = 0.0
         #: lines written since the last fsync
         self._dirty = False
-        #: segments sealed and not yet queued for the archive: (path, its last seq, that entry's hash)
-        self.sealed_pending: list[tuple[Path, int, str]] = []
+        #: what a checkpoint counts besides entries (the catalog's archived clips)
+        self.counts = counts
+        #: segments sealed and not yet queued for the archive, each with its signed checkpoint
+        self.sealed_pending: list[tuple[Path, Checkpoint]] = []
+        #: the newest checkpoint signed
+        self.latest_checkpoint: Checkpoint | None = None
         self._recover()
 
     # -- files --------------------------------------------------------------
@@ -92,6 +128,14 @@ class CustodyLog:
             self._open_entries = len(data.splitlines())
             self._opened_at = last.stat().st_mtime
             self._fd = os.open(last, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        else:  # a crash between sealing and opening the next: finish the seal
+            self._checkpoint_for(last)
+            self._open_segment()
+        found = sorted(self.dir.glob("checkpoint-*.json"))
+        if found:
+            from gateway.evidence.checkpoint import read_checkpoint
+
+            self.latest_checkpoint = read_checkpoint(found[-1])
 
     def _open_segment(self) -> None:
         path = self.dir / f"custody-{self.station}-{self.seq + 1:010d}.open.jsonl"
@@ -100,10 +144,63 @@ class CustodyLog:
         self._open_path = path
         self._open_entries = 0
         self._opened_at = time.time()
+        before = self.sealed()
+        if before:
+            self._write(OPENED, self._index_of(before[-1]))
+            self.sync()
+
+    def _index_of(self, segment: Path) -> dict[str, Any]:
+        """What a ``segment_opened`` entry names: the segment before, its
+        checkpoint and the tokens not named yet."""
+        seq = int(segment.name.rsplit("-", 1)[-1].split(".")[0])
+        last = seq + len(segment.read_bytes().splitlines()) - 1
+        from gateway.evidence.checkpoint import checkpoint_name
+
+        cp = self.dir / checkpoint_name(self.station, last)
+        data: dict[str, Any] = {"segment": {"name": segment.name, "sha256": file_sha256(segment),
+                                            "first": seq, "last": last}}
+        if cp.exists():
+            data["checkpoint"] = {"name": cp.name, "sha256": file_sha256(cp),
+                                  "signature_sha256": file_sha256(cp.with_name(cp.name + SIG_SUFFIX))}
+        named = self._tokens_named()
+        tokens = [{"name": t.name, "sha256": file_sha256(t)}
+                  for t in sorted(self.dir.glob("checkpoint-*.json" + TSR_SUFFIX)) if t.name not in named]
+        if tokens:
+            data["tokens"] = tokens
+            with open(self.dir / _TOKENS_INDEXED, "a") as f:
+                f.write("".join(t["name"] + "\n" for t in tokens))
+        return data
+
+    def _tokens_named(self) -> set[str]:
+        try:
+            return set((self.dir / _TOKENS_INDEXED).read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def _checkpoint_for(self, segment: Path) -> Checkpoint:
+        """The signed checkpoint over a sealed *segment*, written once."""
+        from gateway.evidence.checkpoint import checkpoint_name, read_checkpoint
+
+        lines = segment.read_bytes().splitlines()
+        seq = int(json.loads(lines[-1])["seq"])
+        path = self.dir / checkpoint_name(self.station, seq)
+        if path.exists() and path.with_name(path.name + SIG_SUFFIX).exists():
+            return read_checkpoint(path)
+        counts = {"entries": seq}
+        if self.counts is not None:
+            with contextlib.suppress(Exception):  # the counts are informative; the checkpoint is what matters
+                counts |= self.counts()
+        cp = make_checkpoint(self.signer, self.station, seq, entry_hash(lines[-1]), segment.name, counts)
+        write_checkpoint(self.dir, cp)
+        self.latest_checkpoint = cp
+        return cp
 
     def seal(self) -> Path | None:
-        """Close the open segment; it becomes forwardable."""
+        """Close the open segment and sign its checkpoint; both become
+        forwardable, and the next segment opens with their index."""
         if self._fd is None or self._open_path is None:
+            return None
+        if self._open_entries <= 1 and self.sealed():  # only its opening entry: nothing happened since
             return None
         self.sync()
         os.close(self._fd)
@@ -118,7 +215,8 @@ class CustodyLog:
         os.chmod(sealed, 0o444)
         fsync_dir(self.dir)
         self._open_path = None
-        self.sealed_pending.append((sealed, self.seq, self.prev))
+        self.sealed_pending.append((sealed, self._checkpoint_for(sealed)))
+        self._open_segment()
         return sealed
 
     def maybe_rotate(self) -> Path | None:
@@ -139,6 +237,12 @@ class CustodyLog:
         after the next ``sync`` (or a seal)."""
         if self._fd is None:
             self._open_segment()
+        entry = self._write(event, data)
+        if sync:
+            self.sync()
+        return entry
+
+    def _write(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
         assert self._fd is not None
         entry: dict[str, Any] = {
             "seq": self.seq + 1,
@@ -153,13 +257,9 @@ class CustodyLog:
         line = canonical(entry)
         os.write(self._fd, line + b"\n")
         self._dirty = True
-        if sync:
-            self.sync()
         self.seq += 1
         self.prev = entry_hash(line)
         self._open_entries += 1
-        if self._open_entries >= self.rotate_entries:
-            self.seal()
         return entry
 
     def close(self) -> None:
@@ -168,13 +268,3 @@ class CustodyLog:
             os.close(self._fd)
             self._fd = None
 
-
-def redact_line(line: bytes) -> bytes:
-    """*line* reduced to its hash, for a custody excerpt that must not show
-    what it says (an entry about another case): canonical JSON of ``prev``,
-    ``redacted`` (``entry_hash`` of the original line, which the next entry's
-    ``prev`` names), ``seq`` and ``station``, so the chain still verifies
-    and nothing else of the entry remains. No newline."""
-    entry = json.loads(line)
-    return canonical({"prev": entry["prev"], "redacted": entry_hash(line), "seq": entry["seq"],
-                      "station": entry["station"]})

@@ -185,11 +185,15 @@ def build_manifest(cfg: Config, clip: ClipRow, dock: DockRow | None, facts: Cont
     return doc, ts
 
 
-def build_amendment(clip: ClipRow, a: Assignment, custody_seq: int, key_id: str) -> dict[str, Any]:
+def build_amendment(clip: ClipRow, a: Assignment, custody_seq: int, key_id: str,
+                    previous_sha256: str | None = None) -> dict[str, Any]:
+    """*previous_sha256*: the SHA-256 of the clip's amendment before this one
+    (None for the first), so a clip's amendments form a chain."""
     return {
         "format": AMENDMENT_FORMAT,
         "amends": {"sha256": clip.sha256, "manifest_sha256": clip.manifest_sha256,
                    "archive_key": clip.archive_key},
+        "previous_sha256": previous_sha256,
         "case_number": a.case_number, "proof_object": a.proof, "category": a.category,
         "important": None if a.important is None else bool(a.important),
         "assignment": assignment_doc(a),

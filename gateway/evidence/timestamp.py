@@ -18,12 +18,15 @@ rewritten record past a timestamp the TSA gave out.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 import subprocess
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -128,3 +131,55 @@ class TimestampWorker(Worker):
             await asyncio.to_thread(write_atomic, tsr, token, 0o444)
             self.on_token(tsr)
         return RETRY_S[1]
+
+
+def _token_facts(token: bytes) -> tuple[str, bytes, datetime]:
+    """(hash algorithm, message imprint, time) of a TimeStampResp."""
+    from rfc3161_client import decode_timestamp_response
+
+    try:
+        tst = decode_timestamp_response(token).tst_info
+        algo = {"2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.3": "sha512",
+                "2.16.840.1.101.3.4.2.2": "sha384"}.get(tst.message_imprint.hash_algorithm.dotted_string, "?")
+        return algo, bytes(tst.message_imprint.message), tst.gen_time.astimezone(UTC)
+    except ValueError:  # OpenSSL-made TSAs: the library's DER parser is strict; read it the way openssl does
+        pass
+    with tempfile.NamedTemporaryFile(prefix="dockgate-tsr-") as f:
+        f.write(token)
+        f.flush()
+        r = subprocess.run(["openssl", "ts", "-reply", "-in", f.name, "-text"], capture_output=True, text=True,
+                           timeout=60, check=False)
+    if r.returncode != 0 or "Status: Granted" not in r.stdout:
+        raise ValueError("not a granted RFC 3161 time-stamp response")
+    algo_m = re.search(r"Hash Algorithm: (\S+)", r.stdout)
+    when = re.search(r"Time stamp: (.+?) GMT", r.stdout)
+    data = re.search(r"Message data:\n((?:\s+[0-9a-f]{4} - .*\n)+)", r.stdout)
+    if not (algo_m and when and data):
+        raise ValueError("a time-stamp response without imprint or time")
+    imprint = bytes.fromhex("".join(re.sub(r"\s{2,}\S.*$", "", ln.split(" - ", 1)[1]).replace("-", " ")
+                                    for ln in data.group(1).splitlines()).replace(" ", ""))
+    stamp = datetime.strptime(" ".join(when.group(1).split()).split(".")[0], "%b %d %H:%M:%S %Y")
+    return algo_m.group(1), imprint, stamp.replace(tzinfo=UTC)
+
+
+def read_token(token: bytes, checkpoint: bytes, tsa_ca: str | None) -> tuple[datetime | None, str | None]:
+    """A checkpoint's token checked by itself: (its time, None) or (None,
+    what is wrong). Its imprint must be the checkpoint's hash; with
+    *tsa_ca*, it must verify against that CA the way a third party checks
+    it (``openssl ts -verify``)."""
+    try:
+        algo, imprint, when = _token_facts(token)
+    except (ValueError, OSError, subprocess.TimeoutExpired) as e:
+        return None, f"not a readable RFC 3161 token: {e}"
+    if algo not in ("sha256", "sha384", "sha512") or hashlib.new(algo, checkpoint).digest() != imprint:
+        return None, "its message imprint is not this checkpoint's hash (a token for other bytes)"
+    if tsa_ca is not None:
+        with tempfile.TemporaryDirectory(prefix="dockgate-tsr-") as tmp:
+            d, t = Path(tmp) / "data", Path(tmp) / "token.tsr"
+            d.write_bytes(checkpoint)
+            t.write_bytes(token)
+            r = subprocess.run(["openssl", "ts", "-verify", "-data", str(d), "-in", str(t), "-CAfile", tsa_ca],
+                               capture_output=True, text=True, timeout=60, check=False)
+        if r.returncode != 0 or "Verification: OK" not in r.stdout:
+            return None, f"does not verify against the TSA CA {tsa_ca}: {r.stderr.strip()[-200:]}"
+    return when, None

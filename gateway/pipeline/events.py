@@ -41,6 +41,10 @@ WARNING_EVENTS |= {"assignment_set_aside"}
 #: drift is unverified; the record says when that began and ended
 CUSTODY_EVENTS |= {"station_clock_unsynchronised", "station_clock_synchronised"}
 WARNING_EVENTS |= {"station_clock_unsynchronised"}
+#: retention follows the evidence graph (gateway/evidence/retention.py): a legal hold set on or released from a
+#: case; Object Lock extensions the archive did not take (kept and tried again) and, once all are applied, again
+CUSTODY_EVENTS |= {"legal_hold_set", "legal_hold_released", "retention_pending", "retention_applied"}
+WARNING_EVENTS |= {"retention_pending"}
 
 Listener = Callable[[str, int | None, dict[str, Any]], None]
 

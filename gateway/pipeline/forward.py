@@ -18,12 +18,21 @@ never by comparing types or paths here:
   resumes by itself once the archive takes it;
 * the station's fault, transient (archive down): exponential backoff with
   jitter up to ``retry_max_s``, for as long as it takes.
+
+Object Lock follows the evidence graph (``evidence/retention.py``): each
+archived clip, amendment and custody file tells the rule, and the locks it
+wants are applied between uploads, a failed one again after backoff.
+
+Why ~430 lines in one module: one worker owns the order of everything the
+archive receives (clips, amendments, custody segments, their locks) and the
+one alarm per archive fault; the rules it follows live elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -31,6 +40,7 @@ import random
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -39,7 +49,7 @@ from gateway.archive import Archive, ArchiveConflict, ArchiveError, ArchiveObjec
 from gateway.catalog import Catalog, ClipRow, Event, TransitionRefused, event
 from gateway.config import Config
 from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, amendment_suffix, read_signed
-from gateway.evidence.retention import extend_for_amendment, manifest_retention
+from gateway.evidence.retention import Locks, clip_until
 from gateway.evidence.signing import verify
 from gateway.pipeline.live import StationState
 from gateway.pipeline.staging import Staging
@@ -54,6 +64,8 @@ IDLE_S = 30.0
 GROUP_S = 0.02
 #: amendments and custody segments are looked for at most this often (and on a stop)
 SMALL_EVERY_S = 1.0
+#: locks the command line left pending (`dockgate legal-hold` while the archive is away) are looked for this often
+LOCK_POLL_S = 5.0
 
 
 #: clips up to this size are uploaded in batches of up to BATCH_CLIPS clips and BATCH_BYTES
@@ -102,6 +114,13 @@ class Forwarder(Worker):
         self._behind = False
         #: uploads done and verified, waiting for their group commit
         self._archived: list[tuple[str, tuple[Event, ...]]] = []
+        #: retention follows the evidence graph (gateway/evidence/retention.py); what each clip in
+        #: flight is locked with: (retain-until, suffixes stored beside it, its case)
+        self.locks = Locks(catalog, cfg, archive)
+        self._lock_facts: dict[str, tuple[datetime, tuple[str, ...], str | None]] = {}
+        #: archived clips' locks, for their group commit: (clip, key, facts, stored with them)
+        self._to_lock: dict[str, tuple[ClipRow, str, tuple[datetime, tuple[str, ...], str | None], bool]] = {}
+        self._locks_at = 0.0
 
     async def run(self) -> None:
         try:
@@ -132,8 +151,13 @@ class Forwarder(Worker):
         if self.live.archive_up is not False and now >= self._small_at:
             self._small_at = now + SMALL_EVERY_S
             await self._forward_small()
-        nxt = self.catalog.next_retry_at()
+        if self.locks.on and now >= self._locks_at:
+            await self._apply_locks()
+        nxt = min((t for t in (self.catalog.next_retry_at(), self.catalog.next_lock_at() if self.locks.on else None)
+                   if t is not None), default=None)
         idle = IDLE_S if not self.live.pulling else 1.0  # held back by pulling slots: look again soon
+        if self.locks.on:
+            idle = min(idle, LOCK_POLL_S)
         return idle if nxt is None else min(idle, max(0.05, nxt - time.time()))
 
     def _due(self, now: float, limit: int) -> list[ClipRow]:
@@ -197,21 +221,33 @@ class Forwarder(Worker):
                 key = f"{a.archive_key}{amendment_suffix(a.id)}"
                 await self._put_bytes(key, signed.body)
                 await self._put_bytes(key + SIG_SUFFIX, signed.signature)
-                self.catalog.amendment_archived(a.id, key, event("amendment_archived", sha256=a.sha256, key=key))
-                if self.cfg.retention.enabled and self.cfg.archive.backend == "s3":  # an assignment only extends
-                    await asyncio.to_thread(extend_for_amendment, self.archive, self.cfg.retention, a.archive_key,
-                                            key, json.loads(signed.body))
+                self.catalog.amendment_archived(a.id, key, event(
+                    "amendment_archived", sha256=a.sha256, key=key, amendment_sha256=signed.sha256,
+                    signature_sha256=hashlib.sha256(signed.signature).hexdigest()))
+                self.locks.amendment_archived(a.sha256, a.archive_key, json.loads(signed.body))  # only extends
+                self._locks_at = 0.0
             for name in self.catalog.due_segments():
                 data = await asyncio.to_thread((self.custody_dir / name).read_bytes)
                 key = f"custody/{self.cfg.station.id}/{name}"
                 await self._put_bytes(key, data)
                 self.catalog.segment_archived(name)
+                self.locks.custody_archived(name)
+                self._locks_at = 0.0
                 log.info("custody segment %s archived as %s", name, key)
         except OSError as e:  # our own copy of a small object: kept, tried again next round
             log.error("evidence metadata cannot be read from the station: %s", e)
         except ArchiveError as e:
             log.warning("forwarding evidence metadata failed: %s", e)
             self._station_fault(e)
+
+    async def _apply_locks(self) -> None:
+        """Bring the archive's Object Lock dates and legal holds to what the
+        catalog wants; what it does not take is tried again after backoff."""
+        rows = self.locks.due()
+        if rows:
+            self.locks.record(await asyncio.to_thread(self.locks.push, rows))
+        nxt = self.catalog.next_lock_at()
+        self._locks_at = time.time() + SMALL_EVERY_S if nxt is None else max(nxt, time.time() + 0.05)
 
     async def flush_evidence(self) -> bool:
         """Archive every queued custody segment, checkpoint and amendment now
@@ -220,6 +256,8 @@ class Forwarder(Worker):
         while (due := len(self.catalog.due_segments()) + len(self.catalog.due_amendments())) and due != before:
             before = due
             await self._forward_small()
+        if self.locks.on and (rows := self.locks.due(float("inf"), quiet=True)):  # and every lock they want
+            due += len(self.locks.record(await asyncio.to_thread(self.locks.push, rows)))
         return not due
 
     async def _put_bytes(self, key: str, data: bytes) -> Receipt:
@@ -249,14 +287,17 @@ class Forwarder(Worker):
         except (OSError, ValueError) as e:  # gone, unreadable, or not the JSON the stamper wrote
             return f"manifest unreadable: {e}"
         # retention by class (gateway/evidence/retention.py): the manifest's category, importance, case
-        kept = manifest_retention(self.cfg.retention, doc)
+        until = clip_until(self.cfg, doc)
         sm2 = self.staging.resolve(clip.manifest_path + ".sm2.sig")  # 国密 (evidence/gm.py)
         try:
             gm: tuple[tuple[str, bytes], ...] = ((MANIFEST_SUFFIX + ".sm2.sig", sm2.read_bytes()),)
         except FileNotFoundError:
             gm = ()
+        if until is not None:
+            self._lock_facts[clip.sha256] = (until, (MANIFEST_SUFFIX, MANIFEST_SUFFIX + SIG_SUFFIX,
+                                                     *(g[0] for g in gm)), doc.get("case_number"))
         return ArchiveObject(
-            retain_until=kept[1] if kept else None,
+            retain_until=until,
             key=clip.archive_key, source=self.staging.resolve(clip.staged_path), sha256=clip.sha256, size=clip.size,
             extras=((MANIFEST_SUFFIX, manifest.body), (MANIFEST_SUFFIX + SIG_SUFFIX, manifest.signature), *gm),
             metadata=(("officer", clip.officer or ""), ("serial", clip.serial), ("station", self.cfg.station.id),
@@ -278,6 +319,7 @@ class Forwarder(Worker):
 
     async def _settle(self, clip: ClipRow, key: str, out: Receipt | ArchiveError | str, took_s: float) -> None:
         """Record what the upload of *clip* came to."""
+        facts = self._lock_facts.pop(clip.sha256, None)
         if isinstance(out, str):  # the station's own manifest (or copy) is gone or spoiled: a pull again cures it
             self.catalog.quarantine(clip.sha256, out, event("quarantined", sha256=clip.sha256, key=key, error=out,
                                                             reason="manifest_fault"), reason="manifest_fault")
@@ -289,6 +331,7 @@ class Forwarder(Worker):
             log.warning("clip %s was already archived under %s with a manifest this station signed (the "
                         "catalog had forgotten it): kept as archived, the new manifest is not sent",
                         clip.sha256[:12], key)
+            self._lock_archived(clip, key, facts, stored=False)
             self._archive_works()
             return
         if isinstance(out, ArchiveError):
@@ -299,7 +342,21 @@ class Forwarder(Worker):
             event("verified", sha256=clip.sha256, key=key, verified_by=out.verified_by),
             event("clip_archived", sha256=clip.sha256, key=key, size=clip.size, partial=bool(clip.partial),
                   duration_s=round(took_s, 3))))
+        if facts is not None:  # recorded in the group commit, with the clip archived
+            self._to_lock[clip.sha256] = (clip, key, facts, not out.existed)
         self._archive_works()
+
+    def _lock_archived(self, clip: ClipRow, key: str, facts: tuple[datetime, tuple[str, ...], str | None] | None,
+                       stored: bool) -> None:
+        """What proves something about the clip is kept as long as the clip
+        (evidence/retention.py); inside a group commit, in its transaction."""
+        if facts is None:
+            return
+        try:
+            self.locks.clip_archived(clip.sha256, key, facts[1], facts[0], facts[2], stored=stored)
+            self._locks_at = 0.0
+        except Exception:  # the upload stands; the bookkeeping of its lock is a bug to see, not a stop
+            log.exception("recording the lock of %s", clip.sha256[:12])
 
     def _record_archived(self, sha256: str, events: tuple[Event, ...]) -> None:
         """Group commit: uploads that finish within ``GROUP_S`` of each other
@@ -315,10 +372,14 @@ class Forwarder(Worker):
         try:
             with self.catalog.group():
                 for sha256, events in done:
+                    lock = self._to_lock.pop(sha256, None)
                     try:
                         self.catalog.archived(sha256, *events)
                     except TransitionRefused as e:  # a bug, not the archive: the others are still recorded
                         log.error("recording %s as archived: %s", sha256[:12], e)
+                        continue
+                    if lock is not None:
+                        self._lock_archived(*lock)
         except Exception:  # the catalog itself failed: the clips stay forwarding, and recovery requeues them
             log.exception("recording %d archived clips failed", len(done))
 

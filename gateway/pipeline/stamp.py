@@ -13,6 +13,7 @@ restarted one would meet the same record again."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,8 @@ from gateway.archive.layout import clip_key
 from gateway.catalog import Assignment, Catalog, ClipRow, DockRow, Event, event
 from gateway.config import Config
 from gateway.durable import write_many
-from gateway.evidence.checkpoint import Checkpoint, make_checkpoint, read_checkpoint, write_checkpoint
+from gateway.evidence.checkpoint import SIG_SUFFIX as CP_SIG_SUFFIX
+from gateway.evidence.checkpoint import Checkpoint, read_checkpoint
 from gateway.evidence.container import ContainerFacts, probe
 from gateway.evidence.custody import CustodyLog
 from gateway.evidence.manifest import (
@@ -122,15 +124,12 @@ class Stamper(Worker):
         else:
             self.custody.maybe_rotate()
         pending, self.custody.sealed_pending = self.custody.sealed_pending, []
-        for path, seq, head in pending:
+        for path, cp in pending:  # the custody log signed each one's checkpoint as it sealed it
             self.catalog.add_segment(path.name)
-            cp = make_checkpoint(self.signer, self.cfg.station.id, seq, head, path.name,
-                                 {"entries": seq, "clips_archived": self.catalog.counts()["archived"]})
-            for f in write_checkpoint(self.custody.dir, cp):
-                self.catalog.add_segment(f.name)
+            self.catalog.add_segment(cp.name)
+            self.catalog.add_segment(cp.name + CP_SIG_SUFFIX)
             self.latest_checkpoint = cp
-            # not a custody event: an entry about the checkpoint would leave it stale at once
-            self.catalog.emit("checkpoint", seq=seq, head=head, name=cp.name)
+            self.catalog.emit("checkpoint", seq=cp.doc["seq"], head=cp.doc["head"], name=cp.name)
         if pending:
             self.on_ready()
 
@@ -230,7 +229,10 @@ class Stamper(Worker):
             from gateway.evidence.gm import SM2_SIG_SUFFIX
 
             files.append((path.with_name(path.name + SM2_SIG_SUFFIX), self.sm2.sign(signed.body), 0o444))
+        # the entry indexes every object of the clip by hash (gateway/evidence/graph.py)
         events = [event("stamped", sha256=clip.sha256, manifest_sha256=signed.sha256, key=key,
+                        signature_sha256=hashlib.sha256(signed.signature).hexdigest(),
+                        sm2_signature_sha256=hashlib.sha256(files[2][1]).hexdigest() if len(files) > 2 else None,
                         partial=facts.truncated, capture_utc=iso(ts),
                         case_number=assignment.case_number if assignment else None)]
         if not doc["capture_time"]["plausible"]:
@@ -281,13 +283,17 @@ class Stamper(Worker):
                           end=iso(a.to_ts), case_number=a.case_number, proof_object=a.proof,
                           category=a.category)
         for clip in self.catalog.clips_to_amend(a):
-            doc = build_amendment(clip, a, self.custody.seq + 1, self.signer.key_id)
+            # amendments of a clip form a chain: dropping or reordering one breaks it
+            before = self.catalog.newest_amendment_path(clip.sha256)
+            previous = hashlib.sha256(self.staging.resolve(before).read_bytes()).hexdigest() if before else None
+            doc = build_amendment(clip, a, self.custody.seq + 1, self.signer.key_id, previous)
             signed = sign_document(doc, self.signer)
             path: Path = self.amendments / f"{clip.sha256}-{a.id}.json"
             write_signed(path, signed)
             self.catalog.add_amendment(clip.sha256, a.id, self.staging.relative(path), event(
                 "amended", sha256=clip.sha256, assignment=a.id, amendment_sha256=signed.sha256,
-                manifest_sha256=clip.manifest_sha256))
+                signature_sha256=hashlib.sha256(signed.signature).hexdigest(), case_number=a.case_number,
+                previous_sha256=previous, manifest_sha256=clip.manifest_sha256))
             amended.append(clip.sha256)
 
     def _set_aside(self, a: Assignment, reason: str, field: str | None, amended: int | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import faulthandler
 import logging
 import os
@@ -106,7 +107,8 @@ class Daemon:
         self.signer = load_signer(cfg.evidence.signing_key_file)
         self.custody = CustodyLog(cfg.custody_dir, self.signer, cfg.station.id,
                                   rotate_entries=cfg.evidence.custody_rotate_entries,
-                                  rotate_s=cfg.evidence.custody_rotate_s)
+                                  rotate_s=cfg.evidence.custody_rotate_s,
+                                  counts=lambda: {"clips_archived": self.catalog.counts()["archived"]})
         self.journal = self.catalog.journal = Journal(self.custody)
         self._dirty = True
         self.journal.listeners.append(self._mark_dirty)
@@ -162,6 +164,9 @@ class Daemon:
 
     def _token_ready(self, tsr: Path) -> None:
         self.catalog.add_segment(tsr.name)
+        cp = self.stamper.latest_checkpoint
+        if cp is not None and tsr.name == cp.name + ".tsr":  # witnesses keep the token with the checkpoint
+            self.stamper.latest_checkpoint = dataclasses.replace(cp, token=tsr.read_bytes())
         self.forwarder.wake()
 
     def snapshot(self) -> dict[str, Any]:
