@@ -267,4 +267,3 @@ class CustodyLog:
             self.sync()
             os.close(self._fd)
             self._fd = None
-
