@@ -87,4 +87,9 @@ def test_verify_checks_the_sm2_signature_and_sm3_digest_too(run: dict[str, Path]
     r = dockgate("verify", "--archive", str(copy), "--pubkey", str(run["pub"]), "--sm2-pubkey", str(run["sm2pub"]),
                  "--json", check=False)
     assert r.returncode == 1
-    assert [f["check"] for f in json.loads(r.stdout)["failures"]] == ["manifest-sm2-signature"]
+    # the SM2 check, and the custody index, which named the signature's hash when it was made
+    assert sorted(f["check"] for f in json.loads(r.stdout)["failures"]) == ["index-replaced", "manifest-sm2-signature"]
+    r = dockgate("verify", "--archive", str(copy), "--pubkey", str(run["pub"]), "--json", check=False)
+    assert r.returncode == 1  # without the SM2 key too: custody indexes every signature by hash
+    assert [(f["check"], f["object"]) for f in json.loads(r.stdout)["failures"]] == [
+        ("index-replaced", str(sig.relative_to(copy)))]
