@@ -215,6 +215,18 @@ def sm2_findings(root: Path, sm2_keys: dict[str, bytes]) -> list[Finding]:
     return out
 
 
+def _bag_case(bag_dir: Path) -> str | None:
+    """The case a bag is for (bag-info.txt ``Bag-Group-Identifier``), if any."""
+    try:
+        for line in (bag_dir / "bag-info.txt").read_text(encoding="utf-8", errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "Bag-Group-Identifier" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return None
+
+
 def check_bag(bag_dir: Path, keys: list[Ed25519PublicKey], *, with_fixity: bool = True,
               sm2_keys: dict[str, bytes] | None = None) -> BagCheck:
     """Every check of the four properties on the bag at *bag_dir*, offline;
@@ -227,7 +239,11 @@ def check_bag(bag_dir: Path, keys: list[Ed25519PublicKey], *, with_fixity: bool 
     root = bag_dir / "data" / "archive"
     sm2_keys = sm2_keys or {}
     missing_sm2 = [] if sm2_keys else sm2_findings(root, sm2_keys)  # else the verifier names unknown keys
-    verifier = Verifier(DirectoryArchive(root), keys, excerpt=True, sm2_keys=sm2_keys)
+    # the case the bag is for: every clip its custody excerpt files under it must be there (evidence/graph.py)
+    case = _bag_case(bag_dir)
+    present = {p.relative_to(root).as_posix()[: -len(MANIFEST_SUFFIX)] for p in root.rglob(f"*{MANIFEST_SUFFIX}")}
+    verifier = Verifier(DirectoryArchive(root), keys, excerpt=True, sm2_keys=sm2_keys, case=case,
+                        case_keys=present)
     report = verifier.run()
     result.failures += missing_sm2
     result.failures += [Finding(_prop_of(f.check), f.check, f.obj, f.detail) for f in report.failures]

@@ -305,6 +305,12 @@ class Verifier:
         if self.case is not None:
             self.report.case_clips = len(scope)
         media = {c.key for rec in records.values() for c in rec.graph.clips.values() if c.sha256 in scope}
+        if self.case is not None:  # what the archive's (or the bag's) own documents put in the case
+            for rec in records.values():
+                for c in rec.graph.clips.values():
+                    if c.key in self.case_keys and c.sha256 not in scope and c.stamped_seq:
+                        self.fail("case-filing", c.key, f"custody files this clip under {c.case or 'no case'}, "
+                                                        f"not {self.case}")
         media |= self.case_keys
         if self.clip is not None and self.clip in self.keyset:
             media.add(self.clip)
