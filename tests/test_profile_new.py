@@ -158,6 +158,35 @@ def test_a_foreign_device_in_a_slot_gets_a_profile_from_profile_new_and_is_serve
             daemon.stop()
 
 
+@pytest.mark.e2e
+def test_an_unrecognised_device_event_carries_the_same_fields_and_profile_new_reads_it(tmp_path: Path) -> None:
+    """A profile claimed it, but the read-only probe's answer was not what the profile expects."""
+    station = with_profiles_dir(write_station(tmp_path / "station", slots=2), tmp_path / "profiles")
+    (tmp_path / "profiles" / "strict.toml").write_text(
+        "name = 'strict'\nprotocol = 'zfy-ctrl'\n[match]\nvid = 0x4255\npid = 0x0001\nproduct = '^Strict Cam$'\n"
+        "[probe]\nidcode = '^XYZ'\n")
+    hand_made_recorder(tmp_path / "rec", "STRICT1", protocol="zfy-ctrl",
+                       extra='vid = 0x4255\npid = 0x0001\nproduct = "Strict Cam"\nmanufacturer = "Zfy"\n')
+    daemon = DaemonProc(station, tmp_path / "daemon.log").start()
+    try:
+        attach(station, tmp_path / "rec", 2)
+        wait = daemon.wait_for(lambda s: any(x["slot"] == 2 and x["state"] == "foreign" for x in s["slots"]),
+                               what="unrecognised")
+        assert sum(wait["clips"].values()) == 0
+    finally:
+        daemon.stop()
+    (ev,) = events(station, "unrecognised_device")
+    assert ev["data"]["profile"] == "strict" and "IDCode" in ev["data"]["error"]
+    assert {k: ev["data"].get(k) for k in ("vid", "pid", "manufacturer", "product", "serial", "interfaces")} == \
+        {"vid": "4255", "pid": "0001", "manufacturer": "Zfy", "product": "Strict Cam", "serial": "STRICT1",
+         "interfaces": "ff/ff/ff"}
+    # a skeleton for it would claim it exactly as the site's own profile does: refused, nothing written
+    out = tmp_path / "profiles" / "again.toml"
+    p = dockgate("profile", "new", "--slot", "2", "--like", "strict", "-c", str(station), "-o", str(out),
+                 check=False)
+    assert p.returncode == 2 and "strict.toml" in p.stderr and not out.exists(), p.stderr
+
+
 def test_profile_new_for_a_slot_with_nothing_reported_says_what_to_do(tmp_path: Path) -> None:
     station = write_station(tmp_path / "station", slots=2)
     p = dockgate("profile", "new", "--slot", "1", "--protocol", "ums", "-c", str(station), check=False)
