@@ -115,7 +115,9 @@ class DockedDevice:
     source: str
     #: facts the detection backend read without talking to the device:
     #: ``usb_bus``/``usb_address`` (pyusb look-up), ``port`` (USB port path),
-    #: ``tcp_host``/``tcp_port`` (TCP families), ``volume_label``; fallbacks only
+    #: ``tcp_host``/``tcp_port`` (TCP families), ``volume_label``; fallbacks only.
+    #: Informative only (events): ``interfaces`` (class/subclass/protocol per interface,
+    #: ``ff/ff/ff 08/06/50``), ``hwdb_vendor``/``hwdb_model`` (udev's database names)
     hints: Mapping[str, str] = field(default_factory=dict)
     #: opaque backend handle (udev device path, simulator folder); never interpreted
     details: Any = None

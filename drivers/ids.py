@@ -21,3 +21,10 @@ class UsbIds:
 
     def __str__(self) -> str:
         return self.vidpid + (f" serial={self.serial}" if self.serial else "")
+
+    def describe(self) -> str:
+        """VID:PID with the strings a profile matches on, as ``lsusb -v`` shows
+        them: ``4255:0001 manufacturer 'Ambarella' product 'AMBA' serial 'A1'``."""
+        return " ".join([self.vidpid] + [f"{k} {v!r}" for k, v in (
+            ("manufacturer", self.manufacturer), ("product", self.product), ("serial", self.serial))
+            if v is not None])

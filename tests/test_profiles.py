@@ -54,3 +54,33 @@ def test_extra_profile_and_bad_profile(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text(PROFILE.format(name="bad", pid=0x78) + "\nbogus = 1\n")
     with pytest.raises(ProfileError, match="bogus: unknown key"):
         Registry.load(tmp_path)
+
+
+SITE_4255 = """
+name = "site-amba"
+protocol = "amba-ascii"
+[match]
+vid = 0x4255
+pid = 0x0001
+{regexes}
+"""
+
+
+def test_a_site_profile_on_the_shared_4255_0001_claims_its_model_by_the_devices_own_strings(tmp_path: Path) -> None:
+    (tmp_path / "site.toml").write_text(SITE_4255.format(regexes="manufacturer = '^Ambarella$'\nproduct = '^AMBA$'"))
+    reg = Registry.load(tmp_path)
+    site = reg.match(UsbIds(0x4255, 0x0001, "A1", "AMBA", "Ambarella"))
+    assert site is not None and site.name == "site-amba"
+    # what the hardware database calls it (udev's ID_*_FROM_DATABASE) is not the device's string
+    assert reg.match(UsbIds(0x4255, 0x0001, "A1", "HERO Camera", "GoPro")) is None
+    shipped = reg.match(UsbIds(0x4255, 0x0001, None, "dockgate-sim amba-ascii", "dockgate-sim"))
+    assert shipped is not None and shipped.name == "amba-ascii"
+
+
+def test_a_site_profile_with_the_manufacturer_alone_cannot_sit_beside_the_shipped_4255_0001_ones(
+        tmp_path: Path) -> None:
+    """Nothing would tell it from the shipped profiles' product regexes (which is why
+    `dockgate profile new` writes both strings)."""
+    (tmp_path / "site.toml").write_text(SITE_4255.format(regexes="manufacturer = '^Ambarella$'"))
+    with pytest.raises(ProfileError, match="both claim 4255:0001"):
+        Registry.load(tmp_path)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from drivers.detect import Attached, Detached, DetectProblem
 from drivers.detect.udev import UdevTranslator, could_be_recorder, ids_from_properties, mounted_volume
+from drivers.profiles import Registry
 
 DEVPATH = "/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.2"
 RECORDER = {  # udevadm info -q property, a mass-storage recorder in disk mode
@@ -108,3 +109,67 @@ def test_a_recorder_switched_to_storage_comes_back_on_the_same_slot(tmp_path: Pa
     (storage,) = t.handle("add", DEVPATH, RECORDER)            # ... and comes back as storage
     assert isinstance(storage, Attached) and storage.device.slot == 2
     assert storage.device.volume == Path("/media/dock bay") and storage.device.hints["port"] == "1-1.2"
+
+
+#: udevadm info -q property of a real Ambarella vendor-mode recorder: the hardware database
+#: names VID 4255 "GoPro"; the device itself says "Ambarella" / "AMBA"
+AMBARELLA = {**VENDOR, "ID_VENDOR": "Ambarella", "ID_VENDOR_ENC": "Ambarella", "ID_MODEL": "AMBA",
+             "ID_MODEL_ENC": "AMBA", "ID_SERIAL": "Ambarella_AMBA_A1B2", "ID_SERIAL_SHORT": "A1B2",
+             "ID_VENDOR_FROM_DATABASE": "GoPro", "ID_MODEL_FROM_DATABASE": "HERO Camera",
+             "ID_USB_INTERFACES": ":ffffff:"}
+SITE_PROFILE = """
+name = "site-ambarella"
+protocol = "amba-ascii"
+[match]
+vid = 0x4255
+pid = 0x0001
+manufacturer = '^Ambarella$'
+product = '^AMBA$'
+"""
+
+
+def test_profiles_match_the_devices_own_strings_not_the_hardware_database_names(tmp_path: Path) -> None:
+    ids = ids_from_properties(AMBARELLA)
+    assert ids is not None
+    assert (ids.manufacturer, ids.product, ids.serial) == ("Ambarella", "AMBA", "A1B2")
+    (tmp_path / "site.toml").write_text(SITE_PROFILE)
+    profile = Registry.load(tmp_path).match(ids)
+    assert profile is not None and profile.name == "site-ambarella"
+    # 1209:0001 is "pid.codes Test PID" in the database; the device's own product is what counts
+    pidcodes = ids_from_properties({**RECORDER, "ID_VENDOR_FROM_DATABASE": "InterBiometrics",
+                                    "ID_MODEL_FROM_DATABASE": "pid.codes Test PID"})
+    assert pidcodes is not None and (pidcodes.manufacturer, pidcodes.product) == ("dockgate", "Body Camera")
+
+
+def test_escaped_strings_decode_as_utf8_and_a_missing_string_is_none() -> None:
+    ids = ids_from_properties({**AMBARELLA, "ID_VENDOR_ENC": "\\xe6\\xb7\\xb1\\xe5\\x9c\\xb3\\x20Cam",
+                               "ID_MODEL_ENC": "0001", "ID_SERIAL_SHORT": ""})
+    assert ids is not None
+    # udev puts the id itself where the device has no string: not a string the device sent
+    assert (ids.manufacturer, ids.product, ids.serial) == ("深圳 Cam", None, None)
+
+
+def test_sysfs_strings_are_exact_and_win_over_udevs_mangled_ones(tmp_path: Path) -> None:
+    dev = tmp_path / DEVPATH.lstrip("/")
+    dev.mkdir(parents=True)
+    for attr, value in (("idVendor", "4255"), ("idProduct", "0001"), ("manufacturer", "Ambarella"),
+                        ("product", "AMBA  Cam"), ("serial", "A1 B2")):
+        (dev / attr).write_text(value + "\n")
+    t = UdevTranslator(slots=4, ports={}, sys_root=tmp_path)
+    (ev,) = t.handle("add", DEVPATH, {**AMBARELLA, "ID_SERIAL_SHORT": "A1_B2", "ID_MODEL_ENC": "AMBA\\x20\\x20Cam"})
+    assert isinstance(ev, Attached)
+    ids = ev.device.ids
+    assert (ids.manufacturer, ids.product, ids.serial) == ("Ambarella", "AMBA  Cam", "A1 B2")
+    (dev / "manufacturer").unlink()  # a device without a manufacturer string
+    t2 = UdevTranslator(slots=4, ports={}, sys_root=tmp_path)
+    (ev2,) = t2.handle("add", DEVPATH, AMBARELLA)
+    assert isinstance(ev2, Attached) and ev2.device.ids.manufacturer is None
+
+
+def test_a_reported_device_carries_its_interface_classes_and_the_database_names_as_hints(tmp_path: Path) -> None:
+    t = UdevTranslator(slots=4, ports={}, sys_root=tmp_path)
+    (ev,) = t.handle("add", DEVPATH, {**AMBARELLA, "ID_USB_INTERFACES": ":ffffff:080650:"})
+    assert isinstance(ev, Attached)
+    hints = ev.device.hints
+    assert hints["interfaces"] == "ff/ff/ff 08/06/50" and hints["port"] == "1-1.2"
+    assert (hints["hwdb_vendor"], hints["hwdb_model"]) == ("GoPro", "HERO Camera")

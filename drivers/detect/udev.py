@@ -7,7 +7,10 @@ the netlink monitor's descriptor on the event loop, never blocking it.
 Only devices that could be recorders are reported (mass storage, CDC, vendor
 class interfaces); hubs and input devices are ignored. Whether a reported
 device is read at all is the firmware profiles' decision: a device no
-profile claims raises ``foreign_device`` and is never opened.
+profile claims raises ``foreign_device`` and is never opened. Profiles match
+the device's own strings (sysfs, else udev's ``*_ENC``), never the hardware
+database's names, and the event carries what was matched on (strings,
+interface classes, port) so an admin sees why a device is foreign.
 
 Slots: ``detect.ports`` maps USB port paths (``1-1.2``, as in sysfs) to slot
 numbers, so a slot's number is the dock's physical bay. Ports not listed take
@@ -42,20 +45,58 @@ MOUNT_PATIENCE_S = 60.0
 
 
 def _unescape(value: str) -> str:
-    # udev's *_ENC properties escape bytes as \xNN
-    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+    # udev's *_ENC properties escape bytes as \xNN (of UTF-8 text)
+    raw = re.sub(rb"\\x([0-9a-fA-F]{2})", lambda m: bytes([int(m.group(1), 16)]), value.encode())
+    return raw.decode("utf-8", errors="replace")
 
 
-def ids_from_properties(props: Mapping[str, str]) -> UsbIds | None:
+def _sysfs_strings(sysdir: Path) -> dict[str, str | None] | None:
+    """The device's own string descriptors as the kernel read them at
+    enumeration (sysfs ``manufacturer``/``product``/``serial``; a string the
+    device does not have is no file), or None where there is no sysfs
+    device (tests, a device already gone)."""
+    if not (sysdir / "idVendor").is_file():
+        return None
+    out: dict[str, str | None] = {}
+    for attr in ("manufacturer", "product", "serial"):
+        try:
+            out[attr] = (sysdir / attr).read_bytes().decode("utf-8", errors="replace").removesuffix("\n") or None
+        except OSError:
+            out[attr] = None
+    return out
+
+
+def ids_from_properties(props: Mapping[str, str], sysdir: Path | None = None) -> UsbIds | None:
+    """VID:PID and the device's OWN strings: sysfs where the device is there
+    to read (exact, as the kernel decoded them), else udev's ``ID_VENDOR_ENC``,
+    ``ID_MODEL_ENC`` and ``ID_SERIAL_SHORT``. Never the hardware database's
+    ``ID_VENDOR_FROM_DATABASE``/``ID_MODEL_FROM_DATABASE``: the database names
+    VID 4255 "GoPro" and 1209:0001 "pid.codes Test PID", names no device
+    sends, so a profile's regexes on the strings ``lsusb -v`` shows (the
+    device's) would never match (issue 28)."""
     try:
-        vid = int(props["ID_VENDOR_ID"], 16)
-        pid = int(props["ID_MODEL_ID"], 16)
+        vid_hex, pid_hex = props["ID_VENDOR_ID"], props["ID_MODEL_ID"]
+        vid, pid = int(vid_hex, 16), int(pid_hex, 16)
     except (KeyError, ValueError):
         return None
-    product = (props.get("ID_MODEL_FROM_DATABASE") or _unescape(props.get("ID_MODEL_ENC", ""))
-               or props.get("ID_MODEL") or None)
-    vendor = props.get("ID_VENDOR_FROM_DATABASE") or _unescape(props.get("ID_VENDOR_ENC", "")) or None
-    return UsbIds(vid, pid, props.get("ID_SERIAL_SHORT") or None, product, vendor)
+    own = _sysfs_strings(sysdir) if sysdir is not None else None
+    if own is not None:
+        return UsbIds(vid, pid, own["serial"], own["product"], own["manufacturer"])
+
+    def enc(key: str, id_hex: str) -> str | None:
+        # with no string descriptor udev puts the id itself there ("4255"): not a string the device sent
+        value = _unescape(props.get(key, ""))
+        return None if not value or value.lower() == id_hex.lower() else value
+
+    return UsbIds(vid, pid, props.get("ID_SERIAL_SHORT") or None, enc("ID_MODEL_ENC", pid_hex),
+                  enc("ID_VENDOR_ENC", vid_hex))
+
+
+def interface_classes(props: Mapping[str, str]) -> str:
+    """udev's ``ID_USB_INTERFACES`` (``:ffffff:080650:``) as class/subclass/protocol
+    per interface, the way ``lsusb -v`` reads: ``ff/ff/ff 08/06/50``."""
+    return " ".join(f"{c[0:2]}/{c[2:4]}/{c[4:6]}" for c in props.get("ID_USB_INTERFACES", "").lower().split(":")
+                    if re.fullmatch(r"[0-9a-f]{6}", c))
 
 
 def could_be_recorder(props: Mapping[str, str]) -> bool:
@@ -161,18 +202,23 @@ class UdevTranslator:
             return [Detached(slot)] if slot is not None else []
         if action not in ("add", "bind") or not could_be_recorder(props):
             return []
-        ids = ids_from_properties(props)
-        if ids is None:
-            return []
         if devpath in self.map.by_devpath:
             return []  # "bind" after "add": already reported
+        ids = ids_from_properties(props, self.sys_root / devpath.lstrip("/"))
+        if ids is None:
+            return []
         slot = self.map.assign(devpath)
         if slot is None:
             return [DetectProblem(0, f"no free slot for {ids} at port {port_of(devpath)}")]
         hints = {k: v for k, v in (("usb_bus", props.get("BUSNUM", "").lstrip("0")),
                                    ("usb_address", props.get("DEVNUM", "").lstrip("0")),
                                    ("tty", tty_of(devpath, self.sys_root) or ""),
-                                   ("port", port_of(devpath))) if v}
+                                   ("port", port_of(devpath)),
+                                   # what an admin needs to see why no profile claims it (foreign_device);
+                                   # the database names only to inform, never to match
+                                   ("interfaces", interface_classes(props)),
+                                   ("hwdb_vendor", props.get("ID_VENDOR_FROM_DATABASE", "")),
+                                   ("hwdb_model", props.get("ID_MODEL_FROM_DATABASE", ""))) if v}
         device = DockedDevice(slot=slot, ids=ids, volume=None, source="udev", hints=hints, details=devpath)
         if storage_only(props):
             self.unmounted[devpath] = (device, time.monotonic() if now is None else now)

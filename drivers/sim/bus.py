@@ -62,6 +62,7 @@ def plug(slot: int, dev: SimDevice, registry: Registry, on_leave: Callable[[Dock
         ids = UsbIds(vid, pid, dev.serial, product)
         hints = {k: v for k, v in (("officer", dev.officer), ("unit", dev.unit), ("model", dev.model),
                                    ("officer_name", dev.officer_name)) if v}
+        hints["interfaces"] = "08/06/50"  # what a real one shows: mass storage, SCSI, bulk-only
         return Docked(DockedDevice(slot=slot, ids=ids, volume=dev.storage, source="sim", hints=hints, details=dev),
                       None, 0.0)
     dev = dev.model_copy(update={"idcode": dev.idcode or DEFAULT_IDCODE.get(dev.protocol, "ABCDE")})
@@ -98,7 +99,7 @@ def plug(slot: int, dev: SimDevice, registry: Registry, on_leave: Callable[[Dock
         firmware.on_switch = leave_soon
         docked.device = DockedDevice(slot=slot, ids=ids, volume=None, source="sim", details=dev,
                                      hints={"usb_bus": str(usb_dev.bus), "usb_address": str(usb_dev.address),
-                                            "port": f"sim-{slot}"})
+                                            "port": f"sim-{slot}", "interfaces": "ff/ff/ff"})
     else:
         assert isinstance(firmware, TcpFirmware)
         from drivers.sim.tcp import SimTcpServer

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import case, host, sim, station, verify, web
+from gateway.cli import case, host, profile, sim, station, verify, web
 from gateway.cli.common import CannotRead, with_config
 from gateway.errors import DockgateError
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_parsers(sub)  # verify, witness
     case.add_parsers(sub, with_config)  # case export|report, retention report, legal-hold
     host.add_parsers(sub)  # udev-rules, setup-systemd
+    profile.add_parsers(sub)  # profile new
     sim.add_parsers(sub)  # demo, sim make|station|attach|detach
     web.add_commands(sub, with_config)  # web-user, web-pin (gateway/web)
     return p

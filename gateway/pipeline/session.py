@@ -97,6 +97,20 @@ class Context:
             self.station_clock = StationClock.for_config(self.cfg)
 
 
+def device_fields(device: DockedDevice) -> dict[str, str | None]:
+    """What ``foreign_device`` and ``unrecognised_device`` say of a device: what
+    profiles match on (VID:PID and the device's own strings, exactly), its
+    interface classes and port, so an admin sees why no profile claimed it
+    and ``dockgate profile new --slot`` can write one; the hardware
+    database's names only where udev had them, to inform."""
+    ids, hints = device.ids, device.hints
+    out: dict[str, str | None] = {"vid": f"{ids.vid:04x}", "pid": f"{ids.pid:04x}",
+                                  "manufacturer": ids.manufacturer, "product": ids.product, "serial": ids.serial,
+                                  "interfaces": hints.get("interfaces"), "port": hints.get("port")}
+    out.update({k: hints[k] for k in ("hwdb_vendor", "hwdb_model") if hints.get(k)})
+    return out
+
+
 class DockSession:
     def __init__(self, ctx: Context, device: DockedDevice, slot_state: SlotState) -> None:
         self.ctx = ctx
@@ -145,9 +159,9 @@ class DockSession:
         st.reset("identifying")
         profile = self._profile()
         if profile is None:
-            st.state, st.message = "foreign", f"unknown USB device {self.device.ids}; not read"
-            cat.emit("foreign_device", self.slot, vid=f"{self.device.ids.vid:04x}",
-                     pid=f"{self.device.ids.pid:04x}", product=self.device.ids.product)
+            st.state, st.message = "foreign", (f"no firmware profile claims {self.device.ids.describe()}; not read "
+                                               "(docs/profiles.md: dockgate profile new)")
+            cat.emit("foreign_device", self.slot, **device_fields(self.device))
             return
         st.profile = profile.name
         self.dock_id = cat.open_dock(self.device, profile.name, event(
@@ -165,7 +179,7 @@ class DockSession:
         except NotRecognised as e:
             st.state, st.message = "foreign", f"{e}; nothing was written to it"
             cat.emit("unrecognised_device", self.slot, device=str(self.device.ids), profile=profile.name,
-                     error=str(e))
+                     error=str(e), **device_fields(self.device))
         except DockgateError as e:
             st.state, st.message = "error", str(e)
             cat.emit("device_error", self.slot, device=str(self.device.ids), reason=e.reason, error=str(e))

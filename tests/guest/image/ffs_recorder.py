@@ -3,14 +3,17 @@
 simulated firmware (drivers/sim/firmware.py, one class per protocol family of the
 recorder protocol reference) behind a FunctionFS gadget on dummy_hcd.
 
-    ffs_recorder.py NAME SIMDIR IMG [--slot N] [--product P]
+    ffs_recorder.py NAME SIMDIR IMG [--slot N] [--product P] [--manufacturer M] [--vid V] [--pid P]
 
 SIMDIR is a `dockgate sim make --protocol <family>` folder (serial, password, clock);
-IMG the FAT image the recorder becomes after "enter storage". The gadget keeps
-4255:0001, presents one vendor interface (ff/ff/ff, bulk OUT + bulk IN), hands EP0
+IMG the FAT image the recorder becomes after "enter storage". The gadget has
+4255:0001 unless told otherwise, presents one vendor interface (ff/ff/ff, bulk OUT + bulk IN), hands EP0
 vendor requests and bulk transfers to the firmware byte for byte, stalls what the
 firmware stalls, and on the storage switch does what a real one does: drops off the
 bus after its last reply and comes back on the same port as a mass-storage disk.
+Every vendor request it gets (EP0 vendor/class setup, bulk OUT) is logged as a
+``request`` line: a test sees that nothing was sent to a device the station
+must not open.
 
 Stock dummy_hcd gives the first bulk OUT endpoint address 0x02 (IN stays 0x81): the
 station's site profile says so (ep_out = 0x02), as a real site would for a model whose
@@ -82,10 +85,11 @@ class Recorder:
     def create(self) -> None:
         d = self.d
         os.makedirs(f"{d}/strings/0x409")
-        for k, v in (("idVendor", "0x4255"), ("idProduct", "0x0001"), ("bcdDevice", "0x0100"), ("bcdUSB", "0x0200")):
+        for k, v in (("idVendor", self.a.vid), ("idProduct", self.a.pid), ("bcdDevice", "0x0100"),
+                     ("bcdUSB", "0x0200")):
             w(f"{d}/{k}", v)
         w(f"{d}/strings/0x409/serialnumber", self.dev.serial)
-        w(f"{d}/strings/0x409/manufacturer", "dockgate test bed")
+        w(f"{d}/strings/0x409/manufacturer", self.a.manufacturer)
         w(f"{d}/strings/0x409/product", self.a.product)
         os.makedirs(f"{d}/configs/c.1")
         w(f"{d}/configs/c.1/MaxPower", "100")
@@ -143,6 +147,8 @@ class Recorder:
             if etype != EV_SETUP:
                 continue
             setup = ControlSetup(rt, req, val, idx, length)
+            log(f"request ep0 bmRequestType={rt:#04x} bRequest={req:#04x} wValue={val:#06x} wIndex={idx:#06x} "
+                f"wLength={length}")
             try:
                 if rt & 0x80:
                     with self.lock:
@@ -181,6 +187,7 @@ class Recorder:
                     return
                 time.sleep(0.05)  # not enabled yet (before SET_CONFIGURATION)
                 continue
+            log(f"request bulk OUT {len(data)} bytes: {data[:16]!r}")
             try:
                 with self.lock:
                     fw.bulk_out(ep_out, data)
@@ -202,6 +209,9 @@ def main() -> None:
     p.add_argument("img")
     p.add_argument("--slot", type=int, default=0)
     p.add_argument("--product", default="guest amba-ascii")
+    p.add_argument("--manufacturer", default="dockgate test bed")
+    p.add_argument("--vid", default="0x4255")
+    p.add_argument("--pid", default="0x0001")
     Recorder(p.parse_args()).run()
 
 
