@@ -15,6 +15,7 @@ import contextlib
 import io
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from gateway.cli.main import main
 from gateway.cli.simstation import write_station
 from tests.helpers import DaemonProc, attach, dockgate, wait_until
 from tests.servers import Mosquitto, OpensslTsa
+from tests.test_casefile import ffmpeg_clip
 
 pytestmark = pytest.mark.e2e
 STATION = "sim-station-01"
@@ -61,6 +63,10 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     custody = tmp / "st" / "state" / "custody"
     rec = tmp / "rec"
     dockgate("sim", "make", str(rec), "--clips", "3", "--size", "30k", "--serial", "GRAPH001", "--officer", "000001")
+    for n, clip in enumerate(sorted(rec.rglob("*.MP4")), start=1):  # real containers: the case file plays them
+        when = clip.stat().st_mtime
+        ffmpeg_clip(clip, datetime.fromtimestamp(when, UTC).isoformat(), seconds=n)
+        os.utime(clip, (when, when))
 
     def assign(case: str) -> None:
         now = datetime.now(UTC)  # sim make files clips within the last shift
@@ -85,7 +91,9 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             assert d.stop() == 0
         newest = sorted(custody.glob("checkpoint-*.json"))[-1].name
         wait_until((store / STATION / newest).exists, timeout=30, what="the witness to keep it")
-        yield {"archive": archive, "pub": pub, "store": store, "ca": tsa.ca, "custody": custody}
+        bag = tmp / "bag"
+        dockgate("case", "export", CASE, "-c", str(station), "--out", str(bag), timeout=300)
+        yield {"archive": archive, "pub": pub, "store": store, "ca": tsa.ca, "custody": custody, "bag": bag}
     finally:
         witness.terminate()
         witness.wait(10)
@@ -214,6 +222,51 @@ def test_tampering_with_any_signed_object_is_caught_in_every_mode(scene: dict[st
             continue  # an object added beside the case's clips belongs to no case: the whole archive shows it
         assert code == 1, (mode, out)
         assert "FAILED:" in out, (mode, out)
+
+
+@pytest.fixture
+def bag(scene: dict[str, Any], tmp_path: Path) -> Path:
+    """A copy of the case's bag to do damage to."""
+    dst = tmp_path / "bag"
+    shutil.copytree(scene["bag"], dst)
+    for p in dst.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dst
+
+
+def rebag(bag: Path) -> None:
+    """What someone who alters a bag does next: BagIt's manifests made anew, so only the evidence can tell."""
+    import bagit  # type: ignore[import-untyped]
+
+    cwd = os.getcwd()
+    try:
+        bagit.Bag(str(bag)).save(manifests=True)
+    finally:
+        os.chdir(cwd)
+
+
+def test_the_untouched_bag_verifies(scene: dict[str, Any]) -> None:
+    code, out = run("verify", "--bag", str(scene["bag"]), "--pubkey", str(scene["pub"]))
+    assert code == 0, out
+
+
+@pytest.mark.parametrize("how", list(TAMPER))
+@pytest.mark.parametrize("kind", KINDS)
+def test_tampering_with_any_object_in_a_case_file_is_caught(scene: dict[str, Any], bag: Path, kind: str,
+                                                            how: str) -> None:
+    root = bag / "data" / "archive"
+    objs = _of(kind, root)
+    victim = objs[0] if kind in ("segment", "media", "manifest", "signature") else objs[-1]
+    if kind == "token":  # one the bag's own custody excerpt indexes (the newest is indexed by a later segment)
+        named = {t["name"] for seg in _of("segment", root) for line in seg.read_bytes().splitlines()
+                 if b'"redacted"' not in line and (e := json.loads(line))["event"] == "segment_opened"
+                 for t in e["data"].get("tokens", [])}
+        victim = next(t for t in objs if t.name in named)
+    TAMPER[how](victim, objs)
+    rebag(bag)
+    code, out = run("verify", "--bag", str(bag), "--pubkey", str(scene["pub"]))
+    assert code == 1, out
+    assert "FAILED" in out or "failed" in out, out
 
 
 def test_deleting_the_newest_token_is_caught_by_the_witness(scene: dict[str, Any], copy: Path) -> None:

@@ -182,6 +182,8 @@ class Scope:
             return False
         if self.about_clip(entry):
             return True
+        if entry.get("event") == "segment_opened":
+            return True  # the index of the segment before: names of custody files and hashes, nothing of a case
         if "sha256" in data or "key" in data or "amendment_sha256" in data:
             return False  # another clip
         if "case_number" in data:

@@ -315,6 +315,8 @@ class Verifier:
         if self.clip is not None and self.clip in self.keyset:
             media.add(self.clip)
         self.scope = scope
+        if self.excerpt:  # a case file holds the case and nothing else: everything in it is judged
+            return keys
         return [k for k in keys if k.startswith("custody/") or media_key(k) in media]
 
     def _witness_in_archive(self) -> None:
@@ -353,12 +355,18 @@ class Verifier:
             scope = self.scope
             if scope is None and self.excerpt:  # a case file: the clips it holds
                 scope = {sha for sha, c in g.clips.items() if c.key in self.keyset}
-            required = g.required(scope) + ([] if self.excerpt else list(g.custody.values()))
+            custody = list(g.custody.values())
+            if self.excerpt:  # an excerpt holds some checkpoints: each with what custody indexes of it
+                custody = [n for n in custody if n.kind in ("checkpoint-signature", "token") and
+                           n.key.removesuffix(SIG_SUFFIX).removesuffix(TSR_SUFFIX) in self.keyset]
+            required = g.required(scope) + custody
             for node in required:
                 if node.key not in self.keyset:
                     self.fail("index-missing", node.key, f"custody entry {node.seq} of station {station} indexes "
                                                          f"this {node.kind}; the archive does not hold it")
             for key, node in g.known().items():
+                if self.excerpt and node.kind == "custody-segment":
+                    continue  # an excerpt's segments show other cases' entries as hashes: the chain checks them
                 if key in self.keyset and node.sha256 and node.kind != "media" and self._sha(key) != node.sha256:
                     self.fail("index-replaced", key, f"not the {node.kind} custody entry {node.seq} of station "
                                                      f"{station} indexes (replaced, or an older version)")
@@ -367,6 +375,9 @@ class Verifier:
         bound = {n.sha256: k for k, n in known.items() if n.kind == "amendment" and n.sha256}
         newest_segment = {st: rec.segments[-1] for st, rec in records.items() if rec.segments}
         for k in keys:
+            if k.endswith(SIG_SUFFIX) and k.removesuffix(SIG_SUFFIX).removesuffix(".sm2") not in self.keyset:
+                self.fail("index-extra", k, "a signature without the document it signs")
+                continue
             if k in known or k.endswith(TSR_SUFFIX):  # tokens are checked for what they are (check_tokens)
                 continue
             if k.startswith("custody/"):
