@@ -14,8 +14,6 @@ import os
 import pwd
 import re
 import ssl
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,15 +71,6 @@ def check_station(cfg: Config) -> list[str]:
 # -- as the service will run ------------------------------------------------------------------------
 UNIT = "dockgate.service"
 
-#: run as the service's user: which of these it may read / write (os.access: ACLs, read-only mounts)
-_PROBE = """
-import json, os, sys
-items = json.loads(sys.argv[1])
-print(json.dumps([[p, os.path.isdir(p) if m == "dir" else os.path.exists(p),
-                   os.access(p, (os.W_OK | os.X_OK) if m == "dir" else os.R_OK)] for p, m in items]))
-"""
-
-
 @dataclass
 class ServiceView:
     """What the unit gives the daemon: its user and groups, its credentials
@@ -96,7 +85,7 @@ class ServiceView:
 
     @classmethod
     def parse(cls, text: str) -> ServiceView:
-        """The unit with its drop-ins, as `systemctl cat` prints them (later lines win; an empty
+        """The unit followed by its drop-ins (later lines win; an empty
         ``LoadCredential=`` or ``ReadWritePaths=`` clears what came before, as systemd does)."""
         view = cls()
         section = ""
@@ -129,25 +118,66 @@ class ServiceView:
         return view
 
 
-def installed_service() -> ServiceView | None:
-    """The unit as systemd would run it (`systemctl cat`): None where there is none."""
-    try:
-        p = subprocess.run(["systemctl", "cat", UNIT], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
+#: where systemd looks for units, most important first (Debian 12 ships units in /lib, 13 in /usr/lib)
+UNIT_DIRS = ("etc/systemd/system", "run/systemd/system", "usr/local/lib/systemd/system", "usr/lib/systemd/system",
+             "lib/systemd/system")
+
+
+def installed_service(root: Path = Path("/")) -> ServiceView | None:
+    """The unit and its drop-ins as systemd will load them at the next
+    daemon-reload (read from disk, so a drop-in `setup-systemd` just wrote
+    counts): None where no dockgate.service is installed."""
+    fragment = next((root / d / UNIT for d in UNIT_DIRS if (root / d / UNIT).is_file()), None)
+    if fragment is None:
         return None
-    return ServiceView.parse(p.stdout) if p.returncode == 0 and p.stdout.strip() else None
+    drop_ins: dict[str, Path] = {}
+    for d in reversed(UNIT_DIRS):  # a drop-in of the same name in a more important folder wins
+        folder = root / d / f"{UNIT}.d"
+        if folder.is_dir():
+            drop_ins.update({p.name: p for p in folder.glob("*.conf") if p.is_file()})
+    texts = [fragment, *(drop_ins[n] for n in sorted(drop_ins))]
+    try:
+        return ServiceView.parse("\n".join(p.read_text(encoding="utf-8", errors="replace") for p in texts))
+    except OSError:
+        return None
+
+
+def _access(items: list[tuple[str, str]]) -> dict[str, tuple[bool, bool]]:
+    return {p: (os.path.isdir(p) if m == "dir" else os.path.exists(p),
+                os.access(p, (os.W_OK | os.X_OK) if m == "dir" else os.R_OK)) for p, m in items}
 
 
 def _probe(view: ServiceView, items: list[tuple[str, str]]) -> dict[str, tuple[bool, bool]]:
-    """path -> (exists, accessible) as the service's user with its groups; needs root (or to be it)."""
+    """path -> (exists, accessible) as the service's user with its groups
+    (os.access: ACLs and read-only mounts count); needs root, or to be that
+    user. A forked child takes the user's ids: nothing is executed."""
     pw = pwd.getpwnam(view.user)
     if os.geteuid() == pw.pw_uid:
-        return {p: (os.path.isdir(p) if m == "dir" else os.path.exists(p),
-                    os.access(p, (os.W_OK | os.X_OK) if m == "dir" else os.R_OK)) for p, m in items}
+        return _access(items)
+    if os.geteuid() != 0:
+        raise PermissionError(f"only root can take user {view.user!r}'s place")
     gids = sorted(set(os.getgrouplist(view.user, pw.pw_gid)) | {grp.getgrnam(g).gr_gid for g in view.groups})
-    out = subprocess.run([sys.executable, "-I", "-c", _PROBE, json.dumps(items)], capture_output=True, text=True,
-                         check=True, timeout=60, user=pw.pw_uid, group=pw.pw_gid, extra_groups=gids, cwd="/")
-    return {p: (e, a) for p, e, a in json.loads(out.stdout)}
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.close(r)
+            os.setgroups(gids)
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+            with os.fdopen(w, "w") as out:
+                json.dump(_access(items), out)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r) as inp:
+        data = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(f"the check as user {view.user!r} failed")
+    return {p: (bool(e), bool(a)) for p, (e, a) in json.loads(data).items()}
 
 
 def _within(path: Path, folders: list[Path]) -> bool:
@@ -187,7 +217,7 @@ def check_as_service(cfg: Config, view: ServiceView) -> list[str]:
         items.append((str(archive), "dir"))
     try:
         seen = _probe(view, items)
-    except (KeyError, OSError, subprocess.SubprocessError, ValueError) as e:
+    except (KeyError, OSError, ValueError) as e:
         return [*problems, f"could not check as user {view.user!r} (run check-config as root): {e}"]
     for key, p in readable:
         exists, ok = seen[str(p)]
