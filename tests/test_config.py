@@ -6,6 +6,8 @@ import json
 import os
 import pwd
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +19,8 @@ from gateway.cli.status import collect
 from gateway.config import load_config
 from gateway.errors import ConfigError, SecretError
 from gateway.secrets import read_secret
-from tests.helpers import dockgate
+from gateway.cli.simstation import write_station
+from tests.helpers import DaemonProc, dockgate
 
 MINIMAL = """
 [station]
@@ -184,3 +187,58 @@ def test_loading_the_config_opens_no_secret_a_member_may_not_see(world_readable:
     assert cfg.mqtt.password_file == station / "credentials" / "mqtt_password"
     assert cfg.credentials == {"recorders.admin_password_file": "admin_password", "evidence.signing_key_file":
                                "station.key", "mqtt.password_file": "mqtt_password"}
+
+
+# -- the station id: never the placeholder, never another station's catalog (issue 28) ------------
+
+def run_daemon(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli.main", "run", "-c", str(config)], capture_output=True,
+                          text=True, timeout=30, check=False)
+
+
+def test_the_placeholder_station_id_starts_nothing_and_says_what_to_do(tmp_path: Path) -> None:
+    station = write_station(tmp_path / "st", slots=2, reserve_bytes=0, station_id="station-01")
+    r = run_daemon(station)
+    assert r.returncode == 2, r.stderr  # the unit's RestartPreventExitStatus: no loop
+    assert "station.id is still the placeholder 'station-01'" in r.stderr
+    assert f"{station}.d/station.toml" in r.stderr  # where to set it
+    assert not (tmp_path / "st" / "state").exists() or not any((tmp_path / "st" / "state").rglob("*.sqlite"))
+    out = dockgate("status", "-c", str(station)).stdout
+    assert "NOT CONFIGURED: station.id is still the placeholder 'station-01'" in out
+    assert dockgate("check-config", "-c", str(station), check=False).returncode == 1
+    # set in a drop-in: it starts
+    (tmp_path / "st" / "dockgate.toml.d").mkdir()
+    (tmp_path / "st" / "dockgate.toml.d" / "station.toml").write_text('[station]\nid = "precinct-7"\n')
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    d.stop()
+    assert dockgate("status", "-c", str(station), "--json").stdout.count('"station": "precinct-7"') == 1
+
+
+def test_another_stations_catalog_is_not_continued_under_a_new_id_without_a_word(tmp_path: Path) -> None:
+    station = write_station(tmp_path / "st", slots=2, reserve_bytes=0, station_id="precinct-7")
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    dockgate("sim", "make", str(tmp_path / "rec"), "--clips", "1", "--size", "10k", "--serial", "OWN00001")
+    dockgate("sim", "attach", str(tmp_path / "rec"), "-c", str(station), "--slot", "1")
+    d.wait_for(lambda s: s["clips"]["archived"] >= 1, what="the clip archived")
+    d.stop()
+    (tmp_path / "st" / "dockgate.toml.d").mkdir()
+    (tmp_path / "st" / "dockgate.toml.d" / "station.toml").write_text('[station]\nid = "precinct-9"\n')
+    r = run_daemon(station)
+    assert r.returncode == 2
+    assert "the catalog and custody log in" in r.stderr and "are station 'precinct-7''s" in r.stderr
+    assert "STATION ID MISMATCH" in dockgate("status", "-c", str(station)).stdout
+    custody = load_config(station).custody_dir
+    assert {p.name.split("-")[1] for p in custody.glob("custody-*.jsonl")} == {"precinct"}  # nothing as -9
+    assert not any("precinct-9" in p.read_text() for p in custody.glob("custody-*.jsonl"))
+
+
+def test_under_systemd_a_secret_the_unit_does_not_hand_over_stops_the_start_saying_so(tmp_path: Path) -> None:
+    station = write_station(tmp_path / "st", slots=2, reserve_bytes=0, mqtt="127.0.0.1:1")
+    station.write_text(station.read_text() + 'username = "s"\npassword_file = "mqtt_password"\n')
+    (tmp_path / "creds").mkdir()
+    r = subprocess.run([sys.executable, "-m", "gateway.cli.main", "run", "-c", str(station)], capture_output=True,
+                       text=True, timeout=30, check=False, env={**os.environ, "CREDENTIALS_DIRECTORY":
+                                                                str(tmp_path / "creds")})
+    assert r.returncode == 2
+    assert "mqtt.password_file = 'mqtt_password': not among this service's credentials" in r.stderr
+    assert "dockgate setup-systemd" in r.stderr

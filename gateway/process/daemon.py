@@ -71,6 +71,12 @@ def make_detector(cfg: Config, registry: Registry) -> Detector:
     return UdevDetector(cfg.detect.slots, cfg.detect.ports)
 
 
+def _resolved(cfg: Config, key: str) -> Path:
+    section, name = key.split(".")
+    value = getattr(getattr(cfg, section), name)
+    return value if isinstance(value, Path) else Path("/nonexistent")
+
+
 class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -103,6 +109,13 @@ class Daemon:
                        f"are station {owner[0]!r}'s (custody entry {owner[1]}): not started. Set station.id = "
                        f"{owner[0]!r} to continue them, or move {cfg.paths.state_dir} aside (once `dockgate "
                        f"verify` says the archive holds all of it) to start {cfg.station.id!r} afresh")
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if problem is None and creds:  # under systemd: a secret the unit does not hand over is read nowhere else
+            missing = [f"{key} = {name!r}" for key, name in sorted(cfg.credentials.items())
+                       if not (Path(creds) / name).is_file() and not os.access(_resolved(cfg, key), os.R_OK)]
+            if missing:
+                problem = (f"{', '.join(missing)}: not among this service's credentials (LoadCredential=): run "
+                           f"`dockgate setup-systemd`, then systemctl daemon-reload && systemctl restart dockgate")
         if problem is not None:
             log.error("%s", problem)
             notify_before_exit(f"STATUS={problem}")
