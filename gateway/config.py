@@ -10,7 +10,7 @@ quietly later. Secrets never live here: only paths to files holding them,
 and loading the config never opens them (``dockgate status`` runs as a
 member of the dockgate group, who may not look into ``credentials/``).
 
-Why ~520 lines in one module: it is the whole schema of the file, one model
+Why ~550 lines in one module: it is the whole schema of the file, one model
 per table, read top to bottom as the documented config is, and the one way
 it is read (drop-ins, paths, secrets' places); splitting the models would
 split the cross-field checks from the keys they check.
@@ -18,6 +18,7 @@ split the cross-field checks from the keys they check.
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import tomllib
@@ -426,14 +427,30 @@ def _merge(into: dict[str, Any], new: dict[str, Any], file: Path, origin: dict[s
         origin[dotted] = file
 
 
+def in_dockgate_group() -> bool:
+    """Is this process in the dockgate group (the operators')?"""
+    try:
+        return grp.getgrnam("dockgate").gr_gid in {os.getegid(), *os.getgroups()}
+    except KeyError:
+        return False
+
+
+def _denied(path: Path) -> str:
+    """What to do about a config file or folder this user may not read."""
+    if in_dockgate_group():  # joining it would not help: the file is not the group's
+        return (f"permission denied: the dockgate group may read the config and its drop-ins; make this one "
+                f"theirs: chgrp dockgate {path} && chmod g+r{'x' if path.is_dir() else ''} {path}")
+    return ("permission denied: members of the dockgate group may read the config, status and events (sudo "
+            "adduser $USER dockgate, then log in again)")
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(path, ["file not found"]) from None
     except PermissionError:
-        raise ConfigError(path, ["permission denied: members of the dockgate group may read the config, status "
-                                 "and events (sudo adduser $USER dockgate, then log in again)"]) from None
+        raise ConfigError(path, [_denied(path)]) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(path, [f"cannot read: {e}"]) from None
     except tomllib.TOMLDecodeError as e:
@@ -471,8 +488,7 @@ def load_config(path: Path | str) -> Config:
     except (FileNotFoundError, NotADirectoryError):
         drop_ins = []
     except PermissionError:
-        raise ConfigError(folder, ["permission denied: members of the dockgate group may read the config, "
-                                   "status and events (sudo adduser $USER dockgate, then log in again)"]) from None
+        raise ConfigError(folder, [_denied(folder)]) from None
     for p in drop_ins:
         extra = _read_toml(p)
         for internal in ("source", "drop_ins", "credentials"):
