@@ -221,3 +221,32 @@ def test_the_shipped_alert_rules_pass_promtool() -> None:
     rules = Path(__file__).resolve().parent.parent / "config" / "prometheus-alerts.yml"
     r = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_status_before_exit_waits_until_systemd_has_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """notify_before_exit: STATUS=, then BARRIER=1 with a pipe's end; systemd closes its
+    copy once it has processed everything before it (here: the test's stand-in does)."""
+    import os
+    import socket
+    import threading
+
+    from gateway.telemetry.sdnotify import notify_before_exit
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(tmp_path / "notify"))
+    got: list[str] = []
+
+    def systemd() -> None:
+        for _ in range(2):
+            msg, fds, _flags, _addr = socket.recv_fds(server, 4096, 4)
+            got.append(msg.decode())
+            for fd in fds:
+                os.close(fd)
+
+    t = threading.Thread(target=systemd)
+    t.start()
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    assert notify_before_exit("STATUS=station.id is still the placeholder", timeout=30)
+    t.join(10)
+    server.close()
+    assert got == ["STATUS=station.id is still the placeholder", "BARRIER=1"]
