@@ -71,6 +71,7 @@ def check_station(cfg: Config) -> list[str]:
 # -- as the service will run ------------------------------------------------------------------------
 UNIT = "dockgate.service"
 
+
 @dataclass
 class ServiceView:
     """What the unit gives the daemon: its user and groups, its credentials
