@@ -8,8 +8,8 @@ installed and configured as the README says."""
 
 from __future__ import annotations
 
-from tests.guest.conftest import STATION, edit_config, wait_active
-from tests.guest.dock import ARCHIVE, make_storage_recorder, status, wait_archived
+from tests.guest.conftest import STATION, wait_active
+from tests.guest.dock import ARCHIVE, archived_hashes, make_storage_recorder, status, wait_archived
 from tests.guest.guestlib import Guest
 
 CREDS = "/etc/dockgate/credentials"
@@ -26,13 +26,13 @@ def test_a_member_of_the_dockgate_group_runs_status_and_events(station: Guest) -
     rec = make_storage_recorder(g, "ums1", "SEAM0001", clips=1)
     rec.plug(g)
     wait_archived(g, 1)
-    g.run("useradd -m -G dockgate operator && useradd -m stranger")
-    st = g.run("runuser -u operator -- dockgate status")
+    g.run("useradd -m -G dockgate dockop && useradd -m outsider")
+    st = g.run("runuser -u dockop -- dockgate status")
     assert f"station {STATION}: daemon running" in st.stdout and "archived 1" in st.stdout, st.stdout
-    ev = g.run("runuser -u operator -- dockgate events --type clip_archived --json")
+    ev = g.run("runuser -u dockop -- dockgate events --type clip_archived --json")
     assert ev.stdout.count('"clip_archived"') == 1, ev.stdout
     # and someone outside the group is told the right thing: join the group
-    no = g.run("runuser -u stranger -- dockgate status", check=False)
+    no = g.run("runuser -u outsider -- dockgate status", check=False)
     assert no.returncode == 2 and "sudo adduser $USER dockgate" in no.stderr, no.stderr
 
 
@@ -59,7 +59,9 @@ def test_three_admin_restarts_a_stop_and_a_start_then_kill_9_comes_back_by_itsel
 def test_a_secret_the_unit_does_not_load_or_a_missing_credential_stops_once_naming_the_file(station: Guest) -> None:
     g = station
     g.run(f"umask 077 && echo secret > {CREDS}/mqtt_password")
-    edit_config(g, mqtt={"enabled": "true", "username": '"station"', "password_file": '"mqtt_password"'})
+    # the admin's settings in a drop-in (the shipped file has no [mqtt] table)
+    g.write("/etc/dockgate/dockgate.toml.d/mqtt.toml",
+            '[mqtt]\nenabled = true\nusername = "station"\npassword_file = "mqtt_password"\n')
     # check-config checks as the service runs: the unit does not hand that file over yet
     cc = g.run("dockgate check-config", check=False)
     assert cc.returncode == 1 and "mqtt.password_file: 'mqtt_password' is not among the unit's credentials" \
@@ -111,7 +113,7 @@ def test_the_placeholder_station_id_starts_nothing_and_stamps_nothing(station: G
     rec.plug(g)
     g.wait_for("findmnt -rn /run/dockgate/media/sda >/dev/null", 60, "the recorder's volume mounted")
     assert status(g)["clips"]["stamped"] == 0 and sum(status(g)["clips"].values()) == 0
-    assert g.run(f"find {ARCHIVE} -type f | wc -l").stdout.strip() == "0"
+    assert archived_hashes(g) == []
     # the station's own id in the drop-in: it starts and serves the dock
     g.write("/etc/dockgate/dockgate.toml.d/station.toml", f'[station]\nid = "{STATION}"\n')
     g.run("dockgate check-config >/dev/null && systemctl restart dockgate")
