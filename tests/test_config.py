@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from gateway.cli.simstation import write_station
 from gateway.cli.status import collect
 from gateway.config import load_config
 from gateway.errors import ConfigError, SecretError
 from gateway.secrets import read_secret
-from gateway.cli.simstation import write_station
 from tests.helpers import DaemonProc, dockgate
 
 MINIMAL = """
