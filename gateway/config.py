@@ -1,16 +1,24 @@
-"""The configuration: one TOML file, validated once at start.
+"""The configuration: one TOML file plus its drop-ins, validated once at start.
 
-Unknown keys are rejected and every problem names its key and the file, so a
-typo in a precinct's config fails loudly at start instead of quietly later.
-Secrets never live here: only paths to files holding them.
+``FILE`` and then every ``FILE.d/*.toml`` in name order are merged (tables
+merged key by key, a later file wins) and validated as one config: the
+package ships ``/etc/dockgate/dockgate.toml``, the admin's settings live in
+``/etc/dockgate/dockgate.toml.d/`` where an upgrade never asks about them.
+Unknown keys are rejected and every problem names its key and the file that
+set it, so a typo in a precinct's config fails loudly at start instead of
+quietly later. Secrets never live here: only paths to files holding them,
+and loading the config never opens them (``dockgate status`` runs as a
+member of the dockgate group, who may not look into ``credentials/``).
 
-Why ~410 lines in one module: it is the whole schema of the file, one model
-per table, read top to bottom as the documented config is; splitting the
-models would split the cross-field checks from the keys they check.
+Why ~550 lines in one module: it is the whole schema of the file, one model
+per table, read top to bottom as the documented config is, and the one way
+it is read (drop-ins, paths, secrets' places); splitting the models would
+split the cross-field checks from the keys they check.
 """
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import tomllib
@@ -29,6 +37,11 @@ _TEMPLATE_FIELDS = {"officer", "serial", "station", "date", "year", "month", "da
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: the station id the package ships: a station still using it is not configured yet (`dockgate run`
+#: refuses to start, nothing is stamped under an id every new station would share)
+PLACEHOLDER_STATION_IDS = frozenset({"station-01"})
 
 
 class StationConfig(_Section):
@@ -313,6 +326,16 @@ class Config(_Section):
 
     #: the file this was loaded from (not a TOML key)
     source: Path = Field(Path("<memory>"), exclude=True)
+    #: its drop-ins merged over it, in order (not a TOML key)
+    drop_ins: tuple[Path, ...] = Field((), exclude=True)
+    #: config key -> the name a secret in use was given relatively: what the unit must load as a
+    #: credential (LoadCredential=NAME:<config folder>/credentials/NAME) for the service to read it
+    credentials: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    @property
+    def placeholder_id(self) -> bool:
+        """True while station.id is still the shipped placeholder."""
+        return self.station.id in PLACEHOLDER_STATION_IDS
 
     @property
     def catalog_path(self) -> Path:
@@ -363,7 +386,11 @@ def _secret(base: Path, p: Path | None) -> Path | None:
     credentials first (``LoadCredential=`` puts them in
     ``$CREDENTIALS_DIRECTORY``: the service), then in ``credentials/`` beside
     the config (where the unit loads them from: an admin's `check-config`),
-    then beside the config itself."""
+    then beside the config itself; a file found nowhere is named where it
+    belongs (``credentials/``, if there is one). Nothing is opened: a folder this user may
+    not look into (``credentials/`` is root's; a group member runs `status`)
+    is where the file is taken to be, and only a command that reads the
+    secret finds out it cannot."""
     if p is None:
         return None
     p = p.expanduser()
@@ -371,9 +398,78 @@ def _secret(base: Path, p: Path | None) -> Path | None:
         return p
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     for folder in ([Path(creds)] if creds else []) + [base / "credentials"]:
-        if (folder / p).exists():
+        try:
+            os.stat(folder / p)
+        except PermissionError:
             return folder / p
-    return base / p
+        except OSError:
+            continue
+        return folder / p
+    # found nowhere: name the place it belongs (where the unit loads credentials from), if there is one
+    return base / "credentials" / p if os.path.lexists(base / "credentials") else base / p
+
+
+def drop_in_dir(path: Path) -> Path:
+    """``FILE.d/``: the drop-ins merged over *path*."""
+    return path.with_name(path.name + ".d")
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any], file: Path, origin: dict[str, Path],
+           prefix: str = "") -> None:
+    """Deep-merge *new* into *into* (tables key by key; anything else is
+    replaced whole), recording in *origin* which file set each key."""
+    for key, value in new.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, file, origin, dotted + ".")
+        else:
+            into[key] = value
+            for old in [k for k in origin if k.startswith(dotted + ".")]:
+                del origin[old]
+        origin[dotted] = file
+
+
+def in_dockgate_group() -> bool:
+    """Is this process in the dockgate group (the operators')?"""
+    try:
+        return grp.getgrnam("dockgate").gr_gid in {os.getegid(), *os.getgroups()}
+    except KeyError:
+        return False
+
+
+def _denied(path: Path) -> str:
+    """What to do about a config file or folder this user may not read."""
+    if in_dockgate_group():  # joining it would not help: the file is not the group's
+        return (f"permission denied: the dockgate group may read the config and its drop-ins; make this one "
+                f"theirs: chgrp dockgate {path} && chmod g+r{'x' if path.is_dir() else ''} {path}")
+    return ("permission denied: members of the dockgate group may read the config, status and events (sudo "
+            "adduser $USER dockgate, then log in again)")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found"]) from None
+    except PermissionError:
+        raise ConfigError(path, [_denied(path)]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, [f"cannot read: {e}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, [f"not valid TOML: {e}"]) from None
+
+
+def _credential_names(cfg: Config) -> dict[str, str]:
+    """The secrets *cfg* (not yet resolved) names relatively and `run` reads."""
+    named: list[tuple[str, Path | None]] = [("recorders.admin_password_file", cfg.recorders.admin_password_file),
+                                            ("evidence.signing_key_file", cfg.evidence.signing_key_file),
+                                            ("evidence.sm2_key_file", cfg.evidence.sm2_key_file)]
+    if isinstance(cfg.archive, S3ArchiveConfig):
+        named += [("archive.access_key_file", cfg.archive.access_key_file),
+                  ("archive.secret_key_file", cfg.archive.secret_key_file)]
+    if cfg.mqtt.enabled:
+        named += [("mqtt.password_file", cfg.mqtt.password_file), ("mqtt.key_file", cfg.mqtt.key_file)]
+    return {key: str(p) for key, p in named if p is not None and not p.expanduser().is_absolute()}
 
 
 def _format_errors(errors: list[Any]) -> list[str]:
@@ -382,31 +478,50 @@ def _format_errors(errors: list[Any]) -> list[str]:
 
 
 def load_config(path: Path | str) -> Config:
-    """Read, parse and validate *path*; raise ConfigError naming file and keys."""
+    """Read *path* and its drop-ins (``PATH.d/*.toml``, name order), merge
+    and validate them as one; raise ConfigError naming file and keys."""
     path = Path(path)
+    raw = _read_toml(path)
+    origin: dict[str, Path] = {}
+    _merge({}, raw, path, origin)
+    folder = drop_in_dir(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(path, ["file not found"]) from None
+        drop_ins = sorted(p for p in folder.iterdir() if p.suffix == ".toml" and not p.name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        drop_ins = []
     except PermissionError:
-        raise ConfigError(path, ["permission denied: members of the dockgate group may read the config, status "
-                                 "and events (sudo adduser $USER dockgate, then log in again)"]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(path, [f"cannot read: {e}"]) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(path, [f"not valid TOML: {e}"]) from None
-    return config_from_dict(raw, path)
+        raise ConfigError(folder, [_denied(folder)]) from None
+    for p in drop_ins:
+        extra = _read_toml(p)
+        for internal in ("source", "drop_ins", "credentials"):
+            if internal in extra:
+                raise ConfigError(p, [f"{internal}: unknown key"])
+        _merge(raw, extra, p, origin)
+    return config_from_dict(raw, path, tuple(drop_ins), origin)
 
 
-def config_from_dict(raw: dict[str, object], path: Path) -> Config:
-    if "source" in raw:
-        raise ConfigError(path, ["source: unknown key"])
+def _where(problem: str, main: Path, origin: dict[str, Path]) -> str:
+    """*problem* ('dotted.key: what') with the drop-in that set the key."""
+    key = problem.split(":", 1)[0]
+    while key:
+        if key in origin:
+            return problem if origin[key] == main else f"{problem} (set in {origin[key]})"
+        key = key.rpartition(".")[0]
+    return problem
+
+
+def config_from_dict(raw: dict[str, object], path: Path, drop_ins: tuple[Path, ...] = (),
+                     origin: dict[str, Path] | None = None) -> Config:
+    for internal in ("source", "drop_ins", "credentials"):
+        if internal in raw:
+            raise ConfigError(path, [f"{internal}: unknown key"])
     try:
-        cfg = Config.model_validate({**raw, "source": path})
+        cfg = Config.model_validate({**raw, "source": path, "drop_ins": drop_ins})
     except ValidationError as e:
-        raise ConfigError(path, _format_errors(e.errors())) from None
+        raise ConfigError(path, [_where(p, path, origin or {}) for p in _format_errors(e.errors())]) from None
     base = path.resolve().parent
-    # relative paths are relative to the config file, never to the cwd
+    credentials = _credential_names(cfg)
+    # relative paths are relative to the config file (its drop-ins' too), never to the cwd
     paths = cfg.paths.model_copy(update={
         "state_dir": _resolve(base, cfg.paths.state_dir),
         "staging": _resolve(base, cfg.paths.staging),
@@ -432,7 +547,7 @@ def config_from_dict(raw: dict[str, object], path: Path) -> Config:
         "password_file": _secret(base, cfg.mqtt.password_file), "key_file": _secret(base, cfg.mqtt.key_file),
         "ca_file": _resolve(base, cfg.mqtt.ca_file), "cert_file": _resolve(base, cfg.mqtt.cert_file)})
     cfg = cfg.model_copy(update={"paths": paths, "detect": detect, "recorders": recorders,
-                                 "archive": archive, "evidence": evidence, "mqtt": mqtt})
+                                 "archive": archive, "evidence": evidence, "mqtt": mqtt, "credentials": credentials})
     problems = []
     if archive.path.resolve() == paths.staging.resolve():
         problems.append("archive.path: must not be the staging directory")

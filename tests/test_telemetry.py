@@ -175,6 +175,21 @@ def test_home_assistant_discovers_sensors_with_classes_under_a_clean_node_id(tmp
     q = confs["dockgate_dock_A-1_queue_bytes"]
     assert q["device_class"] == "data_size" and q["state_class"] == "measurement" and q["unit_of_measurement"] == "B"
     assert confs["dockgate_dock_A-1_archive_up"]["device_class"] == "connectivity"
+    # the current key: default_entity_id (domain.slug); object_id is deprecated and no longer read
+    for t, payload, _ in sub.messages:
+        kind, conf = t.split("/")[1], json.loads(payload)
+        assert conf["default_entity_id"] == f"{kind}.{conf['unique_id']}" and "object_id" not in conf, conf
+
+
+def test_home_assistant_shows_the_archive_unknown_until_it_was_ever_contacted() -> None:
+    """Home Assistant reads the rendered "None" as unknown: not OFF (down) before the first contact."""
+    import jinja2
+
+    from gateway.telemetry.mqtt import discovery_configs
+
+    conf = discovery_configs("dockgate/s1", "s1", "homeassistant")["homeassistant/binary_sensor/dockgate_s1/archive_up/config"]
+    template = jinja2.Environment().from_string(conf["value_template"])
+    assert [template.render(value_json={"archive_up": up}) for up in (None, True, False)] == ["None", "ON", "OFF"]
 
 
 def test_metrics_per_stage_queue_age_last_archive_and_slot_state(tmp_path: Path) -> None:
@@ -206,3 +221,32 @@ def test_the_shipped_alert_rules_pass_promtool() -> None:
     rules = Path(__file__).resolve().parent.parent / "config" / "prometheus-alerts.yml"
     r = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_status_before_exit_waits_until_systemd_has_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """notify_before_exit: STATUS=, then BARRIER=1 with a pipe's end; systemd closes its
+    copy once it has processed everything before it (here: the test's stand-in does)."""
+    import os
+    import socket
+    import threading
+
+    from gateway.telemetry.sdnotify import notify_before_exit
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(tmp_path / "notify"))
+    got: list[str] = []
+
+    def systemd() -> None:
+        for _ in range(2):
+            msg, fds, _flags, _addr = socket.recv_fds(server, 4096, 4)
+            got.append(msg.decode())
+            for fd in fds:
+                os.close(fd)
+
+    t = threading.Thread(target=systemd)
+    t.start()
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    assert notify_before_exit("STATUS=station.id is still the placeholder", timeout=30)
+    t.join(10)
+    server.close()
+    assert got == ["STATUS=station.id is still the placeholder", "BARRIER=1"]

@@ -9,7 +9,7 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from gateway.config import DEFAULT_CONFIG, Config, default_config_path, load_config
+from gateway.config import DEFAULT_CONFIG, Config, default_config_path, in_dockgate_group, load_config
 from gateway.errors import DockgateError
 
 if TYPE_CHECKING:
@@ -42,8 +42,13 @@ class CannotRead(DockgateError):
     reason = "permission"
 
     def __init__(self, path: object) -> None:
-        super().__init__(f"cannot read {path}: permission denied. Members of the dockgate group may read the "
-                         f"station's status and events (sudo adduser $USER dockgate, then log in again)")
+        if in_dockgate_group():  # joining it again would not help: this needs root (secrets, keys)
+            super().__init__(f"cannot read {path}: permission denied. Members of the dockgate group may read the "
+                             f"station's status and events; this needs root (sudo)")
+        else:
+            super().__init__(f"cannot read {path}: permission denied. Members of the dockgate group may read the "
+                             f"station's status and events (sudo adduser $USER dockgate, then log in again)")
+
 
 
 def config_of(args: argparse.Namespace) -> Config:

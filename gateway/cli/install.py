@@ -10,6 +10,10 @@ writes, under ``--root`` (default ``/``):
   for the directory archive, staging and state when they lie outside what the
   hardened unit already allows (``ProtectSystem=strict`` makes everything else
   read-only: an archive on a NAS mount would otherwise stay unwritable);
+* ``etc/systemd/system/dockgate.service.d/60-credentials.conf``: a
+  ``LoadCredential=`` for every secret the config names relatively beyond the
+  two the unit itself loads (MQTT password and client key, S3 keys, the SM2
+  key): the service, as ``dockgate``, reads them nowhere else;
 * ``etc/dockgate/mount.env``: recorder volumes are mounted read-only unless
   the release policy deletes from recorders.
 """
@@ -23,6 +27,9 @@ from gateway.config import Config
 from gateway.durable import write_atomic
 
 DROPIN = Path("etc/systemd/system/dockgate.service.d/50-paths.conf")
+CREDENTIALS_DROPIN = Path("etc/systemd/system/dockgate.service.d/60-credentials.conf")
+#: the credentials systemd/dockgate.service loads itself (postinst makes both files)
+UNIT_CREDENTIALS = ("admin_password", "station.key")
 MOUNT_ENV = Path("etc/dockgate/mount.env")
 #: the unit's own StateDirectory=: already writable
 UNIT_STATE = Path("/var/lib/dockgate")
@@ -62,6 +69,9 @@ def udev_rules(registry: Registry, ports: dict[str, int] | None = None) -> str:
         "# the vendor interface: for the dockgate group. The systemd tag on every action, not",
         "# only add/change: after a driver binds, a device that lost it drops out of systemd.",
         'ENV{DOCKGATE_RECORDER}=="1", GROUP="dockgate", MODE="0660", TAG+="systemd"',
+        "# ModemManager probes serial ports with AT commands: never a recorder's (it looks for",
+        "# this on the port's USB device)",
+        'ENV{DOCKGATE_RECORDER}=="1", ENV{ID_MM_DEVICE_IGNORE}="1"',
         "",
         "# its block devices: not for desktop automounters; a filesystem on a partition or on",
         "# the whole disk (recorders formatted without a partition table) is mounted by",
@@ -79,8 +89,24 @@ def _outside_unit(path: Path) -> bool:
     return not (p == UNIT_STATE or UNIT_STATE in p.parents)
 
 
+def credential_source(cfg: Config, name: str) -> Path:
+    """Where the unit loads credential *name* from: ``credentials/`` beside the config."""
+    return cfg.source.resolve().parent / "credentials" / name
+
+
+def credentials_dropin(cfg: Config) -> list[str]:
+    """The drop-in's lines: every secret the config names relatively that the unit does not load yet."""
+    lines = ["# written by `dockgate setup-systemd` from " + str(cfg.source) + ": the secrets the config",
+             "# names beyond the unit's own (" + ", ".join(UNIT_CREDENTIALS) + "); run it again after naming",
+             "# another, then: systemctl daemon-reload && systemctl restart dockgate", "[Service]"]
+    names = sorted({n for n in cfg.credentials.values() if n not in UNIT_CREDENTIALS and "/" not in n})
+    lines += [f"LoadCredential={n}:{credential_source(cfg, n)}" for n in names] or \
+        ["# the config names no other secret"]
+    return lines
+
+
 def systemd_setup(cfg: Config, root: Path = Path("/")) -> list[Path]:
-    """Write the drop-in and the mount mode; return the files written."""
+    """Write the drop-ins and the mount mode; return the files written."""
     writable = [cfg.paths.state_dir, cfg.paths.staging]
     if cfg.archive.backend == "directory":
         writable.append(cfg.archive.path)
@@ -95,7 +121,7 @@ def systemd_setup(cfg: Config, root: Path = Path("/")) -> list[Path]:
     env = ["# written by `dockgate setup-systemd`: how dockgate-mount@ mounts recorder volumes",
            f"# (release.policy = {cfg.release.policy!r})", f"DOCKGATE_MOUNT_MODE={mode}"]
     out = []
-    for rel, text in ((DROPIN, dropin), (MOUNT_ENV, env)):
+    for rel, text in ((DROPIN, dropin), (CREDENTIALS_DROPIN, credentials_dropin(cfg)), (MOUNT_ENV, env)):
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, ("\n".join(text) + "\n").encode(), mode=0o644)

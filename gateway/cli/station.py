@@ -27,8 +27,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """0: `run` would start; 1: the config or what it names fails a check;
-    2: there is no config to check."""
-    from gateway.cli.checkconfig import check_station
+    2: there is no config to check. Where the service is installed and runs
+    this config, also as the service will run (its user, its credentials)."""
+    from gateway.cli.checkconfig import check_as_service, check_station, installed_service
     from gateway.errors import ConfigError
 
     path = Path(args.config or default_config_path())
@@ -42,14 +43,25 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
     problems = check_station(cfg)
+    view = None if args.no_service else installed_service()
+    if view is not None and view.config is not None and view.config.resolve() != path.resolve():
+        view = None  # the service runs another config
+    if view is not None:
+        problems += [p for p in check_as_service(cfg, view) if p not in problems]
+    if cfg.placeholder_id:
+        problems.append(f"station.id: still the placeholder {cfg.station.id!r}: the service does not start until "
+                        f"it is set (a drop-in such as {path}.d/station.toml: [station] id = \"...\")")
+    files = ", ".join(str(p) for p in (cfg.source, *cfg.drop_ins))
     if problems:
-        print(f"{cfg.source}: FAILED ({len(problems)} problems; `dockgate run` would not start)", file=sys.stderr)
+        print(f"{files}: FAILED ({len(problems)} problems; `dockgate run` would not start)", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    print(f"{cfg.source}: ok (station {cfg.station.id}, archive {cfg.archive.backend} "
+    how = (f"as the service runs it (user {view.user}, its credentials)" if view is not None
+           else "as this user (no installed service runs this config)")
+    print(f"{files}: ok (station {cfg.station.id}, archive {cfg.archive.backend} "
           f"{cfg.archive.path}, detect {cfg.detect.backend}, {cfg.detect.slots} slots; every secret and key "
-          f"loads)")
+          f"loads, checked {how})")
     return 0
 
 
@@ -152,7 +164,10 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
     sp.set_defaults(fn=cmd_run)
 
-    sp = with_config(sub.add_parser("check-config", help="validate a config file and its secrets"))
+    sp = with_config(sub.add_parser("check-config", help="validate a config file and its secrets, as the "
+                                                         "service will run"))
+    sp.add_argument("--no-service", action="store_true",
+                    help="do not also check as the installed dockgate.service runs (its user, its credentials)")
     sp.set_defaults(fn=cmd_check_config)
 
     sp = with_config(sub.add_parser("status", help="station status: clips by state, slots"))

@@ -6,8 +6,18 @@ from typing import Any
 
 from gateway.catalog import STATES
 from gateway.catalog.reports import DockSummary, ReportError, Reports
-from gateway.config import Config
+from gateway.config import Config, drop_in_dir
+from gateway.evidence.custody import last_station
 from gateway.process.runfiles import daemon_running, read_status
+
+
+def _catalog_station(cfg: Config) -> str | None:
+    """Whose catalog and custody log the state folder holds (None: nobody's yet, or not readable)."""
+    try:
+        owner = last_station(cfg.custody_dir) if cfg.custody_dir.is_dir() else None
+    except OSError:
+        return None
+    return owner[0] if owner else None
 
 
 def collect(cfg: Config) -> dict[str, Any]:
@@ -38,6 +48,10 @@ def collect(cfg: Config) -> dict[str, Any]:
     slots = live.get("slots", []) if running else []
     return {
         "station": cfg.station.id,
+        # the service refuses to start while either says so (gateway/process/daemon.py)
+        "station_placeholder": cfg.placeholder_id,
+        "catalog_station": _catalog_station(cfg),
+        "config_drop_ins": str(drop_in_dir(cfg.source)),
         "daemon": {"running": running, "pid": live.get("pid") if running else None,
                    "version": live.get("version"), "updated_at": live.get("updated_at")},
         "clips": counts,
@@ -89,6 +103,14 @@ def render(s: dict[str, Any]) -> str:
     d = s["daemon"]
     lines = [f"station {s['station']}: daemon "
              + (f"running (pid {d['pid']}, version {d['version']})" if d["running"] else "stopped")]
+    if s.get("station_placeholder"):
+        lines.append(f"NOT CONFIGURED: station.id is still the placeholder {s['station']!r}; the service does not "
+                     f"start and nothing is stamped until it is set: [station] id = \"...\" in a file in "
+                     f"{s['config_drop_ins']}/, then systemctl restart dockgate")
+    elif s.get("catalog_station") not in (None, s["station"]):
+        lines.append(f"STATION ID MISMATCH: the catalog and custody log are station {s['catalog_station']!r}'s, the "
+                     f"config says {s['station']!r}: the service does not start with this config. Set station.id "
+                     f"back to continue them, or move the state folder aside")
     c = s["clips"]
     lines.append("clips: " + ", ".join(f"{k} {v}" for k, v in c.items() if v or k == "archived")
                  + (f"; {s['sightings']} seen again" if s["sightings"] else ""))

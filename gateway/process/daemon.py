@@ -1,6 +1,6 @@
 """The daemon: one event loop, supervised workers, clean drain on SIGTERM.
 
-Why it is one module of ~460 lines: it is the wiring, the one place that
+Why it is one module of ~500 lines: it is the wiring, the one place that
 knows every part (detection, sessions, the workers, telemetry, the web) and
 the order they start and drain in; each part's own logic lives in its
 stage. Split it and the start-up and drain order, which is the point, would
@@ -27,9 +27,9 @@ from drivers.profiles import Registry
 from gateway import __version__
 from gateway.archive import ArchiveError, open_archive
 from gateway.catalog import Catalog
-from gateway.config import Config
-from gateway.errors import DockgateError
-from gateway.evidence.custody import CustodyLog
+from gateway.config import Config, drop_in_dir
+from gateway.errors import ConfigError, DockgateError
+from gateway.evidence.custody import CustodyLog, last_station
 from gateway.evidence.signing import load_signer
 from gateway.evidence.timestamp import Timestamper, TimestampWorker
 from gateway.pipeline.buffers import BufferBudget, keep_the_allocator_lean
@@ -47,7 +47,7 @@ from gateway.secrets import read_secret
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.mqtt import MqttLink
 from gateway.telemetry.requests import AssignReq, CommandError, SlotReq, parse_request, request_id, response
-from gateway.telemetry.sdnotify import notify, watchdog_interval
+from gateway.telemetry.sdnotify import notify, notify_before_exit, watchdog_interval
 from gateway.timesync import StationClock
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,12 @@ def make_detector(cfg: Config, registry: Registry) -> Detector:
     return UdevDetector(cfg.detect.slots, cfg.detect.ports)
 
 
+def _resolved(cfg: Config, key: str) -> Path:
+    section, name = key.split(".")
+    value = getattr(getattr(cfg, section), name)
+    return value if isinstance(value, Path) else Path("/nonexistent")
+
+
 class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -86,8 +92,39 @@ class Daemon:
         self.metrics: Metrics | None = None
         self.workers: set[asyncio.Task[None]] = set()
 
+    def _refuse_unless_configured(self) -> None:
+        """Before anything is touched: a station still under the shipped
+        placeholder id, or one whose state folder holds another station's
+        catalog and custody log, does not start. Said in the log and in
+        systemd's STATUS= line; exit 2, which the unit does not restart."""
+        cfg = self.cfg
+        problem = None
+        if cfg.placeholder_id:
+            problem = (f"station.id is still the placeholder {cfg.station.id!r}: not started, nothing is docked or "
+                       f"stamped. Set this station's own id in a drop-in, e.g. {drop_in_dir(cfg.source)}/"
+                       f"station.toml with [station] id = \"...\", then: dockgate check-config && "
+                       f"systemctl restart dockgate")
+        elif (owner := last_station(cfg.custody_dir) if cfg.custody_dir.is_dir() else None) is not None \
+                and owner[0] != cfg.station.id:
+            problem = (f"station.id is {cfg.station.id!r}, but the catalog and custody log in {cfg.paths.state_dir} "
+                       f"are station {owner[0]!r}'s (custody entry {owner[1]}): not started. Set station.id = "
+                       f"{owner[0]!r} to continue them, or move {cfg.paths.state_dir} aside (once `dockgate "
+                       f"verify` says the archive holds all of it) to start {cfg.station.id!r} afresh")
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if problem is None and creds:  # under systemd: a secret the unit does not hand over is read nowhere else
+            missing = [f"{key} = {name!r}" for key, name in sorted(cfg.credentials.items())
+                       if not (Path(creds) / name).is_file() and not os.access(_resolved(cfg, key), os.R_OK)]
+            if missing:
+                problem = (f"{', '.join(missing)}: not among this service's credentials (LoadCredential=): run "
+                           f"`dockgate setup-systemd`, then systemctl daemon-reload && systemctl restart dockgate")
+        if problem is not None:
+            log.error("%s", problem)
+            notify_before_exit(f"STATUS={problem}")
+            raise ConfigError(cfg.source, [problem])
+
     def _startup(self) -> None:
         cfg = self.cfg
+        self._refuse_unless_configured()
         self.lock.acquire()
         self.registry = Registry.load(cfg.recorders.profiles_dir)
         self.password = (read_secret(cfg.recorders.admin_password_file)

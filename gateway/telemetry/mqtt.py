@@ -51,6 +51,50 @@ def node_id(station: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", station)[:64] or "station"
 
 
+def discovery_configs(base: str, station: str, prefix: str) -> dict[str, dict[str, Any]]:
+    """Home Assistant MQTT discovery: a device with sensors an admin can
+    chart and alert on as they are (device and state classes, units)."""
+    node = node_id(station)
+    device = {"identifiers": [f"dockgate_{node}"], "name": f"dockgate {station}",
+              "manufacturer": "dockgate", "model": "docking station", "sw_version": __version__}
+    # object id: (kind, name, template, unit, device_class, state_class)
+    sensors: dict[str, tuple[str, str, str, str | None, str | None, str | None]] = {
+        "queue_clips": ("sensor", "Clips waiting for the archive", "{{ value_json.queue.clips }}", None, None,
+                        "measurement"),
+        "queue_bytes": ("sensor", "Bytes waiting for the archive", "{{ value_json.queue.bytes }}", "B",
+                        "data_size", "measurement"),
+        "staging_free": ("sensor", "Staging free space", "{{ value_json.staging_free_bytes }}", "B", "data_size",
+                         "measurement"),
+        "slots_in_use": ("sensor", "Recorders docked", "{{ value_json.slots_in_use }}", None, None,
+                         "measurement"),
+        # "None": Home Assistant's unknown, until the archive was ever contacted (archive_up null)
+        "archive_up": ("binary_sensor", "Archive reachable",
+                       "{{ 'None' if value_json.archive_up is none else ('ON' if value_json.archive_up "
+                       "else 'OFF') }}", None, "connectivity", None),
+        "archive_refused": ("binary_sensor", "Archive refuses the station",
+                            "{{ 'ON' if value_json.archive_refused else 'OFF' }}", None, "problem", None),
+        "station_clock": ("binary_sensor", "Station clock not synchronised",
+                          "{{ 'ON' if value_json.station_clock_synchronised == false else 'OFF' }}", None,
+                          "problem", None),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for oid, (kind, name, template, unit, device_class, state_class) in sensors.items():
+        conf: dict[str, Any] = {
+            "name": name, "unique_id": f"dockgate_{node}_{oid}",
+            # the entity id Home Assistant gives it first: `default_entity_id` (domain.slug) replaces
+            # `object_id`, deprecated in 2025.10 and no longer read from 2026.4
+            "default_entity_id": f"{kind}.dockgate_{node}_{oid}",
+            "state_topic": f"{base}/state", "value_template": template,
+            "availability_topic": f"{base}/availability", "payload_available": "online",
+            "payload_not_available": "offline", "device": device}
+        for k, v in (("unit_of_measurement", unit), ("device_class", device_class),
+                     ("state_class", state_class)):
+            if v:
+                conf[k] = v
+        out[f"{prefix}/{kind}/dockgate_{node}/{oid}/config"] = conf
+    return out
+
+
 class MqttLink:
     def __init__(self, cfg: MqttConfig, station: str, catalog: Catalog, snapshot: Callable[[], dict[str, Any]],
                  handle: Callable[[str, bytes], Awaitable[bytes]],
@@ -185,38 +229,5 @@ class MqttLink:
             await client.publish(f"{self.base}/response/{cmd[:40]}", reply, qos=1)
 
     async def _discovery(self, client: aiomqtt.Client) -> None:
-        """Home Assistant MQTT discovery: a device with sensors an admin can
-        chart and alert on as they are (device and state classes, units)."""
-        node = node_id(self.station)
-        device = {"identifiers": [f"dockgate_{node}"], "name": f"dockgate {self.station}",
-                  "manufacturer": "dockgate", "model": "docking station", "sw_version": __version__}
-        # object id: (kind, name, template, unit, device_class, state_class)
-        sensors: dict[str, tuple[str, str, str, str | None, str | None, str | None]] = {
-            "queue_clips": ("sensor", "Clips waiting for the archive", "{{ value_json.queue.clips }}", None, None,
-                            "measurement"),
-            "queue_bytes": ("sensor", "Bytes waiting for the archive", "{{ value_json.queue.bytes }}", "B",
-                            "data_size", "measurement"),
-            "staging_free": ("sensor", "Staging free space", "{{ value_json.staging_free_bytes }}", "B", "data_size",
-                             "measurement"),
-            "slots_in_use": ("sensor", "Recorders docked", "{{ value_json.slots_in_use }}", None, None,
-                             "measurement"),
-            "archive_up": ("binary_sensor", "Archive reachable",
-                           "{{ 'ON' if value_json.archive_up else 'OFF' }}", None, "connectivity", None),
-            "archive_refused": ("binary_sensor", "Archive refuses the station",
-                                "{{ 'ON' if value_json.archive_refused else 'OFF' }}", None, "problem", None),
-            "station_clock": ("binary_sensor", "Station clock not synchronised",
-                              "{{ 'ON' if value_json.station_clock_synchronised == false else 'OFF' }}", None,
-                              "problem", None),
-        }
-        for oid, (kind, name, template, unit, device_class, state_class) in sensors.items():
-            conf: dict[str, Any] = {
-                "name": name, "unique_id": f"dockgate_{node}_{oid}", "object_id": f"dockgate_{node}_{oid}",
-                "state_topic": f"{self.base}/state", "value_template": template,
-                "availability_topic": f"{self.base}/availability", "payload_available": "online",
-                "payload_not_available": "offline", "device": device}
-            for k, v in (("unit_of_measurement", unit), ("device_class", device_class),
-                         ("state_class", state_class)):
-                if v:
-                    conf[k] = v
-            await client.publish(f"{self.cfg.discovery_prefix}/{kind}/dockgate_{node}/{oid}/config",
-                                 _json(conf), qos=1, retain=True)
+        for topic, conf in discovery_configs(self.base, self.station, self.cfg.discovery_prefix).items():
+            await client.publish(topic, _json(conf), qos=1, retain=True)

@@ -50,8 +50,8 @@ def edit_config(g: Guest, **sections: dict[str, str]) -> None:
 
 def configure_station(g: Guest) -> None:
     edit_config(g, station={"id": f'"{STATION}"'}, archive={"path": f'"{ARCHIVE}"'})
-    g.run(f"install -d -o dockgate -g dockgate -m 0750 {ARCHIVE} && dockgate check-config "
-          "&& dockgate setup-systemd && systemctl daemon-reload && systemctl restart dockgate")
+    g.run(f"install -d -o dockgate -g dockgate -m 0750 {ARCHIVE} && dockgate setup-systemd "
+          "&& dockgate check-config && systemctl daemon-reload && systemctl restart dockgate")
 
 
 def wait_active(g: Guest, timeout: float = 120) -> None:

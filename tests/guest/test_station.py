@@ -25,17 +25,15 @@ from tests.guest.guestlib import Guest
 FILES = Path(__file__).resolve().parent / "files"
 
 
-def test_the_package_installs_and_the_service_reaches_active_through_notify(installed: Installed) -> None:
+def test_the_package_installs_and_the_service_waits_for_its_station_id(installed: Installed) -> None:
     g = installed.guest
     assert installed.install.startswith("exit 0\n"), installed.install
-    assert "did not start" not in installed.install, installed.install
-    # the shipped config, untouched: its archive folder does not exist yet, and the
-    # service still starts (the drop-in's paths are optional; status says archive down)
-    wait_active(g)
-    svc = g.service("Type", "ActiveState", "SubState", "NRestarts", "UnitFileState", "StatusText")
-    assert (svc["Type"], svc["ActiveState"], svc["SubState"], svc["UnitFileState"]) == \
-        ("notify", "active", "running", "enabled"), svc
-    assert svc["NRestarts"] == "0", svc
+    # the shipped config, untouched: station.id is the placeholder, so the service is
+    # enabled but does not run (nothing may be stamped under an id every new station shares)
+    svc = g.service("Type", "ActiveState", "NRestarts", "UnitFileState")
+    assert (svc["Type"], svc["UnitFileState"]) == ("notify", "enabled"), svc
+    assert svc["ActiveState"] in ("failed", "inactive") and svc["NRestarts"] == "0", svc
+    assert "NOT CONFIGURED: station.id is still the placeholder 'station-01'" in g.run("dockgate status").stdout
     assert g.run("command -v dockgate").stdout.strip() == "/usr/bin/dockgate"
     assert g.run("id -nG dockgate").stdout.split() == ["dockgate", "plugdev"]
     assert g.run("stat -c '%U %a' /etc/dockgate/credentials/station.key").stdout.split() == ["root", "600"]
