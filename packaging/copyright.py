@@ -60,6 +60,32 @@ def short_name(meta: dict[str, str], classifiers: list[str]) -> str:
                      " add it to packaging/debian/copyright.in by hand")
 
 
+#: full licence texts Debian keeps in /usr/share/common-licenses: a reference replaces them
+#: (lintian: copyright-file-contains-full-apache-2-license, -full-gpl-license, old-fsf-address)
+COMMON = [
+    (re.compile(r"Apache License\s+Version 2\.0, January 2004", re.I), "Apache-2.0"),
+    (re.compile(r"GNU LESSER GENERAL PUBLIC LICENSE\s+Version 2\.1", re.I), "LGPL-2.1"),
+    (re.compile(r"GNU LESSER GENERAL PUBLIC LICENSE\s+Version 3", re.I), "LGPL-3"),
+    (re.compile(r"GNU (LIBRARY )?GENERAL PUBLIC LICENSE\s+Version 2, June 1991", re.I), "GPL-2"),
+    (re.compile(r"GNU GENERAL PUBLIC LICENSE\s+Version 3", re.I), "GPL-3"),
+    (re.compile(r"Mozilla Public License,? (Version|version) 2\.0"), "MPL-2.0"),
+    (re.compile(r"MOZILLA PUBLIC LICENSE\s+Version 1\.1"), "MPL-1.1"),
+]
+
+
+def shorten(text: str) -> str:
+    """A licence file that holds a licence Debian ships in full becomes a pointer to it (the
+    notices before the licence's own title stay)."""
+    for pattern, name in COMMON:
+        m = pattern.search(text)
+        if m:
+            head = text[:m.start()].rstrip()
+            head = "\n".join(line for line in head.splitlines() if not re.fullmatch(r"[\s=*-]*", line))
+            ref = f"On Debian systems, the full text of the {name} licence is in /usr/share/common-licenses/{name}."
+            return (head + "\n\n" + ref) if head else ref
+    return text
+
+
 def indent(text: str) -> str:
     out = []
     for raw in text.replace("\t", "    ").splitlines():
@@ -112,7 +138,7 @@ def paragraphs(stage: Path) -> list[str]:
         meta = d["meta"]  # type: ignore[assignment]
         texts = list(d["licences"].values())  # type: ignore[attr-defined]
         name = short_name(meta, d["classifiers"])  # type: ignore[arg-type]
-        body = "\n .\n".join(indent(t) for t in texts) if texts else (
+        body = "\n .\n".join(indent(shorten(t)) for t in texts) if texts else (
             " The licence named above; its .dist-info carries no licence file.")
         cr = copyrights(meta, texts)
         out.append("\n".join([

@@ -58,7 +58,8 @@ class Container:
         # systemd's bus socket appears a moment after PID 1 starts
         while True:
             p = self.run("systemctl is-system-running --wait", check=False)
-            if "Failed to connect to bus" not in p.stderr or time.monotonic() > deadline:
+            # "Failed to connect to bus" (systemd 252), "... to system scope bus ..." (257)
+            if "Failed to connect to" not in p.stderr or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         assert p.stdout.strip() in ("running", "degraded"), p
