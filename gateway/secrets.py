@@ -10,6 +10,18 @@ from pathlib import Path
 from gateway.errors import SecretError
 
 
+def readable_by_others(path: Path, st: os.stat_result) -> bool:
+    """Whether *path*'s mode lets anyone but its owner at it. A credential systemd hands the
+    service (a file in ``$CREDENTIALS_DIRECTORY``) may be read-only to the group as well:
+    systemd 257 (Debian 13) makes them 0440, 252 (Debian 12) 0400, in a folder that
+    belongs to the service alone."""
+    mode = st.st_mode
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and path.parent == Path(creds) and not mode & (stat.S_IWGRP | stat.S_IXGRP | stat.S_IRWXO):
+        return False
+    return bool(mode & (stat.S_IRWXG | stat.S_IRWXO))
+
+
 def read_secret(path: Path) -> str:
     """The secret in *path* (already resolved by the config: systemd
     credentials first, then beside the config file)."""
@@ -21,7 +33,7 @@ def read_secret(path: Path) -> str:
         raise SecretError(path, f"cannot stat: {e.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise SecretError(path, "not a regular file")
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if readable_by_others(path, st):
         raise SecretError(path, f"mode {stat.S_IMODE(st.st_mode):04o} lets other users read it; "
                                 f"chmod 600 it")
     try:

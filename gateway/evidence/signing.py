@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gateway.durable import write_atomic
 from gateway.errors import DockgateError, SecretError
+from gateway.secrets import readable_by_others
 
 
 class KeyError_(DockgateError):
@@ -70,7 +71,7 @@ def load_signer(path: Path) -> Signer:
         st = os.stat(path)
     except FileNotFoundError:
         raise SecretError(path, "signing key not found (create one with `dockgate keygen`)") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if readable_by_others(path, st):
         raise SecretError(path, f"mode {stat.S_IMODE(st.st_mode):04o} lets other users read the "
                                 f"signing key; chmod 600 it")
     try:

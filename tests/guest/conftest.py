@@ -1,5 +1,6 @@
-"""The real-Linux test bed: one Debian 12 guest per pytest session (QEMU, systemd as
-PID 1), the package installed with apt, the station configured the way an admin
+"""The real-Linux test bed: a Debian 12 and a Debian 13 guest (QEMU, systemd as PID 1;
+the session fixture is parametrized over the releases, so every test runs on both;
+DOCKGATE_GUEST_RELEASES="trixie" narrows it), the package installed with apt, the station configured the way an admin
 would (only /etc/dockgate/dockgate.toml edited), then a snapshot every test starts
 from. Recorders are USB gadgets of the guest's own kernel (dummy_hcd + configfs).
 
@@ -10,6 +11,7 @@ Run: scripts/test-guest (builds the image and the .deb on first use; cached in
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.guest.guestlib import CACHE, IMAGE_DIR, Guest, GuestError, ensure_deb, ensure_image
+from tests.guest.guestlib import CACHE, IMAGE_DIR, RELEASES, Guest, GuestError, ensure_deb, ensure_image
 
 #: the edits an admin makes to the shipped /etc/dockgate/dockgate.toml
 STATION = "guest-01"
@@ -59,18 +61,19 @@ def wait_active(g: Guest, timeout: float = 120) -> None:
                "dockgate.service active")
 
 
-@pytest.fixture(scope="session")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+@pytest.fixture(scope="session", params=os.environ.get("DOCKGATE_GUEST_RELEASES", " ".join(RELEASES)).split())
+def installed(request: pytest.FixtureRequest) -> Iterator[Installed]:
+    release: str = request.param
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     try:
         t = time.monotonic()
-        image = ensure_image()
+        image = ensure_image(release)
         timings["image"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
         deb = ensure_deb()
         timings["deb"] = round(time.monotonic() - t, 1)
-        run_dir = CACHE / "run"
+        run_dir = CACHE / f"run-{release}"
         run_dir.mkdir(parents=True, exist_ok=True)
         g = Guest(image, run_dir)
         g.boot()
@@ -93,8 +96,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         yield inst
     finally:
         timings["session"] = round(time.monotonic() - t0, 1)
-        print(f"\nguest timings: {timings} {g.timings}")
-        (CACHE / "timings.json").write_text(json.dumps({"session": timings, "guest": g.timings}, indent=1) + "\n")
+        print(f"\n{release} guest timings: {timings} {g.timings}")
+        (CACHE / f"timings-{release}.json").write_text(json.dumps({"session": timings, "guest": g.timings}, indent=1) + "\n")
         g.power_cut()  # nothing in it is kept: no need to wait for a clean shutdown
 
 

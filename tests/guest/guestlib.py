@@ -55,8 +55,12 @@ def _sources_files() -> list[Path]:
     return out[:1]
 
 
-def image_key() -> str:
-    h = hashlib.sha256()
+#: the Debian releases the package installs on (the test bed builds a guest for each)
+RELEASES = ("bookworm", "trixie")
+
+
+def image_key(release: str = "bookworm") -> str:
+    h = hashlib.sha256(release.encode())
     for p in sorted(IMAGE_DIR.iterdir()):
         if p.name in ("build.sh", "customize.sh"):
             h.update(p.name.encode() + b"\0" + p.read_bytes())
@@ -69,33 +73,40 @@ def _log(msg: str) -> None:
     print(f"[guest {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def ensure_image() -> Path:
-    """The guest image for this package list and these scripts: built once, then reused."""
+def ensure_image(release: str = "bookworm") -> Path:
+    """The guest image of this Debian release for this package list and these scripts: built once, then
+    reused (one cached image per release)."""
     for tool in ("mmdebstrap", "qemu-system-x86_64", "qemu-img", "mke2fs", "ssh", "ssh-keygen"):
         if shutil.which(tool) is None:
             raise GuestError(f"{tool} is not installed (scripts/setup.sh dev installs it)")
-    out = CACHE / f"image-{image_key()}"
+    out = CACHE / f"image-{release}-{image_key(release)}"
     if (out / "ok").exists():
         return out
     tmp = out.with_name(out.name + ".tmp")
     t = time.monotonic()
-    p = subprocess.run([str(IMAGE_DIR / "build.sh"), str(tmp)], check=False, capture_output=True, text=True, timeout=1800)
+    p = subprocess.run([str(IMAGE_DIR / "build.sh"), str(tmp), release], check=False, capture_output=True, text=True, timeout=1800)
     if p.returncode:
         raise GuestError(f"guest image build failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     # an image dir holds absolute paths nowhere: renaming it is fine
-    _log(f"image built in {time.monotonic() - t:.0f} s: {p.stdout.strip()}")
-    for old in CACHE.glob("image-*"):
+    _log(f"{release} image built in {time.monotonic() - t:.0f} s: {p.stdout.strip()}")
+    for old in CACHE.glob(f"image-{release}-*"):
         if old != out:
             shutil.rmtree(old, ignore_errors=True)
     return out
 
 
+def source_date_epoch() -> str:
+    """What scripts/build-deb stamps every file with: the last commit's time (part of the .deb's bytes)."""
+    return os.environ.get("SOURCE_DATE_EPOCH") or subprocess.run(
+        ["git", "log", "-1", "--format=%ct"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def _deb_key(version: str | None) -> str:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "--", *DEB_INPUTS], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split()
-    h = hashlib.sha256((version or "").encode())
+    h = hashlib.sha256(f"{version or ''}\0{source_date_epoch()}".encode())
     for f in sorted(files):
         path = REPO / f
         if path.is_file():
@@ -103,22 +114,28 @@ def _deb_key(version: str | None) -> str:
     return h.hexdigest()[:16]
 
 
+def build_deb(out: Path, version: str | None = None, umask: int = 0o022) -> Path:
+    """Run scripts/build-deb into OUT (no cache); GuestError if it fails."""
+    env = dict(os.environ, SOURCE_DATE_EPOCH=source_date_epoch())
+    if version:
+        env["DOCKGATE_DEB_VERSION"] = version
+    p = subprocess.run(["sh", "-c", f"umask {umask:04o} && exec \"$0\" \"$1\"", str(REPO / "scripts" / "build-deb"),
+                        str(out)], check=False, capture_output=True, text=True, env=env, timeout=1800)
+    if p.returncode:
+        raise GuestError(f"scripts/build-deb failed ({p.returncode}):\n{p.stderr[-4000:]}")
+    return sorted(out.glob("dockgate_*.deb"))[0]
+
+
 def ensure_deb(version: str | None = None) -> Path:
-    """scripts/build-deb's package for the checkout as it is (cached by content)."""
+    """scripts/build-deb's package for the checkout as it is (cached by content and commit time)."""
     out = CACHE / f"deb-{_deb_key(version)}"
     debs = sorted(out.glob("dockgate_*.deb")) if out.is_dir() else []
     if debs:
         return debs[0]
-    env = dict(os.environ)
-    if version:
-        env["DOCKGATE_DEB_VERSION"] = version
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     t = time.monotonic()
-    p = subprocess.run([str(REPO / "scripts" / "build-deb"), str(tmp)], check=False, capture_output=True, text=True, env=env,
-                       timeout=1200)
-    if p.returncode:
-        raise GuestError(f"scripts/build-deb failed ({p.returncode}):\n{p.stderr[-4000:]}")
+    build_deb(tmp, version)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     _log(f".deb built in {time.monotonic() - t:.0f} s")
