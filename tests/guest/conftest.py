@@ -34,20 +34,27 @@ class Installed:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+DROP_IN = "/etc/dockgate/dockgate.toml.d/50-station.toml"
+
+
 def edit_config(g: Guest, **sections: dict[str, str]) -> None:
-    """Set keys in /etc/dockgate/dockgate.toml in place (python3's tomllib checks the result)."""
-    script = ["import re,sys,tomllib", "p='/etc/dockgate/dockgate.toml'", "s=open(p).read()"]
+    """Set keys in the station's drop-in, as the README has the admin do (the
+    shipped dockgate.toml stays the package's, so upgrades never prompt);
+    values are TOML literals; python3's tomllib checks the result."""
+    script = ["import os,re,tomllib", f"p={DROP_IN!r}", "secs={}", "cur=None",
+              "if os.path.exists(p):",
+              "  for line in open(p):",
+              "    m=re.match(r'^\\[(.+)\\]\\s*$', line)",
+              "    if m: cur=secs.setdefault(m.group(1),{}); continue",
+              "    m=re.match(r'^(\\w+) = (.*)$', line.rstrip('\\n'))",
+              "    if m and cur is not None: cur[m.group(1)]=m.group(2)"]
     for section, kv in sections.items():
         for key, value in kv.items():
-            script += [
-                f"sec=re.search(r'(?ms)^\\[{section}\\]\\n(.*?)(?=^\\[|\\Z)', s)",
-                f"body=sec.group(1); line={key!r}+' = '+{value!r}",
-                f"nb=re.sub(r'(?m)^#? ?{key} = .*$', lambda m: line, body, count=1) "
-                f"if re.search(r'(?m)^#? ?{key} = ', body) else line+'\\n'+body",
-                "s=s[:sec.start(1)]+nb+s[sec.end(1):]",
-            ]
-    script += ["tomllib.loads(s)", "open(p,'w').write(s)"]
+            script.append(f"secs.setdefault({section!r},{{}})[{key!r}]={value!r}")
+    script += ["s=''.join('['+k+']\\n'+''.join(a+' = '+b+'\\n' for a,b in v.items())+'\\n' for k,v in secs.items())",
+               "tomllib.loads(s)", "os.makedirs(os.path.dirname(p), exist_ok=True)", "open(p,'w').write(s)"]
     g.run("python3 -", input="\n".join(script) + "\n")
+    g.run(f"chown root:dockgate {DROP_IN} && chmod 0640 {DROP_IN}")
 
 
 def configure_station(g: Guest) -> None:
