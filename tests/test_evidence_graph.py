@@ -59,22 +59,22 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     witness = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", "witness", "--broker",
                                 f"127.0.0.1:{broker.port}", "--store", str(store), "--pubkey", str(pub)],
                                stdout=subprocess.DEVNULL, stderr=open(tmp / "witness.log", "wb"))  # noqa: SIM115
-    archive = tmp / "st" / "archive"
-    custody = tmp / "st" / "state" / "custody"
-    rec = tmp / "rec"
-    dockgate("sim", "make", str(rec), "--clips", "3", "--size", "30k", "--serial", "GRAPH001", "--officer", "000001")
-    for n, clip in enumerate(sorted(rec.rglob("*.MP4")), start=1):  # real containers: the case file plays them
-        when = clip.stat().st_mtime
-        ffmpeg_clip(clip, datetime.fromtimestamp(when, UTC).isoformat(), seconds=n)
-        os.utime(clip, (when, when))
+    try:  # from here on, broker and witness are stopped whatever fails
+        archive = tmp / "st" / "archive"
+        custody = tmp / "st" / "state" / "custody"
+        rec = tmp / "rec"
+        dockgate("sim", "make", str(rec), "--clips", "3", "--size", "30k", "--serial", "GRAPH001", "--officer", "000001")
+        for n, clip in enumerate(sorted(rec.rglob("*.MP4")), start=1):  # real containers: the case file plays them
+            when = clip.stat().st_mtime
+            ffmpeg_clip(clip, datetime.fromtimestamp(when, UTC).isoformat(), seconds=n)
+            os.utime(clip, (when, when))
 
-    def assign(case: str) -> None:
-        now = datetime.now(UTC)  # sim make files clips within the last shift
-        dockgate("assign", "-c", str(station), "--officer", "000001", "--from", (now - timedelta(days=2)).isoformat(),
-                 "--to", (now + timedelta(hours=12)).isoformat(), "--case", case, "--proof", "妨害公务")
+        def assign(case: str) -> None:
+            now = datetime.now(UTC)  # sim make files clips within the last shift
+            dockgate("assign", "-c", str(station), "--officer", "000001", "--from", (now - timedelta(days=2)).isoformat(),
+                     "--to", (now + timedelta(hours=12)).isoformat(), "--case", case, "--proof", "妨害公务")
 
-    assign(CASE)
-    try:
+        assign(CASE)
         d = DaemonProc(station, tmp / "daemon.log").start()
         try:
             attach(station, rec, 1)
