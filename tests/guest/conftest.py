@@ -32,6 +32,9 @@ class Installed:
     deb: Path
     install: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    #: what the station looked like right after apt install, before any test configured or changed it
+    #: (tests run in any order; the guest is shared)
+    after_install: dict[str, str] = field(default_factory=dict)
 
 
 DROP_IN = "/etc/dockgate/dockgate.toml.d/50-station.toml"
@@ -99,6 +102,12 @@ def installed(request: pytest.FixtureRequest) -> Iterator[Installed]:
         timings["apt install"] = round(time.monotonic() - t, 1)
         g.run(f"rm -f /root/{deb.name}")
         inst = Installed(g, deb, install=f"exit {p.returncode}\n{p.stdout}", timings=timings)
+        inst.after_install = {f"service.{k}": v for k, v in g.service(
+            "Type", "ActiveState", "NRestarts", "UnitFileState").items()}
+        for name, cmd in (("status", "dockgate status"), ("which", "command -v dockgate"),
+                          ("groups", "id -nG dockgate"),
+                          ("key", "stat -c '%U %a' /etc/dockgate/credentials/station.key")):
+            inst.after_install[name] = g.run(cmd, check=False).stdout
         g.run("gadget.sh init 4 >/dev/null && modprobe usb_f_fs")
         yield inst
     finally:
