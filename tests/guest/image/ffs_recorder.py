@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+# the package's libraries as /usr/bin/dockgate finds them: pure ones shared, compiled ones per Python ABI
+sys.path.insert(0, f"/usr/lib/dockgate/python-{sys.version_info[0]}.{sys.version_info[1]}")
 sys.path.insert(0, "/usr/lib/dockgate/python")
 
 from drivers.codec import ControlSetup
