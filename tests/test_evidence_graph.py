@@ -101,13 +101,17 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         tsa.down()
 
 
-@pytest.fixture
-def copy(scene: dict[str, Any], tmp_path: Path) -> Path:
-    dst = tmp_path / "archive"
-    shutil.copytree(scene["archive"], dst)
+def writable_copy(src: Path, dst: Path) -> Path:
+    """A copy to do damage to (archive objects are read-only)."""
+    shutil.copytree(src, dst)
     for p in dst.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     return dst
+
+
+@pytest.fixture
+def copy(scene: dict[str, Any], tmp_path: Path) -> Path:
+    return writable_copy(scene["archive"], tmp_path / "archive")
 
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "verify-archive"
@@ -227,11 +231,7 @@ def test_tampering_with_any_signed_object_is_caught_in_every_mode(scene: dict[st
 @pytest.fixture
 def bag(scene: dict[str, Any], tmp_path: Path) -> Path:
     """A copy of the case's bag to do damage to."""
-    dst = tmp_path / "bag"
-    shutil.copytree(scene["bag"], dst)
-    for p in dst.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    return dst
+    return writable_copy(scene["bag"], tmp_path / "bag")
 
 
 def rebag(bag: Path) -> None:

@@ -169,11 +169,12 @@ class CustodyLog:
         """What a ``segment_opened`` entry names: the segment before, its
         checkpoint and the tokens not named yet."""
         seq = int(segment.name.rsplit("-", 1)[-1].split(".")[0])
-        last = seq + len(segment.read_bytes().splitlines()) - 1
+        body = segment.read_bytes()  # once: its hash and its length
+        last = seq + len(body.splitlines()) - 1
         from gateway.evidence.checkpoint import checkpoint_name
 
         cp = self.dir / checkpoint_name(self.station, last)
-        data: dict[str, Any] = {"segment": {"name": segment.name, "sha256": file_sha256(segment),
+        data: dict[str, Any] = {"segment": {"name": segment.name, "sha256": hashlib.sha256(body).hexdigest(),
                                             "first": seq, "last": last}}
         if cp.exists():
             data["checkpoint"] = {"name": cp.name, "sha256": file_sha256(cp),
