@@ -147,6 +147,23 @@ def test_an_archive_that_is_down_keeps_the_queue_and_alarms_once(station: Statio
     with_forwarder(station, archive, tmp_path, scenario)
 
 
+def test_custody_held_back_by_a_down_archive_goes_up_when_it_is_back_though_no_clip_is_queued(
+        station: Station, archive: Scripted, tmp_path: Path) -> None:
+    async def scenario(forwarder: Forwarder) -> None:
+        down = True
+        archive.fault = lambda key: ArchiveUnavailable("archive", "connection refused") if down else None
+        (tmp_path / "custody" / "custody-000002.jsonl").write_bytes(b'{"seq": 1}\n')
+        station.catalog.add_segment("custody-000002.jsonl")
+        forwarder.wake()
+        await until(lambda: "archive_down" in station.event_types())
+        down = False
+        await until(lambda: not station.catalog.due_segments())
+        assert station.event_types().count("archive_up") == 1
+        assert (station.archive_root / "custody" / station.cfg.station.id / "custody-000002.jsonl").exists()
+
+    with_forwarder(station, archive, tmp_path, scenario)
+
+
 def test_a_stored_copy_that_never_reads_back_right_is_quarantined_in_the_end(
         station: Station, archive: Scripted, tmp_path: Path) -> None:
     async def scenario(forwarder: Forwarder) -> None:

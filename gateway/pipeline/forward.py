@@ -110,6 +110,9 @@ class Forwarder(Worker):
         self._small_lock = threading.Lock()
         self._lag_checked = 0.0
         self._small_at = 0.0
+        #: while the archive is down: when custody and amendments try again on their own, and how long after
+        self._small_probe_at = 0.0
+        self._small_backoff_s = 0.0
         self._others_empty_until = 0.0
         self._behind = False
         #: uploads done and verified, waiting for their group commit
@@ -148,7 +151,10 @@ class Forwarder(Worker):
                 for clip in batch:
                     self._in_flight[clip.sha256] = task
                 task.add_done_callback(functools.partial(self._done, [c.sha256 for c in batch]))
-        if self.live.archive_up is not False and now >= self._small_at:
+        # while the archive is down, custody segments and amendments find out for themselves when it is back:
+        # a quiet station may have no clip to probe with, and its evidence must not wait for the next dock
+        small_ok = self.live.archive_up is not False or now >= self._small_probe_at
+        if small_ok and now >= self._small_at:
             self._small_at = now + SMALL_EVERY_S
             await self._forward_small()
         if self.locks.on and now >= self._locks_at:
@@ -158,6 +164,8 @@ class Forwarder(Worker):
         idle = IDLE_S if not self.live.pulling else 1.0  # held back by pulling slots: look again soon
         if self.locks.on:
             idle = min(idle, LOCK_POLL_S)
+        if self.live.archive_up is False:  # the next look at custody and amendments (two small queries)
+            idle = min(idle, max(0.05, max(self._small_probe_at, self._small_at) - now))
         return idle if nxt is None else min(idle, max(0.05, nxt - time.time()))
 
     def _due(self, now: float, limit: int) -> list[ClipRow]:
@@ -215,6 +223,7 @@ class Forwarder(Worker):
     async def _forward_small(self) -> None:
         """Amendments of archived clips and sealed custody segments: small,
         write-once, sent one at a time between the clips."""
+        sent = False
         try:
             for a in self.catalog.due_amendments():
                 signed = await asyncio.to_thread(read_signed, self.staging.resolve(a.path))
@@ -226,6 +235,7 @@ class Forwarder(Worker):
                     signature_sha256=hashlib.sha256(signed.signature).hexdigest()))
                 self.locks.amendment_archived(a.sha256, a.archive_key, json.loads(signed.body))  # only extends
                 self._locks_at = 0.0
+                sent = True
             for name in self.catalog.due_segments():
                 data = await asyncio.to_thread((self.custody_dir / name).read_bytes)
                 key = f"custody/{self.cfg.station.id}/{name}"
@@ -234,11 +244,19 @@ class Forwarder(Worker):
                 self.locks.custody_archived(name)
                 self._locks_at = 0.0
                 log.info("custody segment %s archived as %s", name, key)
+                sent = True
         except OSError as e:  # our own copy of a small object: kept, tried again next round
             log.error("evidence metadata cannot be read from the station: %s", e)
         except ArchiveError as e:
             log.warning("forwarding evidence metadata failed: %s", e)
+            f = self.cfg.forward
+            self._small_backoff_s = min(f.retry_max_s, max(f.retry_initial_s, 2 * self._small_backoff_s))
+            self._small_probe_at = time.time() + (f.refused_retry_s if e.permanent else self._small_backoff_s)
             self._station_fault(e)
+            return
+        if sent:
+            self._small_backoff_s = 0.0
+            self._archive_works()
 
     async def _apply_locks(self) -> None:
         """Bring the archive's Object Lock dates and legal holds to what the
