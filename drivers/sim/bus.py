@@ -5,6 +5,7 @@ mass-storage device it becomes after the storage switch."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from drivers.sim.firmware import FIRMWARE, LEAVE_AFTER_S, BcTextFirmware, SimFir
 SIM_STORAGE_IDS = UsbIds(0x1209, 0x0FFF)
 #: a disk claimed by its INQUIRY text (DV16), when device.toml gives no ids (no profile claims them)
 SIM_DISK_IDS = UsbIds(0x1209, 0x0FFE)
+_DISKS = itertools.count()
 DEFAULT_IDCODE = {"bc-text": "BC004"}
 
 
@@ -137,7 +139,7 @@ def _plug_disk(slot: int, dev: SimDevice, vid: int, pid: int, product: str | Non
 
     dev = dev.model_copy(update={"idcode": dev.idcode or DEFAULT_IDCODE.get(dev.protocol, "ABCDE")})
     firmware = Dv16Firmware(dev)
-    node = f"sim-sg/{slot}/{dev.serial}"
+    node = f"sim-sg/{next(_DISKS)}/slot-{slot}"  # a new node each plug, as the kernel's sgN
     ids = UsbIds(vid, pid, dev.usb_serial or dev.serial, product, dev.manufacturer or "dockgate-sim",
                  scsi_vendor=dev.scsi_vendor, scsi_model=dev.scsi_model)
     SIM_SG.plug(node, firmware)
