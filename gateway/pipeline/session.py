@@ -224,7 +224,7 @@ class DockSession:
             ident = dataclasses.replace(ident, officer=officer)
         cat.identify_dock(self.dock_id, ident, event(
             "identified", self.slot, serial=ident.serial, model=ident.model, officer=ident.officer,
-            unit=ident.unit, battery_pct=ident.battery_pct, dock_id=self.dock_id))
+            unit=ident.unit, battery_pct=ident.battery_pct, idcode=ident.idcode, dock_id=self.dock_id))
         pending, known = cat.discover(self.dock_id, ident.serial, ident.officer, refs)
         # sidecars (GPS track, importance mark) first, so a clip's are staged before it is stamped
         suffixes = tuple(s.suffix.lower().encode() for s in rec.profile.sidecars)
