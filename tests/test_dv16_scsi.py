@@ -31,7 +31,7 @@ from drivers.profiles import Profile, Registry
 from drivers.sgio import DID_TIME_OUT, SG_IO, SgIoHdr, SgLink
 from drivers.sim.firmware_scsi import Dv16Firmware
 from drivers.sim.sgio_backend import SIM_SG
-from tests.helpers import hand_made_recorder
+from tests.helpers import dockgate, hand_made_recorder
 
 REGISTRY = Registry.load()
 PROFILE = REGISTRY.default_for("dv16-scsi")
@@ -228,3 +228,20 @@ def test_an_inquiry_profile_is_told_apart_from_a_vid_pid_profile() -> None:
     dv16 = UsbIds(0x1209, 0x0001, "X", scsi_vendor="DV16", scsi_model="DEVICE V1.00")
     assert REGISTRY.match(dv16) is PROFILE  # more specific than generic-ums's 1209:0001
     assert REGISTRY.match(UsbIds(0x1209, 0x0001, "X")).name == "generic-ums"  # type: ignore[union-attr]
+
+
+def test_sim_make_makes_a_dv16_recorder_the_simulated_dock_presents_as_a_dv16_disk(tmp_path: Path) -> None:
+    dockgate("sim", "make", str(tmp_path / "rec"), "--protocol", "dv16-scsi", "--clips", "2", "--size", "1000")
+    det = SimDetector(tmp_path / "dock", 4, REGISTRY)
+    try:
+        device = det.describe(1, tmp_path / "rec")
+        assert device.volume == (tmp_path / "rec" / "storage").resolve()
+        assert (device.ids.scsi_vendor, device.ids.scsi_model) == ("DV16", "DEVICE V1.00")
+        assert REGISTRY.match(device.ids) is PROFILE
+        rec = Dv16ScsiRecorder(device, PROFILE)
+        rec.probe()
+        rec.unlock("000000")
+        assert rec.identify().serial == "SIM0001"
+        rec.close()
+    finally:
+        det._unplug_slot(1)
