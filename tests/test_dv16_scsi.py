@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.base import (
     CommandFailed,
@@ -29,6 +31,7 @@ from drivers.dv16_scsi import Dv16ScsiRecorder
 from drivers.ids import UsbIds
 from drivers.profiles import Profile, Registry
 from drivers.sgio import DID_TIME_OUT, SG_IO, SgIoHdr, SgLink
+from drivers.sim.device import SimDevice
 from drivers.sim.firmware_scsi import Dv16Firmware
 from drivers.sim.sgio_backend import SIM_SG
 from tests.helpers import dockgate, hand_made_recorder
@@ -245,3 +248,17 @@ def test_sim_make_makes_a_dv16_recorder_the_simulated_dock_presents_as_a_dv16_di
         rec.close()
     finally:
         det._unplug_slot(1)
+
+
+@settings(max_examples=300, deadline=200)
+@given(cdb=st.binary(min_size=0, max_size=16), data_out=st.binary(max_size=64), n=st.integers(0, 512))
+def test_the_simulated_firmware_answers_any_cdb_with_a_status_and_never_raises(cdb: bytes, data_out: bytes,
+                                                                             n: int) -> None:
+    """What a gadget may feed it from any CBW."""
+    fw = FIRMWARE
+    status, data, sense = fw.handle_cdb(cdb, data_out, n)
+    assert status in (d.GOOD, d.CHECK_CONDITION) and len(data) <= n
+    assert (status == d.CHECK_CONDITION) == bool(sense)
+
+
+FIRMWARE = Dv16Firmware(SimDevice(serial="DV00001", protocol="dv16-scsi"))

@@ -131,7 +131,7 @@ class Dv16Firmware(ScsiFirmware):
     def _read(self, sub: str) -> bytes | None:
         dev = self.dev
         if sub == "idcode":
-            return dev.idcode.encode("ascii")[:6].ljust(6, b"\0")
+            return (dev.idcode or "ABCDE").encode("ascii")[:6].ljust(6, b"\0")
         if sub == "read_record":
             return record.pack(self.record(), d.RECORD, "gbk")
         if sub == "admin_password":
