@@ -90,4 +90,5 @@ def test_a_disk_whose_inquiry_is_not_dv16s_is_left_alone(station: Path, daemon: 
     assert sum(s["clips"].values()) == 0
     (foreign,) = events(station, "foreign_device")
     assert foreign["slot"] == 2
+    assert foreign["data"]["inquiry"] == "genericflashdisk"  # what a profile's [match] inquiry would see
     assert commands_to(station, "USBDSK1") == []  # no vendor CDB, indeed no command at all

@@ -108,6 +108,8 @@ def device_fields(device: DockedDevice) -> dict[str, str | None]:
                                   "manufacturer": ids.manufacturer, "product": ids.product, "serial": ids.serial,
                                   "interfaces": hints.get("interfaces"), "port": hints.get("port")}
     out.update({k: hints[k] for k in ("hwdb_vendor", "hwdb_model") if hints.get(k)})
+    if ids.inquiry is not None:  # a disk: what an INQUIRY profile (DV16) matches on
+        out.update(scsi_vendor=ids.scsi_vendor, scsi_model=ids.scsi_model, inquiry=ids.inquiry)
     return out
 
 
