@@ -24,8 +24,15 @@ ZZX_JSON: dict[str, int] = {
     "init": 1, "idcode": 2, "read_record": 3, "write_record": 4, "set_clock": 5, "storage": 6,
     "resolution": 7, "battery": 8, "read_clock": 16, "disk": 18,
 }
+#: DV16: the sub-command (CDB bytes 2-5) of fd 81 reads and fb 82 writes (USB_CMD in USBJL.h)
+DV16_SCSI: dict[str, int] = {
+    "init": 1, "idcode": 2, "read_record": 3, "write_record": 4, "set_clock": 5, "storage": 6,
+    "resolution": 7, "battery": 8, "write_all": 9, "set_password": 10, "set_idcode": 11,
+    "sd_status": 12, "admin_password": 13, "return_status": 14,
+}
 
 #: protocol -> its command table (families without one take no overrides)
 COMMANDS: dict[str, dict[str, int] | dict[str, str]] = {
     "amba-ctrl": AMBA_CTRL, "zfy-ctrl": ZFY_CTRL, "bc-text": BC_TEXT, "e12-tcp": E12_TCP, "zzx-json": ZZX_JSON,
+    "dv16-scsi": DV16_SCSI,
 }

@@ -19,6 +19,7 @@ FAMILIES: dict[str, str] = {
     "bc-text": "drivers.bc_text:BcTextRecorder",
     "e12-tcp": "drivers.e12_tcp:E12TcpRecorder",
     "zzx-json": "drivers.zzx_json:ZzxJsonRecorder",
+    "dv16-scsi": "drivers.dv16_scsi:Dv16ScsiRecorder",
 }
 assert tuple(FAMILIES) == PROTOCOLS, "drivers.families and drivers.profiles.PROTOCOLS disagree"
 

@@ -8,6 +8,10 @@ the family's default, the reading of the reference that most sources share.
 Two profiles that could claim the same device are an error at start, not a
 coin toss at dock time; a device that two profiles' regexes both accept
 matches neither (never guess which protocol to speak to an unknown device).
+
+Why one module of over 400 lines: it is one schema, a small model per
+section plus the registry that checks them together; split, a family's
+settings (DV16's ``[scsi]``) would sit apart from the rules that use them.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from gateway.errors import DockgateError, describe_validation
 log = logging.getLogger(__name__)
 
 #: every protocol family a profile may name (drivers.families maps each to its driver)
-PROTOCOLS = ("ums", "amba-ctrl", "amba-ascii", "zfy-ctrl", "bc-text", "e12-tcp", "zzx-json")
-Protocol = Literal["ums", "amba-ctrl", "amba-ascii", "zfy-ctrl", "bc-text", "e12-tcp", "zzx-json"]
+PROTOCOLS = ("ums", "amba-ctrl", "amba-ascii", "zfy-ctrl", "bc-text", "e12-tcp", "zzx-json", "dv16-scsi")
+Protocol = Literal["ums", "amba-ctrl", "amba-ascii", "zfy-ctrl", "bc-text", "e12-tcp", "zzx-json", "dv16-scsi"]
 
 
 class ProfileError(DockgateError):
@@ -66,25 +70,36 @@ U16 = Field(None, ge=0, le=0xFFFF)
 class Match(_M):
     """Which USB device this profile claims: VID:PID and, where several
     protocols share one VID:PID (4255:0001 carries four), regexes on the
-    string descriptors that tell them apart."""
+    string descriptors that tell them apart. A disk may instead be claimed by
+    its SCSI INQUIRY text alone (``inquiry``, DV16: its VID:PID is unknown)."""
 
-    vid: int = Field(ge=0, le=0xFFFF)
-    pid: int = Field(ge=0, le=0xFFFF)
+    vid: int | None = Field(None, ge=0, le=0xFFFF)
+    pid: int | None = Field(None, ge=0, le=0xFFFF)
     product: str | None = Field(None, description="regex on the USB product string")
     manufacturer: str | None = Field(None, description="regex on the USB manufacturer string")
     serial: str | None = Field(None, description="regex on the USB serial string")
+    inquiry: str | None = Field(None, description="regex on a disk's INQUIRY vendor + product, lowercased, "
+                                                  "spaces removed (DV16 SDK: 'dv16devicev1.00')")
 
-    @field_validator("product", "manufacturer", "serial")
+    @field_validator("product", "manufacturer", "serial", "inquiry")
     @classmethod
     def _regex_ok(cls, v: str | None) -> str | None:
         return _opt_regex(v)
 
+    @model_validator(mode="after")
+    def _claims_something(self) -> Match:
+        if (self.vid is None) != (self.pid is None):
+            raise ValueError("give both match.vid and match.pid, or neither")
+        if self.vid is None and self.inquiry is None:
+            raise ValueError("match needs vid and pid, or an inquiry regex")
+        return self
+
     def regexes(self) -> dict[str, str]:
         return {k: v for k, v in (("product", self.product), ("manufacturer", self.manufacturer),
-                                  ("serial", self.serial)) if v is not None}
+                                  ("serial", self.serial), ("inquiry", self.inquiry)) if v is not None}
 
     def matches(self, ids: UsbIds) -> bool:
-        if (ids.vid, ids.pid) != (self.vid, self.pid):
+        if self.vid is not None and (ids.vid, ids.pid) != (self.vid, self.pid):
             return False
         for attr, pattern in self.regexes().items():
             value = getattr(ids, attr)
@@ -150,6 +165,25 @@ class Tcp(_M):
     read_timeout_ms: int = Field(5000, gt=0)
     #: reach the recorder through ``adb -s <usb serial> forward tcp:0 tcp:<port>``
     adb_forward: bool = False
+
+
+class Scsi(_M):
+    """Vendor SCSI commands through the disk (DV16, reference §2G)."""
+
+    #: read the clock with sub-command 5 (fd 81): NOT in the SDK, which only
+    #: sets it; without it drift cannot be measured
+    clock_read: bool = False
+    #: sys_time's size: 7 (USBJL.h's pack(1), as read) or 8 (default packing)
+    clock_size: Literal[7, 8] = 7
+    #: msdc: as the SDK (SD status 12 non-zero, then sub-command 6; the clips
+    #: are then on the same disk after settle_s); none: the disk already
+    #: shows the card (unknown which a device needs)
+    storage_switch: Literal["msdc", "none"] = "msdc"
+    #: the INQUIRY text (inquiry_key) the read-only probe must see
+    inquiry_key: str = "dv16devicev1.00"
+    #: timeouts of the SDK: 2 s for data-in, 10 s for data-out
+    timeout_in_ms: int = Field(2000, gt=0, le=60_000)
+    timeout_out_ms: int = Field(10_000, gt=0, le=60_000)
 
 
 class Timing(_M):
@@ -260,6 +294,7 @@ class Profile(_M):
     usb: Usb = Usb()
     control: Control = Control()
     tcp: Tcp = Tcp()
+    scsi: Scsi = Scsi()
     timing: Timing = Timing()
     probe: ProbeSpec = ProbeSpec()
     record: Record = Record()
@@ -314,6 +349,8 @@ def load_profile(text: str, source: str) -> Profile:
 def _overlap(a: Match, b: Match) -> bool:
     """Whether nothing tells the two claims apart: same VID:PID and no string
     descriptor for which both give different regexes."""
+    if (a.vid is None) != (b.vid is None):
+        return False  # one by VID:PID, one by INQUIRY: the more specific wins (Registry.match)
     if (a.vid, a.pid) != (b.vid, b.pid):
         return False
     ra, rb = a.regexes(), b.regexes()
@@ -331,7 +368,9 @@ class Registry:
                 if p.name == q.name:
                     problems.append(f"{p.source} and {q.source} share the name {p.name!r}")
                 if _overlap(p.match, q.match):
-                    problems.append(f"{p.source} and {q.source} both claim {p.match.vid:04x}:{p.match.pid:04x}"
+                    m = p.match
+                    what = f"{m.vid:04x}:{m.pid or 0:04x}" if m.vid is not None else f"INQUIRY {m.inquiry!r}"
+                    problems.append(f"{p.source} and {q.source} both claim {what}"
                                     " with nothing to tell them apart (product, manufacturer or serial regex)")
         if problems:
             raise ProfileError("firmware profiles", problems)

@@ -29,11 +29,13 @@ COMMAND_FAMILIES = [p for p in PROTOCOLS if p != "ums"]
 WITH_PASSWORD = [p for p in PROTOCOLS if REGISTRY.default_for(p).password.source == "station"]
 #: what each family's probe may send: its read-only commands, as the firmware logs them
 READ_ONLY = {"amba-ctrl": [], "amba-ascii": ["Ver"], "zfy-ctrl": ["20"], "bc-text": ["GBIDCODE?"],
-             "e12-tcp": ["F808", "S009"], "zzx-json": ["2"]}
+             "e12-tcp": ["F808", "S009"], "zzx-json": ["2"], "dv16-scsi": ["inquiry"]}
 #: families with a read-only clock command (the others cannot measure drift)
 CLOCK_READ = {"bc-text", "e12-tcp", "zzx-json"}
 #: families whose officer record comes from the device (A and B: from file names)
-OFFICER_RECORD = {"zfy-ctrl", "bc-text", "e12-tcp", "zzx-json"}
+OFFICER_RECORD = {"zfy-ctrl", "bc-text", "e12-tcp", "zzx-json", "dv16-scsi"}
+#: families whose clips are on the disk they take commands through (DV16): no re-enumeration
+SAME_DISK = {"dv16-scsi"}
 OFFSET = -120.0
 
 
@@ -159,15 +161,22 @@ def test_after_the_switch_clips_are_listed_read_and_deleted(docked: Dock) -> Non
     assert len(list(rec.list_clips(lambda s: None))) == 2
 
 
-def test_a_command_after_the_switch_fails_as_a_gone_device(commanded: Dock) -> None:
-    rec = commanded.rec
-    rec.probe()
-    rec.unlock("000000")
-    rec.enter_storage()
-    assert commanded.det.storage_device(1, timeout=10) is not None
-    with pytest.raises((DeviceGone, DeviceTimeout)) as e:
+@pytest.mark.parametrize("protocol", [p for p in COMMAND_FAMILIES if p not in SAME_DISK])
+def test_a_command_after_the_switch_fails_as_a_gone_device(tmp_path: Path, protocol: str) -> None:
+    # (DV16's command interface is the disk itself and stays: tests/test_dv16_scsi.py)
+    d = dock(tmp_path, protocol)
+    try:
+        rec = d.rec
         rec.probe()
-    assert not e.value.permanent
+        rec.unlock("000000")
+        rec.enter_storage()
+        assert d.det.storage_device(1, timeout=10) is not None
+        with pytest.raises((DeviceGone, DeviceTimeout)) as e:
+            rec.probe()
+        assert not e.value.permanent
+    finally:
+        d.rec.close()
+        d.det._unplug_slot(1)
 
 
 def test_close_is_safe_twice_and_after_the_switch(docked: Dock) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drivers.detect import Attached, Detached, DetectProblem
-from drivers.detect.udev import UdevTranslator, could_be_recorder, ids_from_properties, mounted_volume
+from drivers.detect.udev import UdevTranslator, could_be_recorder, ids_from_properties, mounted_volume, scsi_disk
 from drivers.profiles import Registry
 
 DEVPATH = "/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.2"
@@ -173,3 +173,17 @@ def test_a_reported_device_carries_its_interface_classes_and_the_database_names_
     hints = ev.device.hints
     assert hints["interfaces"] == "ff/ff/ff 08/06/50" and hints["port"] == "1-1.2"
     assert (hints["hwdb_vendor"], hints["hwdb_model"]) == ("GoPro", "HERO Camera")
+
+
+def test_a_disk_is_reported_with_its_inquiry_text_and_sg_node_for_profiles_that_claim_it(tmp_path: Path) -> None:
+    sysroot, mountinfo = mounted(tmp_path)
+    scsi = sysroot / DEVPATH.lstrip("/") / "1-1.2:1.0" / "host6" / "target6:0:0" / "6:0:0:0"
+    (scsi / "vendor").write_text("DV16    \n")
+    (scsi / "model").write_text("DEVICE V1.00    \n")
+    (scsi / "scsi_generic" / "sg2").mkdir(parents=True)
+    assert scsi_disk(DEVPATH, sysroot) == ("DV16", "DEVICE V1.00", "/dev/sg2")
+    t = UdevTranslator(slots=4, ports={}, sys_root=sysroot, mountinfo=mountinfo)
+    (ev,) = t.handle("add", DEVPATH, {**RECORDER, "ID_VENDOR_ID": "abcd", "ID_MODEL_ID": "1234"}, now=0.0)
+    assert isinstance(ev, Attached) and ev.device.hints["scsi_node"] == "/dev/sg2"
+    profile = Registry.load().match(ev.device.ids)
+    assert profile is not None and profile.protocol == "dv16-scsi"  # by INQUIRY, whatever its VID:PID

@@ -46,6 +46,10 @@ class SimDetector(Detector):
 
         # what reached the simulated bus, for tests that run the daemon in a process of its own
         SIM_USB.log_path = sim_dir / "usb-transfers.jsonl"
+        from drivers.sim.sgio_backend import SIM_SG
+
+        # and every SCSI command that reached a simulated disk (DV16)
+        SIM_SG.log_path = sim_dir / "scsi-commands.jsonl"
 
     # -- docking ----------------------------------------------------------------
     def docked(self, slot: int) -> Docked | None:

@@ -26,6 +26,7 @@ once, with ``volume`` None.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -145,6 +146,32 @@ def mounted_volume(devpath: str, sys_root: Path = Path("/sys"), mountinfo: Path 
     return None
 
 
+def scsi_disk(devpath: str, sys_root: Path = Path("/sys")) -> tuple[str, str, str | None] | None:
+    """A disk's SCSI INQUIRY vendor and model as the kernel read them (sysfs
+    ``vendor``/``model`` of the ``H:C:T:L`` device, what udev's ID_VENDOR and
+    ID_MODEL of the block device come from), and the node vendor CDBs go
+    through: its ``/dev/sgN`` (no CAP_SYS_RAWIO needed when opened
+    read-write), else its block node. None where there is no SCSI device."""
+    for dirpath, _dirs, files in os.walk(sys_root / devpath.lstrip("/"), followlinks=False):
+        if "vendor" not in files or "model" not in files or not re.fullmatch(r"\d+:\d+:\d+:\d+",
+                                                                              os.path.basename(dirpath)):
+            continue
+        try:
+            vendor, model = ((Path(dirpath) / f).read_bytes().decode("ascii", "replace").strip()
+                             for f in ("vendor", "model"))
+        except OSError:
+            return None
+        node = None
+        for sub in ("scsi_generic", "block"):
+            with contextlib.suppress(OSError):
+                names = sorted(os.listdir(Path(dirpath) / sub))
+                if names:
+                    node = f"/dev/{names[0]}"
+                    break
+        return vendor, model, node
+    return None
+
+
 def tty_of(devpath: str, sys_root: Path = Path("/sys")) -> str | None:
     for _dirpath, name in _find_under(sys_root / devpath.lstrip("/"), lambda parent, d: parent == "tty"):
         return f"/dev/{name}"
@@ -237,7 +264,13 @@ class UdevTranslator:
                 volume = None
             if volume is not None:
                 del self.unmounted[devpath]
-                out.append(Attached(replace(device, volume=volume)))
+                ready = replace(device, volume=volume)
+                disk = scsi_disk(devpath, self.sys_root)
+                if disk is not None:  # profiles may claim a disk by its INQUIRY text (DV16)
+                    vendor, model, node = disk
+                    ready = replace(ready, ids=replace(device.ids, scsi_vendor=vendor, scsi_model=model),
+                                    hints={**device.hints, **({"scsi_node": node} if node else {})})
+                out.append(Attached(ready))
             elif since >= 0 and now - since > MOUNT_PATIENCE_S:
                 self.unmounted[devpath] = (device, -1.0)  # said once
                 out.append(DetectProblem(device.slot, f"mass-storage device {device.ids} on port "

@@ -5,6 +5,7 @@ mass-storage device it becomes after the storage switch."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from drivers.sim.firmware import FIRMWARE, LEAVE_AFTER_S, BcTextFirmware, SimFir
 #: the storage side's ids when neither device.toml nor the profile knows them
 #: (pid.codes test range; no profile claims it: a stray one is foreign)
 SIM_STORAGE_IDS = UsbIds(0x1209, 0x0FFF)
+#: a disk claimed by its INQUIRY text (DV16), when device.toml gives no ids (no profile claims them)
+SIM_DISK_IDS = UsbIds(0x1209, 0x0FFE)
+_DISKS = itertools.count()
 DEFAULT_IDCODE = {"bc-text": "BC004"}
 
 
@@ -54,10 +58,12 @@ def plug(slot: int, dev: SimDevice, registry: Registry, on_leave: Callable[[Dock
     when its vendor interface leaves after the storage switch."""
     profile = registry.default_for(dev.protocol)
     default = profile.match
-    vid = default.vid if dev.vid is None else dev.vid
-    pid = default.pid if dev.pid is None else dev.pid
+    vid = (default.vid if default.vid is not None else SIM_DISK_IDS.vid) if dev.vid is None else dev.vid
+    pid = (default.pid if default.pid is not None else SIM_DISK_IDS.pid) if dev.pid is None else dev.pid
     product = dev.product if dev.product is not None else (
         sim_product(dev.protocol) if dev.protocol != "ums" else dev.model or None)
+    if dev.protocol == "dv16-scsi":
+        return _plug_disk(slot, dev, vid, pid, product)
     if dev.protocol == "ums":
         ids = UsbIds(vid, pid, dev.serial, product)
         hints = {k: v for k, v in (("officer", dev.officer), ("unit", dev.unit), ("model", dev.model),
@@ -121,6 +127,27 @@ def plug(slot: int, dev: SimDevice, registry: Registry, on_leave: Callable[[Dock
         docked.device = DockedDevice(slot=slot, ids=ids, volume=None, source="sim", details=dev,
                                      hints={"tcp_host": server.host, "tcp_port": str(server.port),
                                             "port": f"sim-{slot}"})
+    return docked
+
+
+def _plug_disk(slot: int, dev: SimDevice, vid: int, pid: int, product: str | None) -> Docked:
+    """A recorder that is a disk from the start and takes vendor CDBs through
+    it (DV16): the volume at once, and its firmware behind the simulated SG_IO
+    node named in ``hints["scsi_node"]``, as udev detection names the real one."""
+    from drivers.sim.firmware_scsi import Dv16Firmware
+    from drivers.sim.sgio_backend import SIM_SG
+
+    dev = dev.model_copy(update={"idcode": dev.idcode or DEFAULT_IDCODE.get(dev.protocol, "ABCDE")})
+    firmware = Dv16Firmware(dev)
+    node = f"sim-sg/{next(_DISKS)}/slot-{slot}"  # a new node each plug, as the kernel's sgN
+    ids = UsbIds(vid, pid, dev.usb_serial or dev.serial, product, dev.manufacturer or "dockgate-sim",
+                 scsi_vendor=dev.scsi_vendor, scsi_model=dev.scsi_model)
+    SIM_SG.plug(node, firmware)
+    hints = {"scsi_node": node, "port": f"sim-{slot}", "interfaces": "08/06/50",
+             "volume_label": dev.volume_label or dev.serial}
+    docked = Docked(DockedDevice(slot=slot, ids=ids, volume=dev.storage, source="sim", hints=hints, details=dev),
+                    None, 0.0, firmware)
+    docked._undo.append(lambda: SIM_SG.unplug(node))
     return docked
 
 

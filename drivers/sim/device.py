@@ -54,6 +54,13 @@ class SimDevice(BaseModel):
     length_order: Literal["big", "little"] = "big"
     #: ZZX: a recording recorder refuses the storage switch
     recording: bool = False
+    #: DV16: the disk's SCSI INQUIRY vendor and product (the SDK matches "dv16devicev1.00")
+    scsi_vendor: str = Field("DV16", max_length=8)
+    scsi_model: str = Field("DEVICE V1.00", max_length=16)
+    #: DV16: a card is in (SD status, sub-command 12); without one the switch is refused
+    sd_card: bool = True
+    #: DV16: answer a clock read (5 on fd 81), which the SDK never sends
+    clock_read: bool = False
     #: simulated link speed in bytes/s (USB 2 ≈ 35e6); 0 = as fast as the disk
     link_rate: int = Field(0, ge=0)
 
@@ -63,7 +70,7 @@ class SimDevice(BaseModel):
     def _fits_the_wire(self) -> SimDevice:
         from drivers.codec import record
 
-        layout = {"zfy-ctrl": record.ZFY_CTRL, "e12-tcp": record.E12}.get(self.protocol)
+        layout = {"zfy-ctrl": record.ZFY_CTRL, "e12-tcp": record.E12, "dv16-scsi": record.E12}.get(self.protocol)
         if layout is not None:
             rec = record.OfficerRecord(self.serial, self.officer, self.officer_name, self.unit_no, self.unit)
             problems = record.fits(rec, layout, "gbk")
@@ -72,6 +79,8 @@ class SimDevice(BaseModel):
         if self.protocol == "bc-text" and any("," in v for v in (self.serial, self.officer, self.officer_name,
                                                                   self.unit_no, self.unit)):
             raise ValueError("BC+ officer fields are comma-separated: no commas in them")
+        if self.protocol == "dv16-scsi" and len(self.password.encode("ascii", "replace")) > 16:
+            raise ValueError("a DV16 password is at most 16 bytes")
         return self
 
     @property

@@ -3,7 +3,8 @@ family (``FIRMWARE``, protocol name -> class), and the one import place for the
 simulator's firmware names. The classes live by transport: what all families
 share in ``firmware_base``, the USB control-transfer families (A, C) in
 ``firmware_usb_control``, the USB bulk-text families (B, D) in
-``firmware_usb_bulk``, the TCP families (E, F) in ``firmware_tcp``; this module
+``firmware_usb_bulk``, the TCP families (E, F) in ``firmware_tcp``, the
+vendor-SCSI disk (DV16) in ``firmware_scsi``; this module
 imports them and none of them imports it. What every family does, and no more
 than the reference says a real one puts on the wire and enforces:
 
@@ -28,6 +29,7 @@ feed it transfers and return its replies.
 from __future__ import annotations
 
 from drivers.sim.firmware_base import LEAVE_AFTER_S, LOCAL, SimClock, SimFirmware, SimStall, UsbFirmware
+from drivers.sim.firmware_scsi import Dv16Firmware, ScsiFirmware
 from drivers.sim.firmware_tcp import E12Firmware, TcpFirmware, ZzxFirmware
 from drivers.sim.firmware_usb_bulk import AmbaAsciiFirmware, BcTextFirmware
 from drivers.sim.firmware_usb_control import AmbaCtrlFirmware, ZfyCtrlFirmware
@@ -39,7 +41,9 @@ __all__ = [
     "AmbaAsciiFirmware",
     "AmbaCtrlFirmware",
     "BcTextFirmware",
+    "Dv16Firmware",
     "E12Firmware",
+    "ScsiFirmware",
     "SimClock",
     "SimFirmware",
     "SimStall",
@@ -58,4 +62,5 @@ FIRMWARE: dict[str, type[SimFirmware]] = {
     "bc-text": BcTextFirmware,
     "e12-tcp": E12Firmware,
     "zzx-json": ZzxFirmware,
+    "dv16-scsi": Dv16Firmware,
 }

@@ -39,6 +39,8 @@ def _ids(registry: Registry) -> list[tuple[str, int, int]]:
     """(what, vid, pid) for every device a profile names, without repeats."""
     seen: dict[tuple[int, int], str] = {}
     for p in registry.profiles:
+        if p.match.vid is None or p.match.pid is None:
+            continue  # claimed by INQUIRY text (DV16): the dock ports' rules give it to dockgate
         seen.setdefault((p.match.vid, p.match.pid), f"{p.name} ({p.protocol})")
         if p.storage.ids is not None:
             seen.setdefault((p.storage.ids.vid, p.storage.ids.pid), f"{p.name}, after its storage switch")
@@ -64,6 +66,11 @@ def udev_rules(registry: Registry, ports: dict[str, int] | None = None) -> str:
     for port, slot in sorted((ports or {}).items(), key=lambda kv: kv[1]):
         lines += [f"# dock slot {slot}: whatever storage a recorder becomes on this port",
                   f'SUBSYSTEM=="block", SUBSYSTEMS=="usb", KERNELS=="{port}", ENV{{DOCKGATE_VOLUME}}="1"']
+        if any(p.match.inquiry for p in registry.profiles):
+            # vendor SCSI commands (DV16) go through the disk's sg node, which the kernel
+            # lets an O_RDWR opener use without CAP_SYS_RAWIO (the block node does not)
+            lines += [f'SUBSYSTEM=="scsi_generic", SUBSYSTEMS=="usb", KERNELS=="{port}", GROUP="dockgate", '
+                      'MODE="0660"']
     lines += [
         "",
         "# the vendor interface: for the dockgate group. The systemd tag on every action, not",

@@ -100,7 +100,8 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("dir")
     sp.add_argument("--clips", type=int, default=5)
     sp.add_argument("--size", type=parse_size, default=parse_size("4M"))
-    sp.add_argument("--serial", default="SIM00001")
+    sp.add_argument("--serial", default="SIM0001",
+                    help="7 characters at most where the officer record holds it (zfy-ctrl, e12-tcp, dv16-scsi)")
     sp.add_argument("--officer", default="012345")
     sp.add_argument("--unit", default="")
     sp.add_argument("--protocol", default="ums", choices=PROTOCOLS,

@@ -108,6 +108,8 @@ def device_fields(device: DockedDevice) -> dict[str, str | None]:
                                   "manufacturer": ids.manufacturer, "product": ids.product, "serial": ids.serial,
                                   "interfaces": hints.get("interfaces"), "port": hints.get("port")}
     out.update({k: hints[k] for k in ("hwdb_vendor", "hwdb_model") if hints.get(k)})
+    if ids.inquiry is not None:  # a disk: what an INQUIRY profile (DV16) matches on
+        out.update(scsi_vendor=ids.scsi_vendor, scsi_model=ids.scsi_model, inquiry=ids.inquiry)
     return out
 
 
@@ -224,7 +226,7 @@ class DockSession:
             ident = dataclasses.replace(ident, officer=officer)
         cat.identify_dock(self.dock_id, ident, event(
             "identified", self.slot, serial=ident.serial, model=ident.model, officer=ident.officer,
-            unit=ident.unit, battery_pct=ident.battery_pct, dock_id=self.dock_id))
+            unit=ident.unit, battery_pct=ident.battery_pct, idcode=ident.idcode, dock_id=self.dock_id))
         pending, known = cat.discover(self.dock_id, ident.serial, ident.officer, refs)
         # sidecars (GPS track, importance mark) first, so a clip's are staged before it is stamped
         suffixes = tuple(s.suffix.lower().encode() for s in rec.profile.sidecars)
