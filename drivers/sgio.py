@@ -22,8 +22,10 @@ what                                       error
 =========================================  =====================================
 node missing, device gone (ENODEV, ENXIO,  ``DeviceGone`` (transient)
 EIO, ENOENT), host DID_NO_CONNECT/BAD_TARGET
-no permission on the node (EACCES, EPERM)  ``DeviceGone`` with errno (transient:
-                                           udev may not have set the group yet)
+no permission to open the node (EACCES,    ``DeviceGone`` with errno (transient:
+EPERM)                                     udev may not have set the group yet)
+EPERM on a command (a block node filters   ``CommandFailed`` permanent, naming
+vendor opcodes without CAP_SYS_RAWIO)      the sg module
 timeout (DID_TIME_OUT, ETIMEDOUT)          ``DeviceTimeout`` (transient)
 CHECK CONDITION, NOT READY / UNIT          ``CommandFailed`` transient
 ATTENTION / ABORTED COMMAND, BUSY status
@@ -158,6 +160,11 @@ class SgLink:
     def _os_error(self, e: OSError, what: str) -> DriverError:
         if e.errno == errno.ETIMEDOUT:
             return DeviceTimeout(self.label, f"{what} on {self.node}: timed out")
+        if e.errno == errno.EPERM and what != "open":
+            # the kernel filters vendor opcodes on a block node without CAP_SYS_RAWIO: trying again cannot
+            # help; the sg node (module sg, group set by the station's udev rules) is the way in
+            return CommandFailed(self.label, what, f"{self.node} refuses vendor commands (EPERM): load the sg "
+                                 "module so the recorder's /dev/sg node is used")
         if e.errno not in _GONE | {errno.EACCES, errno.EPERM}:
             # EINVAL, ENOTTY: not a node that takes SG_IO at all
             return CommandFailed(self.label, what, f"{self.node}: {e.strerror or e}")

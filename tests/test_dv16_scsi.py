@@ -208,6 +208,7 @@ class Scripted:
     (Scripted(host=0x01), DeviceGone, False),
     (Scripted(error=errno.ENODEV), DeviceGone, False),
     (Scripted(error=errno.EACCES), DeviceGone, False),
+    (Scripted(error=errno.EPERM), CommandFailed, True),  # a block node filtering vendor opcodes: no retry helps
     (Scripted(error=errno.ENOTTY), CommandFailed, True),
 ])
 def test_sg_io_failures_are_classified_as_the_driver_contract_says(kernel: Scripted, error: type[DriverError],
