@@ -174,7 +174,8 @@ def _slots_run(work: Path, name: str, slots: int, clips: int, size: int, rate: i
     link_s = clips * size / rate
     ratios = []
     for slot in range(1, slots + 1):
-        start = min(e["ts"] for e in evs if e["slot"] == slot and e["type"] == "identified")
+        # from the dock, as the officer waits (identify and unlock are part of the wait), not from `identified`
+        start = min(e["ts"] for e in evs if e["slot"] == slot and e["type"] == "docked")
         end = max(e["ts"] for e in evs if e["slot"] == slot and e["type"] == "pulled")
         ratios.append((end - start) / link_s)
     return ratios, el, hwm
