@@ -34,7 +34,7 @@ from gateway.archive.s3 import S3Archive
 from gateway.cli.simstation import write_station
 from gateway.config import S3ArchiveConfig
 from tests.archive_contract import make_obj
-from tests.helpers import dockgate
+from tests.helpers import DaemonProc, attach, dockgate, events
 from tests.servers import MotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,8 +266,12 @@ def test_the_shipped_template_is_the_policy_dockgate_prints() -> None:
 
 # -- check-config -----------------------------------------------------------------------------------------
 
-def s3_config(tmp: Path, district: District, prefix: str, keys: tuple[str, str], extra: str = "") -> Path:
-    station = write_station(tmp / "station", slots=1, reserve_bytes=0)
+def s3_config(tmp: Path, district: District, prefix: str, keys: tuple[str, str], extra: str = "",
+              rotate: float = 60.0, station_id: str = "sim-station-01") -> Path:
+    """A station whose archive is *prefix* of the district's bucket, with
+    *keys*; *extra*: more lines for its [archive] (and sections after it)."""
+    station = write_station(tmp / "station", station_id=station_id, slots=1, reserve_bytes=0,
+                            custody_rotate_s=rotate)
     creds = tmp / "station" / "secrets"
     for name, value in zip(("s3_access", "s3_secret"), keys, strict=True):
         (creds / name).write_text(value)
@@ -340,3 +344,38 @@ def test_check_config_says_when_the_archive_does_not_know_the_key(district: Dist
     r = dockgate("check-config", "--no-service", "-c", str(s3_config(
         tmp_path, district, "district-7/x/", ("AKIAWRONGWRONGWRONG0", "not-the-secret"))), check=False)
     assert r.returncode == 1 and "does not accept these credentials" in r.stderr, r
+
+
+# -- the whole station --------------------------------------------------------------------------------------
+
+def test_a_station_with_its_policy_runs_its_whole_flow_and_its_archive_verifies(district: District,
+                                                                               tmp_path: Path) -> None:
+    """The daemon with the restricted key: clips (in parts: the backend test above), manifests,
+    custody segments and checkpoints, Object Lock dates, release; nothing
+    refused, and the district's verify finds the station's archive whole."""
+    st = district.station("precinct-10")
+    station = s3_config(tmp_path, district, st.prefix, st.keys, "\n[release]\npolicy = \"after-archive\"\n",
+                        rotate=1.0, station_id=st.name)
+    dockgate("check-config", "--no-service", "-c", str(station))
+    rec = tmp_path / "rec"
+    dockgate("sim", "make", str(rec), "--clips", "2", "--size", "200k", "--serial", "LEAST001")
+    d = DaemonProc(station, tmp_path / "daemon.log").start()
+    try:
+        attach(station, rec, 1)
+        d.wait_for(lambda s: s["clips"]["archived"] == 2 and s["released"] == 2, timeout=90,
+                   what="2 clips archived and released")
+    finally:
+        assert d.stop() == 0
+    said = {e["type"] for e in events(station)}
+    assert not said & {"archive_refused", "retention_pending", "quarantined"}, said
+    listed = district.admin.list_object_versions(Bucket=district.bucket, Prefix="district-7/precinct-10/")
+    keys = [v["Key"] for v in listed["Versions"]]
+    assert len(keys) == len(set(keys)) and any("/custody/precinct-10/checkpoint-" in k for k in keys), keys
+    for name, value in (("admin_ak", district.server.access_key), ("admin_sk", district.server.secret_key)):
+        (tmp_path / name).write_text(value)
+        os.chmod(tmp_path / name, 0o600)
+    pub = next((tmp_path / "station" / "secrets").glob("*.pub.pem"))
+    r = dockgate("verify", "--s3-endpoint", district.server.endpoint, "--bucket", district.bucket, "--prefix",
+                 st.prefix, "--access-key-file", str(tmp_path / "admin_ak"), "--secret-key-file",
+                 str(tmp_path / "admin_sk"), "--pubkey", str(pub), check=False)
+    assert r.returncode == 0 and r.stdout.startswith("OK: 2 clips"), r
