@@ -35,7 +35,7 @@ from gateway.cli.simstation import write_station
 from gateway.config import S3ArchiveConfig
 from tests.archive_contract import make_obj
 from tests.helpers import DaemonProc, attach, dockgate, events
-from tests.servers import MotoServer
+from tests.servers import MotoServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -233,6 +233,24 @@ def test_a_station_key_cannot_delete_its_own_objects(district: District, tmp_pat
     assert a.sha256(obj.key) == obj.sha256
 
 
+def test_a_broader_grant_on_the_same_user_does_not_bring_back_delete(district: District, tmp_path: Path) -> None:
+    """The policy's Deny is explicit: an "allow everything" attached to the
+    station's user by mistake still leaves its evidence undeletable by it."""
+    st = district.station("precinct-08")
+    district.iam.put_user_policy(UserName=f"precinct-08-{district.run}", PolicyName="by-mistake",
+                                 PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                                     {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    a = district.archive(st)
+    obj = archive_clip(a, tmp_path)
+    key = st.prefix + obj.key
+    [version] = district.versions(key)
+    assert denied(lambda: a.client.delete_object(Bucket=district.bucket, Key=key, VersionId=version,
+                                                 BypassGovernanceRetention=True))
+    assert denied(lambda: a.client.put_bucket_versioning(Bucket=district.bucket,
+                                                         VersioningConfiguration={"Status": "Suspended"}))
+    assert district.versions(key) == [version]
+
+
 def test_the_policy_denies_every_way_to_remove_or_unlock_evidence_outright() -> None:
     """What moto cannot enforce, in the policy's own words: an explicit Deny
     (no other grant to the same user overrides it) of deleting, bypassing a
@@ -338,6 +356,14 @@ def test_check_config_fails_a_key_that_may_only_write_everywhere(district: Distr
                  str(s3_config(tmp_path, district, prefix, district.user("no-prefix", policy))), check=False)
     assert r.returncode == 1 and "write outside its prefix" in r.stderr and "read outside its prefix" in r.stderr
     assert "delete under its own prefix" not in r.stderr, r.stderr
+
+
+def test_check_config_notes_an_archive_it_cannot_reach_and_passes(district: District, tmp_path: Path) -> None:
+    """The service starts without its archive (clips wait in staging): so does check-config."""
+    station = s3_config(tmp_path, district, "district-7/x/", ("AKIAWRONGWRONGWRONG0", "not-the-secret"))
+    station.write_text(station.read_text().replace(district.server.endpoint, f"http://127.0.0.1:{free_port()}"))
+    r = dockgate("check-config", "--no-service", "-c", str(station))
+    assert "note: the archive's credentials were not probed" in r.stdout, r.stdout
 
 
 def test_check_config_says_when_the_archive_does_not_know_the_key(district: District, tmp_path: Path) -> None:
