@@ -112,9 +112,12 @@ class ProbeResult:
     """*broader*: what the key could do beyond a station's policy (empty:
     least privilege as far as the probe can tell); *refused*: the archive
     refused the credentials themselves; *unreachable*: why nothing could be
-    asked; *left*: probe objects a broad key wrote that could not be removed."""
+    asked; *unclear*: answers that tell neither way (a 400: the server may
+    have judged the request before the key); *left*: probe objects a broad
+    key wrote that could not be removed."""
 
     broader: list[str] = field(default_factory=list)
+    unclear: list[str] = field(default_factory=list)
     refused: str | None = None
     unreachable: str | None = None
     left: list[str] = field(default_factory=list)
@@ -122,8 +125,7 @@ class ProbeResult:
 
 
 #: the answer of a server that checked the request's permission and then looked for the object
-_ALLOWED_CODES = {"NoSuchKey", "PreconditionFailed", "NoSuchVersion", "InvalidArgument", "InvalidRequest", "404",
-                  "412", "400"}
+_ALLOWED_CODES = {"NoSuchKey", "PreconditionFailed", "NoSuchVersion", "404", "412"}
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
                      "AuthorizationHeaderMalformed", "InvalidClientTokenId"}
 
@@ -159,7 +161,7 @@ def probe(cfg: S3ArchiveConfig) -> ProbeResult:
             (f"delete under its own prefix ({own})", own, lambda: client.delete_object(
                 Bucket=bucket, Key=own, IfMatch=fake_etag)),
             (f"delete an object version under its own prefix ({own})", "", lambda: client.delete_object(
-                Bucket=bucket, Key=own, VersionId="dockgate-probe-" + uuid.uuid4().hex)),
+                Bucket=bucket, Key=own, VersionId=str(uuid.uuid4()))),
             (f"read outside its prefix ({other})", "", lambda: client.head_object(Bucket=bucket, Key=other)),
             ("list the whole bucket (every station's key names)", "", lambda: client.list_objects_v2(
                 Bucket=bucket, MaxKeys=1)),
@@ -178,8 +180,10 @@ def probe(cfg: S3ArchiveConfig) -> ProbeResult:
                     return result
                 if code in ("AccessDenied", "Forbidden") or (status == 403 and code == "403"):
                     continue  # refused: as it must be
-                if code in _ALLOWED_CODES or status in (400, 404, 412):
+                if code in _ALLOWED_CODES or status in (404, 412):
                     result.broader.append(f"{what}: allowed ({code or status})")
+                elif status == 400:
+                    result.unclear.append(f"{what}: {status} {code}")
                 else:
                     result.unreachable = f"{what}: the archive answered {status} {code}; nothing could be told"
                     return result

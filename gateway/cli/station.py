@@ -93,10 +93,12 @@ def archive_privilege(cfg: Config) -> tuple[list[str], list[str]]:
                                    "prints, or set archive.broad_credentials_ok = true if this is meant")
     if found.left:
         problems.append(f"archive credentials: the probe could not remove what it wrote: {', '.join(found.left)}")
+    notes += [f"archive credentials: the archive's answer tells neither way: {u}" for u in found.unclear]
     if found.unreachable:
         notes.append(f"the archive's credentials were not probed: {found.unreachable}")
     elif not found.broader and not found.refused:
-        notes.append(f"archive credentials: {found.asked} actions beyond a station's policy refused, as they must be")
+        refused = found.asked - len(found.unclear)
+        notes.append(f"archive credentials: {refused} actions beyond a station's policy refused, as they must be")
     return problems, notes
 
 
