@@ -226,9 +226,10 @@ class S3Archive(Archive):
         of ours). Raises ArchiveConflict for different evidence.
 
         A 403 counts as nothing there: S3 answers a HEAD of a missing key
-        with 403, not 404, to a key without ListBucket for it (a station's
-        least-privilege key lists only under a prefix condition, which a
-        HEAD does not carry). The PUT that follows tells a refused key."""
+        with 403, not 404, unless the key may list the bucket, and a
+        station's least-privilege key lists only under its prefix (a
+        condition a HEAD does not carry). The PUT that follows, and its
+        read-back, tell a key that is refused."""
         head = self._call("head_object", missing_ok=True, denied_ok=True, Key=key, ChecksumMode="ENABLED")
         if head is None:
             return None
