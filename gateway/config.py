@@ -134,6 +134,9 @@ class S3ArchiveConfig(_Section):
     retention_days: int = Field(3650, ge=1, le=36500)
     connect_timeout_s: Timeout = 10.0
     read_timeout_s: Timeout = 60.0
+    broad_credentials_ok: bool = Field(
+        False, description="true: the access key may do more than a station's policy (`dockgate archive-policy`), "
+                           "e.g. a bucket of its own; check-config then notes it instead of failing")
 
     @field_validator("key_template")
     @classmethod

@@ -206,7 +206,7 @@ class Mosquitto:
     """A real mosquitto on 127.0.0.1, restartable on the same port, with
     persistence so that a durable subscriber's session survives a restart."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra: str = "") -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra: str = "", anonymous: bool = True) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(exe):
             raise AssertionError("mosquitto is not installed (apt-get install mosquitto); the MQTT tests need it")
@@ -217,7 +217,8 @@ class Mosquitto:
         self.conf = self.dir / "mosquitto.conf"
         # as root mosquitto drops to user "mosquitto", who cannot write our temp dir
         user = f"user {getpass.getuser()}\n"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\n"
+                             f"persistence true\n"
                              f"persistence_location {self.dir}/\nautosave_interval 1\n{user}{extra}")
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()

@@ -62,6 +62,10 @@ _GARBLED_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "In
 _BAD_KEY_CODES = {"KeyTooLongError", "InvalidObjectName"}
 
 
+def _version(version: str | None) -> dict[str, Any]:
+    return {"VersionId": version} if version else {}
+
+
 def b64sha(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
@@ -122,9 +126,9 @@ class S3Archive(Archive):
         return f"s3 {self.cfg.endpoint or 'aws'}/{self.bucket}"
 
     # -- plumbing -------------------------------------------------------------
-    def _call(self, op: str, missing_ok: bool = False, **kw: Any) -> Any:
+    def _call(self, op: str, missing_ok: bool = False, *, denied_ok: bool = False, **kw: Any) -> Any:
         """One client call, every failure mapped into the archive taxonomy.
-        ``missing_ok``: a 404 answers ``None`` instead."""
+        ``missing_ok``: a 404 answers ``None`` instead; ``denied_ok``: so does a 403."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -135,6 +139,8 @@ class S3Archive(Archive):
             code = str(err.get("Code", ""))
             what = f"{op}: {status} {code} {err.get('Message', '')}".rstrip()
             if status == 404 and missing_ok and code not in ("NoSuchBucket",):
+                return None
+            if status == 403 and denied_ok:
                 return None
             if status >= 500 or code in _TRANSIENT_CODES:
                 raise ArchiveUnavailable(self.describe(), what) from None
@@ -172,7 +178,7 @@ class S3Archive(Archive):
         head = self._head(key)
         if head is not None and not head.get("ObjectLockMode"):
             args = self._lock_args(until)
-            self._call("put_object_retention", False, Key=key, **({"VersionId": version} if version else {}),
+            self._call("put_object_retention", False, Key=key, **_version(version),
                        Retention={"Mode": args["ObjectLockMode"], "RetainUntilDate": args["ObjectLockRetainUntilDate"]})
 
     @staticmethod
@@ -184,7 +190,7 @@ class S3Archive(Archive):
 
     # -- verification ---------------------------------------------------------
     def _hash_remote(self, key: str, version: str | None = None) -> str:
-        resp = self._call("get_object", False, Key=key, **({"VersionId": version} if version else {}))
+        resp = self._call("get_object", False, Key=key, **_version(version))
         h = hashlib.sha256()
         body = resp["Body"]
         try:
@@ -217,8 +223,14 @@ class S3Archive(Archive):
 
     def _existing(self, key: str, sha256: str, size: int) -> bool | None:
         """True: identical object there. None: nothing (or only a failed copy
-        of ours). Raises ArchiveConflict for different evidence."""
-        head = self._head(key)
+        of ours). Raises ArchiveConflict for different evidence.
+
+        A 403 counts as nothing there: S3 answers a HEAD of a missing key
+        with 403, not 404, unless the key may list the bucket, and a
+        station's least-privilege key lists only under its prefix (a
+        condition a HEAD does not carry). The PUT that follows, and its
+        read-back, tell a key that is refused."""
+        head = self._call("head_object", missing_ok=True, denied_ok=True, Key=key, ChecksumMode="ENABLED")
         if head is None:
             return None
         ours = head.get("Metadata", {}).get("sha256")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import LOG_LEVELS, UsageError, config_of, with_config
-from gateway.config import default_config_path, load_config
+from gateway.config import Config, default_config_path, load_config
 from gateway.process import logsetup
 from gateway.values import check_assignment, parse_time
 
@@ -52,16 +52,73 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         problems.append(f"station.id: still the placeholder {cfg.station.id!r}: the service does not start until "
                         f"it is set (a drop-in such as {path}.d/station.toml: [station] id = \"...\")")
     files = ", ".join(str(p) for p in (cfg.source, *cfg.drop_ins))
-    if problems:
-        print(f"{files}: FAILED ({len(problems)} problems; `dockgate run` would not start)", file=sys.stderr)
-        for problem in problems:
+    wide, notes = ([], []) if args.no_archive_probe else archive_privilege(cfg)
+    if problems or wide:
+        why = "; `dockgate run` would not start" if problems else ""
+        print(f"{files}: FAILED ({len(problems) + len(wide)} problems{why})", file=sys.stderr)
+        for problem in problems + wide:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    for note in notes:
+        print(f"note: {note}")
     how = (f"as the service runs it (user {view.user}, its credentials)" if view is not None
            else "as this user (no installed service runs this config)")
     print(f"{files}: ok (station {cfg.station.id}, archive {cfg.archive.backend} "
           f"{cfg.archive.path}, detect {cfg.detect.backend}, {cfg.detect.slots} slots; every secret and key "
           f"loads, checked {how})")
+    return 0
+
+
+def archive_privilege(cfg: Config) -> tuple[list[str], list[str]]:
+    """(problems, notes) of the S3 archive's credentials: a key that can do
+    more than a station's policy is a problem unless ``archive.broad_credentials_ok``;
+    an archive that cannot be asked is a note (the service starts without it)."""
+    from gateway.archive.policy import probe
+
+    a = cfg.archive
+    if a.backend != "s3":
+        return [], []
+    found = probe(a)
+    problems: list[str] = []
+    notes: list[str] = []
+    if found.refused:
+        problems.append(f"archive.access_key_file: s3 {a.endpoint or 'aws'}/{a.bucket}: {found.refused}")
+    if found.broader:
+        said = (f"archive credentials: the key can do more than a station needs (docs/operations.md, \"Least "
+                f"privilege at the archive\"): {'; '.join(found.broader)}")
+        if a.broad_credentials_ok:
+            notes.append(said + " (archive.broad_credentials_ok = true)")
+        else:
+            problems.append(said + ". Give the station a key with the policy `dockgate archive-policy -c CONFIG` "
+                                   "prints, or set archive.broad_credentials_ok = true if this is meant")
+    if found.left:
+        problems.append(f"archive credentials: the probe could not remove what it wrote: {', '.join(found.left)}")
+    notes += [f"archive credentials: the archive's answer tells neither way: {u}" for u in found.unclear]
+    if found.unreachable:
+        notes.append(f"the archive's credentials were not probed: {found.unreachable}")
+    elif not found.broader and not found.refused:
+        refused = found.asked - len(found.unclear)
+        notes.append(f"archive credentials: {refused} actions beyond a station's policy refused, as they must be")
+    return problems, notes
+
+
+def cmd_archive_policy(args: argparse.Namespace) -> int:
+    """Print the IAM policy for a station's archive key (JSON)."""
+    from gateway.archive.policy import PolicyError, policy_json
+
+    if args.bucket is None or args.prefix is None:
+        if args.bucket is not None or args.prefix is not None:
+            raise UsageError("give both --bucket and --prefix, or a station's config (-c)")
+        cfg = config_of(args)
+        if cfg.archive.backend != "s3":
+            raise UsageError(f"{cfg.source}: the archive is a folder, not S3: no policy to print")
+        bucket, prefix = cfg.archive.bucket, cfg.archive.prefix
+    else:
+        bucket, prefix = args.bucket, args.prefix
+    try:
+        sys.stdout.write(policy_json(bucket, prefix, args.partition))
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
     return 0
 
 
@@ -159,7 +216,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    """``run``, ``check-config``, ``status``, ``events``, ``keygen``, ``assign``."""
+    """``run``, ``check-config``, ``archive-policy``, ``status``, ``events``, ``keygen``, ``assign``."""
     sp = with_config(sub.add_parser("run", help="run the daemon in the foreground"))
     sp.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
     sp.set_defaults(fn=cmd_run)
@@ -168,7 +225,17 @@ def add_parsers(sub: Any) -> None:
                                                          "service will run"))
     sp.add_argument("--no-service", action="store_true",
                     help="do not also check as the installed dockgate.service runs (its user, its credentials)")
+    sp.add_argument("--no-archive-probe", action="store_true",
+                    help="do not ask the S3 archive whether its credentials can do more than a station needs")
     sp.set_defaults(fn=cmd_check_config)
+
+    sp = with_config(sub.add_parser("archive-policy", help="print the S3 policy (IAM JSON) for a station's "
+                                                           "archive key: its own prefix, never delete"))
+    sp.add_argument("--bucket", help="the bucket (default: the config's archive.bucket)")
+    sp.add_argument("--prefix", help="the station's archive.prefix, e.g. district-7/precinct-01/ (default: the "
+                                     "config's)")
+    sp.add_argument("--partition", default="aws", help="ARN partition: aws (also MinIO, Ceph), aws-cn, aws-us-gov")
+    sp.set_defaults(fn=cmd_archive_policy)
 
     sp = with_config(sub.add_parser("status", help="station status: clips by state, slots"))
     sp.add_argument("--json", action="store_true", help="machine-readable output")
