@@ -148,6 +148,9 @@ class Tcp(_M):
     connect_timeout_ms: int = Field(3000, gt=0)
     send_timeout_ms: int = Field(3000, gt=0)
     read_timeout_ms: int = Field(5000, gt=0)
+    #: E: how long an optional read (battery) may stay silent after E12DATR880
+    #: before it counts as unset; None: read_timeout_ms
+    optional_timeout_ms: int | None = Field(None, gt=0)
     #: reach the recorder through ``adb -s <usb serial> forward tcp:0 tcp:<port>``
     adb_forward: bool = False
 
@@ -232,6 +235,10 @@ class Clock(_M):
     timezone: str = "Asia/Shanghai"
     #: set the recorder's clock at dock (families that can)
     set: bool = True
+    #: D: which way +SYSTIME:'s zone offset counts. No source says: "east"
+    #: (minutes east of UTC, 480 at UTC+8) is the common reading, unverified;
+    #: "west" (-480 at UTC+8) the other
+    systime_offset: Literal["east", "west"] = "east"
 
     @field_validator("timezone")
     @classmethod

@@ -223,11 +223,17 @@ class TcpLink:
     """A TCP connection to a recorder's command server."""
 
     def __init__(self, host: str, port: int, label: str, *, connect_timeout_ms: int = 3000,
-                 send_timeout_ms: int = 3000, read_timeout_ms: int = 5000) -> None:
+                 send_timeout_ms: int = 3000, read_timeout_ms: int = 5000,
+                 sock: socket.socket | None = None) -> None:
+        """Connects to host:port, or uses *sock*, a socket already connected
+        (one end of a socketpair in tests)."""
         self.label = label
         self.send_timeout = send_timeout_ms / 1000
         self.read_timeout = read_timeout_ms / 1000
         self._buf = b""
+        if sock is not None:
+            self.sock = sock
+            return
         try:
             self.sock = socket.create_connection((host, port), timeout=connect_timeout_ms / 1000)
         except TimeoutError:
@@ -245,21 +251,27 @@ class TcpLink:
         except OSError as e:
             raise DeviceGone(self.label, f"{name}: {e.strerror or e}") from None
 
-    def _more(self, name: str) -> None:
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet consumed (0: the stream is at a message boundary)."""
+        return len(self._buf)
+
+    def _more(self, name: str, timeout: float | None = None) -> None:
+        wait = self.read_timeout if timeout is None else timeout
         try:
-            self.sock.settimeout(self.read_timeout)
+            self.sock.settimeout(wait)
             chunk = self.sock.recv(65536)
         except TimeoutError:
-            raise DeviceTimeout(self.label, f"{name}: no answer within {self.read_timeout:.0f}s") from None
+            raise DeviceTimeout(self.label, f"{name}: no answer within {wait:g}s") from None
         except OSError as e:
             raise DeviceGone(self.label, f"{name}: {e.strerror or e}") from None
         if not chunk:
             raise DeviceGone(self.label, f"{name}: the recorder closed the connection")
         self._buf += chunk
 
-    def recv_exact(self, n: int, name: str) -> bytes:
+    def recv_exact(self, n: int, name: str, timeout: float | None = None) -> bytes:
         while len(self._buf) < n:
-            self._more(name)
+            self._more(name, timeout)
         out, self._buf = self._buf[:n], self._buf[n:]
         return out
 
