@@ -16,6 +16,7 @@ import logging
 import re
 import tomllib
 from collections.abc import Iterable
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -221,13 +222,42 @@ class Clips(_M):
 
 
 class NamePattern(_M):
+    """How a model's clip names carry facts. Only where a source gives the
+    rule (family A's script: reference §2A, §5); a name is not parsed for
+    facts otherwise. Groups: ``officer``; ``start`` (parsed with
+    ``time_format``), or ``date`` and ``time`` (joined, then parsed)."""
+
     pattern: str
     time_format: str = "%Y%m%d%H%M%S"
+    #: what the pattern is searched in: the file name, or the path from the volume root ("DCIM/240305/x.MP4")
+    on: Literal["name", "path"] = "name"
+    #: characters deleted from the officer group (A's script: "0_")
+    strip: str = ""
 
     @field_validator("pattern")
     @classmethod
     def _regex_ok(cls, v: str) -> str:
         return _regex(v)
+
+    def facts(self, relpath: str) -> tuple[str | None, datetime | None]:
+        """(officer, start as the recorder's naive local time) from a clip's path."""
+        m = re.search(self.pattern, relpath if self.on == "path" else relpath.rsplit("/", 1)[-1])
+        if m is None:
+            return None, None
+        groups = m.groupdict()
+        officer = groups.get("officer")
+        if officer is not None:
+            officer = officer.translate({ord(c): None for c in self.strip}) or None
+        text = groups.get("start")
+        if text is None and groups.get("date") is not None and groups.get("time") is not None:
+            text = groups["date"] + groups["time"]
+        start = None
+        if text:
+            try:
+                start = datetime.strptime(text, self.time_format)
+            except ValueError:
+                start = None
+        return officer, start
 
 
 class Clock(_M):
@@ -300,11 +330,22 @@ class Profile(_M):
     def specificity(self) -> int:
         return len(self.match.regexes())
 
-    def officer_from_name(self, name: str) -> str | None:
+    def officer_from_name(self, relpath: str) -> str | None:
+        """The officer a clip's path names, by the first pattern that gives
+        one; None without patterns (the device's own record is the source)."""
         for p in self.names:
-            m = re.search(p.pattern, name)
-            if m and m.groupdict().get("officer"):
-                return m.group("officer")
+            officer, _start = p.facts(relpath)
+            if officer:
+                return officer
+        return None
+
+    def start_from_name(self, relpath: str) -> datetime | None:
+        """When the clip started, as the recorder's naive local time, by the
+        first pattern that gives one; None without patterns."""
+        for p in self.names:
+            _officer, start = p.facts(relpath)
+            if start is not None:
+                return start
         return None
 
 
