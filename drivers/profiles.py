@@ -8,6 +8,11 @@ the family's default, the reading of the reference that most sources share.
 Two profiles that could claim the same device are an error at start, not a
 coin toss at dock time; a device that two profiles' regexes both accept
 matches neither (never guess which protocol to speak to an unknown device).
+
+Why over 400 lines in one module: it is the whole schema of a profile file,
+one model per TOML section, each with the checks that keep a wrong profile
+from reaching a device; split, a reader would chase one file's keys through
+several.
 """
 
 from __future__ import annotations
@@ -156,6 +161,20 @@ class Tcp(_M):
     adb_forward: bool = False
 
 
+class Zzx(_M):
+    """Family F's app (reference §2F, §5)."""
+
+    #: open the app's port through adb: ``am broadcast -a <action> --ei <extra> <tcp.port>``,
+    #: then ``adb forward``; false: the port is reachable as [tcp] says (or the dock's hints)
+    broadcast: bool = True
+    action: str = Field("com.zzx.sdk", pattern=r"^[A-Za-z0-9_.]+$")
+    extra: str = Field("port", pattern=r"^[A-Za-z0-9_]+$")
+    #: the app build: "standard", or "p5x_szlj", whose GetZFYInfo moves fields
+    #: (serial: the device number's last 5 characters; policeName: the user
+    #: number; groupNo: the model number)
+    build: Literal["standard", "p5x_szlj"] = "standard"
+
+
 class Timing(_M):
     #: pause between two commands (no source needs one; slow firmware may)
     delay_ms: int = Field(0, ge=0, le=10_000)
@@ -297,6 +316,7 @@ class Profile(_M):
     usb: Usb = Usb()
     control: Control = Control()
     tcp: Tcp = Tcp()
+    zzx: Zzx = Zzx()
     timing: Timing = Timing()
     probe: ProbeSpec = ProbeSpec()
     record: Record = Record()

@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -242,6 +240,18 @@ class TcpLink:
             raise DeviceGone(label, f"cannot connect to {host}:{port}: {e.strerror or e}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def alive(self, wait_s: float) -> bool:
+        """False if the peer closed the connection within *wait_s* without a
+        word (an adb forward whose device side refused); True if it stays
+        open or has sent something."""
+        try:
+            self.sock.settimeout(wait_s)
+            return self.sock.recv(1, socket.MSG_PEEK) != b""
+        except TimeoutError:
+            return True
+        except OSError:
+            return False
+
     def send(self, data: bytes, name: str) -> None:
         try:
             self.sock.settimeout(self.send_timeout)
@@ -287,20 +297,3 @@ class TcpLink:
         with contextlib.suppress(OSError):
             self.sock.close()
 
-
-def adb_forward(serial: str | None, remote_port: int, label: str, timeout_s: float = 10.0) -> int:
-    """``adb [-s serial] forward tcp:0 tcp:<port>``: the local port adb chose."""
-    adb = shutil.which("adb")
-    if adb is None:
-        raise DeviceGone(label, "adb_forward is set but adb is not installed")
-    cmd = [adb, *(["-s", serial] if serial else []), "forward", "tcp:0", f"tcp:{remote_port}"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        raise DeviceTimeout(label, "adb forward timed out") from None
-    except OSError as e:
-        raise DeviceGone(label, f"adb: {e}") from None
-    port = out.stdout.strip()
-    if out.returncode != 0 or not port.isdigit():
-        raise DeviceGone(label, f"adb forward failed: {(out.stderr or out.stdout).strip()[:200]}")
-    return int(port)

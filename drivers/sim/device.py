@@ -59,6 +59,11 @@ class SimDevice(BaseModel):
     systime_offset: Literal["east", "west"] = "east"
     #: ZZX: a recording recorder refuses the storage switch
     recording: bool = False
+    #: ZZX: reached through a simulated adbd (adb connect 127.0.0.1:<port>); the app
+    #: listens only after the com.zzx.sdk broadcast. False: its port is in the dock's hints
+    adb: bool = False
+    #: ZZX: the app build ("p5x_szlj" moves GetZFYInfo's fields)
+    zzx_build: Literal["standard", "p5x_szlj"] = "standard"
     #: simulated link speed in bytes/s (USB 2 ≈ 35e6); 0 = as fast as the disk
     link_rate: int = Field(0, ge=0)
 

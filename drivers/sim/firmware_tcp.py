@@ -128,6 +128,9 @@ class ZzxFirmware(TcpFirmware):
         ok = {"password": "true"}
         if msg_id == c["read_record"]:
             r = self.record()
+            if self.dev.zzx_build == "p5x_szlj":  # the device number's last 5, the user number, the model number
+                return ok | {"policeNo": r.officer, "serial": r.serial[-5:], "policeName": "00000000000",
+                             "groupNo": "00000", "groupName": r.unit_name}
             return ok | {"policeNo": r.officer, "serial": r.serial, "policeName": r.officer_name,
                          "groupNo": r.unit_no, "groupName": r.unit_name}
         if msg_id == c["set_clock"]:
