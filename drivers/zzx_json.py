@@ -23,7 +23,6 @@ from drivers.base import (
     DockedDevice,
     DriverError,
     Identity,
-    MalformedReply,
     Probe,
     StorageRefused,
     StorageSwitch,
@@ -116,9 +115,7 @@ class ZzxJsonRecorder(ProtocolRecorder):
         self._require_probe("identify")
         with self._named():
             body = self._record if self._record is not None else self._call("read_record")
-            serial = zzx_json.text(body, "serial")
-            if not serial:
-                raise MalformedReply("", "read_record", "no serial")
+            rec = zzx_json.record(body, self.profile.zzx.build)
         battery = None
         try:
             with self._named():
@@ -128,7 +125,6 @@ class ZzxJsonRecorder(ProtocolRecorder):
             if not e.permanent:  # the device went away or stopped answering
                 raise
             # a refused or garbled battery reading is no reason to refuse a dock
-        rec = zzx_json.record(body, self.profile.zzx.build)
         return Identity(serial=rec.serial, model=self.profile.model or None, officer=rec.officer or None,
                         unit=rec.unit_name or rec.unit_no or None, officer_name=rec.officer_name or None,
                         battery_pct=battery, idcode=self._probe.idcode if self._probe else None)
