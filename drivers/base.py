@@ -72,8 +72,9 @@ NotRecognised       yes        the probe's answer is not the profile's family
 NotProbed           yes        a write was asked for before a probe succeeded
 WrongPassword       yes        the device refused the password
 MalformedReply      yes        a reply breaks the family's framing
-CommandFailed       per case   the device answered "failed" (e.g. ZZX refuses
-                               storage mode while recording: transient)
+CommandFailed       per case   the device answered "failed"
+StorageRefused      no         a CommandFailed: the storage switch refused for
+                               a documented reason (ZZX: recording time, cut)
 StorageMismatch     yes        the storage side is missing or is not this
                                recorder's
 UnsafeEntry         yes        a name on the volume that must not be followed
@@ -266,6 +267,17 @@ class CommandFailed(DriverError):
         self.command = command
         self.permanent = permanent
         super().__init__(device, f"{command} failed: {why}")
+
+
+class StorageRefused(CommandFailed):
+    """The recorder refused the storage switch for a reason its firmware
+    documents (ZZX: a recording longer than the cut time, or video cut on);
+    transient: it may accept once the officer stops recording."""
+
+    reason = "storage_refused"
+
+    def __init__(self, device: str, command: str, why: str) -> None:
+        super().__init__(device, command, why, permanent=False)
 
 
 class StorageMismatch(DriverError):

@@ -94,7 +94,8 @@ class BcTextRecorder(ProtocolRecorder):
     def read_clock(self) -> datetime | None:
         self._require_probe("read clock")
         with self._named():
-            return bc_text.parse_clock(self._exchange("read_clock", bc_text.command(self.commands["read_clock"])))
+            return bc_text.parse_clock(self._exchange("read_clock", bc_text.command(self.commands["read_clock"])),
+                                       self.profile.clock.systime_offset)
 
     def set_clock(self, utc: datetime) -> bool:
         self._require_probe("set clock")

@@ -3,7 +3,13 @@
 The recorder checks no password: its vendor SDK reads the admin password in
 clear (``S010``) and compares it on the PC side, and so does this driver,
 before it sends anything that changes state. Probe: ping (``F808``) and
-IDCode (``S009``), both read-only."""
+IDCode (``S009``), both read-only.
+
+An unset value makes the app go silent after ``E12DATR880`` (reference §5):
+an optional read (the battery) that stays silent is recorded as unknown and
+the dock goes on, on the same connection, which the app keeps reading; a
+required read (IDCode, officer record, password, clock) that stays silent
+fails typed (``DeviceTimeout``, naming the likely cause)."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import hmac
 from datetime import datetime
 
 from drivers.base import (
+    DeviceTimeout,
     DockedDevice,
     Identity,
     NotRecognised,
@@ -47,9 +54,9 @@ class E12TcpRecorder(ProtocolRecorder):
     def _send(self, payload: bytes, name: str) -> None:
         self._link().send(e12_tcp.frame(payload, self.order), name)
 
-    def _recv(self, name: str) -> bytes:
+    def _recv(self, name: str, timeout: float | None = None) -> bytes:
         link = self._link()
-        n = e12_tcp.length(link.recv_exact(e12_tcp.PREFIX, name), self.order)
+        n = e12_tcp.length(link.recv_exact(e12_tcp.PREFIX, name, timeout), self.order)
         return link.recv_exact(n, name)
 
     def _command(self, name: str) -> bytes:
@@ -58,9 +65,28 @@ class E12TcpRecorder(ProtocolRecorder):
         return self._recv(name)
 
     def _read(self, name: str) -> bytes:
-        """A read command: E12DATR880, then the data."""
+        """A read command: E12DATR880, then the data. Silence after
+        E12DATR880 is how the app answers an unset value: a typed timeout."""
         e12_tcp.expect_data(self._command(name), name)
-        return self._recv(name)
+        try:
+            return self._recv(name)
+        except DeviceTimeout as e:
+            raise DeviceTimeout(self.label, f"{e.detail} after E12DATR880 (the recorder goes silent when "
+                                            "the value is unset)") from None
+
+    def _read_optional(self, name: str) -> bytes | None:
+        """An optional read: None when the app goes silent after E12DATR880
+        (the value is unset). Silence before E12DATR880, or a message cut
+        off half-way, still fails: the stream is no longer trustworthy."""
+        e12_tcp.expect_data(self._command(name), name)
+        t = self.profile.tcp
+        wait = (t.optional_timeout_ms or t.read_timeout_ms) / 1000
+        try:
+            return self._recv(name, wait)
+        except DeviceTimeout:
+            if self._link().buffered:
+                raise
+            return None
 
     def probe(self) -> Probe:
         with self._probing():
@@ -83,8 +109,12 @@ class E12TcpRecorder(ProtocolRecorder):
         self._require_probe("identify")
         with self._named():
             rec = record.unpack(self._read("read_record"), self.layout, self.profile.record.encoding)
-        value = self._optional(lambda: e12_tcp.parse_int(self._read("battery"), "battery"))
+        value = self._optional(self._battery)
         return self._identity(rec, value if value is not None and value <= 100 else None)
+
+    def _battery(self) -> int | None:
+        raw = self._read_optional("battery")
+        return None if raw is None else e12_tcp.parse_int(raw, "battery")
 
     def read_clock(self) -> datetime | None:
         self._require_probe("read clock")

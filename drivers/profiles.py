@@ -9,9 +9,12 @@ Two profiles that could claim the same device are an error at start, not a
 coin toss at dock time; a device that two profiles' regexes both accept
 matches neither (never guess which protocol to speak to an unknown device).
 
-Why one module of over 400 lines: it is one schema, a small model per
-section plus the registry that checks them together; split, a family's
-settings (DV16's ``[scsi]``) would sit apart from the rules that use them.
+Why one module of over 400 lines: it is the whole schema of a profile file,
+one model per TOML section, each with the checks that keep a wrong profile
+from reaching a device, plus the registry that checks them together; split,
+a family's settings (DV16's ``[scsi]``, F's ``[zzx]``) would sit apart from
+the rules that use them, and a reader would chase one file's keys through
+several.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import re
 import tomllib
 from collections.abc import Iterable
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -163,6 +167,9 @@ class Tcp(_M):
     connect_timeout_ms: int = Field(3000, gt=0)
     send_timeout_ms: int = Field(3000, gt=0)
     read_timeout_ms: int = Field(5000, gt=0)
+    #: E: how long an optional read (battery) may stay silent after E12DATR880
+    #: before it counts as unset; None: read_timeout_ms
+    optional_timeout_ms: int | None = Field(None, gt=0)
     #: reach the recorder through ``adb -s <usb serial> forward tcp:0 tcp:<port>``
     adb_forward: bool = False
 
@@ -184,6 +191,20 @@ class Scsi(_M):
     #: timeouts of the SDK: 2 s for data-in, 10 s for data-out
     timeout_in_ms: int = Field(2000, gt=0, le=60_000)
     timeout_out_ms: int = Field(10_000, gt=0, le=60_000)
+
+
+class Zzx(_M):
+    """Family F's app (reference §2F, §5)."""
+
+    #: open the app's port through adb: ``am broadcast -a <action> --ei <extra> <tcp.port>``,
+    #: then ``adb forward``; false: the port is reachable as [tcp] says (or the dock's hints)
+    broadcast: bool = True
+    action: str = Field("com.zzx.sdk", pattern=r"^[A-Za-z0-9_.]+$")
+    extra: str = Field("port", pattern=r"^[A-Za-z0-9_]+$")
+    #: the app build: "standard", or "p5x_szlj", whose GetZFYInfo moves fields
+    #: (serial: the device number's last 5 characters; policeName: the user
+    #: number; groupNo: the model number)
+    build: Literal["standard", "p5x_szlj"] = "standard"
 
 
 class Timing(_M):
@@ -252,13 +273,42 @@ class Clips(_M):
 
 
 class NamePattern(_M):
+    """How a model's clip names carry facts. Only where a source gives the
+    rule (family A's script: reference §2A, §5); a name is not parsed for
+    facts otherwise. Groups: ``officer``; ``start`` (parsed with
+    ``time_format``), or ``date`` and ``time`` (joined, then parsed)."""
+
     pattern: str
     time_format: str = "%Y%m%d%H%M%S"
+    #: what the pattern is searched in: the file name, or the path from the volume root ("DCIM/240305/x.MP4")
+    on: Literal["name", "path"] = "name"
+    #: characters deleted from the officer group (A's script: "0_")
+    strip: str = ""
 
     @field_validator("pattern")
     @classmethod
     def _regex_ok(cls, v: str) -> str:
         return _regex(v)
+
+    def facts(self, relpath: str) -> tuple[str | None, datetime | None]:
+        """(officer, start as the recorder's naive local time) from a clip's path."""
+        m = re.search(self.pattern, relpath if self.on == "path" else relpath.rsplit("/", 1)[-1])
+        if m is None:
+            return None, None
+        groups = m.groupdict()
+        officer = groups.get("officer")
+        if officer is not None:
+            officer = officer.translate({ord(c): None for c in self.strip}) or None
+        text = groups.get("start")
+        if text is None and groups.get("date") is not None and groups.get("time") is not None:
+            text = groups["date"] + groups["time"]
+        start = None
+        if text:
+            try:
+                start = datetime.strptime(text, self.time_format)
+            except ValueError:
+                start = None
+        return officer, start
 
 
 class Clock(_M):
@@ -266,6 +316,10 @@ class Clock(_M):
     timezone: str = "Asia/Shanghai"
     #: set the recorder's clock at dock (families that can)
     set: bool = True
+    #: D: which way +SYSTIME:'s zone offset counts. No source says: "east"
+    #: (minutes east of UTC, 480 at UTC+8) is the common reading, unverified;
+    #: "west" (-480 at UTC+8) the other
+    systime_offset: Literal["east", "west"] = "east"
 
     @field_validator("timezone")
     @classmethod
@@ -295,6 +349,7 @@ class Profile(_M):
     control: Control = Control()
     tcp: Tcp = Tcp()
     scsi: Scsi = Scsi()
+    zzx: Zzx = Zzx()
     timing: Timing = Timing()
     probe: ProbeSpec = ProbeSpec()
     record: Record = Record()
@@ -328,11 +383,22 @@ class Profile(_M):
     def specificity(self) -> int:
         return len(self.match.regexes())
 
-    def officer_from_name(self, name: str) -> str | None:
+    def officer_from_name(self, relpath: str) -> str | None:
+        """The officer a clip's path names, by the first pattern that gives
+        one; None without patterns (the device's own record is the source)."""
         for p in self.names:
-            m = re.search(p.pattern, name)
-            if m and m.groupdict().get("officer"):
-                return m.group("officer")
+            officer, _start = p.facts(relpath)
+            if officer:
+                return officer
+        return None
+
+    def start_from_name(self, relpath: str) -> datetime | None:
+        """When the clip started, as the recorder's naive local time, by the
+        first pattern that gives one; None without patterns."""
+        for p in self.names:
+            _officer, start = p.facts(relpath)
+            if start is not None:
+                return start
         return None
 
 

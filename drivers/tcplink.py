@@ -4,9 +4,10 @@ its adb forwards point), then the profile; optionally through ``adb forward``.""
 
 from __future__ import annotations
 
+from drivers.adb import Adb
 from drivers.base import DeviceGone, DockedDevice
 from drivers.profiles import Profile
-from drivers.transport import TcpLink, adb_forward
+from drivers.transport import TcpLink
 
 
 def open_tcp(device: DockedDevice, profile: Profile, label: str, default_port: int | None) -> TcpLink:
@@ -17,7 +18,9 @@ def open_tcp(device: DockedDevice, profile: Profile, label: str, default_port: i
     if port is None:
         raise DeviceGone(label, "no TCP port: set tcp.port in the profile (the recorder app chooses it)")
     if t.adb_forward and not hinted:
-        port = adb_forward(device.ids.serial, port, label)
+        adb = Adb(device.hints.get("adb_serial") or device.ids.serial, label)
+        adb.connect()
+        port = adb.forward(port)
         host = "127.0.0.1"
     return TcpLink(host, port, label, connect_timeout_ms=t.connect_timeout_ms, send_timeout_ms=t.send_timeout_ms,
                    read_timeout_ms=t.read_timeout_ms)

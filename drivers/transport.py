@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -223,11 +221,17 @@ class TcpLink:
     """A TCP connection to a recorder's command server."""
 
     def __init__(self, host: str, port: int, label: str, *, connect_timeout_ms: int = 3000,
-                 send_timeout_ms: int = 3000, read_timeout_ms: int = 5000) -> None:
+                 send_timeout_ms: int = 3000, read_timeout_ms: int = 5000,
+                 sock: socket.socket | None = None) -> None:
+        """Connects to host:port, or uses *sock*, a socket already connected
+        (one end of a socketpair in tests)."""
         self.label = label
         self.send_timeout = send_timeout_ms / 1000
         self.read_timeout = read_timeout_ms / 1000
         self._buf = b""
+        if sock is not None:
+            self.sock = sock
+            return
         try:
             self.sock = socket.create_connection((host, port), timeout=connect_timeout_ms / 1000)
         except TimeoutError:
@@ -235,6 +239,18 @@ class TcpLink:
         except OSError as e:
             raise DeviceGone(label, f"cannot connect to {host}:{port}: {e.strerror or e}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def alive(self, wait_s: float) -> bool:
+        """False if the peer closed the connection within *wait_s* without a
+        word (an adb forward whose device side refused); True if it stays
+        open or has sent something."""
+        try:
+            self.sock.settimeout(wait_s)
+            return self.sock.recv(1, socket.MSG_PEEK) != b""
+        except TimeoutError:
+            return True
+        except OSError:
+            return False
 
     def send(self, data: bytes, name: str) -> None:
         try:
@@ -245,21 +261,27 @@ class TcpLink:
         except OSError as e:
             raise DeviceGone(self.label, f"{name}: {e.strerror or e}") from None
 
-    def _more(self, name: str) -> None:
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet consumed (0: the stream is at a message boundary)."""
+        return len(self._buf)
+
+    def _more(self, name: str, timeout: float | None = None) -> None:
+        wait = self.read_timeout if timeout is None else timeout
         try:
-            self.sock.settimeout(self.read_timeout)
+            self.sock.settimeout(wait)
             chunk = self.sock.recv(65536)
         except TimeoutError:
-            raise DeviceTimeout(self.label, f"{name}: no answer within {self.read_timeout:.0f}s") from None
+            raise DeviceTimeout(self.label, f"{name}: no answer within {wait:g}s") from None
         except OSError as e:
             raise DeviceGone(self.label, f"{name}: {e.strerror or e}") from None
         if not chunk:
             raise DeviceGone(self.label, f"{name}: the recorder closed the connection")
         self._buf += chunk
 
-    def recv_exact(self, n: int, name: str) -> bytes:
+    def recv_exact(self, n: int, name: str, timeout: float | None = None) -> bytes:
         while len(self._buf) < n:
-            self._more(name)
+            self._more(name, timeout)
         out, self._buf = self._buf[:n], self._buf[n:]
         return out
 
@@ -275,20 +297,3 @@ class TcpLink:
         with contextlib.suppress(OSError):
             self.sock.close()
 
-
-def adb_forward(serial: str | None, remote_port: int, label: str, timeout_s: float = 10.0) -> int:
-    """``adb [-s serial] forward tcp:0 tcp:<port>``: the local port adb chose."""
-    adb = shutil.which("adb")
-    if adb is None:
-        raise DeviceGone(label, "adb_forward is set but adb is not installed")
-    cmd = [adb, *(["-s", serial] if serial else []), "forward", "tcp:0", f"tcp:{remote_port}"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        raise DeviceTimeout(label, "adb forward timed out") from None
-    except OSError as e:
-        raise DeviceGone(label, f"adb: {e}") from None
-    port = out.stdout.strip()
-    if out.returncode != 0 or not port.isdigit():
-        raise DeviceGone(label, f"adb forward failed: {(out.stderr or out.stdout).strip()[:200]}")
-    return int(port)

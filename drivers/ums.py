@@ -1,7 +1,8 @@
 """Plain USB mass storage: the recorder is a volume and nothing else.
 
 No authentication and no clock access; identity comes from the USB serial,
-the profile's file-name patterns and whatever detection read from the device.
+whatever detection read from the device and the profile's file-name rule
+where a source gives one (the shipped profile has none).
 The volume is there from the start: ``enter_storage`` has nothing to do.
 """
 
@@ -32,8 +33,8 @@ class UmsRecorder(VolumeRecorder):
     def identify(self) -> Identity:
         hints = self.device.hints
         serial = self.device.ids.serial or hints.get("serial") or "unknown"
-        # no officer from the device: the session takes it from the clips' file
-        # names (profile patterns) once it has listed them, without a second walk
+        # no officer record on the device: detection's hint, else the session
+        # applies the profile's naming rule (if any) once it has listed the clips
         return Identity(serial=serial, model=hints.get("model") or self.profile.model or None,
                         officer=hints.get("officer"), unit=hints.get("unit"),
                         officer_name=hints.get("officer_name"))

@@ -1,18 +1,43 @@
-"""Family F, ZZX Android recorders: JSON lines over TCP (reference §2F).
-Probe: GetIDCode (id 2, no password); every other request carries the
-password, and a wrong one is answered ``{"password":"false"}``."""
+"""Family F, ZZX Android recorders: JSON lines over TCP (reference §2F, §5).
+
+The app listens only after the ``com.zzx.sdk`` broadcast with int extra
+``port``: the station sends it through adb (``drivers.adb``, F profiles
+only), forwards a station port to it and talks JSON lines there. Probe:
+GetIDCode (id 2, no password); every other request carries the password, and
+a wrong one is answered ``{"password":"false"}``. SetMSDC answers false while
+the current recording is longer than the app's cut time or video cut is on:
+``StorageRefused`` names that reason. The app build that moves record fields
+around is ``[zzx] build``."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from datetime import datetime
 from typing import Any
 
-from drivers.base import DockedDevice, DriverError, Identity, MalformedReply, Probe, StorageSwitch
+from drivers.adb import Adb
+from drivers.base import (
+    CommandFailed,
+    DeviceGone,
+    DockedDevice,
+    DriverError,
+    Identity,
+    Probe,
+    StorageRefused,
+    StorageSwitch,
+)
 from drivers.codec import zzx_json
 from drivers.profiles import Profile
 from drivers.protocol import ProtocolRecorder, commands
 from drivers.tcplink import open_tcp
 from drivers.transport import TcpLink
+
+#: the port the station asks the app to listen on when the profile names none (any free port on the phone)
+DEFAULT_PORT = 8888
+#: why SetMSDC answers false (PcSocketNewUtils.SetMSDC): the reply does not say which
+REFUSAL = ("the recorder refuses storage mode while its current recording is longer than its cut time "
+           "(mRecordTime > CUT_VIDEO_RECORD_TIME) or video cut is on (VIDEO_CUT != 0): stop recording, then dock again")
 
 
 class ZzxJsonRecorder(ProtocolRecorder):
@@ -24,11 +49,46 @@ class ZzxJsonRecorder(ProtocolRecorder):
         self.password = ""
         self._record: dict[str, Any] | None = None
         self.link: TcpLink | None = None
+        #: the adb forward this dock made (removed on close)
+        self.adb: Adb | None = None
+        self._forwarded: int | None = None
 
     def _link(self) -> TcpLink:
         if self.link is None:
-            self.link = open_tcp(self.device, self.profile, self.label, None)
+            z = self.profile.zzx
+            if z.broadcast and not self.device.hints.get("tcp_port"):
+                self.link = self._through_adb()
+            else:
+                self.link = open_tcp(self.device, self.profile, self.label, DEFAULT_PORT)
         return self.link
+
+    def _through_adb(self) -> TcpLink:
+        """Broadcast the port, forward a station port to it, connect; the
+        app binds its server in a thread of its own, so a forward the phone
+        still refuses is retried until the connect timeout."""
+        t, z = self.profile.tcp, self.profile.zzx
+        port = t.port or DEFAULT_PORT
+        self.adb = adb = Adb(self.device.hints.get("adb_serial") or self.device.ids.serial, self.label)
+        adb.connect()
+        adb.broadcast(z.action, {z.extra: port})
+        self._forwarded = local = adb.forward(port)
+        deadline = time.monotonic() + t.connect_timeout_ms / 1000
+        while True:
+            link = TcpLink("127.0.0.1", local, self.label, connect_timeout_ms=t.connect_timeout_ms,
+                           send_timeout_ms=t.send_timeout_ms, read_timeout_ms=t.read_timeout_ms)
+            if link.alive(0.2):
+                return link
+            link.close()
+            if time.monotonic() > deadline:
+                raise DeviceGone(self.label, f"the app does not listen on port {port} after the {z.action} broadcast")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        super().close()
+        if self.adb is not None and self._forwarded is not None:
+            forwarded, self._forwarded = self._forwarded, None
+            with contextlib.suppress(DriverError):  # the adb server went with the device: so did the forward
+                self.adb.remove_forward(forwarded)
 
     def _call(self, name: str, body: dict[str, str] | None = None, *, password: bool = True) -> dict[str, Any]:
         msg_id = self.commands[name]
@@ -55,9 +115,7 @@ class ZzxJsonRecorder(ProtocolRecorder):
         self._require_probe("identify")
         with self._named():
             body = self._record if self._record is not None else self._call("read_record")
-            serial = zzx_json.text(body, "serial")
-            if not serial:
-                raise MalformedReply("", "read_record", "no serial")
+            rec = zzx_json.record(body, self.profile.zzx.build)
         battery = None
         try:
             with self._named():
@@ -67,11 +125,9 @@ class ZzxJsonRecorder(ProtocolRecorder):
             if not e.permanent:  # the device went away or stopped answering
                 raise
             # a refused or garbled battery reading is no reason to refuse a dock
-        t = zzx_json.text
-        return Identity(serial=serial, model=self.profile.model or None, officer=t(body, "policeNo") or None,
-                        unit=t(body, "groupName") or t(body, "groupNo") or None,
-                        officer_name=t(body, "policeName") or None, battery_pct=battery,
-                        idcode=self._probe.idcode if self._probe else None)
+        return Identity(serial=rec.serial, model=self.profile.model or None, officer=rec.officer or None,
+                        unit=rec.unit_name or rec.unit_no or None, officer_name=rec.officer_name or None,
+                        battery_pct=battery, idcode=self._probe.idcode if self._probe else None)
 
     def read_clock(self) -> datetime | None:
         self._require_probe("read clock")
@@ -90,8 +146,10 @@ class ZzxJsonRecorder(ProtocolRecorder):
     def enter_storage(self) -> StorageSwitch | None:
         self._require_probe("enter storage")
         with self._named():
-            # "false" while the recorder is recording: worth trying again later
-            zzx_json.check_result(self._call("storage"), "storage", permanent=False)
+            try:
+                zzx_json.check_result(self._call("storage"), "storage", permanent=False)
+            except CommandFailed as e:  # "false": recording too long or cut on; worth trying again later
+                raise StorageRefused("", "storage", f"{e.detail.split(': ', 1)[-1]}; {REFUSAL}") from None
         self.close()
         return self._switch()
 

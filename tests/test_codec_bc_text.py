@@ -91,3 +91,29 @@ def test_d_serial_string_carries_the_storage_flag() -> None:
 
 def test_d_a_32_character_password_is_sent_as_already_hashed() -> None:
     assert bc_text.password_hash("E10ADC3949BA59ABBE56E057F20F883E") == "E10ADC3949BA59ABBE56E057F20F883E"
+
+
+# -- reference §5: the SDK's verdict order, the offset sign as a setting ------------
+def test_d_a_reply_with_both_ok_and_error_is_a_success_as_the_sdk_judges_it() -> None:
+    for reply in (b"Error: busy\r\n+UDISKEN:1\r\nOK\r\n", b"+UDISKEN:1\r\nOK\r\nError: busy\r\n"):
+        assert "OK\r\n" in bc_text.check(reply, "storage")
+
+
+def test_d_an_error_without_ok_is_still_a_command_failure() -> None:
+    with pytest.raises(CommandFailed):
+        bc_text.check(b"+UDISKEN:0\r\nError: busy\r\n", "storage")
+
+
+def test_d_ok_after_a_nul_does_not_count_as_the_sdk_reads_a_c_string() -> None:
+    with pytest.raises(CommandFailed):
+        bc_text.check(b"Error: busy\r\n\0OK\r\n", "storage")
+
+
+def test_d_systime_offset_east_is_the_default_reading() -> None:
+    reply = b"+SYSTIME:20240305140709,480,0,Asia/Shanghai\r\nOK\r\n"
+    assert bc_text.parse_clock(reply) == datetime(2024, 3, 5, 6, 7, 9, tzinfo=UTC)
+
+
+def test_d_systime_offset_west_reads_the_same_reply_the_other_way() -> None:
+    reply = b"+SYSTIME:20240305140709,-480,0,Asia/Shanghai\r\nOK\r\n"
+    assert bc_text.parse_clock(reply, "west") == datetime(2024, 3, 5, 6, 7, 9, tzinfo=UTC)

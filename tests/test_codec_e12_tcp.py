@@ -54,3 +54,12 @@ def test_e_storage_failed_result_is_a_command_failure() -> None:
 def test_e_absurd_length_is_malformed_rather_than_read() -> None:
     with pytest.raises(MalformedReply):
         e12_tcp.length(b"\x0a\x00\x00\x00", "big")
+
+
+def test_e_text_replies_are_utf8_as_androids_string_getbytes() -> None:
+    assert e12_tcp.parse_text("执法仪A".encode(), "idcode") == "执法仪A"
+
+
+def test_e_text_that_is_not_utf8_is_malformed_not_guessed() -> None:
+    with pytest.raises(MalformedReply):
+        e12_tcp.parse_text("执法".encode("gbk"), "idcode")

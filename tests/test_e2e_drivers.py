@@ -25,8 +25,10 @@ PROTOCOLS = list(FAMILIES)
 WITH_PASSWORD = [p for p in PROTOCOLS if REGISTRY.default_for(p).password.source == "station"]
 #: families with a read-only clock command: the dock record holds the measured drift
 CLOCK_READ = {"bc-text", "e12-tcp", "zzx-json"}
-#: families that can set the clock
-CLOCK_SET = {"amba-ascii", "zfy-ctrl", "bc-text", "e12-tcp", "zzx-json", "dv16-scsi"}
+#: families that set the clock by default (B can, but its profile leaves it off: reference §5)
+CLOCK_SET = {"zfy-ctrl", "bc-text", "e12-tcp", "zzx-json", "dv16-scsi"}
+#: families whose officer comes from the device's own record (plain storage: what detection read)
+OFFICER_RECORD = {"ums", "zfy-ctrl", "bc-text", "e12-tcp", "zzx-json", "dv16-scsi"}
 
 
 @pytest.fixture
@@ -47,6 +49,12 @@ def recorder(root: Path, protocol: str, serial: str, officer: str, *, clips: int
     """A hand-written recorder folder with *clips* small clips named the way recorders name them."""
     storage = hand_made_recorder(root, serial, officer=officer, protocol=protocol,
                                  extra=f"clock_offset_s = {offset}\nstorage_settle_s = 0.3\n{extra}")
+    if protocol == "amba-ctrl":  # named as [A]'s script reads them: the officer name, the time at 21-26
+        day = storage / "DCIM" / "240305"
+        day.mkdir(parents=True)
+        for i in range(clips):
+            (day / f"JDOE_____000{i}_2403051400{i:02d}.MP4").write_bytes(os.urandom(50_000 + i))
+        return root
     day = storage / "DCIM" / "20240305"
     day.mkdir(parents=True)
     for i in range(clips):
@@ -73,12 +81,17 @@ def test_every_family_is_probed_switched_identified_clocked_and_archived_once(
     docks = {d["slot"]: d for d in s["recent_docks"]}
     for protocol, (_folder, slot, offset) in recs.items():
         d = docks[slot]
-        assert d["serial"] == f"S{slot}0000{slot}" and d["officer"] == f"0{slot}1234", (protocol, d)
+        officer = f"0{slot}1234" if protocol in OFFICER_RECORD else "JDOE" if protocol == "amba-ctrl" else None
+        assert d["serial"] == f"S{slot}0000{slot}" and d["officer"] == officer, (protocol, d)
         if protocol in CLOCK_READ:
             assert abs(d["clock_drift_s"] - offset) <= 1.5, (protocol, d)
         else:
             assert d["clock_drift_s"] is None, (protocol, d)  # no read-only clock command in the family
         assert bool(d["clock_set"]) == (protocol in CLOCK_SET), (protocol, d)
+        # the GA/T 947 IDCode where the family reads one; B's volume label, by which it was paired
+        assert (d["idcode"] is not None) == (protocol in OFFICER_RECORD - {"ums"}), (protocol, d)
+        if protocol == "amba-ascii":
+            assert d["volume_label"] == f"S{slot}0000{slot}", (protocol, d)
 
 
 def test_the_storage_switch_is_one_dock_session_not_a_foreign_device(station: Path, daemon: DaemonProc,

@@ -23,7 +23,12 @@ def test_shipped_profiles_load_and_match() -> None:
     p = reg.match(UsbIds(0x1209, 0x0001, "X"))
     assert p is not None and p.protocol == "ums"
     assert reg.match(UsbIds(0xDEAD, 0xBEEF)) is None
-    assert p.officer_from_name("0012345_20240301083015_0001.MP4") == "0012345"
+
+
+def test_a_plain_storage_clips_name_is_not_parsed_for_facts() -> None:
+    p = Registry.load().default_for("ums")
+    assert p.officer_from_name("DCIM/20240301/0012345_20240301083015_0001.MP4") is None
+    assert p.start_from_name("DCIM/20240301/0012345_20240301083015_0001.MP4") is None
 
 
 def test_two_profiles_claiming_one_device_is_an_error(tmp_path: Path) -> None:

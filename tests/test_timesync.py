@@ -13,7 +13,7 @@ import ctypes
 import errno
 import json
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,8 +208,11 @@ def _recorder(root: Path, serial: str, officer: str) -> Path:
                                  extra=f"clock_offset_s = {DRIFT}\nstorage_settle_s = 0.3\n")
     day = storage / "DCIM" / "20240305"
     day.mkdir(parents=True)
-    for i in range(2):  # named by the recorder's clock (local time, UTC+8)
-        (day / f"{officer}_202403051{i}0009_{i + 1:04d}.MP4").write_bytes(os.urandom(40_000 + i))
+    for i in range(2):  # timed by the recorder's clock (10:00:09 and 11:00:09 local, UTC+8) in the file time:
+        clip = day / f"{officer}_202403051{i}0009_{i + 1:04d}.MP4"  # BC+ names are not parsed for facts
+        clip.write_bytes(os.urandom(40_000 + i))
+        t = datetime(2024, 3, 5, 2 + i, 0, 9, tzinfo=UTC).timestamp()
+        os.utime(clip, (t, t))
     return root
 
 
@@ -265,7 +268,7 @@ def test_an_unsynchronised_station_sets_no_clock_signs_drift_unverified_and_rais
         assert rec["clock_set"] is True and rec["clock_drift_verified"] is True and t["drift_verified"] is True
         shift = datetime.fromisoformat(t["recorder_clock"]) - datetime.fromisoformat(t["utc"])
         assert abs(shift.total_seconds() - DRIFT) <= 1.5  # corrected by the verified drift
-    # named 10:00:09 and 11:00:09 by the recorder's clock, UTC+8
+    # 10:00:09 and 11:00:09 by the recorder's clock, UTC+8
     assert {c1["capture_time"]["recorder_clock"], c2["capture_time"]["recorder_clock"]} == \
         {"2024-03-05T02:00:09Z", "2024-03-05T03:00:09Z"}
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from drivers.detect import Attached, Detached, DetectProblem
-from drivers.detect.udev import UdevTranslator, could_be_recorder, ids_from_properties, mounted_volume, scsi_disk
+from drivers.detect.udev import (
+    UdevTranslator,
+    could_be_recorder,
+    ids_from_properties,
+    mounted_volume,
+    scsi_disk,
+    volume_label,
+)
 from drivers.profiles import Registry
 
 DEVPATH = "/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.2"
@@ -187,3 +194,28 @@ def test_a_disk_is_reported_with_its_inquiry_text_and_sg_node_for_profiles_that_
     assert isinstance(ev, Attached) and ev.device.hints["scsi_node"] == "/dev/sg2"
     profile = Registry.load().match(ev.device.ids)
     assert profile is not None and profile.protocol == "dv16-scsi"  # by INQUIRY, whatever its VID:PID
+
+
+def test_a_mounted_volume_carries_the_label_udev_recorded_for_its_partition(tmp_path: Path) -> None:
+    sysroot, mountinfo = mounted(tmp_path)
+    data = tmp_path / "udev-data"
+    data.mkdir()
+    (data / "b8:17").write_text("S:disk/by-label/BC123456\nE:ID_FS_TYPE=vfat\nE:ID_FS_LABEL=BC123456\n"
+                                "E:ID_FS_LABEL_ENC=BC123456\n")
+    t = UdevTranslator(slots=4, ports={}, sys_root=sysroot, mountinfo=mountinfo, udev_data=data)
+    (ev,) = t.handle("add", DEVPATH, RECORDER)
+    assert isinstance(ev, Attached) and ev.device.hints["volume_label"] == "BC123456"
+
+
+def test_an_escaped_label_is_read_as_text(tmp_path: Path) -> None:
+    data = tmp_path / "udev-data"
+    data.mkdir()
+    (data / "b8:17").write_text("E:ID_FS_LABEL=DOCK_BAY\nE:ID_FS_LABEL_ENC=DOCK\\x20BAY\n")
+    assert volume_label("8:17", data) == "DOCK BAY"
+
+
+def test_a_volume_without_a_label_carries_none(tmp_path: Path) -> None:
+    sysroot, mountinfo = mounted(tmp_path)
+    t = UdevTranslator(slots=4, ports={}, sys_root=sysroot, mountinfo=mountinfo, udev_data=tmp_path / "none")
+    (ev,) = t.handle("add", DEVPATH, RECORDER)
+    assert isinstance(ev, Attached) and "volume_label" not in ev.device.hints

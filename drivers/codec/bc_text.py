@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Literal
 
 from drivers import commands
 from drivers.base import CommandFailed, MalformedReply, WrongPassword
@@ -18,6 +19,8 @@ from drivers.codec.record import OfficerRecord, decode_text
 #: command name -> the text after "BC+"; a profile may override
 COMMANDS = commands.BC_TEXT
 MIN_REPLY = 6
+#: which way +SYSTIME:'s offset counts (no source says; "east" is the common reading)
+OffsetSign = Literal["east", "west"]
 
 
 def command(text: str) -> bytes:
@@ -56,14 +59,17 @@ def complete(buf: bytes) -> bool:
 
 
 def check(reply: bytes, name: str) -> str:
-    """The reply as text; ``CommandFailed`` on an ``Error:`` line."""
+    """The reply as text, judged in the SDK's order (reference §5, VA
+    0x1000f5b0): ``OK\r\n`` anywhere is success, even beside an ``Error:``
+    line; otherwise an ``Error:`` line is ``CommandFailed``; neither is
+    malformed."""
     text = _cstring(reply).decode("utf-8", "replace")
+    if "OK\r\n" in text:
+        return text
     at = text.find("Error:")
     if at >= 0:
         raise CommandFailed("", name, text[at:].split("\r\n", 1)[0].strip())
-    if "OK\r\n" not in text:
-        raise MalformedReply("", name, "no OK", reply)
-    return text
+    raise MalformedReply("", name, "no OK", reply)
 
 
 def field(text: str, key: str, name: str, reply: bytes = b"") -> str:
@@ -104,17 +110,22 @@ def parse_record(reply: bytes, encoding: str = "auto") -> OfficerRecord:
     return rec
 
 
-def parse_clock(reply: bytes) -> datetime:
-    """``+SYSTIME:<local YYYYMMDDhhmmss>,<offset minutes>,<dst>,<zone>`` -> UTC."""
+def parse_clock(reply: bytes, offset_sign: OffsetSign = "east") -> datetime:
+    """``+SYSTIME:<local YYYYMMDDhhmmss>,<offset minutes>,<dst>,<zone>`` -> UTC.
+
+    No source says which way the offset counts (reference §5): ``east``
+    (minutes east of UTC, 480 at UTC+8) is the common reading and the
+    default, **unverified**; ``west`` (JavaScript's getTimezoneOffset, -480 at
+    UTC+8) is the other, a profile setting (``[clock] systime_offset``)."""
     value = field(check(reply, "read_clock"), "SYSTIME", "read_clock", reply)
     parts = value.split(",")
     try:
         local = datetime.strptime(parts[0], "%Y%m%d%H%M%S")
         offset = int(parts[1]) if len(parts) > 1 else 0
-        zone = timezone(timedelta(minutes=offset))
-    except ValueError as e:
+        zone = timezone(timedelta(minutes=offset if offset_sign == "east" else -offset))
+        return local.replace(tzinfo=zone).astimezone(UTC)
+    except (ValueError, OverflowError) as e:
         raise MalformedReply("", "read_clock", f"not a time: {e}", reply) from None
-    return local.replace(tzinfo=zone).astimezone(UTC)
 
 
 def parse_battery(reply: bytes) -> int | None:

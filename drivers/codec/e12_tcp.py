@@ -3,6 +3,13 @@
 Every message in either direction is a 4-byte length and that many payload
 bytes. The length's byte order is not known from any source (``MyUtil`` was
 not found): it is a profile setting, big-endian (Java's own order) by default.
+
+Text the recorder sends back (IDCode, passwords, battery) is Java's
+``String.getBytes()``, UTF-8 on Android; only the 89-byte officer record is
+GBK. When a value is unset (battery, admin password) the app throws after
+``E12DATR880`` and sends nothing more on that command, yet keeps reading the
+connection (its read loop catches the exception): silence, not a refusal
+(reference §5).
 """
 
 from __future__ import annotations
@@ -89,7 +96,7 @@ def parse_int(raw: bytes, name: str) -> int:
     return int(text)
 
 
-def parse_text(raw: bytes, name: str, encoding: str = "gbk") -> str:
+def parse_text(raw: bytes, name: str, encoding: str = "utf-8") -> str:
     try:
         return raw.decode(encoding).strip("\0").strip()
     except UnicodeDecodeError:

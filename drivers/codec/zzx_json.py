@@ -14,6 +14,7 @@ from typing import Any
 
 from drivers import commands
 from drivers.base import CommandFailed, MalformedReply, WrongPassword
+from drivers.codec.record import OfficerRecord
 
 #: command name -> message id; a profile may override
 COMMANDS = commands.ZZX_JSON
@@ -81,3 +82,17 @@ def parse_epoch_s(value: Any, name: str = "read_clock") -> datetime:
 def text(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     return value.strip() if isinstance(value, str) else ""
+
+
+def record(body: dict[str, Any], build: str = "standard") -> OfficerRecord:
+    """GetZFYInfo's body as the officer record. The ``p5x_szlj`` build moves
+    fields (reference §5): ``serial`` is the device number's last 5
+    characters, ``policeName`` the user number and ``groupNo`` the model
+    number, so neither is read as a name or a unit there."""
+    serial = text(body, "serial")
+    if not serial:
+        raise MalformedReply("", "read_record", "no serial")
+    if build == "p5x_szlj":
+        return OfficerRecord(serial, text(body, "policeNo"), "", "", text(body, "groupName"))
+    return OfficerRecord(serial, text(body, "policeNo"), text(body, "policeName"), text(body, "groupNo"),
+                         text(body, "groupName"))

@@ -131,6 +131,26 @@ def _find_under(sysdir: Path, want: Callable[[str, str], bool]) -> list[tuple[st
 def mounted_volume(devpath: str, sys_root: Path = Path("/sys"), mountinfo: Path = Path("/proc/self/mountinfo")
                    ) -> Path | None:
     """The mount point of a block device that belongs to this USB device."""
+    found = _mounted(devpath, sys_root, mountinfo)
+    return found[0] if found is not None else None
+
+
+def volume_label(number: str, udev_data: Path = Path("/run/udev/data")) -> str | None:
+    """The filesystem label udev's blkid import recorded for block device
+    *number* (``major:minor``), or None. Family B pairs the storage device
+    with its recorder by it (reference §2B)."""
+    try:
+        lines = (udev_data / f"b{number}").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    props = dict(line[2:].split("=", 1) for line in lines if line.startswith("E:") and "=" in line)
+    if props.get("ID_FS_LABEL_ENC"):
+        return _unescape(props["ID_FS_LABEL_ENC"]) or None
+    return props.get("ID_FS_LABEL") or None
+
+
+def _mounted(devpath: str, sys_root: Path, mountinfo: Path) -> tuple[Path, str] | None:
+    """(mount point, major:minor) of a mounted block device under this USB device."""
     sysdir = sys_root / devpath.lstrip("/")
     numbers = set()
     for dirpath, name in _find_under(sysdir, lambda parent, d: parent == "block" or d.startswith("sd")):
@@ -142,7 +162,7 @@ def mounted_volume(devpath: str, sys_root: Path = Path("/sys"), mountinfo: Path 
     for line in mountinfo.read_text().splitlines():
         fields = line.split()
         if len(fields) > 4 and fields[2] in numbers:
-            return Path(fields[4].encode().decode("unicode_escape"))
+            return Path(fields[4].encode().decode("unicode_escape")), fields[2]
     return None
 
 
@@ -214,10 +234,11 @@ class UdevTranslator:
     mountinfo look-ups."""
 
     def __init__(self, slots: int, ports: Mapping[str, int], sys_root: Path = Path("/sys"),
-                 mountinfo: Path = Path("/proc/self/mountinfo")) -> None:
+                 mountinfo: Path = Path("/proc/self/mountinfo"), udev_data: Path = Path("/run/udev/data")) -> None:
         self.map = SlotMap(slots, ports)
         self.sys_root = sys_root
         self.mountinfo = mountinfo
+        self.udev_data = udev_data
         #: storage-only devices waiting for their volume: devpath -> (device, since)
         self.unmounted: dict[str, tuple[DockedDevice, float]] = {}
 
@@ -259,17 +280,20 @@ class UdevTranslator:
         now = time.monotonic() if now is None else now
         for devpath, (device, since) in list(self.unmounted.items()):
             try:
-                volume = mounted_volume(devpath, self.sys_root, self.mountinfo)
+                found = _mounted(devpath, self.sys_root, self.mountinfo)
             except OSError:
-                volume = None
-            if volume is not None:
+                found = None
+            if found is not None:
                 del self.unmounted[devpath]
-                ready = replace(device, volume=volume)
+                volume, number = found
+                label = volume_label(number, self.udev_data)
+                ready = replace(device, volume=volume,
+                                hints={**device.hints, "volume_label": label} if label else device.hints)
                 disk = scsi_disk(devpath, self.sys_root)
                 if disk is not None:  # profiles may claim a disk by its INQUIRY text (DV16)
                     vendor, model, node = disk
                     ready = replace(ready, ids=replace(device.ids, scsi_vendor=vendor, scsi_model=model),
-                                    hints={**device.hints, **({"scsi_node": node} if node else {})})
+                                    hints={**ready.hints, **({"scsi_node": node} if node else {})})
                 out.append(Attached(ready))
             elif since >= 0 and now - since > MOUNT_PATIENCE_S:
                 self.unmounted[devpath] = (device, -1.0)  # said once

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from drivers.base import DockedDevice
 from drivers.ids import UsbIds
 from drivers.profiles import Profile, Registry
+from drivers.sim.adbd import SimAdbd
 from drivers.sim.device import SimDevice
 from drivers.sim.firmware import FIRMWARE, LEAVE_AFTER_S, BcTextFirmware, SimFirmware, TcpFirmware, UsbFirmware
 
@@ -44,6 +45,8 @@ class Docked:
     left_at: float = 0.0
     #: the detector reported the vendor device's Detached
     reported_left: bool = False
+    #: ZZX with ``adb = true``: the simulated adbd the station reaches it through
+    adbd: SimAdbd | None = None
     _undo: list[Callable[[], None]] = field(default_factory=list)
 
     def unplug(self) -> None:
@@ -124,9 +127,21 @@ def plug(slot: int, dev: SimDevice, registry: Registry, on_leave: Callable[[Dock
             timer.start()
 
         firmware.on_switch = switched
-        docked.device = DockedDevice(slot=slot, ids=ids, volume=None, source="sim", details=dev,
-                                     hints={"tcp_host": server.host, "tcp_port": str(server.port),
-                                            "port": f"sim-{slot}"})
+        if dev.adb:
+            def broadcast(action: str, extras: dict[str, int]) -> tuple[str, int] | None:
+                # the ZZX app: com.zzx.sdk with a positive int extra "port" starts its server
+                ok = action == "com.zzx.sdk" and extras.get("port", 0) > 0
+                return (server.host, server.port) if ok else None
+
+            adbd = SimAdbd(broadcast)
+            docked._undo.append(adbd.close)
+            docked.adbd = adbd
+            docked.device = DockedDevice(slot=slot, ids=ids, volume=None, source="sim", details=dev,
+                                         hints={"adb_serial": adbd.serial, "port": f"sim-{slot}"})
+        else:
+            docked.device = DockedDevice(slot=slot, ids=ids, volume=None, source="sim", details=dev,
+                                         hints={"tcp_host": server.host, "tcp_port": str(server.port),
+                                                "port": f"sim-{slot}"})
     return docked
 
 

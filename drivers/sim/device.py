@@ -34,6 +34,7 @@ class SimDevice(BaseModel):
     unit_no: str = Field("", max_length=13)
     model: str = Field("", max_length=64)
     protocol: Protocol = "ums"
+    #: "": unset (E goes silent when asked for it)
     password: str = Field("000000", max_length=32)
     clock_offset_s: float = Field(0.0, description="recorder clock minus true time")
     vid: int | None = Field(None, ge=0, le=0xFFFF)
@@ -45,6 +46,8 @@ class SimDevice(BaseModel):
     #: GA/T 947 IDCode the firmware answers (C, D, E, F); default per family
     idcode: str = Field("", max_length=8)
     battery_pct: int = Field(85, ge=0, le=100)
+    #: false: the battery level is unset (E goes silent after E12DATR880, the others refuse the read)
+    battery_set: bool = True
     #: the storage side after the switch; None: the profile's, else a sim id
     storage_vid: int | None = Field(None, ge=0, le=0xFFFF)
     storage_pid: int | None = Field(None, ge=0, le=0xFFFF)
@@ -52,6 +55,8 @@ class SimDevice(BaseModel):
     volume_label: str | None = Field(None, description="label of the storage volume; default: serial")
     #: E12: byte order of the length prefix the firmware uses
     length_order: Literal["big", "little"] = "big"
+    #: BC+: which way the +SYSTIME: offset counts (the real sign is unknown)
+    systime_offset: Literal["east", "west"] = "east"
     #: ZZX: a recording recorder refuses the storage switch
     recording: bool = False
     #: DV16: the disk's SCSI INQUIRY vendor and product (the SDK matches "dv16devicev1.00")
@@ -61,6 +66,11 @@ class SimDevice(BaseModel):
     sd_card: bool = True
     #: DV16: answer a clock read (5 on fd 81), which the SDK never sends
     clock_read: bool = False
+    #: ZZX: reached through a simulated adbd (adb connect 127.0.0.1:<port>); the app
+    #: listens only after the com.zzx.sdk broadcast. False: its port is in the dock's hints
+    adb: bool = False
+    #: ZZX: the app build ("p5x_szlj" moves GetZFYInfo's fields)
+    zzx_build: Literal["standard", "p5x_szlj"] = "standard"
     #: simulated link speed in bytes/s (USB 2 ≈ 35e6); 0 = as fast as the disk
     link_rate: int = Field(0, ge=0)
 

@@ -59,7 +59,7 @@ class E12Firmware(TcpFirmware):
                 self._send(conn, b"NULL")
             elif code == "S009":
                 self._send(conn, data)
-                self._send(conn, self.dev.idcode.encode("gbk"))
+                self._send(conn, self.dev.idcode.encode())  # String.getBytes(): UTF-8 on Android
             elif code == "S004":
                 self._send(conn, data)
                 self._send(conn, record.pack(self.record(), record.E12, "gbk"))
@@ -76,13 +76,17 @@ class E12Firmware(TcpFirmware):
                 self._send(conn, f"{self.clock.now_local():%Y-%m-%d %H:%M:%S}".encode())
             elif code == "S007":
                 self._send(conn, data)
+                if not self.dev.battery_set:
+                    continue  # unset: the app throws after E12DATR880 and says nothing more (§5)
                 self._send(conn, str(self.dev.battery_pct).encode())
             elif code == "S006":
                 self._send(conn, data)
                 self._send(conn, b"1920*1080")
             elif code in ("S010", "S011"):
                 self._send(conn, data)
-                self._send(conn, self.dev.password.encode("gbk"))
+                if not self.dev.password:
+                    continue  # unset: silence after E12DATR880, as for the battery
+                self._send(conn, self.dev.password.encode())  # UTF-8, as the IDCode
             elif code == "S008":
                 self._send(conn, data)
                 self._send(conn, e12_tcp.STORAGE_OK)
@@ -124,6 +128,9 @@ class ZzxFirmware(TcpFirmware):
         ok = {"password": "true"}
         if msg_id == c["read_record"]:
             r = self.record()
+            if self.dev.zzx_build == "p5x_szlj":  # the device number's last 5, the user number, the model number
+                return ok | {"policeNo": r.officer, "serial": r.serial[-5:], "policeName": "00000000000",
+                             "groupNo": "00000", "groupName": r.unit_name}
             return ok | {"policeNo": r.officer, "serial": r.serial, "policeName": r.officer_name,
                          "groupNo": r.unit_no, "groupName": r.unit_name}
         if msg_id == c["set_clock"]:
@@ -135,7 +142,7 @@ class ZzxFirmware(TcpFirmware):
         if msg_id == c["read_clock"]:
             return ok | {"Time": str(int(self.clock.now_utc().timestamp())), "Result": "true"}
         if msg_id == c["battery"]:
-            return ok | {"battery": str(self.dev.battery_pct)}
+            return ok | ({} if not self.dev.battery_set else {"battery": str(self.dev.battery_pct)})
         if msg_id == c["resolution"]:
             return ok | {"VideoWidth": "1920", "VideoHeight": "1080"}
         if msg_id == c["disk"]:

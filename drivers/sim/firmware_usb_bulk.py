@@ -126,7 +126,8 @@ class BcTextFirmware(_BulkText):
             r = self.record()
             return f"+GBCFG:{r.serial},{r.officer},{r.officer_name},{r.unit_no},{r.unit_name}\r\nOK\r\n"
         if name == "SYSTIME?":
-            return f"+SYSTIME:{self.clock.now_local():%Y%m%d%H%M%S},480,0,Asia/Shanghai\r\nOK\r\n"
+            offset = 480 if self.dev.systime_offset == "east" else -480
+            return f"+SYSTIME:{self.clock.now_local():%Y%m%d%H%M%S},{offset},0,Asia/Shanghai\r\nOK\r\n"
         if name == "SYSTIME":
             try:
                 utc = datetime.strptime(arg.split(",")[0], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
@@ -135,6 +136,8 @@ class BcTextFirmware(_BulkText):
             self.clock.set_utc(utc)
             return f"+SYSTIME:{utc:%Y%m%d%H%M%S}\r\nOK\r\n"
         if name == "BATVAL?":
+            if not self.dev.battery_set:
+                return "Error: battery\r\n"  # unset; real error texts are unknown (§4.4)
             return f"+BATVAL:{self.dev.battery_pct}\r\nOK\r\n"
         if name == "UDISKEN" and arg == "1":
             self.enter_storage()

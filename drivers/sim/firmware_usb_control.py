@@ -95,6 +95,8 @@ class ZfyCtrlFirmware(UsbFirmware):
             self.clock.set_local(local)
             return True, zfy_ctrl.clock_payload(self.clock.now_local())
         if req.cmd == c["battery"]:
+            if not self.dev.battery_set:
+                return False, b"\x00"  # unset: the failure status (its value is unknown, §4.3)
             return True, bytes([self.dev.battery_pct])
         if req.cmd == c["resolution"]:
             return True, b"\x01"

@@ -1,5 +1,6 @@
-"""`dockgate sim make`: create a simulated recorder with synthetic clips laid
-out the way recorders write them (DCIM/<date>/<officer>_<start>_<seq>.MP4)."""
+"""`dockgate sim make`: create a simulated recorder with synthetic clips
+(DCIM/<date>/<officer>_<start>_<seq>.MP4, the simulator's own naming; family A
+as its source's script reads names: DCIM/<YYMMDD>/, time at characters 21-26)."""
 
 from __future__ import annotations
 
@@ -46,9 +47,15 @@ def make_recorder(folder: Path, *, clips: int, size: int, serial: str, officer: 
     for i in range(clips):
         t += timedelta(seconds=steps[i])
         local = t + timedelta(hours=8, seconds=clock_offset_s)  # recorders run on local time
-        day = folder / "storage" / "DCIM" / local.strftime("%Y%m%d")
+        if protocol == "amba-ctrl":
+            # laid out for [A]'s rule: DCIM/<YYMMDD>/, the time of day at characters 21-26
+            day = folder / "storage" / "DCIM" / local.strftime("%y%m%d")
+            name = f"{(officer or 'X')[:8]:_<8}_0000_{local:%y%m%d%H%M%S}.MP4"
+        else:  # the simulator's own naming; no profile parses it (no source gives one)
+            day = folder / "storage" / "DCIM" / local.strftime("%Y%m%d")
+            name = f"{officer or 'X'}_{local.strftime('%Y%m%d%H%M%S')}_{i + 1:04d}.MP4"
         day.mkdir(parents=True, exist_ok=True)
-        p = day / f"{officer or 'X'}_{local.strftime('%Y%m%d%H%M%S')}_{i + 1:04d}.MP4"
+        p = day / name
         with open(p, "wb") as f:
             # synthetic payload, not a container: an MP4 header without an index
             # would read as a clip cut short (tests make real MP4s with ffmpeg)

@@ -149,10 +149,12 @@ class Catalog(LockStore):
         self._announce(evs)
         return dock_id
 
-    def identify_dock(self, dock_id: int, ident: Identity, *events: Event) -> None:
+    def identify_dock(self, dock_id: int, ident: Identity, *events: Event, volume_label: str | None = None) -> None:
         with self.tx() as db:
-            db.execute("UPDATE docks SET serial=?, model=?, officer=?, officer_name=?, unit=? WHERE id=?",
-                       (ident.serial, ident.model, ident.officer, ident.officer_name, ident.unit, dock_id))
+            db.execute("UPDATE docks SET serial=?, model=?, officer=?, officer_name=?, unit=?, idcode=?, "
+                       "volume_label=? WHERE id=?",
+                       (ident.serial, ident.model, ident.officer, ident.officer_name, ident.unit, ident.idcode,
+                        volume_label, dock_id))
             self._write_events(db, events)
         self._announce(events)
 

@@ -79,6 +79,10 @@ class DockRow:
     clock_set: int | None = None
     undocked_at: float | None = None
     result: str | None = None
+    #: GA/T 947 IDCode (manufacturer and model code), where the family has one
+    idcode: str | None = None
+    #: label of the storage volume read at this dock, where the volume has one
+    volume_label: str | None = None
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,8 @@ class DockSummary(TypedDict):
     docked_at: float
     undocked_at: float | None
     result: str | None
+    idcode: str | None
+    volume_label: str | None
 
 
 class ClipView(TypedDict):
@@ -284,7 +286,7 @@ class Reports:
     def recent_docks(self, limit: int = 10) -> list[DockSummary]:
         return cast(list[DockSummary], _rows(self.db.execute(
             "SELECT id, slot, serial, officer, unit, model, profile, clock_drift_s, clock_set, docked_at, "
-            "undocked_at, result FROM docks ORDER BY id DESC LIMIT ?", (limit,))))
+            "undocked_at, result, idcode, volume_label FROM docks ORDER BY id DESC LIMIT ?", (limit,))))
 
     # -- clips, for the review --------------------------------------------------------------
     def clip(self, sha256: str) -> ClipView | None:

@@ -160,5 +160,11 @@ MIGRATIONS = [
         announced INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # the dock record holds the GA/T 947 IDCode the recorder reported (manufacturer
+    # and model code) and the label of the volume it was paired with
+    """
+    ALTER TABLE docks ADD COLUMN idcode TEXT;
+    ALTER TABLE docks ADD COLUMN volume_label TEXT;
+    """,
 ]
 VERSION = len(MIGRATIONS)

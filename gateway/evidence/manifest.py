@@ -101,17 +101,13 @@ def capture_time(facts: ContainerFacts, clip: ClipRow, profile: Profile | None,
     elif profile is not None:
         from zoneinfo import ZoneInfo
 
-        name = os.path.basename(clip.path.decode("utf-8", "replace"))
-        for pattern in profile.names:
-            m = re.search(pattern.pattern, name)
-            if m and m.groupdict().get("start"):
-                try:
-                    local = datetime.strptime(m.group("start"), pattern.time_format)
-                except ValueError:
-                    continue
+        local = profile.start_from_name(clip.path.decode("utf-8", "replace"))
+        if local is not None:
+            try:
                 recorder = local.replace(tzinfo=ZoneInfo(profile.clock.timezone)).astimezone(UTC)
                 source = "file_name"
-                break
+            except (OverflowError, ValueError):
+                recorder = None
     if recorder is None:
         recorder = datetime.fromtimestamp(clip.mtime_ns / 1e9, UTC)
     corrected = recorder.timestamp() - (drift_s or 0.0)

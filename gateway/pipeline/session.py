@@ -125,6 +125,8 @@ class DockSession:
         self.dock_id: int | None = None
         self.recorder: Recorder | None = None
         self.serial = device.ids.serial or "?"
+        #: the label of the storage volume the recorder became (paired by it where the family ties the two)
+        self.volume_label: str | None = None
         #: what the dock's status says about the clock step (the station clock was not synchronised)
         self.clock_note: str | None = None
 
@@ -221,12 +223,14 @@ class DockSession:
             # evidence on the recorder, so it is pulled; but the same file also
             # lives under another name, maybe outside the volume: say so
             cat.emit("hard_linked_clip", self.slot, serial=ident.serial, path=ref.display, links=ref.links)
-        if ident.officer is None:  # plain storage: the profile's file-name patterns know it
-            officer = next((o for o in map(rec.profile.officer_from_name, (r.name for r in refs)) if o), None)
+        if ident.officer is None:  # no officer record: the profile's naming rule, where a source gives one
+            officer = next((o for o in map(rec.profile.officer_from_name, (r.display for r in refs)) if o), None)
             ident = dataclasses.replace(ident, officer=officer)
+        label = self.volume_label or self.device.hints.get("volume_label")
         cat.identify_dock(self.dock_id, ident, event(
             "identified", self.slot, serial=ident.serial, model=ident.model, officer=ident.officer,
-            unit=ident.unit, battery_pct=ident.battery_pct, idcode=ident.idcode, dock_id=self.dock_id))
+            unit=ident.unit, battery_pct=ident.battery_pct, dock_id=self.dock_id, idcode=ident.idcode,
+            volume_label=label), volume_label=label)
         pending, known = cat.discover(self.dock_id, ident.serial, ident.officer, refs)
         # sidecars (GPS track, importance mark) first, so a clip's are staged before it is stamped
         suffixes = tuple(s.suffix.lower().encode() for s in rec.profile.sidecars)
@@ -324,6 +328,7 @@ class DockSession:
                      waited_s=round(time.monotonic() - started, 1))
             return False
         await self._thread(rec.attach_storage, storage)
+        self.volume_label = storage.hints.get("volume_label")
         st.state, st.message = "identifying", None
         cat.emit("storage_switched", self.slot, serial=serial, dock_id=self.dock_id,
                  vid=f"{storage.ids.vid:04x}", pid=f"{storage.ids.pid:04x}",
