@@ -161,7 +161,8 @@ def tamper(kind: str, archive: Path) -> str:
         (a,) = archive.rglob("*.amendment-*.json")
         _flip(a, _digit_in(a, b'"custody_seq":') - 1)
         return a.name
-    seg = sorted((archive / "custody").rglob("*.jsonl"))[0]
+    # the segment with the most entries: with rotation every second, the first may hold one or two
+    seg = max(sorted((archive / "custody").rglob("*.jsonl")), key=lambda p: p.read_bytes().count(b"\n"))
     lines = seg.read_bytes().splitlines(keepends=True)
     seg.chmod(0o644)
     if kind == "custody-entry":
