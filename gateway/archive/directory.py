@@ -381,8 +381,12 @@ class DirectoryArchive(Archive):
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every file in the tree but the temp folder: hidden files too, so
-        that `verify` names anything it does not understand."""
-        for dirpath, dirs, files in os.walk(self.root):
+        that `verify` names anything it does not understand. A prefix with
+        a folder in it walks that folder only (a case's clips are listed
+        without walking the archive)."""
+        folder, _, _ = prefix.rpartition("/")
+        start = self.root / folder if folder and ".." not in folder.split("/") else self.root
+        for dirpath, dirs, files in os.walk(start):
             if dirpath == str(self.root) and TMP_DIR in dirs:
                 dirs.remove(TMP_DIR)
             for f in files:

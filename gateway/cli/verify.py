@@ -109,9 +109,9 @@ def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnesse
 
     case_keys: set[str] = set()
     if args.case:  # the clips the archive's own documents put in the case too: custody may disagree
-        from gateway.casefile.source import Selection, collect
+        from gateway.casefile.source import Selection, scan
 
-        case_keys = {c.key for c in collect(archive, Selection(case=args.case)).clips}
+        case_keys = {c.key for c in scan(archive, Selection(case=args.case)).clips}
     sm2_keys: dict[str, bytes] = {}
     if args.sm2_pubkey:
         from gateway.evidence.gm import load_sm2_public, sm2_key_id
