@@ -270,11 +270,12 @@ def export_case(archive: Archive, sel: Selection, out: Path, keys: list[Ed25519P
              "ok": check.ok, "summary": check.summary, "properties": check.as_dict()},
             ensure_ascii=False, indent=2).encode() + b"\n")
         if reports:
-            from gateway.casefile.report import REPORT_STEM, render_html, render_pdf
+            from gateway.casefile.report import REPORT_STEM, render_html, write_pdf
 
             html = render_html(ev, lang=lang, keys=keys, tz=archival.tz)
             (work / f"{REPORT_STEM}.html").write_text(html, encoding="utf-8")
-            (work / f"{REPORT_STEM}.pdf").write_bytes(render_pdf(html))
+            del html
+            write_pdf(ev, work / f"{REPORT_STEM}.pdf", lang=lang, keys=keys, tz=archival.tz)
         cwd = os.getcwd()
         try:
             bag.save(manifests=False)  # the tag manifest now covers the tag files too

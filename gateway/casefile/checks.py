@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ PROPERTIES = ("authenticity", "integrity", "usability", "security")
 #: the tag files an export writes (besides BagIt's own)
 TAG_FILES = ("文件目录.XML", "文件目录.CSV", "说明文件.txt", "四性检测报告.json", "监管链报告.html", "监管链报告.pdf")
 _BAGIT_TAGS = ("bagit.txt", "bag-info.txt")
+#: the PDF report of a large case, in volumes (gateway/casefile/report.py, ``volume_paths``)
+_VOLUME = re.compile(r"监管链报告-\d{3}\.pdf")
 #: a container may be this much shorter than its manifest says (rounding, last frame)
 DURATION_SLACK_S = 0.5
 
@@ -185,7 +188,8 @@ def security(bag_dir: Path) -> tuple[list[Finding], int]:
             elif st.st_mode & 0o111:
                 bad.append(Finding("security", "security-executable", rel, "executable"))
             elif "/" not in rel:
-                if rel not in TAG_FILES + _BAGIT_TAGS and not rel.startswith(("manifest-", "tagmanifest-")):
+                if rel not in TAG_FILES + _BAGIT_TAGS and not rel.startswith(("manifest-", "tagmanifest-")) and \
+                        not _VOLUME.fullmatch(rel):
                     bad.append(Finding("security", "security-unexpected", rel, "a file the export does not write"))
             elif rel.startswith("data/keys/"):
                 if not rel.endswith(".pub.pem"):
