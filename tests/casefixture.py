@@ -41,9 +41,10 @@ def base_mp4(path: Path, seconds: int = 1) -> bytes:
     return path.read_bytes()
 
 
-def unique(base: bytes, n: int) -> bytes:
-    """*base* with a ``free`` box naming *n*: a clip of its own hash."""
-    return base + struct.pack(">I4s", 24, b"free") + n.to_bytes(16, "big")
+def unique(base: bytes, n: int, pad: int = 0) -> bytes:
+    """*base* with a ``free`` box naming *n* (and *pad* zero bytes, for
+    clips of a given size): a clip of its own hash."""
+    return base + struct.pack(">I4s", 24 + pad, b"free") + n.to_bytes(16, "big") + bytes(pad)
 
 
 @dataclass
@@ -58,10 +59,12 @@ class Built:
     log: CustodyLog | None = None
     base: bytes = b""
     made: int = 0
+    #: bytes of padding per clip (0: some 4 KiB clips)
+    pad: int = 0
 
 
 def _clip(b: Built, n: int, case: str | None, capture: float, log: CustodyLog) -> str:
-    data = unique(b.base, n)
+    data = unique(b.base, n, b.pad)
     sha = hashlib.sha256(data).hexdigest()
     officer = OFFICERS[n % len(OFFICERS)]
     day = datetime.fromtimestamp(capture, UTC)
@@ -141,21 +144,22 @@ def grow(b: Built, clips: int, *, case: str | None = None, case_every: int = 0, 
         b.made += 1
         in_case = case if case is not None and case_every and n % case_every == 0 else None
         made.append(_clip(b, n, in_case, start + 60 * n, b.log))
-        if b.log.maybe_rotate():
-            pass
+        b.log.maybe_rotate()
     publish(b)
     return made
 
 
-def build(work: Path, clips: int, *, case: str = "C-1", case_every: int = 1, rotate_entries: int = 1000) -> Built:
+def build(work: Path, clips: int, *, case: str = "C-1", case_every: int = 1, rotate_entries: int = 1000,
+          pad: int = 0) -> Built:
     """An archive under *work*/archive of *clips* clips, every
-    *case_every*-th filed under *case* (0: none); its public key beside."""
+    *case_every*-th filed under *case* (0: none); its public key beside;
+    each clip *pad* bytes larger than the small base clip."""
     work.mkdir(parents=True, exist_ok=True)
     signer = keygen(work / "station.key", work / "station.pub.pem", force=True)
     root = work / "archive"
     root.mkdir(exist_ok=True)
     custody_dir = work / "custody"
-    b = Built(root, work / "station.pub.pem", signer, custody_dir, base=base_mp4(work / "base.mp4"))
+    b = Built(root, work / "station.pub.pem", signer, custody_dir, base=base_mp4(work / "base.mp4"), pad=pad)
     b.log = CustodyLog(custody_dir, signer, STATION, rotate_entries=rotate_entries, rotate_s=1e9)
     grow(b, clips, case=case if case_every else None, case_every=case_every)
     return b

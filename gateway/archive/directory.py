@@ -379,6 +379,17 @@ class DirectoryArchive(Archive):
     def read(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
 
+    def identity(self, key: str) -> str | None:
+        """Device, inode, size, mtime and ctime (ns): a rewrite, a copy put
+        in place or a restored backup each change it (ctime cannot be set back)."""
+        try:
+            st = os.stat(self._path(key))
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self._classify(e) from e
+        return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every file in the tree but the temp folder: hidden files too, so
         that `verify` names anything it does not understand. A prefix with

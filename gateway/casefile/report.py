@@ -113,8 +113,8 @@ table { border-collapse: collapse; width: 100%; margin: 4pt 0; table-layout: fix
 th, td { border: 0.5pt solid #888; padding: 2pt 3pt; text-align: left; vertical-align: top; }
 th { background: #eee; width: 22%; }
 table.events th { width: auto; }
-table.events th.c1 { width: 8%; } table.events th.c2 { width: 24%; } table.events th.c3 { width: 20%; }
-table.events th.c4 { width: 16%; } table.events th.c5 { width: 32%; }
+table.events th.c1 { width: 7%; } table.events th.c2 { width: 22%; } table.events th.c3 { width: 17%; }
+table.events th.c4 { width: 24%; } table.events th.c5 { width: 30%; }
 thead { display: table-header-group; }
 tr { page-break-inside: avoid; }
 .hash { font-family: "DejaVu Sans Mono", monospace; font-size: 7.5pt; word-break: break-all; }
@@ -322,7 +322,7 @@ def render_pdf(html: str) -> bytes:
 #: clips per volume of a PDF report: WeasyPrint lays out and holds a whole document (about 1.6 MiB and
 #: 0.1 CPU-s a clip, beside some 170 MiB for itself and the CJK fonts), so a large case is written as
 #: volumes, each rendered in a child process that ends with it
-VOLUME_CLIPS = 100
+VOLUME_CLIPS = 50
 
 
 def _render_to(html: str, path: Path) -> None:
