@@ -17,6 +17,11 @@ written, made durable together (one journal commit instead of one per file)
 and read back; the media is linked and its directory fsynced before the
 manifest files are linked beside it, so the archive never shows a manifest
 for media it does not hold.
+
+Why one module of this length: the write path (temp file, barrier,
+read-back, link) and the read side (listing by prefix, object identity for
+the verified-hash cache) share one set of path rules and one classification
+of OS errors; split, they would drift apart.
 """
 
 from __future__ import annotations
@@ -397,10 +402,13 @@ class DirectoryArchive(Archive):
         without walking the archive)."""
         folder, _, _ = prefix.rpartition("/")
         start = self.root / folder if folder and ".." not in folder.split("/") else self.root
+        root = str(self.root)
         for dirpath, dirs, files in os.walk(start):
-            if dirpath == str(self.root) and TMP_DIR in dirs:
+            if dirpath == root and TMP_DIR in dirs:
                 dirs.remove(TMP_DIR)
+            rel = os.path.relpath(dirpath, root)  # once per folder, not per file
+            head = "" if rel == "." else rel + "/"
             for f in files:
-                key = os.path.relpath(os.path.join(dirpath, f), self.root)
+                key = head + f
                 if key.startswith(prefix):
                     yield key
