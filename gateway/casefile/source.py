@@ -310,12 +310,14 @@ def _ts(utc: object) -> float | None:
         return None
 
 
-def candidates(archive: Archive, sel: Selection, custody: dict[str, list[str]]) -> dict[str, str]:
+def candidates(archive: Archive, sel: Selection, custody: dict[str, list[str]], indexed: list[int]
+               ) -> dict[str, str]:
     """Clip key by SHA-256 of every clip the custody record ever files
     under the selection's case (stamped or amended), or stamps with a
     capture time in its span. Lines are parsed only when they can matter:
     for a case, only those naming it (and an archived entry giving the key
-    of a clip it took in by amendment)."""
+    of a clip it took in by amendment). *indexed*: [0] counts the
+    ``clip_archived`` entries seen."""
     from gateway.evidence.canonical import canonical
 
     marker = b'"case_number":' + canonical(sel.case) if sel.case is not None else None
@@ -323,7 +325,9 @@ def candidates(archive: Archive, sel: Selection, custody: dict[str, list[str]]) 
     keys: dict[str, str] = {}
     for segs in custody.values():
         for seg in segs:
-            for line in read_all(archive, seg).splitlines():
+            body = read_all(archive, seg)
+            indexed[0] += body.count(b'"event":"clip_archived"')
+            for line in body.splitlines():
                 stamped = b'"event":"stamped"' in line
                 if stamped or b'"event":"amended"' in line:
                     if marker is not None and marker not in line:
@@ -363,13 +367,24 @@ def candidates(archive: Archive, sel: Selection, custody: dict[str, list[str]]) 
 def collect(archive: Archive, sel: Selection) -> CaseEvidence:
     """The clips of *sel* with their custody excerpt. A case, or a span of
     capture time, is found through the custody index and costs what the
-    selection holds; a selection of everything reads every manifest."""
+    selection holds (and one listing of the archive's names, nothing read,
+    to see that custody indexes every clip it holds; when it does not, every
+    manifest is read); a selection of everything reads every manifest."""
     if sel.case is None and sel.start is None and sel.end is None:
         return scan(archive, sel)
     custody = _custody_listing(archive)
+    indexed = [0]
+    found = candidates(archive, sel, custody, indexed)
+    manifests = sum(1 for k in archive.keys() if k.endswith(MANIFEST_SUFFIX)  # noqa: SIM118 - not a dict
+                    and not k.startswith("custody/"))
+    if manifests > indexed[0]:
+        # the archive holds clips its archived custody does not index yet (a segment not sealed or not
+        # forwarded): they may be the selection's, so every manifest is read, as the export must name
+        # each clip whose custody is not sealed rather than leave it out without a word
+        return scan(archive, sel)
     clips: list[ClipEvidence] = []
     present: set[str] = set()
-    for media in sorted(set(candidates(archive, sel, custody).values())):
+    for media in sorted(set(found.values())):
         own = sorted(k for k in archive.keys(media) if k == media or k.startswith(media + "."))
         manifest = media + MANIFEST_SUFFIX
         if manifest not in own:
