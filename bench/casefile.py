@@ -110,7 +110,7 @@ def bench_casefile(work: Path, row: Row, quick: bool) -> None:
     v_s = min(_timed([_PY, "-m", "gateway.cli.main", "verify", "--bag", str(bag)]) for _ in range(2))
     row(f"verify --bag, {small_case} clips", f"{v_s / b_s:.1f}x",
         f"{v_s:.1f} s ({CPU[str(bag)]:.1f} CPU-s); bagit.py --validate {b_s:.2f} s "
-        "(verify --bag adds signatures, custody, one ffprobe per clip)", "<= 2x")
+        "(verify --bag adds signatures, custody, containers read through)", "<= 2x")
     bench_verify_modes(root, row, 100 if quick else 1000, 1 << 20)
 
 

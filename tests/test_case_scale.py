@@ -287,3 +287,25 @@ def test_one_clip_cut_short_among_many_is_named_alone(tmp_path: Path) -> None:
         docs[f"c{n}.MP4"] = {"clip": {"partial": False, "container": {"duration_s": 1.0}}}
     got = {u.key: u.ok for u in usability(tmp_path, docs)}
     assert got == {"c0.MP4": True, "c1.MP4": True, "c2.MP4": True, "c3.MP4": False, "c4.MP4": True}
+
+
+def test_a_large_case_report_is_written_in_volumes_each_naming_itself(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from gateway.casefile import report
+    from gateway.casefile.checks import security
+
+    monkeypatch.setattr(report, "VOLUME_CLIPS", 2)
+    b = build(tmp_path / "st", 5, case="C-1", case_every=1)
+    ev = collect(DirectoryArchive(b.root), Selection(case="C-1"))
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    paths = report.write_pdf(ev, bag / "监管链报告.pdf", keys=[load_public(b.pub)])
+    assert [p.name for p in paths] == ["监管链报告-001.pdf", "监管链报告-002.pdf", "监管链报告-003.pdf"]
+    text = subprocess.run(["pdftotext", str(paths[2]), "-"], capture_output=True, text=True, check=True).stdout
+    assert "第3卷，共3卷，本卷为第5至5条" in text  # noqa: RUF001 - the report's own punctuation
+    assert b.clips["C-1"][4].rsplit("/", 1)[-1] in text
+    for p in paths:
+        p.chmod(0o444)
+    assert security(bag)[0] == []  # volumes are files an export writes
