@@ -153,6 +153,7 @@ def test_incremental_verify_reads_only_what_custody_indexes_after_the_witnessed_
     assert v.report.media_hashed == 21
     segments_read = {k for k in a.reads if k.endswith(".jsonl")}
     assert len(segments_read) <= 3, segments_read  # the new ones and the one the first new one indexes
+    assert "" not in a.listed and len(a.listed) == 1 + 21  # the custody folders, then each clip's own objects
 
 
 def test_a_second_incremental_run_reads_no_media_through_the_cache(grown: tuple[Built, Checkpoint, list[str]],

@@ -29,6 +29,13 @@ Given the archive and the station public key(s):
 
 The archive is listed once, each object read once. Nothing is written.
 
+* incremental (``since``, ``--since-witnessed``): only the custody folders
+  and each new clip's own objects are listed; the chain goes on from the
+  witnessed checkpoint's head; what custody indexes after it is checked
+  (docs/verify.md says what it does not look at). With a verified-hash
+  cache (gateway/evidence/hashcache.py), media whose archive identity is
+  unchanged are not read; the comparison with the manifest is made anyway.
+
 Why one module of this length: every check shares one listing, one read of
 each object and one report, and a third party reads the whole verifier in one
 place (the rule of what must be there is gateway/evidence/graph.py).
@@ -252,7 +259,8 @@ class Verifier:
         return doc, body
 
     def run(self) -> Report:
-        keys = sorted(self.archive.keys())
+        # incremental: the custody folders are listed, and later each new clip's own objects; not the archive
+        keys = sorted(self.archive.keys("custody/" if self.since is not None else ""))
         self.keyset = set(keys)
         if self.since is not None:
             keys = self._after_start(keys)
@@ -377,7 +385,8 @@ class Verifier:
 
     def _new_scope(self, keys: list[str], records: dict[str, StationRecord]) -> list[str]:
         """Incremental: the clips custody files after the start (stamped,
-        archived, amended), with every object of theirs; custody as above."""
+        archived, amended), with every object of theirs (each clip's own
+        prefix listed); custody as above."""
         scope: set[str] = set()
         media: set[str] = set()
         for rec in records.values():
@@ -390,7 +399,9 @@ class Verifier:
                 if not c.stamped_seq:
                     self._old_media.add(key)
         self.scope = scope
-        return [k for k in keys if k.startswith("custody/") or media_key(k) in media]
+        own = [k for m in sorted(media) for k in self.archive.keys(m) if k == m or k.startswith(m + ".")]
+        self.keyset.update(own)
+        return sorted([k for k in keys if k.startswith("custody/")] + own)
 
     def _before_start(self, station: str, seq: object) -> bool:
         start = self._start.get(station)
