@@ -102,6 +102,7 @@ class Report:
     objects_read: int = 0
     media_hashed: int = 0
     media_cached: int = 0
+    media_known: int = 0
     #: incremental (``since``): the witnessed checkpoint the run starts after (station, seq)
     since: tuple[str, int] | None = None
 
@@ -122,7 +123,9 @@ class Report:
                 + (f"; only what is new after witnessed checkpoint {self.since[1]} of {self.since[0]}"
                    if self.since is not None else "")
                 + (f"; {self.media_cached} media hashes from the cache (identity unchanged)"
-                   if self.media_cached else ""))
+                   if self.media_cached else "")
+                + (f"; {self.media_known} media hashes from the bag's manifest (its fixity checked)"
+                   if self.media_known else ""))
 
 
 @dataclass
@@ -584,7 +587,7 @@ class Verifier:
         cached when its identity held while it was read). Only the reading
         is saved: the caller compares with the manifest either way."""
         if self.digests is not None and (known := self.digests(media)) is not None:
-            self.report.media_cached += 1
+            self.report.media_known += 1
             return known
         identity = self.archive.identity(media) if self.cache is not None else None
         if self.cache is not None and (hit := self.cache.get(media, identity)) is not None:
