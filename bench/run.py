@@ -386,7 +386,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, one round (a smoke test)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="ingest,parallel,forward,daemon,catalog,small,slots,verify,one",
-                    help="comma-separated sections to run")
+                    help="comma-separated sections to run (also: casefile)")
     a = ap.parse_args()
     only = set(a.only.split(","))
     q = a.quick
@@ -416,6 +416,10 @@ def main() -> None:
             scale.bench_verify(work, row, 200 if q else 2000, MiB, rounds, small)
         if "one" in only:
             scale.bench_one_recorder(work, row, 4, (32 if q else 256) * MiB)
+        if "casefile" in only:  # issue 30, case scale: not in the default set (about 15 minutes)
+            from bench.casefile import bench_casefile
+
+            bench_casefile(work, row, q)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (ROOT / "bench" / "last-run.json").write_text(json.dumps(ROWS, ensure_ascii=False, indent=1) + "\n")

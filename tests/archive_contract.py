@@ -56,6 +56,17 @@ class ArchiveContract:
             assert f.read() == b'{"k": 1}'
         assert sorted(archive.keys()) == sorted([obj.key, obj.key + ".manifest.json"])
 
+    def test_identity_is_stable_per_object_and_none_for_an_absent_key(self, archive: Archive) -> None:
+        """What the verified-hash cache keys on (gateway/evidence/hashcache.py): the same object
+        answers the same, another object otherwise, an absent key None; a backend may have none."""
+        archive.put_bytes("custody/s1/seg-1.jsonl", b"a\n")
+        archive.put_bytes("custody/s1/seg-2.jsonl", b"b\n")
+        first = archive.identity("custody/s1/seg-1.jsonl")
+        assert archive.identity("custody/s1/absent.jsonl") is None
+        if first is not None:
+            assert archive.identity("custody/s1/seg-1.jsonl") == first
+            assert archive.identity("custody/s1/seg-2.jsonl") not in (None, first)
+
     def test_small_objects_are_write_once(self, archive: Archive) -> None:
         assert not archive.put_bytes("custody/s1/seg-1.jsonl", b"a\n").existed
         assert archive.put_bytes("custody/s1/seg-1.jsonl", b"a\n").existed

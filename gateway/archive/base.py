@@ -38,7 +38,12 @@ write-once, identical bytes already there are fine (``existed``), different
 bytes raise ``ArchiveConflict``, verified before returning.
 
 ``sha256(key)``: hash of the stored object by reading it back, ``None`` if
-absent. ``read(key)``: a binary stream. ``keys(prefix)``: every key, including
+absent. ``identity(key)``: a cheap token that changes whenever the object's
+bytes may have (a directory archive: device, inode, size, mtime and ctime
+in nanoseconds; S3: ETag, version id, size, last modified); ``None`` when
+absent or when the backend has none. A verified-hash cache keyed by it
+(gateway/evidence/hashcache.py) re-hashes whatever changed identity.
+``read(key)``: a binary stream. ``keys(prefix)``: every key, including
 anything the archive holds that dockgate did not write (so `verify` can name
 it), never a partial object. ``sweep_partial()``: at start, remove what an
 interrupted write left (a kill -9 mid-put) and say how much.
@@ -219,6 +224,10 @@ class Archive(abc.ABC):
 
     @abc.abstractmethod
     def keys(self, prefix: str = "") -> Iterator[str]: ...
+
+    def identity(self, key: str) -> str | None:
+        """See the module docstring; default: none (a cache never trusts this backend)."""
+        return None
 
     def describe(self) -> str:
         return self.name

@@ -17,6 +17,11 @@ written, made durable together (one journal commit instead of one per file)
 and read back; the media is linked and its directory fsynced before the
 manifest files are linked beside it, so the archive never shows a manifest
 for media it does not hold.
+
+Why one module of this length: the write path (temp file, barrier,
+read-back, link) and the read side (listing by prefix, object identity for
+the verified-hash cache) share one set of path rules and one classification
+of OS errors; split, they would drift apart.
 """
 
 from __future__ import annotations
@@ -379,13 +384,31 @@ class DirectoryArchive(Archive):
     def read(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
 
+    def identity(self, key: str) -> str | None:
+        """Device, inode, size, mtime and ctime (ns): a rewrite, a copy put
+        in place or a restored backup each change it (ctime cannot be set back)."""
+        try:
+            st = os.stat(self._path(key))
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self._classify(e) from e
+        return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every file in the tree but the temp folder: hidden files too, so
-        that `verify` names anything it does not understand."""
-        for dirpath, dirs, files in os.walk(self.root):
-            if dirpath == str(self.root) and TMP_DIR in dirs:
+        that `verify` names anything it does not understand. A prefix with
+        a folder in it walks that folder only (a case's clips are listed
+        without walking the archive)."""
+        folder, _, _ = prefix.rpartition("/")
+        start = self.root / folder if folder and ".." not in folder.split("/") else self.root
+        root = str(self.root)
+        for dirpath, dirs, files in os.walk(start):
+            if dirpath == root and TMP_DIR in dirs:
                 dirs.remove(TMP_DIR)
+            rel = os.path.relpath(dirpath, root)  # once per folder, not per file
+            head = "" if rel == "." else rel + "/"
             for f in files:
-                key = os.path.relpath(os.path.join(dirpath, f), self.root)
+                key = head + f
                 if key.startswith(prefix):
                     yield key

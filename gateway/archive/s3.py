@@ -383,6 +383,14 @@ class S3Archive(Archive):
                 return
             token = {"ContinuationToken": resp["NextContinuationToken"]}
 
+    def identity(self, key: str) -> str | None:
+        """ETag, version id, size and last modified of the current version."""
+        head = self._head(self.prefix + key)
+        if head is None:
+            return None
+        return (f"s3:{head.get('ETag')}:{head.get('VersionId')}:{head.get('ContentLength')}:"
+                f"{head.get('LastModified')}")
+
     def object_info(self, key: str) -> dict[str, Any] | None:
         """Head of the current version (tests and `verify` show lock state)."""
         return self._head(self.prefix + key)

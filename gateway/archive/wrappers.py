@@ -38,6 +38,9 @@ class Wrapper(Archive):
     def read(self, key: str) -> BinaryIO:
         return self.inner.read(key)
 
+    def identity(self, key: str) -> str | None:
+        return self.inner.identity(key)
+
     def keys(self, prefix: str = "") -> Iterator[str]:
         return self.inner.keys(prefix)
 

@@ -53,7 +53,7 @@ from gateway.casefile.catalogue import (
     readme_text,
 )
 from gateway.casefile.checks import BagCheck, check_bag, fixity
-from gateway.casefile.source import CaseEvidence, Selection, collect, custody_of
+from gateway.casefile.source import CaseEvidence, Selection, collect, custody_of, excerpt_of
 from gateway.config import RetentionConfig
 from gateway.durable import fsync_dir
 from gateway.errors import DockgateError
@@ -170,9 +170,9 @@ def _payload(archive: Archive, ev: CaseEvidence, keys: list[Ed25519PublicKey], s
             for k in (ak, ak + SIG_SUFFIX):
                 with contextlib.suppress(FileNotFoundError):
                     _copy(archive, k, root / k)
-    for k in ev.segments:  # the excerpt: other cases' entries reduced to their hashes
+    for k in ev.segments:  # the excerpt: other cases' entries reduced to their hashes, one segment at a time
         (root / k).parent.mkdir(parents=True, exist_ok=True)
-        (root / k).write_bytes(ev.segment_bodies[k])
+        (root / k).write_bytes(excerpt_of(archive, ev, k))
         os.chmod(root / k, 0o444)
     for k in ev.checkpoints:
         _copy(archive, k, root / k)
@@ -270,11 +270,12 @@ def export_case(archive: Archive, sel: Selection, out: Path, keys: list[Ed25519P
              "ok": check.ok, "summary": check.summary, "properties": check.as_dict()},
             ensure_ascii=False, indent=2).encode() + b"\n")
         if reports:
-            from gateway.casefile.report import REPORT_STEM, render_html, render_pdf
+            from gateway.casefile.report import REPORT_STEM, render_html, write_pdf
 
             html = render_html(ev, lang=lang, keys=keys, tz=archival.tz)
             (work / f"{REPORT_STEM}.html").write_text(html, encoding="utf-8")
-            (work / f"{REPORT_STEM}.pdf").write_bytes(render_pdf(html))
+            del html
+            write_pdf(ev, work / f"{REPORT_STEM}.pdf", lang=lang, keys=keys, tz=archival.tz)
         cwd = os.getcwd()
         try:
             bag.save(manifests=False)  # the tag manifest now covers the tag files too

@@ -7,7 +7,7 @@
   every clip against its manifest, the custody excerpt's sequence and chain,
   the checkpoints' heads;
 * usability: each container opens (ffprobe) and its packets read through
-  (ffmpeg, stream copy: no decode) to the duration its manifest states; a
+  (``ffmpeg -c copy -f null``: demuxed, not decoded) to the duration its manifest states; a
   clip archived as ``partial`` may be short, and is said to be;
 * security: nothing in the bag that the export did not put there (no
   symbolic links, no executables, no file of a kind it does not write).
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ PROPERTIES = ("authenticity", "integrity", "usability", "security")
 #: the tag files an export writes (besides BagIt's own)
 TAG_FILES = ("文件目录.XML", "文件目录.CSV", "说明文件.txt", "四性检测报告.json", "监管链报告.html", "监管链报告.pdf")
 _BAGIT_TAGS = ("bagit.txt", "bag-info.txt")
+#: the PDF report of a large case, in volumes (gateway/casefile/report.py, ``volume_paths``)
+_VOLUME = re.compile(r"监管链报告-\d{3}\.pdf")
 #: a container may be this much shorter than its manifest says (rounding, last frame)
 DURATION_SLACK_S = 0.5
 
@@ -120,32 +123,88 @@ def fixity(bag_dir: Path) -> list[Finding]:
 
 
 def probe_container(path: Path) -> tuple[float | None, str]:
-    """(duration from the container, problems reading its packets)."""
+    """(duration from the container, problems reading its packets). One
+    ffprobe that reads every packet through (``-count_packets``: the
+    demuxer ``ffmpeg -c copy -f null`` runs, nothing decoded), not an ffprobe
+    and an ffmpeg: a process start is most of what a small clip costs."""
     try:
-        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration,format_name",
-                              "-of", "json", str(path)], capture_output=True, text=True, timeout=120, check=False)
+        out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_entries",
+                              "format=duration,format_name:stream=nb_read_packets", "-of", "json", str(path)],
+                             capture_output=True, text=True, timeout=600, check=False)
         fmt = json.loads(out.stdout or "{}").get("format") or {}
         duration = float(fmt["duration"]) if fmt.get("duration") not in (None, "N/A") else None
-        # every packet read through, none decoded: a container cut short or garbled says so here
-        read = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0", "-c", "copy",
-                               "-f", "null", "-"], capture_output=True, text=True, timeout=600, check=False)
     except FileNotFoundError as e:
         return None, f"cannot check: {e.filename} is not installed"
     except (subprocess.TimeoutExpired, ValueError) as e:
         return None, f"cannot read the container: {e}"
-    problems = (out.stderr.strip() + "\n" + read.stderr.strip()).strip()
-    if read.returncode != 0:
-        problems = problems or f"ffmpeg exited {read.returncode}"
+    problems = out.stderr.strip()
+    if out.returncode != 0:
+        problems = problems or f"ffprobe exited {out.returncode}"
     return duration, problems.splitlines()[0] if problems else ""
 
 
+#: containers one ffmpeg reads through together (a process start costs more than a small clip's packets)
+PROBE_BATCH = 64
+_INPUT = re.compile(r"^\[info\] Input #(\d+), ")
+#: the level tag follows a component's own prefix: "[mov,mp4,... @ 0x...] [error] ..."
+_SEVERE = re.compile(r"(?:^|\] )\[(?:error|fatal|panic)\] ")
+_DURATION = re.compile(r"^\[info\]\s+Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)")
+
+
+def probe_batch(paths: list[Path]) -> list[tuple[float | None, str]] | None:
+    """Several containers read through by one ``ffmpeg -c copy -f null``
+    (every packet demuxed, none decoded), each one's duration from its
+    header. None when anything at all was said at error level, or ffmpeg
+    failed: the caller then probes each alone, so a problem is named for
+    its own clip."""
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "level+info"]
+    for p in paths:
+        cmd += ["-i", str(p)]
+    for i in range(len(paths)):
+        cmd += ["-map", str(i)]
+    try:
+        out = subprocess.run([*cmd, "-c", "copy", "-f", "null", "-"], capture_output=True, text=True,
+                             timeout=600, check=False)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+    lines = out.stderr.splitlines()
+    if out.returncode != 0 or any(_SEVERE.search(x) for x in lines):
+        return None
+    durations: dict[int, float | None] = {}
+    current: int | None = None
+    for line in lines:
+        if m := _INPUT.match(line):
+            current = int(m.group(1))
+        elif current is not None and (m := _DURATION.match(line)):
+            durations[current] = (int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+                                  if m.group(1) is not None else None)
+            current = None
+    if set(durations) != set(range(len(paths))):
+        return None
+    return [(durations[i], "") for i in range(len(paths))]
+
+
 def usability(archive_root: Path, manifests: dict[str, dict[str, Any]]) -> list[Usable]:
+    """Each container read through: in batches of ``PROBE_BATCH`` by one
+    ffmpeg (as many batches at once as there are CPUs); a batch where
+    anything goes wrong is probed again clip by clip, which names the clip."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = sorted(manifests.items())
+    batches = [items[i:i + PROBE_BATCH] for i in range(0, len(items), PROBE_BATCH)]
+
+    def run(batch: list[tuple[str, dict[str, Any]]]) -> list[tuple[float | None, str]]:
+        paths = [archive_root / k for k, _ in batch]
+        got = probe_batch(paths) if len(paths) > 1 else None
+        return got if got is not None else [probe_container(p) for p in paths]
+
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        probed = [r for rs in pool.map(run, batches) for r in rs]
     out = []
-    for key, doc in sorted(manifests.items()):
+    for (key, doc), (duration, problems) in zip(items, probed, strict=True):
         clip = doc.get("clip") or {}
         stated = (clip.get("container") or {}).get("duration_s")
         partial = bool(clip.get("partial"))
-        duration, problems = probe_container(archive_root / key)
         if partial:
             ok, why = True, "archived as partial (cut short while recording): may be short"
         elif duration is None:
@@ -185,7 +244,8 @@ def security(bag_dir: Path) -> tuple[list[Finding], int]:
             elif st.st_mode & 0o111:
                 bad.append(Finding("security", "security-executable", rel, "executable"))
             elif "/" not in rel:
-                if rel not in TAG_FILES + _BAGIT_TAGS and not rel.startswith(("manifest-", "tagmanifest-")):
+                if rel not in TAG_FILES + _BAGIT_TAGS and not rel.startswith(("manifest-", "tagmanifest-")) and \
+                        not _VOLUME.fullmatch(rel):
                     bad.append(Finding("security", "security-unexpected", rel, "a file the export does not write"))
             elif rel.startswith("data/keys/"):
                 if not rel.endswith(".pub.pem"):
@@ -227,15 +287,41 @@ def _bag_case(bag_dir: Path) -> str | None:
     return None
 
 
+def _payload_digests(bag_dir: Path) -> dict[str, tuple[str, int]]:
+    """(SHA-256, size) of each payload file under data/archive/ as the bag's
+    manifest-sha256.txt gives it: called only once BagIt fixity held, so
+    each is what the file hashes to now."""
+    out: dict[str, tuple[str, int]] = {}
+    try:
+        text = (bag_dir / "manifest-sha256.txt").read_text(encoding="utf-8")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        digest, _, rel = line.partition(" ")
+        rel = rel.strip().lstrip("*")
+        for enc, ch in (("%0D", "\r"), ("%0A", "\n"), ("%25", "%")):  # bagit's own encoding of names
+            rel = rel.replace(enc, ch).replace(enc.lower(), ch)
+        if rel.startswith("data/archive/") and len(digest) == 64:
+            try:
+                out[rel[len("data/archive/"):]] = (digest.lower(), (bag_dir / rel).stat().st_size)
+            except OSError:
+                continue
+    return out
+
+
 def check_bag(bag_dir: Path, keys: list[Ed25519PublicKey], *, with_fixity: bool = True,
               sm2_keys: dict[str, bytes] | None = None) -> BagCheck:
     """Every check of the four properties on the bag at *bag_dir*, offline;
     *sm2_keys*: 国密 SM2 public points by key id (the bag's, see
     ``bag.bag_sm2_keys``), every 国密 manifest's SM2 signature checked with them."""
     result = BagCheck()
+    known: dict[str, tuple[str, int]] = {}
     if with_fixity:
-        result.failures += fixity(bag_dir)
+        bad = fixity(bag_dir)
+        result.failures += bad
         result.passed["integrity"].append("bag-fixity (BagIt manifest-sha256, tagmanifest-sha256)")
+        if not bad:  # every payload file is the hash the bag's manifest gives: the verifier need not hash again
+            known = _payload_digests(bag_dir)
     root = bag_dir / "data" / "archive"
     sm2_keys = sm2_keys or {}
     missing_sm2 = [] if sm2_keys else sm2_findings(root, sm2_keys)  # else the verifier names unknown keys
@@ -243,7 +329,7 @@ def check_bag(bag_dir: Path, keys: list[Ed25519PublicKey], *, with_fixity: bool 
     case = _bag_case(bag_dir)
     present = {p.relative_to(root).as_posix()[: -len(MANIFEST_SUFFIX)] for p in root.rglob(f"*{MANIFEST_SUFFIX}")}
     verifier = Verifier(DirectoryArchive(root), keys, excerpt=True, sm2_keys=sm2_keys, case=case,
-                        case_keys=present)
+                        case_keys=present, digests=known.get)
     report = verifier.run()
     result.failures += missing_sm2
     result.failures += [Finding(_prop_of(f.check), f.check, f.obj, f.detail) for f in report.failures]
@@ -262,7 +348,8 @@ def check_bag(bag_dir: Path, keys: list[Ed25519PublicKey], *, with_fixity: bool 
             manifests[p.relative_to(root).as_posix()[: -len(MANIFEST_SUFFIX)]] = doc
     result.usable = usability(root, manifests)
     result.failures += [Finding("usability", "usability", u.key, u.detail) for u in result.usable if not u.ok]
-    result.passed["usability"].append(f"{len(result.usable)} containers opened and read through (ffprobe, ffmpeg)")
+    result.passed["usability"].append(f"{len(result.usable)} containers opened and read through "
+                                      "(ffmpeg -c copy -f null, no decoding)")
     bad, n = security(bag_dir)
     result.failures += bad
     result.passed["security"].append(f"{n} files: no links, no executables, nothing the export does not write")

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -26,10 +28,17 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from gateway.casefile.catalogue import local_time, manual_commands
-from gateway.casefile.source import CaseEvidence, ClipEvidence
+from gateway.casefile.source import CaseEvidence, ClipEvidence, CustodyEntry
+from gateway.errors import DockgateError
 from gateway.evidence.signing import key_id, verify
 
 REPORT_STEM = "监管链报告"
+
+
+class ReportError(DockgateError):
+    """The PDF renderer did not finish (killed, out of memory, a font missing)."""
+
+    reason = "report"
 
 _T: dict[str, dict[str, str]] = {
     "zh": {
@@ -43,6 +52,7 @@ _T: dict[str, dict[str, str]] = {
         "event": "事件", "detail": "内容", "checkpoints": "检查点", "timestamp": "可信时间戳",
         "tsr_yes": "有（RFC 3161 令牌）", "tsr_no": "无", "how": "如何手工核验", "archive_key": "档案库路径",
         "stamped_at": "签章时间", "none": "（无）", "local": "当地时间", "page": "第{}页，共{}页",
+        "volume": "第{}卷，共{}卷，本卷为第{}至{}条",
         "how_text": "以下命令只需 sha256sum 与 OpenSSL 3，在档案包目录下执行（以第一条记录为例）；每两行输出应相同，"
                     "Ed25519 签名核验输出 Signature Verified Successfully，SM2 签名核验输出 Verified OK"
                     "（GM/T 0009 默认用户标识 1234567812345678）。",
@@ -59,6 +69,7 @@ _T: dict[str, dict[str, str]] = {
         "timestamp": "Trusted timestamp", "tsr_yes": "yes (RFC 3161 token)", "tsr_no": "none",
         "how": "How to verify by hand", "archive_key": "Archive key", "stamped_at": "Signed at",
         "none": "(none)", "local": "local time", "page": "page {} of {}",
+        "volume": "volume {} of {}, clips {} to {}",
         "how_text": "These commands need only sha256sum and OpenSSL 3, run in the bag's folder (the first clip as "
                     "the example); each pair of lines printed must be equal, the Ed25519 check prints Signature "
                     "Verified Successfully, the SM2 check Verified OK (GM/T 0009 default ID 1234567812345678).",
@@ -91,17 +102,19 @@ _TEMPLATE = """<!DOCTYPE html>
 <title>{{ t.title }} {{ heading }}</title>
 <style>
 @page { size: A4; margin: 18mm 12mm 16mm 12mm;
-  @top-left { content: "{{ t.title|css }} · {{ (t.case if case else t.selection)|css }} {{ (case or selection)|css }}";
+  @top-left { content: "{{ t.title|css }} · {{ (t.case if case else t.selection)|css }} {{ (case or selection)|css
+    }}{% if volume %} · {{ volume|css }}{% endif %}";
     font-size: 8pt; color: #444; }
   @top-right { content: "{{ made_local|css }}"; font-size: 8pt; color: #444; }
   @bottom-center { content: {{ page_css }}; font-size: 8pt; } }
 body { font-family: "Noto Sans CJK SC", "Noto Sans CJK", sans-serif; font-size: 9pt; }
 h1 { font-size: 15pt; } h2 { font-size: 12pt; margin-top: 14pt; } h3 { font-size: 10pt; }
-table { border-collapse: collapse; width: 100%; margin: 4pt 0; }
+table { border-collapse: collapse; width: 100%; margin: 4pt 0; table-layout: fixed; }
 th, td { border: 0.5pt solid #888; padding: 2pt 3pt; text-align: left; vertical-align: top; }
 th { background: #eee; width: 22%; }
 table.events th { width: auto; }
-table.events .n { white-space: nowrap; }
+table.events th.c1 { width: 7%; } table.events th.c2 { width: 22%; } table.events th.c3 { width: 17%; }
+table.events th.c4 { width: 24%; } table.events th.c5 { width: 30%; }
 thead { display: table-header-group; }
 tr { page-break-inside: avoid; }
 .hash { font-family: "DejaVu Sans Mono", monospace; font-size: 7.5pt; word-break: break-all; }
@@ -112,7 +125,7 @@ pre { font-size: 7.5pt; white-space: pre-wrap; word-break: break-all; background
 <table>
 <tr><th>{{ t.case }}</th><td>{{ case or t.none }}</td></tr>
 <tr><th>{{ t.selection }}</th><td>{{ selection }}</td></tr>
-<tr><th>{{ t.clips }}</th><td>{{ clips|length }}</td></tr>
+<tr><th>{{ t.clips }}</th><td>{{ clips|length }}{% if volume %} ({{ volume }}){% endif %}</td></tr>
 <tr><th>{{ t.made }}</th><td>{{ made_local }}<br>UTC {{ made }}</td></tr>
 </table>
 {% for c in clips %}
@@ -139,10 +152,10 @@ pre { font-size: 7.5pt; white-space: pre-wrap; word-break: break-all; background
 <tr><th>{{ t.amendments }}</th><td>{% for a in c.amendments %}{{ a }}<br>{% else %}{{ t.none }}{% endfor %}</td></tr>
 </table>
 <h3>{{ t.events }}</h3>
-<table class="events"><thead><tr><th class="n">{{ t.seq }}</th><th>{{ t.time }}</th><th>{{ t.event }}</th>
-<th>{{ t.actor }}</th><th>{{ t.detail }}</th></tr></thead>
-{% for e in c.events %}<tr><td class="n">{{ e.seq|v }}</td><td class="n">{{ e.local|v }}<br>UTC {{ e.ts|v }}</td>
-<td>{{ e.event }}</td><td class="n">{{ e.actor }}</td>
+<table class="events"><thead><tr><th class="c1">{{ t.seq }}</th><th class="c2">{{ t.time }}</th>
+<th class="c3">{{ t.event }}</th><th class="c4">{{ t.actor }}</th><th class="c5">{{ t.detail }}</th></tr></thead>
+{% for e in c.events %}<tr><td>{{ e.seq|v }}</td><td>{{ e.local|v }}<br>UTC {{ e.ts|v }}</td>
+<td>{{ e.event }}</td><td>{{ e.actor }}</td>
 <td>{% for k, val in e.detail %}{{ k }}: <span class="{{ 'hash' if val|length > 40 else '' }}">{{ val }}</span><br>
 {% endfor %}</td>
 </tr>{% else %}<tr><td colspan="5">{{ t.none }}</td></tr>{% endfor %}
@@ -177,8 +190,22 @@ def _detail(data: dict[str, Any], lang: str, clip_key: str = "") -> list[tuple[s
     return out
 
 
+def _by_clip(ev: CaseEvidence) -> dict[str, list[CustodyEntry]]:
+    """The excerpt's entries by the clip hash or archive key they name (one
+    pass, not one per clip)."""
+    out: dict[str, list[CustodyEntry]] = {}
+    for e in ev.entries:
+        data = e.entry.get("data") or {}
+        if not isinstance(data, dict):
+            continue
+        names = {str(data.get("sha256")), str(data.get("key"))} - {"None"}
+        for name in names:
+            out.setdefault(name, []).append(e)
+    return out
+
+
 def _clip_view(c: ClipEvidence, ev: CaseEvidence, keys: dict[str, Ed25519PublicKey], t: dict[str, str],
-               lang: str, tz: tzinfo | None) -> dict[str, Any]:
+               lang: str, tz: tzinfo | None, by_clip: dict[str, list[CustodyEntry]] | None = None) -> dict[str, Any]:
     d = c.doc
     clip = d.get("clip") or {}
     who = d.get("collector") or {}
@@ -195,7 +222,10 @@ def _clip_view(c: ClipEvidence, ev: CaseEvidence, keys: dict[str, Ed25519PublicK
     if c.extra_keys:
         sig_text += " + SM2"
     events = []
-    for e in ev.entries:
+    about = ev.entries if by_clip is None else sorted(
+        {id(e): e for e in by_clip.get(c.sha256, []) + by_clip.get(c.key, [])}.values(),
+        key=lambda e: (str(e.entry.get("station")), int(e.entry.get("seq", 0))))
+    for e in about:
         data = e.entry.get("data") or {}
         if data.get("sha256") != c.sha256 and data.get("key") != c.key:
             continue
@@ -239,16 +269,20 @@ def _css_string(value: object) -> Markup:
 
 
 def render_html(ev: CaseEvidence, *, lang: str = "zh", keys: list[Ed25519PublicKey] | None = None,
-                only: str | None = None, tz: tzinfo | None = None) -> str:
+                only: str | None = None, tz: tzinfo | None = None,
+                volume: tuple[int, int, int, int] | None = None) -> str:
     """*keys*: the station public keys signatures are checked with; *only*:
     one clip (its SHA-256 or archive key); *tz*: the zone local times are
-    shown in beside UTC (default: this machine's)."""
+    shown in beside UTC (default: this machine's); *volume*: (this volume,
+    of how many, its first and last clip's number in the case)."""
     if lang not in _T:
         raise ValueError(f"language {lang!r}: zh or en")
     t = _T[lang]
     kmap = {key_id(k): k for k in keys or []}
     clips = [c for c in ev.clips if only is None or only in (c.sha256, c.key)]
-    views = [_clip_view(c, ev, kmap, t, lang, tz) for c in clips]
+    by_clip = _by_clip(ev)
+    views = [_clip_view(c, ev, kmap, t, lang, tz, by_clip) for c in clips]
+    vol_text = t["volume"].format(*volume) if volume is not None else ""
     cps = []
     for k, body in sorted(ev.checkpoint_docs.items()):
         try:
@@ -275,7 +309,7 @@ def render_html(ev: CaseEvidence, *, lang: str = "zh", keys: list[Ed25519PublicK
     return env.from_string(_TEMPLATE).render(
         t=t, lang=lang, case=ev.selection.case, selection=ev.selection.describe(), clips=views,
         heading=ev.selection.describe(), made=made, made_local=local_time(made, tz), checkpoints=cps,
-        page_css=page_css, commands=manual_commands(sub) if clips else [])
+        page_css=page_css, commands=manual_commands(sub) if clips else [], volume=vol_text)
 
 
 def render_pdf(html: str) -> bytes:
@@ -283,3 +317,65 @@ def render_pdf(html: str) -> bytes:
 
     pdf: bytes = HTML(string=html).write_pdf()
     return pdf
+
+
+#: clips per volume of a PDF report: WeasyPrint lays out and holds a whole document (about 1.6 MiB and
+#: 0.1 CPU-s a clip, beside some 170 MiB for itself and the CJK fonts), so a large case is written as
+#: volumes, each rendered in a child process that ends with it
+VOLUME_CLIPS = 50
+
+
+def _render_to(html: str, path: Path) -> None:
+    """In a child process: one volume, written and made durable."""
+    data = render_pdf(html)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def volume_paths(out: Path, clips: int) -> list[Path]:
+    """Where the PDF of *clips* clips is written: *out* itself up to
+    ``VOLUME_CLIPS``, else ``<stem>-001.pdf``, ``-002`` ... beside it."""
+    n = max(1, -(-clips // VOLUME_CLIPS))
+    if n == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{k:03d}{out.suffix}") for k in range(1, n + 1)]
+
+
+def write_pdf(ev: CaseEvidence, out: Path, *, lang: str = "zh", keys: list[Ed25519PublicKey] | None = None,
+              tz: tzinfo | None = None, workers: int | None = None) -> list[Path]:
+    """The PDF report of *ev* streamed to disk volume by volume
+    (``volume_paths``), never held whole: each volume is laid out and
+    written by a child process (two at a time on two cores), so neither
+    time nor this process's memory grows with the whole case."""
+    import multiprocessing
+
+    paths = volume_paths(out, len(ev.clips))
+    ctx = multiprocessing.get_context("fork")  # the HTML is made here; the child only renders it
+    running: list[Any] = []
+    workers = workers or max(1, min(2, os.cpu_count() or 1))
+    try:
+        for k, path in enumerate(paths):
+            part = ev.clips[k * VOLUME_CLIPS:(k + 1) * VOLUME_CLIPS]
+            sub = CaseEvidence(ev.selection, part, ev.segments, ev.checkpoints, ev.entries, ev.checkpoint_docs)
+            vol = (k + 1, len(paths), k * VOLUME_CLIPS + 1, k * VOLUME_CLIPS + len(part)) if len(paths) > 1 else None
+            html = render_html(sub, lang=lang, keys=keys, tz=tz, volume=vol)
+            while len(running) >= workers:
+                _join(running.pop(0))
+            proc = ctx.Process(target=_render_to, args=(html, path), name=f"pdf-volume-{k + 1}")
+            proc.start()
+            running.append(proc)
+        while running:
+            _join(running.pop(0))
+    finally:
+        for proc in running:
+            proc.kill()
+            proc.join()
+    return paths
+
+
+def _join(proc: Any) -> None:
+    proc.join()
+    if proc.exitcode != 0:
+        raise ReportError(f"the PDF renderer ({proc.name}) failed with exit code {proc.exitcode}")

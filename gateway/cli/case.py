@@ -128,7 +128,7 @@ def cmd_case_export(args: argparse.Namespace) -> int:
 
 
 def cmd_case_report(args: argparse.Namespace) -> int:
-    from gateway.casefile.report import render_html, render_pdf
+    from gateway.casefile.report import render_html, write_pdf
     from gateway.casefile.source import collect
 
     archive, keys, _ = open_source(args)
@@ -137,12 +137,12 @@ def cmd_case_report(args: argparse.Namespace) -> int:
         ev.clips = [c for c in ev.clips if args.clip in (c.sha256, c.key)]
     if not ev.clips:
         raise UsageError("no such clips in the archive")
-    html = render_html(ev, lang=args.lang, keys=keys, only=args.clip, tz=_zone(args.tz))
     out = Path(args.out)
     if out.suffix.lower() == ".pdf":
-        out.write_bytes(render_pdf(html))
-    else:
-        out.write_text(html, encoding="utf-8")
+        paths = write_pdf(ev, out, lang=args.lang, keys=keys, tz=_zone(args.tz))
+        print(f"{', '.join(map(str, paths))}: custody report of {len(ev.clips)} clips")
+        return 0
+    out.write_text(render_html(ev, lang=args.lang, keys=keys, only=args.clip, tz=_zone(args.tz)), encoding="utf-8")
     print(f"{out}: custody report of {len(ev.clips)} clips")
     return 0
 

@@ -80,6 +80,10 @@ def print_report(report: Report, as_json: bool = False) -> int:
                           "partial": report.partial, "amendments": report.amendments,
                           "custody_entries": report.custody_entries, "segments": report.segments,
                           "checkpoints": report.checkpoints, "witnessed": report.witnessed,
+                          "objects_read": report.objects_read, "media_hashed": report.media_hashed,
+                          "media_cached": report.media_cached,
+                          "since": None if report.since is None else {"station": report.since[0],
+                                                                      "seq": report.since[1]},
                           "failures": [{"check": f.check, "object": f.obj, "detail": f.detail}
                                        for f in report.failures]}, ensure_ascii=False, indent=2))
         return 0 if report.ok else 1

@@ -109,21 +109,55 @@ def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnesse
 
     case_keys: set[str] = set()
     if args.case:  # the clips the archive's own documents put in the case too: custody may disagree
-        from gateway.casefile.source import Selection, collect
+        from gateway.casefile.source import Selection, scan
 
-        case_keys = {c.key for c in collect(archive, Selection(case=args.case)).clips}
+        case_keys = {c.key for c in scan(archive, Selection(case=args.case)).clips}
     sm2_keys: dict[str, bytes] = {}
     if args.sm2_pubkey:
         from gateway.evidence.gm import load_sm2_public, sm2_key_id
 
         points = [load_sm2_public(Path(p)) for p in args.sm2_pubkey]
         sm2_keys = {sm2_key_id(p): p for p in points}
-    verifier = Verifier(archive, keys, witnessed, progress, sm2_keys=sm2_keys, case=args.case, clip=args.clip,
-                        case_keys=case_keys, tsa_ca=args.tsa_ca)
+    since = None
+    if getattr(args, "since_witnessed", False):
+        since = newest_witnessed(witnessed, keys)
+    cache = None
+    if getattr(args, "hash_cache", None):
+        from gateway.evidence.hashcache import HashCache
+
+        cache = HashCache(Path(args.hash_cache))
+    verifier = Verifier(archive, keys, [] if since is not None else witnessed, progress, sm2_keys=sm2_keys,
+                        case=args.case, clip=args.clip, case_keys=case_keys, tsa_ca=args.tsa_ca, cache=cache,
+                        since=since)
     report = verifier.run()
+    if cache is not None:
+        cache.save()
     if (args.case or args.clip) and not report.failures and not verifier.scope and not case_keys:
         raise UsageError(f"no clip in the archive or its custody record for {args.case or args.clip}")
     return print_report(report, args.json)
+
+
+def newest_witnessed(witnessed: list[Any], keys: list[Any]) -> Any:
+    """``--since-witnessed``: the newest checkpoint the witness kept that
+    these station keys signed (a usage error when there is none)."""
+    import json
+
+    from gateway.evidence.signing import key_id
+
+    ours = {key_id(k) for k in keys}
+    best: tuple[int, Any] | None = None
+    for cp in witnessed:
+        try:
+            doc = json.loads(cp.body)
+            seq = int(doc["seq"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if str(doc.get("key_id")) in ours and (best is None or seq > best[0]):
+            best = (seq, cp)
+    if best is None:
+        raise UsageError("--since-witnessed: give --witness DIR or --checkpoint FILE holding a checkpoint "
+                         "these keys signed")
+    return best[1]
 
 
 def add_verify_options(sp: argparse.ArgumentParser) -> None:
@@ -133,6 +167,12 @@ def add_verify_options(sp: argparse.ArgumentParser) -> None:
                                    "every amendment, must be there")
     sp.add_argument("--tsa-ca", help="the TSA's CA certificates (PEM): every RFC 3161 token must chain to them")
     sp.add_argument("--clip", help="only this clip (SHA-256 or archive key), with its custody excerpt")
+    sp.add_argument("--since-witnessed", action="store_true",
+                    help="only what is new after the newest witnessed checkpoint (--witness or --checkpoint): "
+                         "the custody chain from it and every object custody indexes after it")
+    sp.add_argument("--hash-cache", metavar="FILE", help="the verified-hash cache: media whose archive identity "
+                                                         "(inode, size, times; ETag, version) is unchanged are "
+                                                         "not read again; updated after the run")
     sp.add_argument("--s3-endpoint", help="an S3 archive without a station config: its endpoint URL ...")
     sp.add_argument("--bucket", help="... bucket")
     sp.add_argument("--prefix", help="... key prefix")

@@ -29,6 +29,13 @@ Given the archive and the station public key(s):
 
 The archive is listed once, each object read once. Nothing is written.
 
+* incremental (``since``, ``--since-witnessed``): only the custody folders
+  and each new clip's own objects are listed; the chain goes on from the
+  witnessed checkpoint's head; what custody indexes after it is checked
+  (docs/verify.md says what it does not look at). With a verified-hash
+  cache (gateway/evidence/hashcache.py), media whose archive identity is
+  unchanged are not read; the comparison with the manifest is made anyway.
+
 Why one module of this length: every check shares one listing, one read of
 each object and one report, and a third party reads the whole verifier in one
 place (the rule of what must be there is gateway/evidence/graph.py).
@@ -56,6 +63,7 @@ from gateway.evidence.canonical import canonical
 from gateway.evidence.checkpoint import TSR_SUFFIX, Checkpoint, is_checkpoint
 from gateway.evidence.custody import GENESIS, entry_hash, signed_part
 from gateway.evidence.graph import StationGraph, amendment_chain, media_key
+from gateway.evidence.hashcache import HashCache
 from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, is_evidence_metadata
 from gateway.evidence.signing import key_id, verify
 
@@ -89,6 +97,14 @@ class Report:
     #: with a case: how many clips the custody record files under it
     case_clips: int | None = None
     failures: list[Failure] = field(default_factory=list)
+    #: objects read whole (manifests, signatures, custody), media read and hashed, media hashes taken from the
+    #: verified-hash cache (identity unchanged) or from a bag's checked manifest: what a run cost
+    objects_read: int = 0
+    media_hashed: int = 0
+    media_cached: int = 0
+    media_known: int = 0
+    #: incremental (``since``): the witnessed checkpoint the run starts after (station, seq)
+    since: tuple[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -103,7 +119,13 @@ class Report:
                 + (f" ({len(self.foreign_witnessed)} more ignored: signed by another station's key)"
                    if self.foreign_witnessed else "")
                 + (f"; the custody record files {self.case_clips} clips under the case"
-                   if self.case_clips is not None else ""))
+                   if self.case_clips is not None else "")
+                + (f"; only what is new after witnessed checkpoint {self.since[1]} of {self.since[0]}"
+                   if self.since is not None else "")
+                + (f"; {self.media_cached} media hashes from the cache (identity unchanged)"
+                   if self.media_cached else "")
+                + (f"; {self.media_known} media hashes from the bag's manifest (its fixity checked)"
+                   if self.media_known else ""))
 
 
 @dataclass
@@ -141,7 +163,8 @@ class Verifier:
                  progress: Callable[[int, int], None] | None = None, *, excerpt: bool = False,
                  sm2_keys: dict[str, bytes] | None = None, case: str | None = None,
                  clip: str | None = None, case_keys: set[str] = frozenset(),  # type: ignore[assignment]
-                 tsa_ca: str | None = None) -> None:
+                 tsa_ca: str | None = None, digests: Callable[[str], tuple[str, int] | None] | None = None,
+                 cache: HashCache | None = None, since: Checkpoint | None = None) -> None:
         self.archive = archive
         #: an excerpt (a case file's bag, gateway/casefile): custody segments need not start at 1 nor follow
         #: each other, and clips the custody log records as archived elsewhere are not expected here
@@ -165,6 +188,25 @@ class Verifier:
         self.tsa_ca = tsa_ca
         #: SHA-256 of every object read, so each is read once
         self.sha: dict[str, str] = {}
+        #: media (SHA-256, size) known without reading: a bag's manifest once its fixity held
+        self.digests = digests
+        #: the verified-hash cache (gateway/evidence/hashcache.py): media whose identity is unchanged
+        self.cache = cache
+        #: incremental: only what custody indexes after this witnessed checkpoint, and the chain from it
+        self.since = since
+        #: station -> (seq, head) the custody chain starts after (incremental)
+        self._start: dict[str, tuple[int, str]] = {}
+        #: media keys of clips stamped before the start that have new entries (new amendments)
+        self._old_media: set[str] = set()
+        if since is not None:
+            if since not in self.witnessed:
+                self.witnessed.append(since)
+            try:
+                doc = json.loads(since.body)
+                self._start[str(doc["station"])] = (int(doc["seq"]), str(doc["head"]))
+                self.report.since = (str(doc["station"]), int(doc["seq"]))
+            except (ValueError, KeyError, TypeError):
+                pass  # judged (and failed) as a malformed witnessed checkpoint; nothing is skipped
 
     def _ours(self, cp: Checkpoint) -> bool:
         try:
@@ -173,6 +215,7 @@ class Verifier:
             return True  # judged (and failed) as malformed, not silently dropped
 
     def read(self, key: str) -> bytes:
+        self.report.objects_read += 1
         data = _read(self.archive, key)
         self.sha[key] = hashlib.sha256(data).hexdigest()
         return data
@@ -219,8 +262,11 @@ class Verifier:
         return doc, body
 
     def run(self) -> Report:
-        keys = sorted(self.archive.keys())
+        # incremental: the custody folders are listed, and later each new clip's own objects; not the archive
+        keys = sorted(self.archive.keys("custody/" if self.since is not None else ""))
         self.keyset = set(keys)
+        if self.since is not None:
+            keys = self._after_start(keys)
         # checkpoints first: they say which entry hashes the custody pass must keep
         archived_cps = [(k, doc) for k in keys if k.startswith("custody/") and is_checkpoint(k)
                         if (doc := self._signed(k, "checkpoint")) is not None]
@@ -232,7 +278,11 @@ class Verifier:
         records = self.check_custody([k for k in keys if k.startswith("custody/") and k.endswith(".jsonl")], want)
         if self.case is not None or self.clip is not None:
             keys = self._in_scope(keys, records)
-        keyset = self.keyset = set(keys)
+        if self.since is not None:  # presence is judged against the whole listing, checks run on what is new
+            keys = self._new_scope(keys, records)
+            keyset = self.keyset
+        else:
+            keyset = self.keyset = set(keys)
         manifests: dict[str, bytes] = {}
         media: list[tuple[str, dict[str, Any]]] = []
         for k in keys:
@@ -319,6 +369,47 @@ class Verifier:
             return keys
         return [k for k in keys if k.startswith("custody/") or media_key(k) in media]
 
+    def _after_start(self, keys: list[str]) -> list[str]:
+        """Incremental: the custody objects of a started station from its
+        start on (segments opening after the witnessed checkpoint,
+        checkpoints from it), everything else as listed."""
+        out = []
+        for k in keys:
+            parts = k.split("/")
+            start = self._start.get(parts[1]) if len(parts) == 3 and parts[0] == "custody" else None
+            if start is not None:
+                n = _seq_of(k)
+                if k.endswith(".jsonl") and n <= start[0]:
+                    continue  # a segment the witnessed checkpoint covers
+                if is_checkpoint(k.removesuffix(SIG_SUFFIX).removesuffix(TSR_SUFFIX)) and n < start[0]:
+                    continue
+            out.append(k)
+        return out
+
+    def _new_scope(self, keys: list[str], records: dict[str, StationRecord]) -> list[str]:
+        """Incremental: the clips custody files after the start (stamped,
+        archived, amended), with every object of theirs (each clip's own
+        prefix listed); custody as above."""
+        scope: set[str] = set()
+        media: set[str] = set()
+        for rec in records.values():
+            for sha, c in rec.graph.clips.items():
+                scope.add(sha)
+                key = c.key or next((media_key(n.key) for n in c.amendments), None)
+                if key is None:
+                    continue  # amended, the amendment not archived yet: nothing new in the archive
+                media.add(key)
+                if not c.stamped_seq:
+                    self._old_media.add(key)
+        self.scope = scope
+        own = [k for m in sorted(media) for k in self.archive.keys(m) if k == m or k.startswith(m + ".")]
+        self.keyset.update(own)
+        return sorted([k for k in keys if k.startswith("custody/")] + own)
+
+    def _before_start(self, station: str, seq: object) -> bool:
+        start = self._start.get(station)
+        return start is not None and isinstance(seq, int) and seq <= start[0]
+
     def _witness_in_archive(self) -> None:
         """What a witness kept, the archive must hold, byte for byte (deleting
         archived checkpoints, or replacing one, is caught)."""
@@ -380,6 +471,8 @@ class Verifier:
                 continue
             if k in known or k.endswith(TSR_SUFFIX):  # tokens are checked for what they are (check_tokens)
                 continue
+            if media_key(k) in self._old_media:
+                continue  # an object of a clip indexed before the start (incremental): not new
             if k.startswith("custody/"):
                 if self.excerpt:
                     continue
@@ -471,7 +564,9 @@ class Verifier:
         station = str((doc.get("station") or {}).get("id"))
         seq = doc.get("custody_seq")
         rec = records.get(station)
-        if rec is None or not isinstance(seq, int) or rec.stamped.get(seq) != (doc.get("clip") or {}).get("sha256"):
+        if self._before_start(station, seq):
+            pass  # stamped under the witnessed checkpoint this run starts after: checked by the run that covered it
+        elif rec is None or not isinstance(seq, int) or rec.stamped.get(seq) != (doc.get("clip") or {}).get("sha256"):
             self.fail("custody-missing", key, f"the custody log of station {station} has no stamping entry {seq} "
                                               "for this clip (custody segments deleted or cut off)")
         manifests[media] = body
@@ -487,12 +582,26 @@ class Verifier:
         return media, clip
 
     def _hash(self, media: str) -> tuple[str, int]:
+        """(SHA-256, size) of a media object: known (a checked bag), from the
+        cache while its identity is unchanged, else read and hashed (and
+        cached when its identity held while it was read). Only the reading
+        is saved: the caller compares with the manifest either way."""
+        if self.digests is not None and (known := self.digests(media)) is not None:
+            self.report.media_known += 1
+            return known
+        identity = self.archive.identity(media) if self.cache is not None else None
+        if self.cache is not None and (hit := self.cache.get(media, identity)) is not None:
+            self.report.media_cached += 1
+            return hit[0], hit[1]
         h = hashlib.sha256()
         size = 0
         with self.archive.read(media) as f:
             while chunk := f.read(4 << 20):
                 h.update(chunk)  # releases the GIL: threads hash on every core
                 size += len(chunk)
+        self.report.media_hashed += 1
+        if self.cache is not None and identity is not None and self.archive.identity(media) == identity:
+            self.cache.put(media, identity, h.hexdigest(), size)
         return h.hexdigest(), size
 
     def check_media(self, jobs: list[tuple[str, dict[str, Any]]]) -> None:
@@ -558,14 +667,22 @@ class Verifier:
         by_station: dict[str, list[str]] = defaultdict(list)
         for k in segment_keys:
             by_station[k.split("/")[1]].append(k)
+        for station in self._start:
+            by_station.setdefault(station, [])
         records: dict[str, StationRecord] = {}
         for station, segs in by_station.items():
             rec = records[station] = StationRecord(graph=StationGraph(station), segments=sorted(segs))
+            if station in self._start and self.since is not None:  # incremental: the chain goes on from its head
+                rec.last_seq, head = self._start[station]
+                rec.heads[rec.last_seq] = head
+                rec.key_ids.add(str(json.loads(self.since.body).get("key_id")))
             self._check_station(station, segs, rec, want_heads.get(station, set()))
         return records
 
     def _check_station(self, station: str, segs: list[str], rec: StationRecord, want: set[int]) -> None:
         expected_seq, prev = 1, GENESIS
+        if station in self._start:
+            expected_seq, prev = self._start[station][0] + 1, self._start[station][1]
         for seg in sorted(segs):
             self.report.segments += 1
             for n, line in enumerate(self.read(seg).splitlines(), start=1):

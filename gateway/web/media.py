@@ -1,13 +1,20 @@
 """Clip bytes for the browser's video element: HTTP range requests (RFC
 9110 §14) over a staged file or an archive object, read in worker threads
-so a slow archive never stalls the event loop."""
+so a slow archive never stalls the event loop; and the clip page's content
+check, hashed once per object identity (``ContentChecks``)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import BinaryIO
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -106,3 +113,55 @@ def content_type(name: str) -> str:
     if lower.endswith(".wav"):
         return "audio/wav"
     return "application/octet-stream"
+
+
+def file_identity(path: Path) -> str:
+    """A staged file's identity, as a directory archive gives its objects'
+    (device, inode, size, mtime and ctime in ns): any rewrite changes it."""
+    st = os.stat(path)
+    return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(1 << 20):
+            h.update(b)
+    return h.hexdigest()
+
+
+class ContentChecks:
+    """The clip page's content check without hashing the whole clip on
+    every view: a clip is hashed once per identity (a staged file's device,
+    inode, size and times; the archive's ``identity``), and the page says
+    which it did: "hashed now", or when it was hashed and that the object is
+    unchanged since by its identity. A changed, or unknown, identity is
+    hashed again; the comparison with the recorded hash is made every time.
+    Bounded: the oldest entries are forgotten first."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._seen: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
+        #: objects read and hashed (the tests count them)
+        self.hashed = 0
+
+    def check(self, where: str, name: str, identity: str | None, expected: str,
+              hash_now: Callable[[], str | None]) -> dict[str, Any]:
+        seen = self._seen.get(name)
+        got: str | None
+        if identity is not None and seen is not None and seen[0] == identity:
+            got, at, how = seen[1], seen[2], "unchanged since by its identity (inode, size, times; ETag, version)"
+        else:
+            got = hash_now()
+            self.hashed += 1
+            at, how = time.time(), "hashed now"
+            if identity is not None and got is not None:
+                self._seen[name] = (identity, got, at)
+                self._seen.move_to_end(name)
+                while len(self._seen) > self.limit:
+                    self._seen.popitem(last=False)
+        when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        ok = got == expected
+        stamp = f"hashed now ({when})" if how == "hashed now" else f"hashed {when}, {how}"
+        detail = f"matches: SHA-256 of the whole {where} copy, {stamp}" if ok else f"found {got} ({stamp})"
+        return {"check": "content SHA-256", "where": where, "ok": ok, "detail": detail}
