@@ -386,7 +386,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, one round (a smoke test)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="ingest,parallel,forward,daemon,catalog,small,slots,verify,one",
-                    help="comma-separated sections to run")
+                    help="comma-separated sections to run (and: history, a year's history beside an empty "
+                         "station, not in the default set: it builds 250 000 clips)")
+    ap.add_argument("--history", type=Path, help="with --only history: the config of a station bench/history.py "
+                                                 "built before, measured instead of building one")
     a = ap.parse_args()
     only = set(a.only.split(","))
     q = a.quick
@@ -416,6 +419,10 @@ def main() -> None:
             scale.bench_verify(work, row, 200 if q else 2000, MiB, rounds, small)
         if "one" in only:
             scale.bench_one_recorder(work, row, 4, (32 if q else 256) * MiB)
+        if "history" in only:
+            from bench.yearbench import bench_history
+
+            bench_history(work, row, q, rounds, a.history)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (ROOT / "bench" / "last-run.json").write_text(json.dumps(ROWS, ensure_ascii=False, indent=1) + "\n")

@@ -459,6 +459,17 @@ class Catalog(LockStore):
         were sealed (a checkpoint only after the segment it covers)."""
         return [r[0] for r in self.db.execute("SELECT name FROM segments WHERE state='sealed' ORDER BY rowid")]
 
+    def archived_segments(self) -> list[str]:
+        """Custody files (segments, checkpoints, signatures, tokens) the archive holds."""
+        return [r[0] for r in self.db.execute("SELECT name FROM segments WHERE state='archived'")]
+
+    def maintain(self) -> None:
+        """Housekeeping of the file itself (``pipeline/housekeep.py``): the
+        WAL folded back and truncated, the planner's statistics refreshed.
+        Each a short step; a busy reader only postpones the truncation."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self.db.execute("PRAGMA optimize").fetchall()
+
     def segment_archived(self, name: str) -> None:
         with self.tx() as db:
             db.execute("UPDATE segments SET state='archived' WHERE name=?", (name,))

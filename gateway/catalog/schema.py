@@ -167,7 +167,8 @@ MIGRATIONS = [
     # (the statistics, without reading 250 000 manifests). Clips from before: officer, category, case and
     # importance from their assignments (a recorder's own mark is in their manifests only: not backfilled).
     # ``clip_names``: a trigram index of each clip's file name (its item's path), by the item's id (an
-    # INTEGER PRIMARY KEY, which VACUUM keeps), contentless: the names stay in ``items``
+    # INTEGER PRIMARY KEY, which VACUUM keeps), contentless: the names stay in ``items``. ``events_custody``:
+    # a clip's trail from its custody entries (``clip_custody``), not a scan of every event's JSON
     """
     ALTER TABLE clips ADD COLUMN officer TEXT;
     ALTER TABLE clips ADD COLUMN category TEXT;
@@ -192,6 +193,7 @@ MIGRATIONS = [
     CREATE INDEX assignments_case ON assignments(case_number) WHERE case_number IS NOT NULL;
     CREATE INDEX amendments_assignment ON amendments(assignment_id);
     CREATE INDEX docks_officer_name ON docks(officer_name) WHERE officer_name IS NOT NULL;
+    CREATE INDEX events_custody ON events(custody_seq) WHERE custody_seq IS NOT NULL;
     CREATE VIRTUAL TABLE clip_names USING fts5(name, tokenize='trigram', content='');
     INSERT INTO clip_names (rowid, name)
         SELECT i.id, CAST(i.path AS TEXT) FROM clips c JOIN items i ON i.id = c.item_id;
