@@ -40,7 +40,9 @@ officers, 500 cases; ``--quick``: 5 000 clips, 200 amendments, 30 days).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -152,7 +154,15 @@ def build(root: Path, size: Size = Size(), *, seed: int = 30, end: float | None 
     custody.close()
     catalog.close()
     out.seconds = time.monotonic() - t0
+    (config.parent / "history.json").write_text(json.dumps(dataclasses.asdict(out), default=str))
     return out
+
+
+def load(config: Path) -> History:
+    """What ``build`` wrote beside the station's config."""
+    d = json.loads((config.parent / "history.json").read_text())
+    return History(Path(d["config"]), Size(**d["size"]), d["seconds"], d["officer_days"], d["cases"],
+                   [tuple(s) for s in d["case_spans"]])
 
 
 def _dock(cfg: Config, catalog: Catalog, staging: Staging, manifests: Path, signer: Signer, custody: CustodyLog,

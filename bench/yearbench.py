@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.history import QUICK, History, Size, build, officer_id
+from bench.history import QUICK, History, Size, build, load, officer_id
 from bench.scale import vm
 from gateway.cli.simstation import write_station
 from gateway.config import load_config
@@ -157,7 +157,7 @@ def measure(work: Path, config: Path, h: History | None, n: int) -> dict[str, An
         out["rss_hwm_kib"] = vm(d.proc.pid, "VmHWM") if d.proc else 0
     finally:
         d.stop()
-    out.update(catalog_bytes=sum(_du(p) for p in cfg.catalog_path.parent.glob(cfg.catalog_path.name + "*")),
+    out.update(catalog_bytes=sum(p.stat().st_size for p in cfg.catalog_path.parent.glob(cfg.catalog_path.name + "*")),
                custody_bytes=_du(cfg.custody_dir), staging_bytes=_du(cfg.paths.staging))
     return out
 
@@ -167,8 +167,9 @@ def _dock30(work: Path, config: Path, d: DaemonProc, n: int) -> float:
     best = float("inf")
     for i in range(n):
         rec = work / f"R30-{config.parent.name}-{i}"
+        seed = str(int(time.time() * 1000) % 2**31)  # new content every run: a station measured again has seen the last
         dockgate("sim", "make", str(rec), "--clips", "30", "--size", str(64 * 1024), "--serial", f"D30{i:05d}",
-                 "--officer", f"09{i:05d}")
+                 "--officer", f"09{i:05d}", "--seed", seed)
         before = d.status()["clips"]["archived"]
         os.sync()
         t = time.time()
@@ -188,10 +189,10 @@ def _newest(config: Path) -> list[dict[str, Any]]:
 
 def bench_history(work: Path, row: Row, quick: bool, rounds: int, prebuilt: Path | None = None) -> None:
     size = QUICK if quick else Size()
+    h: History | None
     if prebuilt is not None:
-        config = prebuilt
-        h = None
-        built_s = None
+        h = load(prebuilt)
+        config, built_s = prebuilt, None
     else:
         t = time.monotonic()
         hist = build(work / "year", size)

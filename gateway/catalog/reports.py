@@ -323,6 +323,11 @@ class Reports:
     def close(self) -> None:
         self.db.close()
 
+    def integrity(self) -> str:
+        """SQLite's own quick check: "ok", or what is damaged (reads the whole file)."""
+        rows = self.db.execute("PRAGMA quick_check").fetchall()
+        return "; ".join(str(r[0]) for r in rows[:20])
+
     # -- the station ----------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         return counts(self.db)

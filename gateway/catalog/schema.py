@@ -168,7 +168,8 @@ MIGRATIONS = [
     # importance from their assignments (a recorder's own mark is in their manifests only: not backfilled).
     # ``clip_names``: a trigram index of each clip's file name (its item's path), by the item's id (an
     # INTEGER PRIMARY KEY, which VACUUM keeps), contentless: the names stay in ``items``. ``events_custody``:
-    # a clip's trail from its custody entries (``clip_custody``), not a scan of every event's JSON
+    # a clip's trail from its custody entries (``clip_custody``), not a scan of every event's JSON.
+    # ``clips_stats``: the statistics' aggregate reads this index, not the clips' rows (half the time)
     """
     ALTER TABLE clips ADD COLUMN officer TEXT;
     ALTER TABLE clips ADD COLUMN category TEXT;
@@ -194,6 +195,7 @@ MIGRATIONS = [
     CREATE INDEX amendments_assignment ON amendments(assignment_id);
     CREATE INDEX docks_officer_name ON docks(officer_name) WHERE officer_name IS NOT NULL;
     CREATE INDEX events_custody ON events(custody_seq) WHERE custody_seq IS NOT NULL;
+    CREATE INDEX clips_stats ON clips(officer, item_id, capture_utc, duration_s, cased);
     CREATE VIRTUAL TABLE clip_names USING fts5(name, tokenize='trigram', content='');
     INSERT INTO clip_names (rowid, name)
         SELECT i.id, CAST(i.path AS TEXT) FROM clips c JOIN items i ON i.id = c.item_id;

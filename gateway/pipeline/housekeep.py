@@ -15,6 +15,9 @@ history is bounded, off the pulls' path.
   ``PRAGMA optimize``), at most every ``MAINTAIN_S`` and only while no
   slot pulls, each a short step (no ``VACUUM``, which would hold the
   writer for the whole file's rewrite).
+* The catalog's integrity check (``PRAGMA quick_check``, which reads the
+  whole file) runs here once after start, on a read-only connection in a
+  thread, not before READY.
 * What is on disk (catalog, custody on the station, staging) is measured
   once per round and shown in metrics (docs/metrics.md).
 """
@@ -27,7 +30,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.catalog import Catalog
+from gateway.catalog import Catalog, CatalogError
+from gateway.catalog.reports import ReportError, Reports
 from gateway.config import Config
 from gateway.evidence.checkpoint import SIG_SUFFIX, TSR_SUFFIX, checkpoint_name
 from gateway.process.supervise import Worker
@@ -72,6 +76,19 @@ def prunable(custody_dir: Path, archived: set[str], keep_s: float, now: float, w
     return out
 
 
+def _integrity(path: Path) -> str:
+    try:
+        r = Reports(path)
+    except CatalogError as e:
+        return str(e)
+    try:
+        return r.integrity()
+    except ReportError as e:
+        return f"cannot check: {e}"
+    finally:
+        r.close()
+
+
 class Housekeeper(Worker):
     def __init__(self, cfg: Config, catalog: Catalog, pulling: Callable[[], bool]) -> None:
         super().__init__()
@@ -82,6 +99,12 @@ class Housekeeper(Worker):
         #: what the metrics show: bytes on disk, and custody files removed so far
         self.disk: dict[str, int] = {}
         self.custody_removed = 0
+
+    async def start(self) -> None:
+        """SQLite's quick check of the catalog, off the start's path: it
+        reads the whole file, seconds at a year's history, and only reports."""
+        health = await asyncio.to_thread(_integrity, self.cfg.catalog_path)
+        (log.info if health == "ok" else log.error)("catalog integrity check: %s", health)
 
     async def step(self) -> float:
         if self.pulling():

@@ -131,8 +131,8 @@ class Daemon:
         self.password = (read_secret(cfg.recorders.admin_password_file)
                          if cfg.recorders.admin_password_file else None)
         self.catalog = Catalog(cfg.catalog_path)
-        health = self.catalog.integrity()
-        (log.info if health == "ok" else log.error)("catalog integrity check: %s", health)
+        # SQLite's quick_check reads the whole file (seconds at a year's history): the housekeeper runs it
+        # on a read-only connection of its own once the station is ready (gateway/pipeline/housekeep.py)
         recovered = self.catalog.recover()
         self.staging = Staging(cfg.paths.staging, cfg.ingest.reserve_bytes)
         dropped = self.staging.prepare()
