@@ -185,6 +185,9 @@ class EvidenceConfig(_Section):
     custody_rotate_entries: int = Field(1000, ge=1, description="Custody segment rotates after this many entries")
     custody_rotate_s: Interval = Field(300.0, description="... or after this many seconds while anything "
                                                               "happened; each seal is a signed checkpoint")
+    custody_keep_days: int | None = Field(None, ge=1, le=3650, description="Remove custody segments and "
+                                          "checkpoints from the station this many days after they are archived "
+                                          "(with a TSA, also its token); unset: keep them all on the station")
     tsa_url: str | None = Field(None, pattern=r"^https?://", description="RFC 3161 time-stamping authority: "
                                                                          "each checkpoint gets a token")
     tsa_ca_file: Path | None = Field(None, description="PEM certificates the TSA's tokens must chain to")

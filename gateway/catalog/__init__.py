@@ -66,6 +66,12 @@ _CLIP_SELECT = ("SELECT c.sha256, c.size, c.state, c.staged_path, c.archive_key,
 _ASSIGN_COLS = "id, officer, from_ts, to_ts, case_number, proof, category, important, created_at"
 
 
+def _name(db: Any, item_id: int, path: bytes) -> None:
+    """The clip's file name into the trigram index the review's free-text search walks."""
+    db.execute("INSERT INTO clip_names (rowid, name) VALUES (?, ?)",
+               (item_id, bytes(path).decode("utf-8", "backslashreplace")))
+
+
 class Catalog(LockStore):
     """Every transition of the clip state machine, each one call: checked
     against ``states.py``, the row and its events in one transaction."""
@@ -87,9 +93,11 @@ class Catalog(LockStore):
             item = cur.lastrowid or db.execute("SELECT id FROM items WHERE serial=? AND path=? AND size=? AND "
                                                "mtime_ns=-1", (serial, path, size)).fetchone()[0]
             db.execute("INSERT INTO clips (sha256, size, state, item_id, staged_path, archive_key, manifest_path, "
-                       "manifest_sha256, created_at, updated_at, archived_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       "manifest_sha256, created_at, updated_at, archived_at, officer) "
+                       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                        (sha256, size, "archived" if archived else "stamped", item, staged_path, key, manifest_path,
-                        manifest_sha256, now, now, now if archived else None))
+                        manifest_sha256, now, now, now if archived else None, officer))
+            _name(db, item, path)
         return True
 
     def confirm_archived(self, sha256: str, *events: Event) -> None:
@@ -266,8 +274,12 @@ class Catalog(LockStore):
                     raise TransitionRefused("clip", sha256[:16], None, "staged without a staged copy")
                 now = time.time()
                 check_clip(sha256, None, ClipState.STAGED)
-                db.execute("INSERT INTO clips (sha256, size, state, item_id, staged_path, created_at, updated_at) "
-                           "VALUES (?,?, 'staged', ?,?,?,?)", (sha256, size, item_id, staged_path, now, now))
+                item = db.execute("SELECT officer, path FROM items WHERE id=?", (item_id,)).fetchone()
+                db.execute("INSERT INTO clips (sha256, size, state, item_id, staged_path, created_at, updated_at, "
+                           "officer) VALUES (?,?, 'staged', ?,?,?,?,?)",
+                           (sha256, size, item_id, staged_path, now, now, item["officer"] if item else None))
+                if item is not None:
+                    _name(db, item_id, item["path"])
                 ev = pulled
                 self._move("items", item_id, ItemState.PULLED, [ev], {"sha256": sha256, "error": None}, db=db)
         self._announce([ev])
@@ -298,10 +310,14 @@ class Catalog(LockStore):
         return self._clips("WHERE c.state='staged' ORDER BY c.created_at LIMIT ?", limit)
 
     def stamped(self, sha256: str, key: str, manifest_path: str, manifest_sha256: str, partial: bool,
-                capture_utc: float | None, assignment_id: int | None, *events: Event) -> None:
+                capture_utc: float | None, assignment_id: int | None, *events: Event, important: bool = False,
+                category: str | None = None, cased: bool = False, duration_s: float | None = None) -> None:
+        """*important*, *category*, *cased*, *duration_s*: what the signed
+        manifest says, kept beside the row for the searches and statistics."""
         self._move("clips", sha256, ClipState.STAMPED, events, {
             "archive_key": key, "manifest_path": manifest_path, "manifest_sha256": manifest_sha256,
-            "partial": int(partial), "capture_utc": capture_utc, "assignment_id": assignment_id})
+            "partial": int(partial), "capture_utc": capture_utc, "assignment_id": assignment_id,
+            "important": int(important), "category": category, "cased": int(cased), "duration_s": duration_s})
 
     def due_for_forward(self, now: float, limit: int, not_docks: Sequence[int] = ()) -> list[ClipRow]:
         """Clips to upload next: important ones (by their assignment) first
@@ -412,6 +428,14 @@ class Catalog(LockStore):
         with self.tx() as db:
             db.execute("INSERT OR IGNORE INTO amendments (sha256, assignment_id, path, state, created_at) "
                        "VALUES (?,?,?, 'pending', ?)", (sha256, assignment_id, path, time.time()))
+            # what the clip is searched by: the newest assignment that says, else what it said before
+            db.execute(f"UPDATE clips SET "
+                       f"category = coalesce((SELECT a.category FROM assignments a WHERE {reports.assigned('clips')} "
+                       f"AND a.category IS NOT NULL ORDER BY a.id DESC LIMIT 1), category), "
+                       f"important = coalesce((SELECT a.important FROM assignments a WHERE {reports.assigned('clips')} "
+                       f"AND a.important IS NOT NULL ORDER BY a.id DESC LIMIT 1), important), "
+                       f"cased = cased OR EXISTS (SELECT 1 FROM assignments a WHERE a.id=? AND a.case_number "
+                       f"IS NOT NULL) WHERE sha256=?", (assignment_id, sha256))
             self._write_events(db, events)
         self._announce(events)
 
@@ -436,6 +460,17 @@ class Catalog(LockStore):
         """Custody segments and checkpoint files to archive, in the order they
         were sealed (a checkpoint only after the segment it covers)."""
         return [r[0] for r in self.db.execute("SELECT name FROM segments WHERE state='sealed' ORDER BY rowid")]
+
+    def archived_segments(self) -> list[str]:
+        """Custody files (segments, checkpoints, signatures, tokens) the archive holds."""
+        return [r[0] for r in self.db.execute("SELECT name FROM segments WHERE state='archived'")]
+
+    def maintain(self) -> None:
+        """Housekeeping of the file itself (``pipeline/housekeep.py``): the
+        WAL folded back and truncated, the planner's statistics refreshed.
+        Each a short step; a busy reader only postpones the truncation."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self.db.execute("PRAGMA optimize").fetchall()
 
     def segment_archived(self, name: str) -> None:
         with self.tx() as db:

@@ -9,6 +9,11 @@ never holds the daemon's writer and cannot change a state by mistake, and
 members of the dockgate group, who may read the catalog but not write
 beside it, can use it. Rows come back typed (``TypedDict``: named columns
 the pages and the CLI read as they always did).
+
+Why ~420 lines in one module: every query made for people is here, beside
+the indexes it relies on (the review's searches name theirs,
+``search_where``), so a change to one read is checked against the others
+and the schema in one place; the typed rows they return are most of it.
 """
 
 from __future__ import annotations
@@ -145,6 +150,8 @@ class ClipView(TypedDict):
     assignment_id: int | None
     created_at: float
     archived_at: float | None
+    category: str | None
+    important: int
     serial: str
     officer: str | None
     path: bytes
@@ -200,22 +207,23 @@ class DockClip(TypedDict):
     assignment_id: int | None
 
 
-class StatsClip(TypedDict):
-    sha256: str
-    capture_utc: float | None
-    manifest_path: str | None
-    assignment_id: int | None
-    officer: str | None
-    unit: str | None
-    officer_name: str | None
-    docked_at: float | None
+class StatsRow(TypedDict):
+    officer: str
+    unit: str
+    name: str | None
+    clips: int
+    hours: float
+    late_docks: int
+    without_case: int
 
 
 @dataclass(frozen=True)
 class ClipQuery:
-    """What the review searches by. Category and importance are read from
-    the newest assignment or the manifest, so the caller filters by them
-    after the query (``search``'s *limit* leaves room)."""
+    """What the review searches by, every filter in SQL (``search_where``):
+    officer (number, or the name a dock recorded), capture time, state,
+    case, category and importance (the newest assignment that says, else the
+    manifest: columns of the clip, kept current by the catalog), and *text*,
+    a piece of the file name."""
 
     officer: str = ""
     case: str = ""
@@ -224,15 +232,74 @@ class ClipQuery:
     important: str = ""  # "", "yes", "no"
     category: str = ""
     state: str = ""
+    text: str = ""
+
+
+#: the order of the review's results and of the indexes it walks: capture time, else when staged
+WHEN = "coalesce(c.capture_utc, c.created_at)"
+#: shortest free text the trigram index finds (a shorter one is matched by scanning the names)
+MIN_TEXT = 3
+
+
+def search_where(db: sqlite3.Connection, q: ClipQuery) -> tuple[str, list[Any]]:
+    """The WHERE clause over ``clips c`` for *q*, and its arguments. Each
+    typical search walks an index in result order or fetches a small set by
+    key (docs/performance.md, "A year of history"): officer (+ day):
+    ``clips_officer_when``; category: ``clips_category_when``; importance:
+    ``clips_important_when``; case: its assignments by ``assignments_case``,
+    then the clips by ``clips_assignment`` and ``amendments_assignment``;
+    free text: the trigram index ``clip_names``; days alone: ``clips_when``."""
+    where: list[str] = []
+    args: list[Any] = []
+    if q.officer:
+        names = [r[0] for r in db.execute("SELECT DISTINCT officer FROM docks WHERE officer_name=? "
+                                          "AND officer IS NOT NULL", (q.officer,))]
+        officers = sorted({q.officer, *names})
+        where.append(f"c.officer IN ({','.join('?' * len(officers))})")
+        args += officers
+    if q.date_from is not None:
+        where.append(f"{WHEN}>=? AND c.capture_utc IS NOT NULL")
+        args.append(q.date_from)
+    if q.date_to is not None:
+        where.append(f"{WHEN}<? AND c.capture_utc IS NOT NULL")
+        args.append(q.date_to)
+    if q.state:
+        where.append("c.state=?")
+        args.append(q.state)
+    if q.category:
+        where.append("c.category=?")
+        args.append(q.category)
+    if q.important:
+        where.append("c.important=?")
+        args.append(1 if q.important == "yes" else 0)
+    if q.case:
+        where.append("c.sha256 IN (SELECT k.sha256 FROM clips k WHERE k.assignment_id IN "
+                     "(SELECT id FROM assignments WHERE case_number=?) UNION SELECT m.sha256 FROM amendments m "
+                     "WHERE m.assignment_id IN (SELECT id FROM assignments WHERE case_number=?))")
+        args += [q.case, q.case]
+    if len(q.text) >= MIN_TEXT:
+        where.append("c.sha256 IN (SELECT t.sha256 FROM items t WHERE t.id IN "
+                     "(SELECT rowid FROM clip_names WHERE clip_names MATCH ?))")
+        args.append('"' + q.text.replace('"', '""') + '"')
+    elif q.text:
+        where.append("c.item_id IN (SELECT t.id FROM items t WHERE instr(lower(CAST(t.path AS TEXT)), ?))")
+        args.append(q.text.lower())
+    return " AND ".join(where) or "1", args
 
 
 _CLIP_COLS = ("SELECT c.sha256, c.size, c.state, c.capture_utc, c.partial, c.archive_key, c.staged_path, "
-              "c.purged_at, c.manifest_path, c.assignment_id, c.created_at, c.archived_at, i.serial, i.officer, "
+              "c.purged_at, c.manifest_path, c.assignment_id, c.created_at, c.archived_at, c.category, c.important, "
+              "i.serial, i.officer, "
               "i.path, i.dock_id, d.officer_name, d.unit, d.docked_at, d.model, d.slot "
               "FROM clips c JOIN items i ON i.id=c.item_id LEFT JOIN docks d ON d.id=i.dock_id ")
 #: the clip's assignments: the one it was stamped with and those its amendments carry
-_ASSIGNED = ("(a.id=c.assignment_id OR a.id IN (SELECT m.assignment_id FROM amendments m "
-             "WHERE m.sha256=c.sha256))")
+def assigned(clip: str = "c") -> str:
+    """SQL: assignment ``a`` is one of clip *clip*'s (the table or its alias)."""
+    return (f"(a.id={clip}.assignment_id OR a.id IN (SELECT m.assignment_id FROM amendments m "
+            f"WHERE m.sha256={clip}.sha256))")
+
+
+_ASSIGNED = assigned()
 #: the station alarms the statistics count
 ALARMS = ("wrong_password", "foreign_device", "unrecognised_device", "login_failed")
 
@@ -257,6 +324,11 @@ class Reports:
 
     def close(self) -> None:
         self.db.close()
+
+    def integrity(self) -> str:
+        """SQLite's own quick check: "ok", or what is damaged (reads the whole file)."""
+        rows = self.db.execute("PRAGMA quick_check").fetchall()
+        return "; ".join(str(r[0]) for r in rows[:20])
 
     # -- the station ----------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -293,28 +365,25 @@ class Reports:
         row = self.db.execute(_CLIP_COLS + "WHERE c.sha256=?", (sha256,)).fetchone()
         return cast(ClipView, dict(row)) if row else None
 
-    def search(self, q: ClipQuery, limit: int) -> list[ClipView]:
-        """Newest capture first: officer, capture time, state, case."""
-        where: list[str] = ["1"]
-        args: list[Any] = []
-        if q.officer:
-            where.append("(i.officer=? OR d.officer_name=?)")
-            args += [q.officer, q.officer]
-        if q.date_from is not None:
-            where.append("c.capture_utc>=?")
-            args.append(q.date_from)
-        if q.date_to is not None:
-            where.append("c.capture_utc<?")
-            args.append(q.date_to)
-        if q.state:
-            where.append("c.state=?")
-            args.append(q.state)
-        if q.case:
-            where.append(f"EXISTS (SELECT 1 FROM assignments a WHERE {_ASSIGNED} AND a.case_number=?)")
-            args.append(q.case)
+    def search(self, q: ClipQuery, limit: int, offset: int = 0) -> list[ClipView]:
+        """One page of the clips *q* matches, newest capture first (``search_where``)."""
+        where, args = search_where(self.db, q)
         return cast(list[ClipView], _rows(self.db.execute(
-            _CLIP_COLS + "WHERE " + " AND ".join(where) + " ORDER BY coalesce(c.capture_utc, c.created_at) DESC "
-            "LIMIT ?", (*args, limit))))
+            _CLIP_COLS + "WHERE " + where + f" ORDER BY {WHEN} DESC, c.rowid DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset))))
+
+    def search_count(self, q: ClipQuery) -> int:
+        """How many clips *q* matches (on the same index as its pages)."""
+        where, args = search_where(self.db, q)
+        return int(self.db.execute("SELECT count(*) FROM clips c WHERE " + where, args).fetchone()[0])
+
+    def search_plan(self, q: ClipQuery) -> str:
+        """SQLite's plan for one page of *q* (``EXPLAIN QUERY PLAN``): which
+        index the search walks; tests and the benchmark assert on it."""
+        where, args = search_where(self.db, q)
+        rows = self.db.execute("EXPLAIN QUERY PLAN " + _CLIP_COLS + "WHERE " + where
+                               + f" ORDER BY {WHEN} DESC, c.rowid DESC LIMIT 50", args).fetchall()
+        return "\n".join(str(r[3]) for r in rows)
 
     def assignments(self, sha256: str) -> list[AssignmentView]:
         """The clip's assignments, oldest first."""
@@ -327,9 +396,12 @@ class Reports:
             "ORDER BY id", (sha256,))))
 
     def trail(self, sha256: str, limit: int = 500) -> list[TrailEntry]:
-        """Every recorded event about this clip, oldest first."""
-        rows = self.db.execute("SELECT seq, ts, type, slot, data FROM events WHERE json_extract(data, '$.sha256')=? "
-                               "ORDER BY seq LIMIT ?", (sha256, limit)).fetchall()
+        """Every event about this clip on the custody record, oldest first:
+        its custody entries (``clip_custody``) and their events, by index
+        (reading every event's JSON took seconds at a year's history)."""
+        rows = self.db.execute("SELECT e.seq, e.ts, e.type, e.slot, e.data FROM clip_custody k "
+                               "JOIN events e ON e.custody_seq=k.seq WHERE k.sha256=? ORDER BY e.seq LIMIT ?",
+                               (sha256, limit)).fetchall()
         return [cast(TrailEntry, {**dict(r), "data": json.loads(r["data"])}) for r in rows]
 
     def dock_clips(self, dock_id: int, limit: int = 200) -> list[DockClip]:
@@ -340,16 +412,18 @@ class Reports:
             "WHERE i.dock_id=? ORDER BY i.path LIMIT ?", (dock_id, limit))))
 
     # -- statistics -------------------------------------------------------------------------
-    def stats_clips(self) -> list[StatsClip]:
-        """Every clip with its officer, unit and dock time."""
-        return cast(list[StatsClip], _rows(self.db.execute(
-            "SELECT c.sha256, c.capture_utc, c.manifest_path, c.assignment_id, i.officer, d.unit, d.officer_name, "
-            "d.docked_at FROM clips c JOIN items i ON i.id=c.item_id LEFT JOIN docks d ON d.id=i.dock_id")))
-
-    def cased(self) -> set[str]:
-        """Clips that some assignment (stamped or amended) files under a case."""
-        return {r[0] for r in self.db.execute(
-            f"SELECT c.sha256 FROM clips c JOIN assignments a ON {_ASSIGNED} WHERE a.case_number IS NOT NULL")}
+    def stats(self, unassigned_before: float, late_after_s: float) -> list[StatsRow]:
+        """Per officer and unit, one indexed aggregate (no manifest read, no
+        row to Python): clips, recorded hours, clips docked more than
+        *late_after_s* after capture, clips captured before
+        *unassigned_before* that no assignment files under a case."""
+        return cast(list[StatsRow], _rows(self.db.execute(
+            "SELECT coalesce(c.officer, '?') AS officer, coalesce(d.unit, '') AS unit, max(d.officer_name) AS name, "
+            "count(*) AS clips, coalesce(sum(c.duration_s), 0) / 3600.0 AS hours, "
+            "coalesce(sum(d.docked_at - c.capture_utc > ?), 0) AS late_docks, "
+            "coalesce(sum(c.capture_utc < ? AND NOT c.cased), 0) AS without_case "
+            "FROM clips c JOIN items i ON i.id=c.item_id LEFT JOIN docks d ON d.id=i.dock_id "
+            "GROUP BY 1, 2 ORDER BY 2, 1", (late_after_s, unassigned_before))))
 
     def alarm_counts(self) -> dict[str, int]:
         """How often each of ``ALARMS`` was recorded."""

@@ -205,7 +205,10 @@ class Store:
     def custody_high(self) -> int | None:
         """The newest custody sequence number the catalog has recorded; None
         when it cannot tell (events from before it recorded them)."""
-        row = self.db.execute("SELECT max(custody_seq), count(*) FROM events").fetchone()
-        if row[0] is None and row[1]:
+        # custody positions grow with the events' own order: the newest event that has one says it, found
+        # from the end of the table, not by reading millions of events at every start (issue 30)
+        row = self.db.execute("SELECT custody_seq FROM events WHERE custody_seq IS NOT NULL "
+                              "ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None and self.db.execute("SELECT 1 FROM events LIMIT 1").fetchone():
             return None
-        return int(row[0] or 0)
+        return int(row[0]) if row else 0

@@ -42,9 +42,22 @@ class Gap:
     unknown: list[str] = field(default_factory=list)
 
 
+def _first_seq(segment: Path) -> int:
+    """A segment's first entry, from its name (``custody-STATION-0000000001[.open].jsonl``)."""
+    try:
+        return int(segment.name.split(".")[0].rsplit("-", 1)[-1])
+    except ValueError:
+        return 0
+
+
 def _entries_after(custody_dir: Path, seq: int) -> list[dict[str, Any]]:
+    """Entries after *seq*: read from the segment that holds *seq* + 1 on,
+    never the whole year's log (segments are named by their first entry)."""
     out = []
-    for seg in sorted(custody_dir.glob("custody-*.jsonl")):
+    segs = sorted(custody_dir.glob("custody-*.jsonl"))
+    starts = [_first_seq(s) for s in segs]
+    begin = max((i for i, first in enumerate(starts) if first <= seq + 1), default=0)
+    for seg in segs[begin:]:
         for line in seg.read_bytes().splitlines():
             try:
                 entry = json.loads(line)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from drivers.profiles import Registry
 from gateway.archive.layout import clip_key
@@ -64,6 +65,8 @@ class _Stamped:
     files: list[tuple[Path, bytes, int]]
     move: tuple[str, str, str, str, bool, float, int | None]
     events: list[Event]
+    #: what the manifest says that the review searches and counts by (``Catalog.stamped``)
+    said: dict[str, Any]
 
 
 class Stamper(Worker):
@@ -189,7 +192,7 @@ class Stamper(Worker):
         write_many([file for s in stamped for file in s.files])
         with self.catalog.group():
             for s in stamped:
-                self.catalog.stamped(*s.move, *s.events)
+                self.catalog.stamped(*s.move, *s.events, **s.said)
         # after the batch's moves: their custody positions were chosen before. The reason says whose
         # fault: the station's staged copy gone (source_fault: a pull again at the next dock cures it),
         # else the clip's own data, which a pull again would bring back as it is (final)
@@ -243,7 +246,9 @@ class Stamper(Worker):
             events.append(event("partial_clip", sha256=clip.sha256, key=key, serial=clip.serial,
                                 path=clip.display, reason=facts.reason))
         return _Stamped(files, (clip.sha256, key, self.staging.relative(path), signed.sha256, facts.truncated, ts,
-                                assignment.id if assignment else None), events)
+                                assignment.id if assignment else None), events,
+                        {"important": bool(doc["importance"]["important"]), "category": doc["category"],
+                         "cased": doc["case_number"] is not None, "duration_s": facts.duration_s})
 
     @staticmethod
     def _refusal(a: Assignment) -> ValueRefused | None:

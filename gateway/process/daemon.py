@@ -35,6 +35,7 @@ from gateway.evidence.timestamp import Timestamper, TimestampWorker
 from gateway.pipeline.buffers import BufferBudget, keep_the_allocator_lean
 from gateway.pipeline.events import Journal
 from gateway.pipeline.forward import Forwarder
+from gateway.pipeline.housekeep import Housekeeper
 from gateway.pipeline.live import StationState
 from gateway.pipeline.purge import Purger
 from gateway.pipeline.recovery import catch_up
@@ -130,8 +131,8 @@ class Daemon:
         self.password = (read_secret(cfg.recorders.admin_password_file)
                          if cfg.recorders.admin_password_file else None)
         self.catalog = Catalog(cfg.catalog_path)
-        health = self.catalog.integrity()
-        (log.info if health == "ok" else log.error)("catalog integrity check: %s", health)
+        # SQLite's quick_check reads the whole file (seconds at a year's history): the housekeeper runs it
+        # on a read-only connection of its own once the station is ready (gateway/pipeline/housekeep.py)
         recovered = self.catalog.recover()
         self.staging = Staging(cfg.paths.staging, cfg.ingest.reserve_bytes)
         dropped = self.staging.prepare()
@@ -158,6 +159,7 @@ class Daemon:
         self.stamper = Stamper(cfg, self.catalog, self.staging, self.registry, self.signer, self.custody,
                                self._evidence_ready)
         self.purger = Purger(cfg, self.catalog, self.staging)
+        self.housekeeper = Housekeeper(cfg, self.catalog, lambda: bool(self.state.pulling))
 
         # the station's own clock: every dock asks it, and a worker polls it (the alarm without a dock)
         self.clock = StationClock.for_config(cfg)
@@ -214,7 +216,8 @@ class Daemon:
         snap.update(version=__version__, station=self.cfg.station.id, pid=os.getpid(),
                     updated_at=time.time(), queue={"clips": clips, "bytes": nbytes},
                     staging_free_bytes=self.staging.free_bytes(), running=True,
-                    station_clock=self.clock.status())
+                    station_clock=self.clock.status(),
+                    disk={**self.housekeeper.disk, "custody_removed": self.housekeeper.custody_removed})
         return snap
 
     def _mark_dirty(self, *_args: object) -> None:
@@ -448,6 +451,7 @@ class Daemon:
             asyncio.create_task(supervise("forward", self.forwarder.run), name="forward"),
             asyncio.create_task(supervise("status", self._status_writer), name="status"),
             asyncio.create_task(supervise("purge", self.purger.run), name="purge"),
+            asyncio.create_task(supervise("housekeep", self.housekeeper.run), name="housekeep"),
             asyncio.create_task(supervise("timesync", lambda: self.clock.watch(self.catalog.emit)), name="timesync"),
         }
         if self.metrics is not None:

@@ -56,6 +56,10 @@ class Metrics:
         self.slot_state = Gauge("dockgate_slot_state", "1 for what each slot is doing now", ["slot", "state"],
                                 registry=r)
         self.staging_free = Gauge("dockgate_staging_free_bytes", "Free space on staging", registry=r)
+        self.disk = Gauge("dockgate_disk_used_bytes", "Bytes the station keeps of what grows with history "
+                          "(catalog, custody: pipeline/housekeep.py)", ["what"], registry=r)
+        self.custody_removed = Gauge("dockgate_custody_files_removed", "Custody files removed from the station "
+                                     "since start (archived, past evidence.custody_keep_days)", registry=r)
         self.archive_up = Gauge("dockgate_archive_up", "1 if the last archive operation succeeded", registry=r)
         self.mqtt_connected = Gauge("dockgate_mqtt_connected", "1 while connected to the broker", registry=r)
         self.outbox = Gauge("dockgate_events_unpublished", "Events waiting for the broker", registry=r)
@@ -110,6 +114,10 @@ class Metrics:
         self.queue_clips.set(snapshot["queue"]["clips"])
         self.queue_bytes.set(snapshot["queue"]["bytes"])
         self.staging_free.set(snapshot["staging_free_bytes"])
+        disk = dict(snapshot.get("disk") or {})
+        self.custody_removed.set(disk.pop("custody_removed", 0))
+        for what, n in disk.items():
+            self.disk.labels(what).set(n)
         self.archive_up.set(0 if snapshot["archive_up"] is False else 1)
         self.mqtt_connected.set(1 if mqtt_connected else 0)
         self.outbox.set(unpublished)

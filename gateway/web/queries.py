@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,20 @@ from gateway.web.names import display_name
 
 #: events that are a person looking at evidence through the pages
 LOOK_EVENTS = ("viewed", "played", "downloaded", "exported")
-#: what the review searches by (category and importance are read per clip, after the query)
+#: what the review searches by (every filter in the catalog's SQL: ``reports.search_where``)
 Filters = ClipQuery
+#: clips on one page of the review's results
+PAGE = 100
+
+
+@dataclass(frozen=True)
+class Results:
+    """One page of a search: its rows, how many clips match in all, and where the page starts."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    offset: int
+    page_size: int
 
 
 class Reader:
@@ -82,10 +95,8 @@ class Reader:
         ms = self.manifest(row)
         assigned = self.assignments(row["sha256"])
         d["cases"] = sorted({a["case_number"] for a in assigned if a["case_number"]})
-        cats = [a["category"] for a in assigned if a["category"]]
-        d["category"] = cats[-1] if cats else (ms or {}).get("category")
-        marks = [a["important"] for a in assigned if a["important"] is not None]
-        d["important"] = bool(marks[-1]) if marks else bool(((ms or {}).get("importance") or {}).get("important"))
+        # category and importance: the catalog keeps the newest assignment's word, else the manifest's
+        d["important"] = bool(row["important"])
         proofs = [a["proof"] for a in assigned if a["proof"]]
         d["proof"] = proofs[-1] if proofs else (ms or {}).get("proof_object")
         return d
@@ -108,17 +119,20 @@ class Reader:
         return [e for e in self.trail(sha256, 100_000) if e["type"] in LOOK_EVENTS]
 
     # -- many ----------------------------------------------------------------------
-    def search(self, f: Filters, limit: int = 200) -> list[dict[str, Any]]:
-        rows = self.reports.search(f, limit * 4 if f.category or f.important else limit)
-        out = []
-        for r in rows:
-            d = self.describe(r)
-            if f.category and d["category"] != f.category:
-                continue
-            if f.important and d["important"] != (f.important == "yes"):
-                continue
-            out.append(d)
-        return out[:limit]
+    def search(self, f: Filters, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+        """The matches *offset* to *offset* + *limit*, newest first."""
+        return [self.describe(r) for r in self.reports.search(f, limit, offset)]
+
+    def page(self, f: Filters, offset: int = 0, page_size: int = PAGE) -> Results:
+        """One page of every match, and how many there are."""
+        return Results(self.search(f, page_size, offset), self.reports.search_count(f), offset, page_size)
+
+    def search_all(self, f: Filters) -> list[dict[str, Any]]:
+        """Every match, page by page (a case's clips, a dispatch's span)."""
+        out: list[dict[str, Any]] = []
+        while len(batch := self.search(f, 1000, len(out))) == 1000:
+            out += batch
+        return out + batch
 
     def dock_clips(self, dock_id: int) -> list[dict[str, Any]]:
         """What the recorder now in a slot holds, as far as this dock pulled it."""
@@ -136,4 +150,4 @@ class Reader:
         return out
 
     def case_clips(self, case: str) -> list[dict[str, Any]]:
-        return self.search(Filters(case=case), limit=10_000)
+        return self.search_all(Filters(case=case))

@@ -14,6 +14,7 @@ import zipfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -24,8 +25,10 @@ from gateway.evidence.signing import verify
 from gateway.web import media
 from gateway.web.context import Web, safe_next
 from gateway.web.i18n import translator
-from gateway.web.queries import Filters
+from gateway.web.queries import PAGE, Filters
 
+#: what the review's search form sends
+FIELDS = ("officer", "case", "from", "to", "important", "category", "state", "text")
 #: a clip played again within this long in the same login is one custody entry
 PLAY_RECORD_S = 600.0
 
@@ -39,6 +42,11 @@ def _day(text: str, end: bool = False) -> float | None:
         raise web.HTTPBadRequest(text=f"not a date: {text[:40]!r}") from None
     ts = (d if d.tzinfo else d.astimezone()).timestamp()
     return ts + 86400 if end and len(text) <= 10 else ts
+
+
+def _page_numbers(page: int, pages: int) -> list[int]:
+    """The page links shown: first, last, and those near *page*."""
+    return sorted({1, pages, *range(max(1, page - 3), min(pages, page + 3) + 1)})
 
 
 def _sha(request: web.Request) -> str:
@@ -92,20 +100,29 @@ def routes(app: web.Application, w: Web) -> None:
                        date_from=_day(q.get("from", "").strip()), date_to=_day(q.get("to", "").strip(), end=True),
                        important=q.get("important", "") if q.get("important") in ("yes", "no") else "",
                        category=q.get("category", "").strip(),
-                       state=q.get("state", "") if q.get("state") in STATES else "")
+                       state=q.get("state", "") if q.get("state") in STATES else "",
+                       text=q.get("text", "").strip()[:200])
 
     async def search(request: web.Request) -> web.Response:
         """Every search is a look at evidence: its query and how many clips
-        it showed go on the custody record with the user."""
-        searched = any(request.query.get(k) for k in ("officer", "case", "from", "to", "important", "category",
-                                                      "state"))
-        f = filters(request)
-        rows = await (w.heavy(w.reader.search, f) if searched else w.heavy(w.reader.search, Filters(), 50))
-        query = {k: request.query[k][:200] for k in ("officer", "case", "from", "to", "important", "category",
-                                                     "state") if request.query.get(k)}
-        await w.record("searched", request, what="review search", query=query, results=len(rows))
-        return w.render(request, "review.html", rows=rows, q=request.query, states=sorted(STATES),
-                        searched=searched)
+        it showed go on the custody record with the user. Every match is
+        listed, a page at a time (``?page=N``), with how many there are."""
+        searched = any(request.query.get(k) for k in FIELDS)
+        try:
+            page = max(1, int(request.query.get("page", "1")))
+        except ValueError:
+            raise web.HTTPBadRequest(text="page: not a number") from None
+        f = filters(request) if searched else Filters()
+        size = PAGE if searched else 50
+        res = await w.heavy(w.reader.page, f, (page - 1) * size, size)
+        query = {k: request.query[k][:200] for k in FIELDS if request.query.get(k)}
+        await w.record("searched", request, what="review search", query=query, results=len(res.rows),
+                       matches=res.total, page=page)
+        pages = max(1, -(-res.total // size))
+        keep = {k: v for k, v in request.query.items() if k in FIELDS and v}
+        links = {n: "/review?" + urlencode({**keep, "page": n}) for n in _page_numbers(page, pages)}
+        return w.render(request, "review.html", rows=res.rows, q=request.query, states=sorted(STATES),
+                        searched=searched, total=res.total, page=page, pages=pages, links=links)
 
     def _clip(sha: str) -> dict[str, Any]:
         clip = w.reader.clip(sha)

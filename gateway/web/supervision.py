@@ -20,29 +20,14 @@ MAX_CSV_ROWS = 20_000
 
 
 def compute(reader: Reader, unassigned_after_h: float, now: float | None = None) -> dict[str, Any]:
+    """The statistics: one aggregate query of the catalog (indexed columns
+    the catalog keeps per clip), flat in the catalog's size per row of
+    output (issue 30: 570 ms at 50 000 clips when every manifest was read)."""
     now = time.time() if now is None else now
-    per: dict[tuple[str, str], dict[str, Any]] = {}
-    rows = reader.reports.stats_clips()
-    cased = reader.reports.cased()
-    for r in rows:
-        key = (r["officer"] or "?", r["unit"] or "")
-        s = per.setdefault(key, {"officer": key[0], "name": r["officer_name"], "unit": key[1], "clips": 0,
-                                 "hours": 0.0, "late_docks": 0, "without_case": 0})
-        s["clips"] += 1
-        ms = reader.manifest(r) or {}
-        duration = ((ms.get("clip") or {}).get("container") or {}).get("duration_s")
-        if duration:
-            s["hours"] += float(duration) / 3600
-        if r["capture_utc"] is not None and r["docked_at"] is not None \
-                and r["docked_at"] - r["capture_utc"] > LATE_DOCK_S:
-            s["late_docks"] += 1
-        if r["capture_utc"] is not None and r["sha256"] not in cased \
-                and now - r["capture_utc"] > unassigned_after_h * 3600:
-            s["without_case"] += 1
+    officers: list[dict[str, Any]] = []
+    for r in reader.reports.stats(now - unassigned_after_h * 3600, LATE_DOCK_S):
+        officers.append({**r, "hours": round(float(r["hours"]), 3)})
     counts = reader.reports.alarm_counts()
-    officers = sorted(per.values(), key=lambda s: (s["unit"], s["officer"]))
-    for s in officers:
-        s["hours"] = round(s["hours"], 3)
     units: dict[str, dict[str, Any]] = {}
     for s in officers:
         u = units.setdefault(s["unit"], {"unit": s["unit"], "clips": 0, "hours": 0.0, "late_docks": 0,
@@ -103,7 +88,7 @@ def propose(reader: Reader, text: str) -> tuple[list[dict[str, Any]], list[dict[
     proposals: list[dict[str, Any]] = []
     empty: list[dict[str, Any]] = []
     for d in dispatches:
-        clips = [c for c in reader.search(_filters(d.officer, d.start, d.end), limit=1000) if d.case not in c["cases"]]
+        clips = [c for c in reader.search_all(_filters(d.officer, d.start, d.end)) if d.case not in c["cases"]]
         (proposals if clips else empty).append({"d": d, "clips": clips})
     return proposals, empty, problems
 

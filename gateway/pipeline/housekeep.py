@@ -1,0 +1,132 @@
+"""Housekeeping for a year on one station (issue 30): what grows with
+history is bounded, off the pulls' path.
+
+* Custody segments and checkpoints leave the station once they are safe
+  elsewhere: with ``evidence.custody_keep_days`` set, a sealed segment, its
+  checkpoint and signature (and its timestamp token, when the station has
+  a TSA: the token is the checkpoint's witness) are removed from the
+  station when the catalog records every one of them archived and the
+  segment is older than the setting. The newest sealed segment and its
+  checkpoint always stay (the next segment's index names them, and the
+  custody log continues their chain). Unset (the default), nothing is
+  removed, as before.
+* The catalog: its WAL truncated and its query planner's statistics
+  refreshed (``Catalog.maintain``: ``wal_checkpoint(TRUNCATE)``,
+  ``PRAGMA optimize``), at most every ``MAINTAIN_S`` and only while no
+  slot pulls, each a short step (no ``VACUUM``, which would hold the
+  writer for the whole file's rewrite).
+* The catalog's integrity check (``PRAGMA quick_check``, which reads the
+  whole file) runs here once after start, on a read-only connection in a
+  thread, not before READY.
+* What is on disk (catalog, custody on the station, staging) is measured
+  once per round and shown in metrics (docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.catalog import Catalog, CatalogError
+from gateway.catalog.reports import ReportError, Reports
+from gateway.config import Config
+from gateway.evidence.checkpoint import SIG_SUFFIX, TSR_SUFFIX, checkpoint_name
+from gateway.process.supervise import Worker
+
+log = logging.getLogger(__name__)
+
+#: the catalog is maintained at most this often (seconds)
+MAINTAIN_S = 6 * 3600.0
+#: a round of housekeeping waits this long while a slot pulls, then looks again
+BUSY_S = 60.0
+DAY = 86400.0
+
+
+def _bytes(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        try:
+            total += p.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def prunable(custody_dir: Path, archived: set[str], keep_s: float, now: float, witness: bool) -> list[Path]:
+    """The station's custody files that may go: for each sealed segment but
+    the newest, older than *keep_s*, the segment, its checkpoint and
+    signature (and token, if *witness*), when every one is in *archived*."""
+    segments = sorted(p for p in custody_dir.glob("custody-*.jsonl") if not p.name.endswith(".open.jsonl"))
+    out: list[Path] = []
+    for seg in segments[:-1]:
+        try:
+            if now - seg.stat().st_mtime < keep_s:
+                continue
+            lines = seg.read_bytes().count(b"\n")
+        except OSError:
+            continue
+        station, first = seg.name[len("custody-"):].rsplit(".", 1)[0].rsplit("-", 1)
+        cp = checkpoint_name(station, int(first) + lines - 1)
+        files = [seg.name, cp, cp + SIG_SUFFIX] + ([cp + TSR_SUFFIX] if witness else [])
+        if all(name in archived for name in files):
+            out += [custody_dir / name for name in files]
+    return out
+
+
+def _integrity(path: Path) -> str:
+    try:
+        r = Reports(path)
+    except CatalogError as e:
+        return str(e)
+    try:
+        return r.integrity()
+    except ReportError as e:
+        return f"cannot check: {e}"
+    finally:
+        r.close()
+
+
+class Housekeeper(Worker):
+    def __init__(self, cfg: Config, catalog: Catalog, pulling: Callable[[], bool]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.catalog = catalog
+        self.pulling = pulling
+        self._maintained = 0.0
+        #: what the metrics show: bytes on disk, and custody files removed so far
+        self.disk: dict[str, int] = {}
+        self.custody_removed = 0
+
+    async def start(self) -> None:
+        """SQLite's quick check of the catalog, off the start's path: it
+        reads the whole file, seconds at a year's history, and only reports."""
+        health = await asyncio.to_thread(_integrity, self.cfg.catalog_path)
+        (log.info if health == "ok" else log.error)("catalog integrity check: %s", health)
+
+    async def step(self) -> float:
+        if self.pulling():
+            return BUSY_S
+        keep_days = self.cfg.evidence.custody_keep_days
+        if keep_days is not None:
+            archived = set(self.catalog.archived_segments())
+            gone = await asyncio.to_thread(prunable, self.cfg.custody_dir, archived, keep_days * DAY, time.time(),
+                                           bool(self.cfg.evidence.tsa_url))
+            for p in gone:
+                await asyncio.to_thread(p.unlink, missing_ok=True)
+            if gone:
+                self.custody_removed += len(gone)
+                log.info("removed %d custody files from the station (archived, older than %d days)", len(gone),
+                         keep_days)
+        if time.monotonic() - self._maintained >= MAINTAIN_S and not self.pulling():
+            self.catalog.maintain()  # the writer's own connection, on its loop: short steps
+            self._maintained = time.monotonic()
+        self.disk = await asyncio.to_thread(self.measure)
+        return 600.0
+
+    def measure(self) -> dict[str, int]:
+        c = self.cfg.catalog_path
+        return {"catalog": _bytes([c, Path(f"{c}-wal"), Path(f"{c}-shm")]),
+                "custody": _bytes(list(self.cfg.custody_dir.glob("*")))}
