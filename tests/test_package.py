@@ -24,7 +24,8 @@ PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FILES = ["/usr/bin/dockgate", "/usr/lib/systemd/system/dockgate.service",
          "/usr/lib/systemd/system/dockgate-mount@.service", "/usr/lib/udev/rules.d/70-dockgate.rules",
          "/usr/lib/sysusers.d/dockgate.conf", "/usr/lib/tmpfiles.d/dockgate.conf",
-         "/usr/lib/dockgate/python/gateway/cli/main.py", "/usr/share/dockgate/prometheus-alerts.yml"]
+         "/usr/lib/dockgate/python/gateway/cli/main.py", "/usr/share/dockgate/prometheus-alerts.yml",
+         "/usr/share/dockgate/grafana-dashboard.json", "/usr/share/dockgate/grafana-district.json"]
 #: what an admin writes (README: settings go in drop-ins, never in the shipped file)
 DROP_IN = "/etc/dockgate/dockgate.toml.d/50-station.toml"
 
