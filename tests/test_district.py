@@ -164,6 +164,14 @@ def test_a_station_deleted_whole_is_missed_by_its_witness(district: dict[str, An
     assert r.returncode == 1 and "FAILED: st-a: station-missing: custody/st-a" in r.stderr, r.stderr
 
 
+def test_a_station_whose_custody_is_deleted_is_no_stations_folder(district: dict[str, Any], tmp_path: Path) -> None:
+    copy = writable_copy(district["archive"], tmp_path / "archive")
+    shutil.rmtree(copy / "st-b" / "custody")
+    r = dockgate("verify", "--archive", str(copy), "--keyring", str(district["keyring"]), check=False)
+    assert r.returncode == 1 and "FAILED: st-b: station-unknown: st-b/:" in r.stderr, r.stderr
+    assert "OK: st-a:" in r.stdout
+
+
 def test_a_station_without_a_key_in_the_keyring_fails(district: dict[str, Any], tmp_path: Path) -> None:
     ring = tmp_path / "ring"
     ring.mkdir()

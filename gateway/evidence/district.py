@@ -4,18 +4,21 @@ and its own witnessed checkpoints, one process per core.
 A district archive holds one folder (key prefix) per station, the prefix the
 station's ``archive.prefix`` names and its S3 policy confines it to
 (``<station_id>/`` by convention): ``<folder>/custody/<station>/`` marks a
-station's archive. Objects at the top (``custody/<station>/`` directly under
-the root) are the stations that share the root, verified together. Each
-archive is verified by `Verifier` alone, with the keyring key of each station
+station's archive. Each archive is verified by `Verifier` alone, with the keyring key of each station
 whose custody it holds and the checkpoints the witness store keeps under
 ``<store>/<station>/``: one station's key can prove nothing about another.
+When the root itself holds ``custody/``, the whole archive is one (a station,
+or stations sharing one namespace, verified together) and folders are not
+split off.
 
 Beside what `Verifier` checks, per station:
 
 * ``keyring-missing``: the archive holds a station the keyring has no key for;
 * ``witness-none``: a witness store is given and kept nothing of the station;
 * ``station-missing``: the witness kept checkpoints of a station the archive
-  does not hold at all (a whole station's folder deleted).
+  does not hold at all (a whole station's folder deleted);
+* ``station-unknown``: a top-level folder (or file) no station's custody
+  marks: a station whose whole custody record was deleted, or a stranger.
 """
 
 from __future__ import annotations
@@ -62,17 +65,23 @@ class StationResult:
         return out
 
 
-def station_archives(keys: Iterable[str]) -> dict[str, set[str]]:
-    """Key prefix ("" or "<folder>/") -> the stations whose custody it holds,
-    from one listing of the district archive."""
+def station_archives(keys: Iterable[str]) -> tuple[dict[str, set[str]], list[str]]:
+    """From one listing of the district archive: key prefix -> the stations
+    whose custody it holds, and the top-level folders or files no station's
+    custody accounts for. An archive whose root holds ``custody/`` is one
+    archive (its stations verified together); else each folder is one."""
+    keys = list(keys)
+    root = {p[1] for k in keys if len(p := k.split("/")) >= 3 and p[0] == "custody"}
+    if root:
+        return {"": root}, []
     out: dict[str, set[str]] = defaultdict(set)
+    tops = set()
     for k in keys:
         parts = k.split("/")
-        if len(parts) >= 3 and parts[0] == "custody":
-            out[""].add(parts[1])
-        elif len(parts) >= 4 and parts[1] == "custody":
+        tops.add(parts[0] + "/" if len(parts) > 1 else parts[0])
+        if len(parts) >= 4 and parts[1] == "custody":
             out[parts[0] + "/"].add(parts[2])
-    return dict(out)
+    return dict(out), sorted(tops - set(out))
 
 
 #: (prefix, stations) -> an Archive over that prefix; made in each worker process (picklable: a directory
@@ -145,7 +154,7 @@ def verify_district(opener: Opener, keys: Iterable[str], keyring_dir: Path, witn
                     tsa_ca: str | None = None, jobs: int | None = None) -> list[StationResult]:
     """Every station archive under *keys* (the district archive's listing),
     in parallel; stations the witness holds that the archive lacks fail."""
-    units = station_archives(keys)
+    units, stray = station_archives(keys)
     results: list[StationResult] = []
     workers = max(1, min(jobs or os.cpu_count() or 1, len(units)))
     if units:
@@ -153,6 +162,10 @@ def verify_district(opener: Opener, keys: Iterable[str], keyring_dir: Path, witn
             futures = [pool.submit(verify_one, opener, prefix, sorted(sts), keyring_dir, witness, tsa_ca)
                        for prefix, sts in sorted(units.items())]
             results = [f.result() for f in futures]
+    for top in stray:
+        results.append(StationResult([], top, failures=[(
+            "station-unknown", top, "objects no station's custody record accounts for (a station's custody "
+                                    "deleted, or a folder that is no station's)")]))
     held = {st for sts in units.values() for st in sts}
     if witness is not None:
         for folder in sorted(p for p in witness.iterdir() if p.is_dir()):
