@@ -9,11 +9,13 @@ still verifies."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from gateway.evidence.checkpoint import make_checkpoint
 from gateway.evidence.signing import load_signer
 from tests.helpers import DaemonProc, attach, dockgate, wait_until
 from tests.mqttclient import Recorder as MqttClient
-from tests.servers import Mosquitto, free_port
+from tests.servers import Mosquitto, MotoServer, free_port
 
 pytestmark = pytest.mark.e2e
 STATIONS = ("st-a", "st-b")
@@ -206,3 +208,29 @@ def test_the_witness_exports_each_stations_newest_checkpoint(district: dict[str,
         assert 0 <= m[f'dockgate_witness_checkpoint_age_seconds{{station="{st}"}}'] < 600
         assert m[f'dockgate_witness_station_silent{{station="{st}"}}'] == 0
     assert m["dockgate_witness_silence_after_seconds"] == 3600
+
+
+def test_a_district_bucket_verifies_over_s3_and_leaves_no_scratch(district: dict[str, Any], s3server: MotoServer,
+                                                                  tmp_path: Path) -> None:
+    bucket = f"district-{uuid.uuid4().hex[:8]}"
+    c = s3server.client()
+    c.create_bucket(Bucket=bucket)
+    for p in district["archive"].rglob("*"):
+        if p.is_file() and ".dockgate-tmp" not in p.parts:
+            c.put_object(Bucket=bucket, Key="district-7/" + p.relative_to(district["archive"]).as_posix(),
+                         Body=p.read_bytes())
+    (tmp_path / "ak").write_text(s3server.access_key)
+    (tmp_path / "sk").write_text(s3server.secret_key)
+    for f in ("ak", "sk"):
+        (tmp_path / f).chmod(0o600)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    r = subprocess.run([sys.executable, "-m", "gateway.cli.main", "verify", "--s3-endpoint", s3server.endpoint,
+                        "--bucket", bucket, "--prefix", "district-7/", "--access-key-file", str(tmp_path / "ak"),
+                        "--secret-key-file", str(tmp_path / "sk"), "--keyring", str(district["keyring"]),
+                        "--witness", str(district["store"]), "--json"], capture_output=True, text=True, timeout=300,
+                       check=False, env={**os.environ, "TMPDIR": str(scratch)})
+    assert r.stdout, r.stderr
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and [s["station"] for s in out["stations"] if s["ok"]] == list(STATIONS), r.stderr
+    assert list(scratch.iterdir()) == []
