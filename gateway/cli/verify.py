@@ -132,6 +132,8 @@ def cmd_verify_district(args: argparse.Namespace, stack: contextlib.ExitStack) -
         Keyring(Path(args.keyring))  # fails early on a broken keyring, before any worker starts
     except KeyringError as e:
         raise UsageError(str(e)) from None
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: at least 1")
     witness = Path(args.witness) if args.witness else None
     if witness is not None and not witness.is_dir():
         raise UsageError(f"{args.witness}: no such witness store")
