@@ -431,7 +431,7 @@ def report(res: dict[str, Any]) -> None:
   broker messages/s                {s['broker_msgs_per_s']:.1f} (wave 1), {res['broker_msgs_per_s_overall']:.1f} overall
   archive requests/s, per clip     {s['archive_requests_per_s']:.1f}/s, {s['archive_requests_per_clip']:.1f} per clip \
 (overall {res['archive_requests_per_clip_overall']:.1f}) {s['requests_by_method']}
-  witness                          {w['cpu_s']:.1f} CPU-s for {w['checkpoints']} checkpoints = \
+  witness                          {w['cpu_s']:.2f} CPU-s for {w['checkpoints']} checkpoints = \
 {w['cpu_s_per_checkpoint'] * 1000:.1f} ms each; {w['refused']:.0f} refused; RSS {w['rss_mb']:.0f} MB
   dock -> archived p50/p95         median station {med['archived_p50']:.1f}/{med['archived_p95']:.1f} s, \
 worst {worst['archived_p50']:.1f}/{worst['archived_p95']:.1f} s
