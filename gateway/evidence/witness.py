@@ -28,6 +28,7 @@ import glob
 import logging
 import os
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -78,14 +79,19 @@ class WitnessStore:
                 self.heard[folder.name] = Heard(_seq(found[-1].name), found[-1].stat().st_mtime)
         #: stations now silent (alarmed once, until heard again)
         self.silent: set[str] = set()
+        #: the counts above are read by the metrics server's thread (gateway/telemetry/witness.py)
+        self.lock = threading.Lock()
 
     def stations(self) -> list[str]:
         """The stations the witness knows: the keyring's and the store's."""
-        return sorted(set(self.heard) | set(self.keyring.stations() if self.keyring else ()))
+        with self.lock:
+            heard = set(self.heard)
+        return sorted(heard | set(self.keyring.stations() if self.keyring else ()))
 
     def _refuse(self, reason: str, station: str | None, level: int, msg: str, *args: object) -> None:
         known = station if station is not None and station in self.stations() else ""
-        self.refusals[(known, reason)] += 1
+        with self.lock:
+            self.refusals[(known, reason)] += 1
         log.log(level, msg, *args, extra={"journal": {"event": "checkpoint_refused", "reason": reason}})
 
     def refuse_malformed(self, sender: str | None, why: str) -> None:
@@ -174,10 +180,12 @@ class WitnessStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        if station not in self.heard or self.heard[station].seq <= seq:
-            self.heard[station] = Heard(seq, self.clock())
-        if station in self.silent:
+        with self.lock:
+            if station not in self.heard or self.heard[station].seq <= seq:
+                self.heard[station] = Heard(seq, self.clock())
+            again = station in self.silent
             self.silent.discard(station)
+        if again:
             log.warning("station %s is heard again (checkpoint %d)", station, seq,
                         extra={"journal": {"event": "station_heard"}})
         return path
@@ -191,12 +199,15 @@ class WitnessStore:
         now = self.clock()
         out = []
         for station in self.stations():
-            last = self.heard[station].at if station in self.heard else self.started
-            if now - last <= self.silence_after:
-                continue
-            out.append(station)
-            if station not in self.silent:
+            with self.lock:
+                heard = self.heard.get(station)
+                last = heard.at if heard is not None else self.started
+                if now - last <= self.silence_after:
+                    continue
+                out.append(station)
+                new = station not in self.silent
                 self.silent.add(station)
+            if new:
                 log.error("ALARM: station %s silent: no checkpoint for %.0f s (longer than %.0f s)", station,
                           now - last, self.silence_after, extra={"journal": {"event": "station_silent"}})
         return out

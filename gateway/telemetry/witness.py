@@ -48,14 +48,15 @@ class WitnessCollector(Collector):
                                     "kept checkpoint covers", labels=["station"])
         quiet = GaugeMetricFamily("dockgate_witness_station_silent", "1 while the station has sent no checkpoint "
                                   "for longer than silence_after", labels=["station"])
+        with s.lock:
+            heard_now, seen = dict(s.heard), dict(s.refusals)
         for st in stations:
-            heard = s.heard.get(st)
+            heard = heard_now.get(st)
             age.add_metric([st], now - (heard.at if heard else s.started))
             covered.add_metric([st], heard.seq if heard else 0)
             quiet.add_metric([st], 1.0 if st in silent else 0.0)
         refused = CounterMetricFamily("dockgate_witness_refusals", "Checkpoints refused, by the station whose "
                                       "topic they came on and why", labels=["station", "reason"])
-        seen = dict(s.refusals)
         for st in ["", *stations]:
             for reason in REASONS:
                 if (st, reason) in seen or st:
