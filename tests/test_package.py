@@ -25,7 +25,8 @@ FILES = ["/usr/bin/dockgate", "/usr/lib/systemd/system/dockgate.service",
          "/usr/lib/systemd/system/dockgate-mount@.service", "/usr/lib/udev/rules.d/70-dockgate.rules",
          "/usr/lib/sysusers.d/dockgate.conf", "/usr/lib/tmpfiles.d/dockgate.conf",
          "/usr/lib/dockgate/python/gateway/cli/main.py", "/usr/share/dockgate/prometheus-alerts.yml",
-         "/usr/share/dockgate/s3-station-policy.json", "/usr/share/dockgate/mosquitto-acl.conf"]
+         "/usr/share/dockgate/s3-station-policy.json", "/usr/share/dockgate/mosquitto-acl.conf",
+         "/usr/share/dockgate/grafana-dashboard.json", "/usr/share/dockgate/grafana-district.json"]
 #: what an admin writes (README: settings go in drop-ins, never in the shipped file)
 DROP_IN = "/etc/dockgate/dockgate.toml.d/50-station.toml"
 

@@ -6,7 +6,10 @@ traffic clip after archiving."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,10 +143,14 @@ def test_the_config_refuses_a_class_shorter_than_six_months(tmp_path: Path) -> N
         RetentionConfig.model_validate({"categories": {"traffic": "nope"}})
 
 
-def test_verify_reads_an_s3_archive_without_a_station_config(run: dict[str, object], s3server: MotoServer) -> None:
+def test_verify_reads_an_s3_archive_without_a_station_config(run: dict[str, object], s3server: MotoServer,
+                                                             tmp_path: Path) -> None:
     secrets = Path(str(run["station"])).parent / "secrets"
-    r = dockgate("verify", "--s3-endpoint", s3server.endpoint, "--bucket", str(run["bucket"]),
-                 "--access-key-file", str(secrets / "s3_access"), "--secret-key-file", str(secrets / "s3_secret"),
-                 "--pubkey", str(secrets / "station.pub.pem"), "--json")
+    r = subprocess.run([sys.executable, "-m", "gateway.cli.main", "verify", "--s3-endpoint", s3server.endpoint,
+                        "--bucket", str(run["bucket"]), "--access-key-file", str(secrets / "s3_access"),
+                        "--secret-key-file", str(secrets / "s3_secret"), "--pubkey", str(secrets / "station.pub.pem"),
+                        "--json"], capture_output=True, text=True, timeout=120, check=False,
+                       env={**os.environ, "TMPDIR": str(tmp_path)})
     out = json.loads(r.stdout)
     assert out["ok"] is True and out["clips"] == 2, out
+    assert list(tmp_path.iterdir()) == []  # its scratch folder is gone (each run used to leave one)

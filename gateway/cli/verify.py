@@ -19,6 +19,13 @@ from gateway.process import logsetup
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:  # a scratch folder for S3 is removed whatever happens
+        if args.keyring:
+            return cmd_verify_district(args, stack)
+        return _verify(args, stack)
+
+
+def _verify(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from gateway.archive import Archive, open_archive
     from gateway.archive.directory import DirectoryArchive
     from gateway.evidence.checkpoint import Checkpoint, read_checkpoint
@@ -36,7 +43,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not Path(args.archive).is_dir():
             raise UsageError(f"{args.archive}: no such directory")
     elif args.s3_endpoint:  # at the district: no station config
-        archive = s3_without_config(args)
+        archive = s3_without_config(args, scratch(stack))
         pubkeys = [Path(p) for p in args.pubkey]
     else:
         cfg = config_of(args)
@@ -86,19 +93,79 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return run_verify(args, archive, keys, witnessed, progress)
 
 
-def s3_without_config(args: argparse.Namespace) -> Any:
-    """An S3 archive from the command line alone (endpoint, bucket,
-    credential files): `verify` at the district, without a station config."""
+def scratch(stack: contextlib.ExitStack) -> Path:
+    """A temp folder removed when *stack* closes (the S3 backend wants a state
+    folder; each run used to leave an empty one behind)."""
     import tempfile
 
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dockgate-verify-")))
+
+
+def s3_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {"backend": "s3", "endpoint": args.s3_endpoint, "bucket": args.bucket, "prefix": args.prefix or "",
+            "access_key_file": args.access_key_file, "secret_key_file": args.secret_key_file,
+            "ca_bundle": args.ca_bundle, "region": args.region}
+
+
+def s3_without_config(args: argparse.Namespace, state: Path) -> Any:
+    """An S3 archive from the command line alone (endpoint, bucket,
+    credential files): `verify` at the district, without a station config."""
     from gateway.archive.s3 import S3Archive
     from gateway.config import S3ArchiveConfig
 
-    cfg = S3ArchiveConfig.model_validate({
-        "backend": "s3", "endpoint": args.s3_endpoint, "bucket": args.bucket, "prefix": args.prefix or "",
-        "access_key_file": args.access_key_file, "secret_key_file": args.secret_key_file,
-        "ca_bundle": args.ca_bundle, "region": args.region})
-    return S3Archive(cfg, Path(tempfile.mkdtemp(prefix="dockgate-verify-")))
+    return S3Archive(S3ArchiveConfig.model_validate(s3_settings(args)), state)
+
+
+def cmd_verify_district(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    """`verify --keyring DIR` over a district archive (a directory or S3):
+    every station, each with its own key and witnessed checkpoints, one
+    process per core; a line per station, or --json."""
+    import json
+
+    from gateway.evidence.district import DirectoryOpener, S3Opener, verify_district
+    from gateway.evidence.keyring import Keyring, KeyringError
+
+    if args.pubkey or args.case or args.clip or args.checkpoint or args.sm2_pubkey:
+        raise UsageError("--keyring verifies every station of a district archive: give no --pubkey, --case, "
+                         "--clip, --checkpoint or --sm2-pubkey with it")
+    try:
+        Keyring(Path(args.keyring))  # fails early on a broken keyring, before any worker starts
+    except KeyringError as e:
+        raise UsageError(str(e)) from None
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: at least 1")
+    witness = Path(args.witness) if args.witness else None
+    if witness is not None and not witness.is_dir():
+        raise UsageError(f"{args.witness}: no such witness store")
+    if args.tsa_ca and not Path(args.tsa_ca).is_file():
+        raise UsageError(f"{args.tsa_ca}: no such CA file")
+    opener: Any
+    if args.archive:
+        if not Path(args.archive).is_dir():
+            raise UsageError(f"{args.archive}: no such directory")
+        opener = DirectoryOpener(Path(args.archive))
+    elif args.s3_endpoint:
+        opener = S3Opener(tuple(sorted(s3_settings(args).items())), scratch(stack))
+    else:
+        raise UsageError("--keyring wants the district archive: --archive DIR or --s3-endpoint ...")
+    results = verify_district(opener, opener("").keys(), Path(args.keyring), witness, args.tsa_ca, args.jobs)
+    if not results:
+        raise UsageError("no station's custody record in the archive: nothing to check")
+    ok = all(r.ok for r in results)
+    if args.json:
+        print(json.dumps({"ok": ok, "stations": [r.as_json() for r in results]}, ensure_ascii=False, indent=2))
+        return 0 if ok else 1
+    for r in results:
+        if r.ok:
+            print(f"OK: {r.name}: {r.summary}")
+    for r in results:
+        for check, obj, detail in r.failures:
+            print(f"FAILED: {r.name}: {check}: {obj}: {detail}", file=sys.stderr)
+    bad = [r.name for r in results if not r.ok]
+    print(f"{len(results) - len(bad)} of {len(results)} stations verify" + (f"; failed: {', '.join(bad)}"
+                                                                            if bad else ""),
+          file=sys.stderr if bad else sys.stdout)
+    return 0 if ok else 1
 
 
 def run_verify(args: argparse.Namespace, archive: Any, keys: list[Any], witnessed: list[Any],
@@ -180,11 +247,17 @@ def add_verify_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--access-key-file", help="... file holding the access key id")
     sp.add_argument("--secret-key-file", help="... file holding the secret key")
     sp.add_argument("--ca-bundle", help="... CA certificates of a private endpoint")
+    sp.add_argument("--keyring", metavar="DIR", help="a district's keyring (DIR/<station_id>.pub.pem): verify every "
+                                                     "station of the archive, each against its own key and witness "
+                                                     "checkpoints")
+    sp.add_argument("--jobs", type=int, default=None, help="with --keyring: stations verified at once (default: "
+                                                          "one per core)")
 
 
 def cmd_witness(args: argparse.Namespace) -> int:
     import asyncio
 
+    from gateway.evidence.keyring import Keyring, KeyringError
     from gateway.evidence.signing import load_public
     from gateway.evidence.witness import WitnessStore, run_witness
     from gateway.secrets import read_secret
@@ -192,9 +265,20 @@ def cmd_witness(args: argparse.Namespace) -> int:
     host, _, port = args.broker.rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(f"--broker wants HOST:PORT, got {args.broker!r}")
-    store = WitnessStore(Path(args.store), [load_public(Path(p)) for p in args.pubkey])
+    if args.keyring and args.pubkey:
+        raise UsageError("give --keyring or --pubkey, not both (the keyring binds each key to its station)")
+    try:
+        ring = Keyring(Path(args.keyring)) if args.keyring else None
+    except KeyringError as e:
+        raise UsageError(str(e)) from None
+    store = WitnessStore(Path(args.store), [load_public(Path(p)) for p in args.pubkey], keyring=ring,
+                         silence_after=args.silence_after)
     password = read_secret(Path(args.password_file)) if args.password_file else None
     logsetup.setup(args.log_level)
+    if args.metrics:
+        from gateway.telemetry.witness import serve
+
+        serve(store, args.metrics)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_witness(store, host, int(port), args.prefix, args.username, password))
     return 0
@@ -224,7 +308,13 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("--store", required=True, metavar="DIR", help="append-only checkpoint store")
     sp.add_argument("--prefix", default="dockgate", help="the stations' MQTT prefix")
     sp.add_argument("--pubkey", action="append", default=[], help="keep only checkpoints these station keys "
-                                                                  "signed (repeatable)")
+                                                                  "signed (repeatable; a station's key is "
+                                                                  "bound on its first checkpoint)")
+    sp.add_argument("--keyring", metavar="DIR", help="DIR/<station_id>.pub.pem: keep a station's checkpoints only "
+                                                     "if its own key signed them and they came on its topic")
+    sp.add_argument("--silence-after", type=float, default=86400.0, metavar="SECONDS",
+                    help="alarm when a station sends no checkpoint for this long (0: never; default a day)")
+    sp.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics per station here")
     sp.add_argument("--username")
     sp.add_argument("--password-file")
     sp.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)

@@ -37,6 +37,7 @@ class Metrics:
         self.build = Info("dockgate_build", "dockgate version and station id", registry=r)
         self.build.info({"version": __version__, "station": station})
         self.docked = Gauge("dockgate_recorders_docked", "Recorders docked now", registry=r)
+        self.docks = Counter("dockgate_docks_total", "Recorders docked (one per dock)", registry=r)
         self.stage = {stage: Counter(f"dockgate_{stage}_clips_total", f"Clips through the {stage} stage, by result",
                                      ["result"], registry=r)
                       for stage in sorted({st for st, _ in _STAGES.values()})}
@@ -88,6 +89,8 @@ class Metrics:
             self.stage[stage].labels(result).inc()
         if type_ == "partial_clip":
             self.partial.inc()
+        elif type_ == "docked":
+            self.docks.inc()
         if type_ in _ERRORS:
             self.errors.labels(_ERRORS[type_]).inc()
         if type_ == "pulled":
