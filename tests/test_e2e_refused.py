@@ -33,6 +33,8 @@ def test_s3_refusing_the_credentials_quarantines_nothing_and_resumes_once_fixed(
     bucket = s3auth.make_bucket()
     station = s3_station(tmp_path, s3auth.endpoint, bucket, release="never",
                          keys=("AKIAWRONGWRONGWRONG0", "not-the-secret"))
+    told = dockgate("check-config", "-c", str(station), check=False)  # the admin was told before the daemon ran
+    assert told.returncode == 1 and "archive.access_key_file" in told.stdout + told.stderr
     rec = recorder(tmp_path)
     d = DaemonProc(station, tmp_path / "daemon.log").start()
     try:
