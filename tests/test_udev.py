@@ -118,6 +118,18 @@ def test_a_recorder_switched_to_storage_comes_back_on_the_same_slot(tmp_path: Pa
     assert storage.device.volume == Path("/media/dock bay") and storage.device.hints["port"] == "1-1.2"
 
 
+def test_a_recorder_off_the_bus_mid_switch_keeps_its_slot_while_another_recorder_docks(tmp_path: Path) -> None:
+    sysroot, mountinfo = mounted(tmp_path)
+    t = UdevTranslator(slots=4, ports={}, sys_root=sysroot, mountinfo=mountinfo)
+    (vendor,) = t.handle("add", DEVPATH, VENDOR)
+    assert isinstance(vendor, Attached) and vendor.device.slot == 1
+    assert t.handle("remove", DEVPATH, {}) == [Detached(1)]     # switching to storage: off the bus ...
+    (other,) = t.handle("add", "/devices/usb1/1-3", VENDOR)     # ... as the next officer docks
+    assert isinstance(other, Attached) and other.device.slot == 2
+    (storage,) = t.handle("add", DEVPATH, RECORDER)            # ... and back as storage, on its own slot
+    assert isinstance(storage, Attached) and storage.device.slot == 1
+
+
 #: udevadm info -q property of a real Ambarella vendor-mode recorder: the hardware database
 #: names VID 4255 "GoPro"; the device itself says "Ambarella" / "AMBA"
 AMBARELLA = {**VENDOR, "ID_VENDOR": "Ambarella", "ID_VENDOR_ENC": "Ambarella", "ID_MODEL": "AMBA",

@@ -205,6 +205,9 @@ class SlotMap:
         self.by_devpath: dict[str, int] = {}
         #: the slot each unlisted port had last: a re-enumerated device keeps it
         self.last_by_port: dict[str, int] = {}
+        #: when each slot's device left, in order (slots never used are not in it)
+        self.left: dict[int, int] = {}
+        self._left = 0
 
     def assign(self, devpath: str) -> int | None:
         if devpath in self.by_devpath:
@@ -217,8 +220,11 @@ class SlotMap:
             if last is not None and last not in used:
                 slot = last
         if slot is None:
+            # a slot whose device just left may be a recorder switching to storage, coming back on
+            # its port in a moment: a new device gets a slot never used, else the one left longest ago
             reserved = used | set(self.ports.values())
-            slot = next((n for n in range(1, self.slots + 1) if n not in reserved), None)
+            free = [n for n in range(1, self.slots + 1) if n not in reserved]
+            slot = min(free, key=lambda n: self.left.get(n, -1), default=None)
         if slot is None or slot in used:
             return None
         self.by_devpath[devpath] = slot
@@ -226,7 +232,11 @@ class SlotMap:
         return slot
 
     def release(self, devpath: str) -> int | None:
-        return self.by_devpath.pop(devpath, None)
+        slot = self.by_devpath.pop(devpath, None)
+        if slot is not None:
+            self._left += 1
+            self.left[slot] = self._left
+        return slot
 
 
 class UdevTranslator:
