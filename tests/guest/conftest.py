@@ -93,6 +93,7 @@ def installed(request: pytest.FixtureRequest) -> Iterator[Installed]:
     try:
         g.put(IMAGE_DIR / "gadget.sh", "/usr/local/sbin/gadget.sh", mode="755")
         g.put(IMAGE_DIR / "ffs_recorder.py", "/usr/local/sbin/ffs_recorder.py", mode="755")
+        g.put(IMAGE_DIR / "ffs_msc.py", "/usr/local/sbin/ffs_msc.py", mode="755")
         t = time.monotonic()
         g.put(deb, "/root/" + deb.name)
         timings["copy deb"] = round(time.monotonic() - t, 1)
