@@ -18,7 +18,9 @@ and the schema in one place; the typed rows they return are most of it.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,8 +39,12 @@ def open_readonly(path: Path, *, any_thread: bool = False) -> sqlite3.Connection
     from its handlers' threads."""
     if not path.exists():
         raise FileNotFoundError(path)
-    with open(path, "rb"):  # a PermissionError here names the file, not "unable to open"
-        pass
+    # a PermissionError here names the file, not "unable to open". Never open() the file to find out:
+    # closing any descriptor of it drops every POSIX lock this process holds on it, the daemon's own
+    # writer's among them (the housekeeper checks the catalog from inside the daemon), and other
+    # processes then stopped seeing the daemon's commits in the WAL
+    if not os.access(path, os.R_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, isolation_level=None,
                          check_same_thread=not any_thread)
     try:
