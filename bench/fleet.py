@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +52,7 @@ import paho.mqtt.client as mqtt
 from drivers.sim.dock import attach
 from drivers.sim.make import make_recorder
 from gateway.cli.simstation import write_station
+from tests.helpers import scrape
 from tests.servers import Mosquitto, MotoServer, Proxy, free_port
 
 MiB = 1 << 20
@@ -69,16 +69,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
 
 
 def pct(xs: list[float], p: float) -> float:

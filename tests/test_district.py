@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,23 +24,12 @@ import pytest
 from gateway.cli.simstation import write_station
 from gateway.evidence.checkpoint import make_checkpoint
 from gateway.evidence.signing import load_signer
-from tests.helpers import DaemonProc, attach, dockgate, wait_until
+from tests.helpers import DaemonProc, attach, dockgate, scrape, wait_until
 from tests.mqttclient import Recorder as MqttClient
 from tests.servers import Mosquitto, MotoServer, free_port
 
 pytestmark = pytest.mark.e2e
 STATIONS = ("st-a", "st-b")
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The witness's metrics: 'name{labels}' -> value."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
 
 
 @pytest.fixture(scope="module")
