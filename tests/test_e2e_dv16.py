@@ -16,7 +16,7 @@ import pytest
 
 from drivers.codec import dv16_scsi as d
 from gateway.config import load_config
-from tests.helpers import DaemonProc, archive_hashes, attach, events, hand_made_recorder, source_hashes
+from tests.helpers import DaemonProc, archive_hashes, attach, dockgate, events, hand_made_recorder, source_hashes
 
 pytestmark = pytest.mark.e2e
 
@@ -92,3 +92,32 @@ def test_a_disk_whose_inquiry_is_not_dv16s_is_left_alone(station: Path, daemon: 
     assert foreign["slot"] == 2
     assert foreign["data"]["inquiry"] == "genericflashdisk"  # what a profile's [match] inquiry would see
     assert commands_to(station, "USBDSK1") == []  # no vendor CDB, indeed no command at all
+
+
+def test_a_dv16_clone_with_its_own_inquiry_gets_a_profile_from_profile_new_and_is_archived(
+        station: Path, daemon: DaemonProc, tmp_path: Path) -> None:
+    """A DV16 firmware that names itself differently is foreign at first (no
+    profile claims its INQUIRY); `profile new --slot` writes a profile that
+    matches that INQUIRY and probes for it, and after a restart it is served."""
+    folder = recorder(tmp_path / "clone", "JL20001", extra='scsi_vendor = "JL"\nscsi_model = "DV20 CAM V2.1"\n')
+    daemon.start()
+    attach(station, folder, 2)
+    daemon.wait_for(lambda s: any(x["slot"] == 2 and x["state"] == "foreign" for x in s["slots"]),
+                    what="the clone flagged foreign")
+    assert commands_to(station, "JL20001") == []
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    station.write_text(station.read_text().replace("[recorders]\n", f'[recorders]\nprofiles_dir = "{profiles}"\n', 1))
+    out = profiles / "jl-dv20.toml"
+    dockgate("profile", "new", "--slot", "2", "--protocol", "dv16-scsi", "-c", str(station), "-o", str(out))
+    text = out.read_text()
+    assert "inquiry = '^jldv20camv2\\.1$'" in text and "inquiry_key = 'jldv20camv2.1'" in text, text
+    dockgate("check-config", "-c", str(station))
+    assert daemon.stop() == 0
+    daemon.start()
+    daemon.wait_for(lambda s: s["clips"]["archived"] == 2, timeout=60, what="the clone served once profiled")
+    docked = events(station, "docked")
+    assert docked[-1]["data"]["profile"] == "site-" + out.read_text().split("name = 'site-", 1)[1].split("'")[0]
+    (ident,) = events(station, "identified")
+    assert ident["data"]["idcode"] == "JL016"
+    assert archive_hashes(load_config(station).archive.path) == source_hashes(folder / "storage")

@@ -197,3 +197,18 @@ def load_archive(config: Path) -> Path:
     from gateway.config import load_config
 
     return load_config(config).archive.path
+
+
+def test_a_dv16_profile_needs_the_disks_inquiry_and_matches_and_probes_for_it(tmp_path: Path) -> None:
+    # a JieLi disk at ids no shipped profile uses (the bus capture's recorder, re-numbered)
+    lsusb = tmp_path / "jl.txt"
+    lsusb.write_text(BUS.read_text().replace("ID 1209:0001", "ID 1209:4a4c").replace("0x0001 pid", "0x4a4c pid"))
+    args = ("profile", "new", "--from-lsusb", str(lsusb), "-d", "1209:4a4c", "--protocol", "dv16-scsi")
+    p = dockgate(*args, check=False)
+    assert p.returncode == 2 and "--scsi-vendor" in p.stderr and "INQUIRY" in p.stderr, p.stderr
+    p = dockgate(*args, "--scsi-vendor", "JL      ", "--scsi-model", "DV20 CAM V2.1")
+    profile = load_profile(p.stdout, "new")
+    assert profile.match.inquiry == r"^jldv20camv2\.1$" and profile.scsi.inquiry_key == "jldv20camv2.1"
+    ids = {"serial": None, "product": "Sim Recorder", "manufacturer": "Dockgate Sim"}
+    assert profile.matches(UsbIds(0x1209, 0x4A4C, **ids, scsi_vendor="JL", scsi_model="DV20 CAM V2.1"))
+    assert not profile.matches(UsbIds(0x1209, 0x4A4C, **ids, scsi_vendor="DV16", scsi_model="DEVICE V1.00"))

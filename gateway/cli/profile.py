@@ -5,7 +5,8 @@ device's sysfs if it is still docked there) or from ``lsusb -v`` output
 (``--from-lsusb FILE``).
 
 The skeleton claims the device by VID:PID and its OWN manufacturer and
-product strings (exact, anchored), takes every other setting from the
+product strings (exact, anchored) and, for a disk, its SCSI INQUIRY text
+(``[match] inquiry``; a ``dv16-scsi`` profile's probe key too), takes every other setting from the
 family's shipped profile (``--protocol``) or from a profile the site already
 has (``--like``), and the command interface and endpoints from the device's
 descriptors where they are known. It is checked before it is written: it
@@ -73,12 +74,16 @@ class Device:
     product: str | None = None
     serial: str | None = None
     interfaces: list[Interface] = field(default_factory=list)
+    #: a disk's SCSI INQUIRY vendor and product (what a ``dv16-scsi`` profile matches on)
+    scsi_vendor: str | None = None
+    scsi_model: str | None = None
     #: where the facts came from (the skeleton's header says so)
     source: str = ""
 
     @property
     def ids(self) -> UsbIds:
-        return UsbIds(self.vid, self.pid, self.serial, self.product, self.manufacturer)
+        return UsbIds(self.vid, self.pid, self.serial, self.product, self.manufacturer, self.scsi_vendor,
+                      self.scsi_model)
 
     def command_interface(self) -> Interface | None:
         """The vendor-class interface a bulk or control family talks to."""
@@ -221,8 +226,8 @@ def device_from_slot(cfg: Config, slot: int, sys_root: Path = Path("/sys")) -> t
                          "dockgate: dock the device again)") from None
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ev["ts"])))
     dev = Device(vid, pid, data.get("manufacturer"), data.get("product"), data.get("serial"),
-                 _interfaces_of(data.get("interfaces") or ""), source=f"slot {slot}, {ev['type']} event {ev['seq']} "
-                                                                     f"of {when}")
+                 _interfaces_of(data.get("interfaces") or ""), data.get("scsi_vendor"), data.get("scsi_model"),
+                 source=f"slot {slot}, {ev['type']} event {ev['seq']} of {when}")
     port = data.get("port")
     live = sysfs_interfaces(port, vid, pid, sys_root) if isinstance(port, str) else None
     if live is not None:
@@ -322,6 +327,16 @@ def skeleton(dev: Device, base: Profile, name: str) -> str:
         lines.append(f"product = {_toml_str(anchored(dev.product))}")
     if dev.serial is not None:
         lines.append(f"# serial = {_toml_str(anchored(dev.serial))}   # one device only: a profile is for a model")
+    inquiry = dev.ids.inquiry
+    if inquiry is not None:
+        lines += [f"# the disk's SCSI INQUIRY vendor {dev.scsi_vendor or ''!r} + product {dev.scsi_model or ''!r},",
+                  "# lowercased, spaces removed (how the DV16 SDK compares them)",
+                  f"inquiry = {_toml_str(anchored(inquiry))}"]
+        if base.protocol == "dv16-scsi":
+            # the driver's read-only probe compares the same text before any vendor CDB
+            scsi = dict(settings.get("scsi", {}))
+            scsi["inquiry_key"] = inquiry
+            settings["scsi"] = scsi
     for section, values in settings.items():
         if isinstance(values, dict) and section != "commands":
             lines += ["", *_table(section, values, usb_notes if section == "usb" else None)]
@@ -383,6 +398,12 @@ def cmd_profile_new(args: argparse.Namespace) -> int:
                              f"family it speaks, --protocol {'|'.join(PROTOCOLS)}, or --like PROFILE "
                              "(docs/profiles.md: From a USB capture to a profile)")
         base = registry.default_for(protocol)
+    if args.scsi_vendor is not None or args.scsi_model is not None:
+        dev.scsi_vendor, dev.scsi_model = args.scsi_vendor or "", args.scsi_model or ""
+    if base.protocol == "dv16-scsi" and dev.ids.inquiry is None:
+        raise UsageError(f"{dev.ids.describe()}: a dv16-scsi profile is claimed by the disk's INQUIRY text, which "
+                         "is not known here: give --scsi-vendor and --scsi-model (`cat /sys/block/sdX/device/vendor` "
+                         "and `.../model`), or dock it and use --slot")
     name = args.name or "site-" + "-".join(x for x in (f"{dev.vid:04x}-{dev.pid:04x}",
                                                        slug(dev.product or dev.manufacturer or "")) if x)
     text = skeleton(dev, base, name)
@@ -421,6 +442,9 @@ def add_parsers(sub: Any) -> None:
     fam.add_argument("--protocol", choices=PROTOCOLS, help="the family it speaks (plain mass storage: ums, "
                                                            "the default for a storage-only device)")
     fam.add_argument("--like", metavar="PROFILE", help="take the settings of this profile (a sibling model)")
+    new.add_argument("--scsi-vendor", metavar="TEXT", help="a disk's SCSI INQUIRY vendor (sysfs device/vendor): "
+                                                           "matched as [match] inquiry (dv16-scsi)")
+    new.add_argument("--scsi-model", metavar="TEXT", help="a disk's SCSI INQUIRY product (sysfs device/model)")
     new.add_argument("--name", help="the profile's name (default: site-VID-PID-product)")
     new.add_argument("-o", "--output", metavar="FILE", help="write it here (default: standard output)")
     new.add_argument("--force", action="store_true", help="replace FILE if it exists")
