@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import resource
@@ -381,6 +382,26 @@ def bench_catalog(work: Path, n: int) -> None:
     row(f"catalog of {n} clips: status --json", f"{status_s:.2f} s", f"a new process; bare python start {python:.2f} s", "")
 
 
+def save_last_run(marks: list[tuple[str, int]], quick: bool) -> None:
+    """bench/last-run.json keeps each section's newest rows: a run of some
+    sections (``--only``) replaces theirs and leaves the others' as they were."""
+    path = ROOT / "bench" / "last-run.json"
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        kept = {}
+    if not isinstance(kept, dict):  # the older format: one list of the last run's rows, sections unknown
+        kept = {"unsectioned": {"rows": kept}} if isinstance(kept, list) else {}
+    when = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    for (section, start), (_next, end) in itertools.pairwise(marks):
+        if section and end > start:
+            kept[section] = {"when": when, "quick": quick, "load": round(os.getloadavg()[0], 1),
+                             "rows": ROWS[start:end]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(sorted(kept.items())), ensure_ascii=False, indent=1) + "\n")
+    tmp.replace(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes, one round (a smoke test)")
@@ -397,39 +418,57 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dockgate-bench-", dir="/work" if os.path.isdir("/work") else None))
     print(f"dockgate benchmark, {rounds} interleaved round(s), medians; ratio = dockgate's speed / the other's")
     print(f"  {'what':<58} {'ratio':>16}  {'goal':<14} context")
+    #: which section wrote which rows (ROWS[start:end]), for bench/last-run.json
+    marks: list[tuple[str, int]] = []
+
+    def mark(section: str | None) -> None:
+        marks.append((section or "", len(ROWS)))
+
     try:
         if "ingest" in only:
+            mark("ingest")
             bench_ingest(work, rounds, big=(128 if q else 1024) * MiB, small_n=20 if q else 200, small_size=5 * MiB)
         if "parallel" in only:
+            mark("parallel")
             bench_parallel(work, rounds, size=(32 if q else 256) * MiB)
         if "forward" in only:
+            mark("forward")
             bench_forward(work, rounds, clips=4 if q else 8, size=(8 if q else 32) * MiB)
         if "daemon" in only:
+            mark("daemon")
             bench_daemon(work, recorders=2 if q else 4, clips=3 if q else 10, size=(4 if q else 20) * MiB,
                          big=(64 if q else 1024) * MiB)
         if "catalog" in only:
+            mark("catalog")
             bench_catalog(work, 2000 if q else 100_000)
         small = None
         if "small" in only:
+            mark("small")
             small = scale.bench_small(work, row, 2000 if q else 20_000)
         if "slots" in only:
+            mark("slots")
             scale.bench_slots(work, row, slots=25, clips=2 if q else 4, size=(16 if q else 64) * 1_000_000,
                               rate=35_000_000)
         if "verify" in only:
+            mark("verify")
             scale.bench_verify(work, row, 200 if q else 2000, MiB, rounds, small)
         if "one" in only:
+            mark("one")
             scale.bench_one_recorder(work, row, 4, (32 if q else 256) * MiB)
-        if "casefile" in only:  # issue 30, case scale: not in the default set (about 15 minutes)
+        if "casefile" in only:
+            mark("casefile")  # issue 30, case scale: not in the default set (about 15 minutes)
             from bench.casefile import bench_casefile
 
             bench_casefile(work, row, q)
         if "history" in only:
+            mark("history")
             from bench.yearbench import bench_history
 
             bench_history(work, row, q, rounds, a.history)
     finally:
+        mark(None)
         shutil.rmtree(work, ignore_errors=True)
-    (ROOT / "bench" / "last-run.json").write_text(json.dumps(ROWS, ensure_ascii=False, indent=1) + "\n")
+        save_last_run(marks, q)
 
 
 if __name__ == "__main__":
