@@ -257,6 +257,7 @@ def test_the_migration_back_fills_the_rollup_from_the_clips(tmp_path: Path) -> N
     # the catalog as it was before the rollup: no table, no triggers, one version older
     cat.db.executescript("BEGIN; DROP TRIGGER stats_clip_added; DROP TRIGGER stats_clip_changed; "
                          "DROP TRIGGER stats_clip_deleted; DROP TRIGGER stats_item_docked; DROP TABLE stats_rollup; "
+                         "DROP INDEX events_alarms; "
                          f"PRAGMA user_version={VERSION - 1}; COMMIT;")
     cat.close()
     again = Catalog(path)
