@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from gateway.catalog.records import DockRow, EventRow, from_row
+from gateway.catalog.schema import STATS_LATE_S
 from gateway.catalog.states import QUEUED, STATES, TO_PULL
 from gateway.catalog.store import CatalogError
 
@@ -310,6 +312,30 @@ _ASSIGNED = assigned()
 ALARMS = ("wrong_password", "foreign_device", "unrecognised_device", "login_failed")
 
 
+#: a clip docked more than this after its capture is a late dock (fixed: the rollup counts by it)
+LATE_DOCK_S = STATS_LATE_S
+#: the statistics: the rollup's rows (their clips not under a case counted for the days before the
+#: boundary day), and the clips of the boundary day captured before the boundary and not under a case
+_STATS = (
+    "SELECT o.officer AS officer, coalesce(d.unit, '') AS unit, max(d.officer_name) AS name, "
+    "sum(o.clips) AS clips, sum(o.seconds) / 3600.0 AS hours, sum(o.late_docks) AS late_docks, "
+    "sum(o.uncased) AS without_case FROM ("
+    " SELECT officer, dock_id, clips, seconds, late_docks, CASE WHEN day < :day THEN uncased ELSE 0 END AS uncased"
+    " FROM stats_rollup WHERE clips > 0"
+    " UNION ALL"
+    " SELECT coalesce(c.officer, '?'), coalesce(i.dock_id, 0), 0, 0, 0, 1 FROM clips c JOIN items i ON i.id=c.item_id"
+    f" WHERE {WHEN}>=:start AND {WHEN}<:before AND c.capture_utc IS NOT NULL AND NOT c.cased"
+    ") o LEFT JOIN docks d ON d.id=o.dock_id GROUP BY 1, 2 ORDER BY 2, 1")
+
+#: how often each alarm was recorded: its WHERE is ``events_alarms``'s, so the count reads that index only
+_ALARMS = f"SELECT type, count(*) FROM events WHERE type IN ({in_list(set(ALARMS))}) GROUP BY type"
+
+
+def _stats_args(unassigned_before: float) -> dict[str, float]:
+    day = math.floor(unassigned_before / 86400)
+    return {"day": day, "start": day * 86400.0, "before": unassigned_before}
+
+
 def _rows(cursor: sqlite3.Cursor) -> list[Any]:
     return [dict(r) for r in cursor.fetchall()]
 
@@ -418,21 +444,23 @@ class Reports:
             "WHERE i.dock_id=? ORDER BY i.path LIMIT ?", (dock_id, limit))))
 
     # -- statistics -------------------------------------------------------------------------
-    def stats(self, unassigned_before: float, late_after_s: float) -> list[StatsRow]:
-        """Per officer and unit, one indexed aggregate (no manifest read, no
-        row to Python): clips, recorded hours, clips docked more than
-        *late_after_s* after capture, clips captured before
-        *unassigned_before* that no assignment files under a case."""
-        return cast(list[StatsRow], _rows(self.db.execute(
-            "SELECT coalesce(c.officer, '?') AS officer, coalesce(d.unit, '') AS unit, max(d.officer_name) AS name, "
-            "count(*) AS clips, coalesce(sum(c.duration_s), 0) / 3600.0 AS hours, "
-            "coalesce(sum(d.docked_at - c.capture_utc > ?), 0) AS late_docks, "
-            "coalesce(sum(c.capture_utc < ? AND NOT c.cased), 0) AS without_case "
-            "FROM clips c JOIN items i ON i.id=c.item_id LEFT JOIN docks d ON d.id=i.dock_id "
-            "GROUP BY 1, 2 ORDER BY 2, 1", (late_after_s, unassigned_before))))
+    def stats(self, unassigned_before: float) -> list[StatsRow]:
+        """Per officer and unit: clips, recorded hours, late docks (docked
+        more than ``LATE_DOCK_S`` after capture), clips captured before
+        *unassigned_before* that no assignment files under a case. From the
+        rollup the catalog keeps per officer, dock and capture day
+        (``stats_rollup``, schema.py), not from the clips: the days before
+        *unassigned_before*'s count whole, its own day is counted from the
+        clips captured in it (``clips_when``), flat in the catalog's size."""
+        return cast(list[StatsRow], _rows(self.db.execute(_STATS, _stats_args(unassigned_before))))
+
+    def stats_plan(self, unassigned_before: float) -> str:
+        """SQLite's plan for ``stats`` (``EXPLAIN QUERY PLAN``): it reads no clip but its boundary day's."""
+        rows = self.db.execute("EXPLAIN QUERY PLAN " + _STATS, _stats_args(unassigned_before)).fetchall()
+        rows += self.db.execute("EXPLAIN QUERY PLAN " + _ALARMS).fetchall()
+        return "\n".join(str(r[3]) for r in rows)
 
     def alarm_counts(self) -> dict[str, int]:
-        """How often each of ``ALARMS`` was recorded."""
-        found = dict(self.db.execute(f"SELECT type, count(*) FROM events WHERE type IN ({in_list(set(ALARMS))}) "
-                                     "GROUP BY type").fetchall())
+        """How often each of ``ALARMS`` was recorded (on the partial index ``events_alarms``)."""
+        found = dict(self.db.execute(_ALARMS).fetchall())
         return {a: int(found.get(a, 0)) for a in ALARMS}

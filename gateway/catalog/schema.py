@@ -207,4 +207,80 @@ MIGRATIONS = [
         SELECT i.id, CAST(i.path AS TEXT) FROM clips c JOIN items i ON i.id = c.item_id;
     """,
 ]
+
+
+def _rollup_migration() -> str:
+    """issue 30: the statistics from a rollup, not an aggregate over every clip (99 ms at 25 000 clips,
+    linear). ``stats_rollup``: per officer (the clip's, '?' for none), dock (its item's, 0 for none) and
+    UTC capture day (``STATS_NO_DAY`` for a clip not stamped yet): clips, recorded seconds, late docks
+    (docked more than ``STATS_LATE_S`` after capture) and clips with a capture time no assignment files
+    under a case. Triggers keep it in the transaction of every write that changes what a clip counts as
+    (a clip staged or restored, stamped, amended; its item's dock; a row deleted), whichever call of the
+    catalog makes it; a row whose clips reach 0 is deleted. Back-filled here from the clips. A dock's
+    ``docked_at`` is written once, when it opens (``Catalog.open_dock``), and never changes.
+    ``events_alarms``: the page's alarm counts read the (rare) alarms' index entries, not every event
+    (137 ms at 203 000 events); its WHERE is ``reports.ALARMS`` as ``Reports.alarm_counts`` writes it."""
+    def day(x: str) -> str:  # floor(x / 1 day): CAST truncates toward zero; the planner has no floor()
+        return (f"coalesce(CAST({x} / 86400.0 AS INTEGER) - ({x} < CAST({x} / 86400.0 AS INTEGER) * 86400), "
+                f"{STATS_NO_DAY})")
+
+    def add(c: str, dock: str, sign: str, source: str) -> str:
+        """Upsert clip *c*'s contribution (times *sign*) from *dock*, for each row of *source*."""
+        return f"""
+        INSERT INTO stats_rollup (officer, dock_id, day, clips, seconds, late_docks, uncased)
+            SELECT coalesce({c}.officer, '?'), coalesce({dock}, 0), {day(f"{c}.capture_utc")}, {sign},
+                   {sign} * coalesce({c}.duration_s, 0),
+                   {sign} * coalesce((SELECT d.docked_at FROM docks d WHERE d.id = {dock}) - {c}.capture_utc
+                                     > {STATS_LATE_S}, 0),
+                   {sign} * ({c}.capture_utc IS NOT NULL AND NOT {c}.cased)
+            {source}
+            ON CONFLICT (officer, dock_id, day) DO UPDATE SET clips = clips + excluded.clips,
+                seconds = seconds + excluded.seconds, late_docks = late_docks + excluded.late_docks,
+                uncased = uncased + excluded.uncased;"""
+
+    def drop_empty(c: str, dock: str, source: str) -> str:
+        return f"""
+        DELETE FROM stats_rollup WHERE clips = 0 AND (officer, dock_id, day) IN
+            (SELECT coalesce({c}.officer, '?'), coalesce({dock}, 0), {day(f"{c}.capture_utc")} {source});"""
+
+    item = "FROM items i WHERE i.id = {c}.item_id"
+    # the clip whose item this is (by the item's content: clips has no index on item_id)
+    items_clip = "FROM clips c WHERE c.sha256 IN (OLD.sha256, NEW.sha256) AND c.item_id = NEW.id"
+    return f"""
+    CREATE TABLE stats_rollup (
+        officer TEXT NOT NULL, dock_id INTEGER NOT NULL, day INTEGER NOT NULL,
+        clips INTEGER NOT NULL, seconds REAL NOT NULL, late_docks INTEGER NOT NULL, uncased INTEGER NOT NULL,
+        PRIMARY KEY (officer, dock_id, day)
+    ) WITHOUT ROWID;
+    {add("c", "i.dock_id", "1", "FROM clips c JOIN items i ON i.id = c.item_id WHERE true")}
+    DELETE FROM stats_rollup WHERE clips = 0;
+    CREATE TRIGGER stats_clip_added AFTER INSERT ON clips BEGIN
+        {add("NEW", "i.dock_id", "1", item.format(c="NEW"))}
+    END;
+    CREATE TRIGGER stats_clip_changed AFTER UPDATE OF officer, item_id, capture_utc, duration_s, cased ON clips
+    WHEN OLD.officer IS NOT NEW.officer OR OLD.item_id IS NOT NEW.item_id OR OLD.capture_utc IS NOT NEW.capture_utc
+         OR OLD.duration_s IS NOT NEW.duration_s OR OLD.cased IS NOT NEW.cased BEGIN
+        {add("OLD", "i.dock_id", "-1", item.format(c="OLD"))}
+        {drop_empty("OLD", "i.dock_id", item.format(c="OLD"))}
+        {add("NEW", "i.dock_id", "1", item.format(c="NEW"))}
+    END;
+    CREATE TRIGGER stats_clip_deleted AFTER DELETE ON clips BEGIN
+        {add("OLD", "i.dock_id", "-1", item.format(c="OLD"))}
+        {drop_empty("OLD", "i.dock_id", item.format(c="OLD"))}
+    END;
+    CREATE INDEX events_alarms ON events(type)
+        WHERE type IN ('foreign_device','login_failed','unrecognised_device','wrong_password');
+    CREATE TRIGGER stats_item_docked AFTER UPDATE OF dock_id ON items WHEN OLD.dock_id IS NOT NEW.dock_id BEGIN
+        {add("c", "OLD.dock_id", "-1", items_clip)}
+        {drop_empty("c", "OLD.dock_id", items_clip)}
+        {add("c", "NEW.dock_id", "1", items_clip)}
+    END;
+    """
+
+
+#: ``stats_rollup``: a clip docked more than this after its capture is a late dock (the statistics' rule)
+STATS_LATE_S = 24 * 3600
+#: ``stats_rollup``'s day of a clip without a capture time (not stamped yet): before every real day
+STATS_NO_DAY = -(2 ** 40)
+MIGRATIONS.append(_rollup_migration())
 VERSION = len(MIGRATIONS)
