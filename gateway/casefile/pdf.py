@@ -37,15 +37,19 @@ is what Debian's CJK fonts are.
 
 from __future__ import annotations
 
+import array
+import bisect
 import functools
 import hashlib
 import io
 import re
+import struct
 import subprocess
+import sys
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 MM = 72 / 25.4
 A4 = (595.28, 841.89)
@@ -55,18 +59,91 @@ class FontMissing(Exception):
     """fontconfig has no file for a family the report needs."""
 
 
-@functools.lru_cache(maxsize=4)
-def _load(family: str) -> tuple[str, int, Any]:
-    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]  # no type information
+@dataclass(frozen=True)
+class _Metrics:
+    """What layout needs of a font, read from the file's tables (cmap format
+    12, hmtx): a few hundred KiB, where fontTools' objects for the whole
+    font would be some 45 MiB a face that the allocator does not give back."""
 
+    path: str
+    index: int
+    starts: list[int]  # cmap groups: first code point, last, first glyph
+    ends: list[int]
+    first: list[int]
+    advances: array.array[int]  # glyph id -> advance in font units (the last one repeats)
+    k: float  # font units to 1/1000 em
+    ascent: float
+    descent: float
+    bbox: tuple[int, ...]
+    cap_height: int
+
+    def glyph(self, cp: int) -> tuple[int, float]:
+        i = bisect.bisect_right(self.starts, cp) - 1
+        gid = self.first[i] + cp - self.starts[i] if i >= 0 and cp <= self.ends[i] else 0
+        adv = self.advances[min(gid, len(self.advances) - 1)]
+        return gid, round(adv * self.k, 1)
+
+
+def _table_dir(f: BinaryIO, index: int) -> dict[bytes, tuple[int, int]]:
+    head = f.read(12)
+    if head[:4] == b"ttcf":
+        f.seek(12 + 4 * index)
+        (offset,) = struct.unpack(">I", f.read(4))
+        f.seek(offset)
+        head = f.read(12)
+    (n,) = struct.unpack(">H", head[4:6])
+    out = {}
+    for _ in range(n):
+        tag, _sum, off, length = struct.unpack(">4sIII", f.read(16))
+        out[tag] = (off, length)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _load(family: str) -> _Metrics:
     out = subprocess.run(["fc-match", "-f", "%{file}\n%{index}\n%{family}", family], capture_output=True,
                          text=True, check=False).stdout.split("\n")
     if len(out) < 3 or family not in out[2].split(","):
         raise FontMissing(f"font {family!r} not found (Debian: fonts-noto-cjk)")
-    tt = TTFont(out[0], fontNumber=int(out[1]), lazy=True)
-    if not hasattr(tt["CFF "].cff.topDictIndex[0], "ROS"):
-        raise FontMissing(f"font {family!r} is not a CID-keyed CFF font")
-    return out[0], int(out[1]), tt
+    path, index = out[0], int(out[1])
+    with open(path, "rb") as f:
+        tables = _table_dir(f, index)
+
+        def table(tag: bytes) -> bytes:
+            off, length = tables[tag]
+            f.seek(off)
+            return f.read(length)
+
+        if b"CFF " not in tables:
+            raise FontMissing(f"font {family!r} has no CFF outlines")
+        head, hhea, os2, cmap = table(b"head"), table(b"hhea"), table(b"OS/2"), table(b"cmap")
+        (upem,) = struct.unpack(">H", head[18:20])
+        bbox = struct.unpack(">4h", head[36:44])
+        ascent, descent = struct.unpack(">hh", hhea[4:8])
+        (n_metrics,) = struct.unpack(">H", hhea[34:36])
+        cap = struct.unpack(">h", os2[88:90])[0] if len(os2) >= 90 else ascent
+        hmtx = table(b"hmtx")[:4 * n_metrics]
+        advances = array.array("H", hmtx)
+        if sys.byteorder == "little":
+            advances.byteswap()
+        advances = advances[::2]  # (advance, left side bearing) pairs
+        starts, ends, first = [], [], []
+        (n_sub,) = struct.unpack(">H", cmap[2:4])
+        for k in range(n_sub):
+            pid, eid, off = struct.unpack(">HHI", cmap[4 + 8 * k:12 + 8 * k])
+            if (pid, eid) in ((3, 10), (0, 4), (0, 6)) and struct.unpack(">H", cmap[off:off + 2])[0] == 12:
+                (groups,) = struct.unpack(">I", cmap[off + 12:off + 16])
+                for g in range(groups):
+                    a, b, c = struct.unpack(">III", cmap[off + 16 + 12 * g:off + 28 + 12 * g])
+                    starts.append(a)
+                    ends.append(b)
+                    first.append(c)
+                break
+        else:
+            raise FontMissing(f"font {family!r} has no Unicode cmap of format 12")
+    k = 1000 / upem
+    return _Metrics(path, index, starts, ends, first, advances, k, ascent * k, descent * k,
+                    tuple(round(v * k) for v in bbox), round(cap * k))
 
 
 class Face:
@@ -75,26 +152,19 @@ class Face:
 
     def __init__(self, family: str, tag: str) -> None:
         self.family, self.tag = family, tag
-        self.path, self.index, tt = _load(family)
-        self._cmap: dict[int, str] = tt.getBestCmap()
-        self._hmtx = tt["hmtx"].metrics
-        upem = tt["head"].unitsPerEm
-        self._k = 1000 / upem
-        hhea, head, os2 = tt["hhea"], tt["head"], tt["OS/2"]
-        self.ascent, self.descent = hhea.ascent * self._k, hhea.descent * self._k
-        self.bbox = [round(v * self._k) for v in (head.xMin, head.yMin, head.xMax, head.yMax)]
-        self.cap_height = round(getattr(os2, "sCapHeight", hhea.ascent) * self._k)
+        m = self._m = _load(family)
+        self.path, self.index = m.path, m.index
+        self.ascent, self.descent, self.bbox, self.cap_height = m.ascent, m.descent, m.bbox, m.cap_height
         self._glyph: dict[str, tuple[int, float]] = {}  # char -> (CID, advance in 1/1000 em)
         self.used: dict[int, str] = {}  # CID -> the character it was drawn for
         self.widths: dict[int, float] = {}
 
     def glyph(self, ch: str) -> tuple[int, float]:
+        """*ch*'s CID (its glyph id: Noto CJK's CIDs are its glyph ids, which
+        ``subset`` checks) and advance; CID 0, .notdef, for a missing one."""
         g = self._glyph.get(ch)
         if g is None:
-            name = self._cmap.get(ord(ch), ".notdef")
-            cid = int(name[3:]) if name.startswith("cid") else 0
-            g = (cid, round(self._hmtx[name][0] * self._k, 1))
-            self._glyph[ch] = g
+            g = self._glyph[ch] = self._m.glyph(ord(ch))
         return g
 
     def width(self, text: str, size: float) -> float:
@@ -115,7 +185,7 @@ class Face:
         """The CFF table of the glyphs used, original CIDs kept (the
         charset maps them), subroutines kept, hinting dropped."""
         from fontTools import subset  # type: ignore[import-untyped]  # no type information
-        from fontTools.ttLib import TTFont
+        from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 
         tt = TTFont(self.path, fontNumber=self.index, lazy=True)
         opts = subset.Options(hinting=False, notdef_outline=True, layout_features=[], name_IDs=[],
@@ -123,8 +193,15 @@ class Face:
         sub = subset.Subsetter(opts)
         sub.populate(unicodes=[ord(c) for c in self.used.values() if c])
         sub.subset(tt)
+        cff = tt["CFF "].cff
+        if not hasattr(cff.topDictIndex[0], "ROS"):
+            raise FontMissing(f"font {self.family!r} is not a CID-keyed CFF font")
+        cmap = tt.getBestCmap()
+        for cid, ch in self.used.items():  # the text was drawn with glyph ids as CIDs: the charset must agree
+            if ch and cmap.get(ord(ch)) != f"cid{cid:05d}":
+                raise FontMissing(f"font {self.family!r}: CID of {ch!r} is {cmap.get(ord(ch))}, not glyph {cid}")
         buf = io.BytesIO()
-        tt["CFF "].cff.compile(buf, tt)
+        cff.compile(buf, tt)
         return buf.getvalue()
 
 
