@@ -42,10 +42,12 @@ import bisect
 import functools
 import hashlib
 import io
+import os
 import re
 import struct
 import subprocess
 import sys
+import tracemalloc
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -180,6 +182,33 @@ class Face:
                 self.widths[cid] = adv
             out.append(f"{cid:04x}")
         return "".join(out)
+
+    def subset_apart(self) -> bytes:
+        """``subset`` in a child process: fontTools reads the whole font to
+        subset it (some 50 MiB a face, which the allocator would keep for the
+        rest of an export); the child ends with it."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.close(r)
+                if tracemalloc.is_tracing():  # a parent measuring its heap (a test) has no use for the child's,
+                    tracemalloc.stop()  # and tracing fontTools' allocations makes the subset ten times slower
+                try:
+                    out = b"K" + self.subset()
+                except BaseException as e:  # whatever it is goes back to the parent, in words
+                    out = b"E" + str(e).encode()
+                with os.fdopen(w, "wb") as f:
+                    f.write(out)
+            finally:
+                os._exit(0)  # never back into the parent's code (pytest, the exporter's cleanup)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            out = f.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not out.startswith(b"K"):
+            raise FontMissing(f"subsetting {self.family!r} failed: {out[1:].decode(errors='replace') or status}")
+        return out[1:]
 
     def subset(self) -> bytes:
         """The CFF table of the glyphs used, original CIDs kept (the
@@ -319,7 +348,7 @@ class PdfWriter:
         self.kids.append(p)
 
     def _font(self, face: Face) -> None:
-        cff = face.subset()
+        cff = face.subset_apart()
         tag = "".join(chr(65 + b % 26) for b in hashlib.sha256(cff).digest()[:6])
         name = f"/{tag}+{face.family.replace(' ', '-')}"
         file_n, desc_n, cid_n, uni_n = self.new(), self.new(), self.new(), self.new()
