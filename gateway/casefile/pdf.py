@@ -103,8 +103,11 @@ def _table_dir(f: BinaryIO, index: int) -> dict[bytes, tuple[int, int]]:
 
 @functools.lru_cache(maxsize=4)
 def _load(family: str) -> _Metrics:
-    out = subprocess.run(["fc-match", "-f", "%{file}\n%{index}\n%{family}", family], capture_output=True,
-                         text=True, check=False).stdout.split("\n")
+    try:
+        out = subprocess.run(["fc-match", "-f", "%{file}\n%{index}\n%{family}", family], capture_output=True,
+                             text=True, check=False).stdout.split("\n")
+    except FileNotFoundError as e:
+        raise FontMissing("fc-match not found (Debian: fontconfig)") from e
     if len(out) < 3 or family not in out[2].split(","):
         raise FontMissing(f"font {family!r} not found (Debian: fonts-noto-cjk)")
     path, index = out[0], int(out[1])
@@ -278,8 +281,8 @@ def wrap(spans: Spans, width: float) -> list[Line]:
             for tok in tokens:
                 w = st.face.width(tok, st.size)
                 if tok.isspace():
-                    if lines[-1]:
-                        put(tok, st, w)
+                    if lines[-1]:  # tabs and the like as spaces: the font has no glyph for them
+                        put(" " * len(tok), st, st.face.width(" " * len(tok), st.size))
                     continue
                 if x + w > width and lines[-1]:
                     newline()
