@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import subprocess
 import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
@@ -93,7 +94,7 @@ def _export_peak(b: Built, case: str, out: Path) -> int:
 
 def test_export_memory_per_clip_is_bounded_and_nothing_is_held_whole(tmp_path: Path) -> None:
     """N and 4N clips in the case (the usability probes are processes, the
-    PDF a child process: what is measured is this process's Python heap).
+    PDF has its own test below: what is measured is this process's Python heap).
     What stays per clip is its documents and its custody facts (some 50 KiB
     with the self-check's); media, segments and the report are streamed, so
     4x the clips costs well under 4x the memory."""
@@ -313,3 +314,30 @@ def test_a_large_case_report_is_written_in_volumes_each_naming_itself(tmp_path: 
     for p in paths:
         p.chmod(0o444)
     assert security(bag)[0] == []  # volumes are files an export writes
+
+
+def _pdf_peak(b: Built, out: Path) -> int:
+    from gateway.casefile.report import write_pdf
+
+    ev = collect(DirectoryArchive(b.root), Selection(case="C-1"))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        write_pdf(ev, out, keys=[load_public(b.pub)])
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_pdf_report_is_streamed_its_memory_does_not_follow_the_pages(tmp_path: Path) -> None:
+    """One document of N and of 4N clips: pages are written as they end, so
+    what the writer holds beyond the case's evidence is the clips' views (a
+    few KiB each), the fonts' glyphs used and one offset per PDF object."""
+    small = build(tmp_path / "s", 10, case="C-1", case_every=1, rotate_entries=100)
+    large = build(tmp_path / "l", 40, case="C-1", case_every=1, rotate_entries=100)
+    a = _pdf_peak(small, tmp_path / "s.pdf")
+    b = _pdf_peak(large, tmp_path / "l.pdf")
+    pages = int(subprocess.run(["pdfinfo", str(tmp_path / "l.pdf")], capture_output=True, text=True, check=True)
+                .stdout.split("Pages:")[1].split()[0])
+    assert pages > 25  # a document of many pages, not one long one
+    assert b < a + 30 * (16 << 10), f"{a} -> {b} bytes for 30 more clips"

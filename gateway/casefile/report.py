@@ -9,9 +9,14 @@ against the given station keys, every custody event about it with time and
 actor, and the checkpoints (with trusted timestamps where the TSA gave one)
 that cover those events; then how to verify all of it by hand.
 
-The PDF is rendered by WeasyPrint (Pango) with Noto Sans CJK from Debian's
-``fonts-noto-cjk``, embedded as a subset, so Chinese renders without any
-font on the reader's side.
+The PDF is laid out by ``gateway.casefile.pdf`` (fixed tables, drawn row by
+row and streamed to the file) with Noto Sans CJK from Debian's
+``fonts-noto-cjk``, embedded once per document as a subset, so Chinese
+renders without any font on the reader's side. The HTML is the same report
+for a browser.
+
+Why one module of some 440 lines: the words of both languages, the HTML
+template and the PDF layout say the same report and change together.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import json
 import os
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jinja2 import Environment
@@ -268,13 +273,9 @@ def _css_string(value: object) -> Markup:
     return Markup(text)
 
 
-def render_html(ev: CaseEvidence, *, lang: str = "zh", keys: list[Ed25519PublicKey] | None = None,
-                only: str | None = None, tz: tzinfo | None = None,
-                volume: tuple[int, int, int, int] | None = None) -> str:
-    """*keys*: the station public keys signatures are checked with; *only*:
-    one clip (its SHA-256 or archive key); *tz*: the zone local times are
-    shown in beside UTC (default: this machine's); *volume*: (this volume,
-    of how many, its first and last clip's number in the case)."""
+def _context(ev: CaseEvidence, *, lang: str, keys: list[Ed25519PublicKey] | None, only: str | None,
+             tz: tzinfo | None, volume: tuple[int, int, int, int] | None) -> dict[str, Any]:
+    """What the report says, for the HTML template and the PDF layout alike."""
     if lang not in _T:
         raise ValueError(f"language {lang!r}: zh or en")
     t = _T[lang]
@@ -294,6 +295,24 @@ def render_html(ev: CaseEvidence, *, lang: str = "zh", keys: list[Ed25519PublicK
         cps.append({"station": doc.get("station"), "seq": doc.get("seq"), "made_at": doc.get("made_at"),
                     "local": local_time(doc.get("made_at"), tz),
                     "tsr": k + ".tsr" in ev.checkpoints, "sha256": hashlib.sha256(body).hexdigest()})
+    made = datetime.now(UTC).isoformat(timespec="seconds")
+    sub = ev
+    if only is not None:
+        sub = CaseEvidence(ev.selection, clips, ev.segments, ev.checkpoints, ev.entries, ev.checkpoint_docs)
+    return {"t": t, "lang": lang, "case": ev.selection.case, "selection": ev.selection.describe(), "clips": views,
+            "heading": ev.selection.describe(), "made": made, "made_local": local_time(made, tz),
+            "checkpoints": cps, "commands": manual_commands(sub) if clips else [], "volume": vol_text}
+
+
+def render_html(ev: CaseEvidence, *, lang: str = "zh", keys: list[Ed25519PublicKey] | None = None,
+                only: str | None = None, tz: tzinfo | None = None,
+                volume: tuple[int, int, int, int] | None = None) -> str:
+    """*keys*: the station public keys signatures are checked with; *only*:
+    one clip (its SHA-256 or archive key); *tz*: the zone local times are
+    shown in beside UTC (default: this machine's); *volume*: (this volume,
+    of how many, its first and last clip's number in the case)."""
+    ctx = _context(ev, lang=lang, keys=keys, only=only, tz=tz, volume=volume)
+    t = ctx["t"]
     env = Environment(autoescape=True)
     none = t["none"]
     env.filters["v"] = lambda x: none if x is None or x == "" else x  # never "None" on paper
@@ -302,36 +321,105 @@ def render_html(ev: CaseEvidence, *, lang: str = "zh", keys: list[Ed25519PublicK
     after = t["page"].split("{}")[2]
     page_css = Markup(f'"{_css_string(before)}" counter(page) "{_css_string(between)}" counter(pages) '
                       f'"{_css_string(after)}"')
-    made = datetime.now(UTC).isoformat(timespec="seconds")
-    sub = ev
-    if only is not None:
-        sub = CaseEvidence(ev.selection, clips, ev.segments, ev.checkpoints, ev.entries, ev.checkpoint_docs)
-    return env.from_string(_TEMPLATE).render(
-        t=t, lang=lang, case=ev.selection.case, selection=ev.selection.describe(), clips=views,
-        heading=ev.selection.describe(), made=made, made_local=local_time(made, tz), checkpoints=cps,
-        page_css=page_css, commands=manual_commands(sub) if clips else [], volume=vol_text)
+    return env.from_string(_TEMPLATE).render(page_css=page_css, **ctx)
 
 
-def render_pdf(html: str) -> bytes:
-    from weasyprint import HTML  # type: ignore[import-untyped]  # no type information
+def _pdf_document(ctx: dict[str, Any], f: BinaryIO | None, total: int = 0) -> int:
+    """The report of *ctx* as PDF to *f* (None: only count its pages);
+    returns the number of pages."""
+    from gateway.casefile.pdf import Cell, Face, Layout, PdfWriter, Style
 
-    pdf: bytes = HTML(string=html).write_pdf()
-    return pdf
+    t = ctx["t"]
+    sans, mono = Face("Noto Sans CJK SC", "F1"), Face("Noto Sans Mono CJK SC", "F2")
+    body, small, hashes = Style(sans, 9), Style(sans, 8, (0.267, 0.267, 0.267)), Style(mono, 7.5, break_all=True)
+    bad, pre = Style(sans, 9, (0.69, 0, 0)), Style(mono, 7.5)
+    h1, h2, h3 = Style(sans, 15), Style(sans, 12), Style(sans, 10)
+    none = t["none"]
+
+    def v(x: object) -> str:
+        return none if x is None or x == "" else str(x)  # never "None" on paper
+
+    head_text = (f"{t['title']} · {t['case'] if ctx['case'] else t['selection']} {ctx['case'] or ctx['selection']}"
+                 + (f" · {ctx['volume']}" if ctx["volume"] else ""))
+
+    def furniture(lay: Layout, page: int) -> None:
+        top = lay.top - 8 * MM_
+        lay.text(lay.left, top, " ".join(head_text.split()), small)
+        right = ctx["made_local"] or ""
+        lay.text(lay.size[0] - lay.right - sans.width(right, 8), top, right, small)
+        foot = t["page"].format(page, total)
+        lay.text((lay.size[0] - sans.width(foot, 8)) / 2, lay.size[1] - lay.bottom + 8 * MM_, foot, Style(sans, 8))
+
+    out = PdfWriter(f, (sans, mono)) if f is not None else None
+    lay = Layout(out, furniture)
+
+    def kv(label: str, spans: list[tuple[str, Any]]) -> list[Cell]:
+        return [Cell([(label, body)], head=True), Cell(spans)]
+
+    lay.heading(t["title"], h1, 0)
+    lay.table([kv(t["case"], [(ctx["case"] or none, body)]), kv(t["selection"], [(ctx["selection"], body)]),
+               kv(t["clips"], [(f"{len(ctx['clips'])}" + (f" ({ctx['volume']})" if ctx["volume"] else ""), body)]),
+               kv(t["made"], [(f"{ctx['made_local']}\nUTC {ctx['made']}", body)])], [0.22, 0.78])
+    for n, c in enumerate(ctx["clips"], start=1):
+        lay.heading(f"{t['clip']} {n}: {c['name']}", h2, 14)
+        rows = [kv(t["case"], [(c["case"] or none, body)]),
+                kv(t["capture_time"], [(f"{t['local']} {v(c['local'])}\n{t['utc']} {v(c['utc'])}\n"
+                                        f"{t['recorder_clock']} {v(c['recorder_clock'])}", body)]),
+                kv(t["place"], [(v(c["place"]), body)]), kv(t["collector"], [(v(c["collector"]), body)]),
+                kv(t["proof"], [(c["proof"] or none, body)]), kv(t["recorder"], [(v(c["recorder"]), body)]),
+                kv(t["drift"], [(v(c["drift"]), body)]), kv(t["station"], [(v(c["station"]), body)]),
+                kv(t["archive_key"], [(c["key"], hashes)]), kv(t["sha256"], [(str(c["sha256"]), hashes)])]
+        if c["sm3"]:
+            rows.append(kv(t["sm3"], [(str(c["sm3"]), hashes)]))
+        rows += [kv(t["size"], [(v(c["size"]), body)]), kv(t["duration"], [(v(c["duration"]), body)]),
+                 kv(t["partial"], [(t["yes"] if c["partial"] else t["no"], body)]),
+                 kv(t["signature"], [(c["sig"], body if c["sig_ok"] else bad), (f"; {t['key_id']} ", body),
+                                     (v(c["key_id"]), hashes), (f"; {t['stamped_at']} {v(c['stamped_local'])} "
+                                                                f"(UTC {v(c['stamped_at'])})", body)]),
+                 kv(t["amendments"], [("\n".join(c["amendments"]) or none, body)])]
+        lay.table(rows, [0.22, 0.78])
+        lay.heading(t["events"], h3, 4)
+        events = [[Cell([(v(e["seq"]), body)]), Cell([(f"{v(e['local'])}\nUTC {v(e['ts'])}", body)]),
+                   Cell([(e["event"], body)]), Cell([(e["actor"], body)]),
+                   Cell([part for k, val in e["detail"] for part in ((f"{k}: ", body),
+                                                                     (f"{val}\n", hashes if len(val) > 40 else body))])]
+                  for e in c["events"]] or [[Cell([(none, body)], span=5)]]
+        lay.table(events, _EVENT_COLUMNS, header=[Cell([(t[k], body)], head=True)
+                                                   for k in ("seq", "time", "event", "actor", "detail")])
+    lay.heading(t["checkpoints"], h2, 14)
+    cps = [[Cell([(v(cp["station"]), body)]), Cell([(v(cp["seq"]), body)]),
+            Cell([(f"{v(cp['local'])}\nUTC {v(cp['made_at'])}", body)]),
+            Cell([(t["tsr_yes"] if cp["tsr"] else t["tsr_no"], body)])] for cp in ctx["checkpoints"]]
+    lay.table(cps or [[Cell([(none, body)], span=4)]], [0.2, 0.15, 0.35, 0.3],
+              header=[Cell([(t[k], body)], head=True) for k in ("station", "seq", "time", "timestamp")])
+    lay.heading(t["how"], h2, 14)
+    lay.paragraph([(t["how_text"], body)], 9)
+    lay.paragraph([("\n".join([*ctx["commands"], "bagit.py --validate .", "dockgate verify --bag ."]), pre)], 7.5,
+                  background=0.965, pad=4)
+    lay.finish()
+    if out is not None:
+        out.finish(f"{t['title']} {ctx['heading']}")
+    return lay.pages
 
 
-#: clips per volume of a PDF report: WeasyPrint lays out and holds a whole document (about 1.6 MiB and
-#: 0.1 CPU-s a clip, beside some 170 MiB for itself and the CJK fonts), so a large case is written as
-#: volumes, each rendered in a child process that ends with it
-VOLUME_CLIPS = 50
+MM_ = 72 / 25.4
+#: the custody-event table's columns (sequence, time, event, actor, detail) as fractions of the width
+_EVENT_COLUMNS = [0.06, 0.26, 0.17, 0.19, 0.32]
 
 
-def _render_to(html: str, path: Path) -> None:
-    """In a child process: one volume, written and made durable."""
-    data = render_pdf(html)
+def write_report_pdf(ctx: dict[str, Any], path: Path) -> None:
+    """One PDF document, laid out twice (pages counted, then written: the
+    page footer says "page n of m"), streamed to *path* and made durable."""
+    pages = _pdf_document(ctx, None)
     with open(path, "wb") as f:
-        f.write(data)
+        _pdf_document(ctx, f, pages)
         f.flush()
         os.fsync(f.fileno())
+
+
+#: clips per volume of a PDF report: the writer's memory does not grow with a document (pages are streamed),
+#: so this only keeps a file one can still mail and print: 1 000 clips are some 1 000 pages
+VOLUME_CLIPS = 1000
 
 
 def volume_paths(out: Path, clips: int) -> list[Path]:
@@ -344,38 +432,18 @@ def volume_paths(out: Path, clips: int) -> list[Path]:
 
 
 def write_pdf(ev: CaseEvidence, out: Path, *, lang: str = "zh", keys: list[Ed25519PublicKey] | None = None,
-              tz: tzinfo | None = None, workers: int | None = None) -> list[Path]:
-    """The PDF report of *ev* streamed to disk volume by volume
-    (``volume_paths``), never held whole: each volume is laid out and
-    written by a child process (two at a time on two cores), so neither
-    time nor this process's memory grows with the whole case."""
-    import multiprocessing
+              tz: tzinfo | None = None) -> list[Path]:
+    """The PDF report of *ev* streamed to disk (``gateway.casefile.pdf``),
+    in volumes of ``VOLUME_CLIPS`` clips (``volume_paths``)."""
+    from gateway.casefile.pdf import FontMissing
 
     paths = volume_paths(out, len(ev.clips))
-    ctx = multiprocessing.get_context("fork")  # the HTML is made here; the child only renders it
-    running: list[Any] = []
-    workers = workers or max(1, min(2, os.cpu_count() or 1))
-    try:
-        for k, path in enumerate(paths):
-            part = ev.clips[k * VOLUME_CLIPS:(k + 1) * VOLUME_CLIPS]
-            sub = CaseEvidence(ev.selection, part, ev.segments, ev.checkpoints, ev.entries, ev.checkpoint_docs)
-            vol = (k + 1, len(paths), k * VOLUME_CLIPS + 1, k * VOLUME_CLIPS + len(part)) if len(paths) > 1 else None
-            html = render_html(sub, lang=lang, keys=keys, tz=tz, volume=vol)
-            while len(running) >= workers:
-                _join(running.pop(0))
-            proc = ctx.Process(target=_render_to, args=(html, path), name=f"pdf-volume-{k + 1}")
-            proc.start()
-            running.append(proc)
-        while running:
-            _join(running.pop(0))
-    finally:
-        for proc in running:
-            proc.kill()
-            proc.join()
+    for k, path in enumerate(paths):
+        part = ev.clips[k * VOLUME_CLIPS:(k + 1) * VOLUME_CLIPS]
+        sub = CaseEvidence(ev.selection, part, ev.segments, ev.checkpoints, ev.entries, ev.checkpoint_docs)
+        vol = (k + 1, len(paths), k * VOLUME_CLIPS + 1, k * VOLUME_CLIPS + len(part)) if len(paths) > 1 else None
+        try:
+            write_report_pdf(_context(sub, lang=lang, keys=keys, only=None, tz=tz, volume=vol), path)
+        except FontMissing as e:
+            raise ReportError(str(e)) from e
     return paths
-
-
-def _join(proc: Any) -> None:
-    proc.join()
-    if proc.exitcode != 0:
-        raise ReportError(f"the PDF renderer ({proc.name}) failed with exit code {proc.exitcode}")
