@@ -22,7 +22,7 @@ _apt_install() {
 }
 
 # what the daemon needs at run time, and what the test suite adds
-_runtime_pkgs=(python3 python3-venv fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 ffmpeg)
+_runtime_pkgs=(python3 python3-venv fonts-noto-cjk fontconfig ffmpeg)
 _test_pkgs=(ffmpeg openssl mosquitto prometheus systemd  # prometheus: promtool (tests/test_alert_rules.py)
     adb  # family F: the real adb client against the simulated adbd (tests/test_zzx_adb.py)
     chromium chromium-driver fonts-noto-cjk poppler-utils
