@@ -26,6 +26,22 @@ class CatalogError(DockgateError):
     reason = "catalog"
 
 
+def compact_file(path: Path) -> None:
+    """Rewrite the catalog once into incremental auto-vacuum mode (a file
+    made before it was the default), on a connection of its own: VACUUM
+    holds the writer for the whole rewrite, the daemon's commits wait for it
+    (``pipeline/housekeep.py`` does it once, while no slot pulls)."""
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    try:
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    except sqlite3.DatabaseError as e:
+        raise CatalogError(f"catalog {path}: {e}") from None
+    finally:
+        db.close()
+
+
 class Journal(Protocol):
     """Where recorded events go besides the outbox table."""
 
@@ -65,6 +81,10 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            if self.db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                # a new file: pages freed (the outbox pruned) can be given back a few at a time
+                # (``Catalog.maintain``); an older file switches once, by a VACUUM (``Catalog.compact``)
+                self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self._migrate()
@@ -144,7 +164,8 @@ class Store:
                        (eid, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
             if seq is not None and isinstance(clip := ev.data.get("sha256"), str):
                 # which custody entries are about which clip: what retention must keep as long as the clip
-                db.execute("INSERT OR IGNORE INTO clip_custody (sha256, seq) VALUES (?,?)", (clip, seq))
+                db.execute("INSERT OR IGNORE INTO clip_entries (seq, item) SELECT ?, item_id FROM clips "
+                           "WHERE sha256=?", (seq, clip))
             ids.append(eid)
         return ids
 

@@ -217,7 +217,8 @@ class Daemon:
                     updated_at=time.time(), queue={"clips": clips, "bytes": nbytes},
                     staging_free_bytes=self.staging.free_bytes(), running=True,
                     station_clock=self.clock.status(),
-                    disk={**self.housekeeper.disk, "custody_removed": self.housekeeper.custody_removed})
+                    disk={**self.housekeeper.disk, "custody_removed": self.housekeeper.custody_removed,
+                          "events_pruned": self.housekeeper.events_pruned})
         return snap
 
     def _mark_dirty(self, *_args: object) -> None:
