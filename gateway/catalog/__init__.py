@@ -480,7 +480,9 @@ class Catalog(LockStore):
         if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             return 0
         before = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        self.db.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
+        # executescript steps the pragma to its end: execute() steps a statement without result columns
+        # once, and each step gives back one page (CPython 3.11's sqlite3)
+        self.db.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
         return int(before - self.db.execute("PRAGMA freelist_count").fetchone()[0])
 
     def file_pages(self) -> tuple[int, int, int, bool]:
