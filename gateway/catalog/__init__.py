@@ -515,21 +515,17 @@ class Catalog(LockStore):
         it returns *limit*."""
         high = self.archived_custody_high()
         with self.tx() as db:
-            first_young = db.execute("SELECT seq FROM events WHERE ts >= ? ORDER BY seq LIMIT 1",
-                                     (before,)).fetchone()
             newest = db.execute("SELECT seq FROM events WHERE custody_seq IS NOT NULL ORDER BY seq DESC "
                                 "LIMIT 1").fetchone()
-            stop = min(first_young[0] if first_young else 2 ** 62, newest[0] if newest else 2 ** 62)
-            row = db.execute(
-                f"SELECT count(*), max(seq), max(custody_seq) FROM (SELECT seq, custody_seq FROM events "
-                f"WHERE seq < ? AND (custody_seq IS NULL OR custody_seq <= ?) "
-                f"AND type NOT IN ({reports.in_list(set(reports.ALARMS))}) {'AND published=1' if published else ''} "
-                f"ORDER BY seq LIMIT ?)", (stop, high, limit)).fetchone()
+            # a walk from the oldest event, which stops after *limit* matches (the ones kept stay few)
+            which = (f"seq < ? AND ts < ? AND (custody_seq IS NULL OR custody_seq <= ?) AND type NOT IN "
+                     f"({reports.in_list(set(reports.ALARMS))}) {'AND published=1' if published else ''}")
+            args = (newest[0] if newest else 2 ** 62, before, high)
+            row = db.execute(f"SELECT count(*), max(seq), max(custody_seq) FROM (SELECT seq, custody_seq FROM events "
+                             f"WHERE {which} ORDER BY seq LIMIT ?)", (*args, limit)).fetchone()
             n, upto, custody_upto = int(row[0]), row[1], row[2]
             if n:
-                db.execute(f"DELETE FROM events WHERE seq <= ? AND seq < ? AND (custody_seq IS NULL OR "
-                           f"custody_seq <= ?) AND type NOT IN ({reports.in_list(set(reports.ALARMS))}) "
-                           f"{'AND published=1' if published else ''}", (upto, stop, high))
+                db.execute(f"DELETE FROM events WHERE seq <= ? AND {which}", (upto, *args))
                 db.execute("INSERT INTO events_pruned (id, upto_seq, custody_upto, events, at) VALUES (1,?,?,?,?) "
                            "ON CONFLICT (id) DO UPDATE SET upto_seq=max(upto_seq, excluded.upto_seq), "
                            "custody_upto=max(coalesce(custody_upto, 0), coalesce(excluded.custody_upto, 0)), "

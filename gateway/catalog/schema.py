@@ -218,7 +218,7 @@ MIGRATIONS = [
     """
     CREATE TABLE clip_entries (seq INTEGER PRIMARY KEY, item INTEGER NOT NULL);
     INSERT OR IGNORE INTO clip_entries (seq, item)
-        SELECT k.seq, c.item_id FROM clip_custody k JOIN clips c ON c.sha256 = k.sha256;
+        SELECT k.seq, c.item_id FROM clip_custody k JOIN clips c ON c.sha256 = k.sha256 ORDER BY k.seq;
     CREATE INDEX clip_entries_item ON clip_entries(item);
     DROP TABLE clip_custody;
     CREATE TABLE events_pruned (
