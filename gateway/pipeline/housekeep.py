@@ -23,7 +23,8 @@ history is bounded, off the pulls' path.
   in batches, while no slot pulls. Free pages above a tenth of the file are
   given back, ``VACUUM_PAGES`` a round (incremental auto-vacuum; a catalog
   made before it was the default is rewritten into that mode once, by one
-  VACUUM, the first time a quarter of it is free: ``compact_file``).
+  VACUUM, the first time a quarter of it is free: ``compact_file``, here
+  while no slot pulls when it is small, else at the daemon's next start).
 * The catalog's integrity check (``PRAGMA quick_check``, which reads the
   whole file) runs here once after start, on a read-only connection in a
   thread, not before READY.
@@ -41,6 +42,7 @@ from pathlib import Path
 
 from gateway.catalog import Catalog, CatalogError, compact_file
 from gateway.catalog.reports import ReportError, Reports
+from gateway.catalog.store import COMPACT_ONLINE_PAGES
 from gateway.config import Config
 from gateway.evidence.checkpoint import SIG_SUFFIX, TSR_SUFFIX, checkpoint_name
 from gateway.process.supervise import Worker
@@ -113,6 +115,7 @@ class Housekeeper(Worker):
         self.disk: dict[str, int] = {}
         self.custody_removed = 0
         self.events_pruned = 0
+        self._compact_told = False
 
     async def start(self) -> None:
         """SQLite's quick check of the catalog, off the start's path: it
@@ -155,7 +158,12 @@ class Housekeeper(Worker):
                     break
                 await asyncio.sleep(0)  # the loop's other work between batches
         _size, pages, free, incremental = self.catalog.file_pages()
-        if not incremental and free * 4 > pages and not self.pulling():
+        if not incremental and free * 4 > pages and pages - free > COMPACT_ONLINE_PAGES:
+            if not self._compact_told:  # too big to hold the writer for now: at the next start
+                log.info("catalog: %d of %d pages free; compacted into incremental auto-vacuum mode at the next "
+                         "start", free, pages)
+                self._compact_told = True
+        elif not incremental and free * 4 > pages and not self.pulling():
             started = time.monotonic()
             await asyncio.to_thread(compact_file, self.cfg.catalog_path)
             log.info("catalog compacted into incremental auto-vacuum mode: %d free pages of %d given back "
