@@ -7,6 +7,7 @@ through the migration; free pages go back to the file system."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from gateway.catalog import Catalog, event
 from gateway.catalog.reports import Reports
 from gateway.catalog.schema import MIGRATIONS
 from gateway.cli.status import pruned_since
-from gateway.config import config_from_dict
+from gateway.config import Config, config_from_dict
 from gateway.evidence.custody import CustodyLog
 from gateway.evidence.signing import keygen
+from gateway.pipeline import housekeep
 from gateway.pipeline.events import Journal
+from gateway.pipeline.housekeep import Housekeeper
 from gateway.pipeline.staging import Staging
 from gateway.web.queries import Reader
 
@@ -129,10 +132,30 @@ def test_a_forgotten_event_stays_on_its_clips_trail(st: Station) -> None:
     assert [e["data"]["custody_seq"] for e in gone] == [e["custody_seq"] for e in trail]  # type: ignore[index]
 
 
+def _cfg(st: Station, **more: object) -> Config:
+    return config_from_dict({"station": {"id": "s1"}, "archive": {"backend": "directory", "path": "/srv/a"},
+                             "evidence": {"signing_key_file": "k.pem"}, "paths": {"state_dir": str(st.root / "state")},
+                             **more}, st.root / "dockgate.toml")
+
+
+def test_the_housekeeper_prunes_what_the_broker_took_and_never_while_a_slot_pulls(
+        st: Station, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(housekeep, "DAY", -1.0)  # every event is past the setting's days
+    pulling = True
+    hk = Housekeeper(_cfg(st, mqtt={"enabled": True}), st.cat, lambda: pulling)
+    asyncio.run(hk.catalog_size())
+    assert hk.events_pruned == 0  # a slot pulls
+    pulling = False
+    asyncio.run(hk.catalog_size())
+    assert hk.events_pruned == 0  # the broker took none
+    for ev in st.cat.unpublished(1000):
+        st.cat.mark_published(ev.seq)
+    asyncio.run(hk.catalog_size())
+    assert hk.events_pruned == 7
+
+
 def test_events_since_says_where_the_forgotten_ones_are(st: Station) -> None:
-    cfg = config_from_dict({"station": {"id": "s1"}, "archive": {"backend": "directory", "path": "/srv/a"},
-                            "evidence": {"signing_key_file": "k.pem"}, "paths": {"state_dir": str(st.root / "state")}},
-                           st.root / "dockgate.toml")
+    cfg = _cfg(st)
     assert pruned_since(cfg, 0) is None
     st.cat.prune_events(time.time() + 1, published=False)
     r = Reports(st.cat.path)
