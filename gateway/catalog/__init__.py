@@ -19,7 +19,7 @@ transaction's custody entries share one fsync, made before its commit. The
 order on the data path is always "file durable first, then catalog", so the
 catalog never points at missing bytes.
 
-Why ~490 lines in one module: the state machine lives in one place
+Why ~600 lines in one module: the state machine lives in one place
 (docs/architecture.md), so every transition a clip, item, dock, assignment
 or amendment can make is one method here, next to the others it must agree
 with; the plumbing and the reports already live apart.

@@ -10,7 +10,7 @@ members of the dockgate group, who may read the catalog but not write
 beside it, can use it. Rows come back typed (``TypedDict``: named columns
 the pages and the CLI read as they always did).
 
-Why ~420 lines in one module: every query made for people is here, beside
+Why ~460 lines in one module: every query made for people is here, beside
 the indexes it relies on (the review's searches name theirs,
 ``search_where``), so a change to one read is checked against the others
 and the schema in one place; the typed rows they return are most of it.
