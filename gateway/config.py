@@ -188,6 +188,9 @@ class EvidenceConfig(_Section):
     custody_keep_days: int | None = Field(None, ge=1, le=3650, description="Remove custody segments and "
                                           "checkpoints from the station this many days after they are archived "
                                           "(with a TSA, also its token); unset: keep them all on the station")
+    events_keep_days: int | None = Field(30, ge=1, le=3650, description="Forget an event from the catalog's "
+                                         "outbox this many days after it was recorded, once the broker took it (with "
+                                         "MQTT) and the archive holds its custody entry (the record); unset: keep all")
     tsa_url: str | None = Field(None, pattern=r"^https?://", description="RFC 3161 time-stamping authority: "
                                                                          "each checkpoint gets a token")
     tsa_ca_file: Path | None = Field(None, description="PEM certificates the TSA's tokens must chain to")

@@ -330,6 +330,8 @@ def test_holds_follow_the_case_a_clip_is_in_and_custody_dates_only_rise(tmp_path
     cfg = load_config(station)
     catalog = Catalog(tmp_path / "catalog.sqlite", journal=_Seqs())
     x, y = "x" * 64, "y" * 64
+    for sha, key in ((x, "x.MP4"), (y, "y.MP4")):  # the clips the entries are about (clip_entries: by their item)
+        catalog.restore_clip(sha, "S1", key.encode(), 1, None, None, key, None, None, archived=True)
     catalog.emit("viewed", sha256=x)   # seq 1: segment 1 holds X and Y
     catalog.emit("viewed", sha256=y)   # seq 2
     catalog.emit("viewed", sha256=x)   # seq 3: segment 3 holds X alone

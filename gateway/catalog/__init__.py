@@ -19,7 +19,7 @@ transaction's custody entries share one fsync, made before its commit. The
 order on the data path is always "file durable first, then catalog", so the
 catalog never points at missing bytes.
 
-Why ~490 lines in one module: the state machine lives in one place
+Why ~600 lines in one module: the state machine lives in one place
 (docs/architecture.md), so every transition a clip, item, dock, assignment
 or amendment can make is one method here, next to the others it must agree
 with; the plumbing and the reports already live apart.
@@ -57,7 +57,7 @@ from gateway.catalog.states import (
     can_pull_again,
     check_clip,
 )
-from gateway.catalog.store import CatalogError, Journal
+from gateway.catalog.store import CatalogError, Journal, compact_file
 
 _CLIP_SELECT = ("SELECT c.sha256, c.size, c.state, c.staged_path, c.archive_key, c.attempts, "
                 "c.item_id, i.serial, i.officer, i.path, i.mtime_ns, i.dock_id, c.manifest_path, "
@@ -472,6 +472,66 @@ class Catalog(LockStore):
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         self.db.execute("PRAGMA optimize").fetchall()
 
+    def vacuum(self, pages: int) -> int:
+        """Give up to *pages* free pages back to the file system (a file in
+        incremental auto-vacuum mode: new ones are, an older one after
+        ``compact_file``); a short step, proportional to *pages*. Returns
+        how many went."""
+        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return 0
+        before = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        # executescript steps the pragma to its end: execute() steps a statement without result columns
+        # once, and each step gives back one page (CPython 3.11's sqlite3)
+        self.db.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+        return int(before - self.db.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def file_pages(self) -> tuple[int, int, int, bool]:
+        """(page size, pages, free pages, incremental auto-vacuum on): the file's shape, for the metrics."""
+        size, pages, free, mode = (self.db.execute(f"PRAGMA {p}").fetchone()[0]
+                                   for p in ("page_size", "page_count", "freelist_count", "auto_vacuum"))
+        return int(size), int(pages), int(free), mode == 2
+
+    def archived_custody_high(self) -> int:
+        """The newest custody entry the archive holds together with every
+        one before it (0: none): the last one an archived checkpoint signs,
+        and below the first sealed segment not yet archived (custody file
+        names carry their first and last entries: ``evidence/custody.py``)."""
+        (signed,) = self.db.execute("SELECT max(CAST(substr(name, -15, 10) AS INTEGER)) FROM segments WHERE "
+                                    "state='archived' AND name LIKE 'checkpoint-%.json'").fetchone()
+        (gap,) = self.db.execute("SELECT min(CAST(substr(name, -16, 10) AS INTEGER)) FROM segments WHERE "
+                                 "state!='archived' AND name LIKE 'custody-%.jsonl'").fetchone()
+        high = int(signed or 0)
+        return high if gap is None else min(high, int(gap) - 1)
+
+    def prune_events(self, before: float, *, published: bool = True, limit: int = 5000) -> int:
+        """Forget up to *limit* outbox events recorded before *before* (epoch
+        seconds) whose custody entry the archive holds (``archived_custody_high``;
+        an event with none, the daemon's own news, goes by age alone), and, if
+        *published*, that the broker took. Never the alarms the statistics
+        count (``reports.ALARMS``: rare) nor the newest event with a custody
+        entry (how far the catalog has followed the log: ``custody_high``).
+        The custody log is the record; ``events_pruned`` says up to where
+        (``Reports.pruned_after``). Returns how many went; call again while
+        it returns *limit*."""
+        high = self.archived_custody_high()
+        with self.tx() as db:
+            newest = db.execute("SELECT seq FROM events WHERE custody_seq IS NOT NULL ORDER BY seq DESC "
+                                "LIMIT 1").fetchone()
+            # a walk from the oldest event, which stops after *limit* matches (the ones kept stay few)
+            which = (f"seq < ? AND ts < ? AND (custody_seq IS NULL OR custody_seq <= ?) AND type NOT IN "
+                     f"({reports.in_list(set(reports.ALARMS))}) {'AND published=1' if published else ''}")
+            args = (newest[0] if newest else 2 ** 62, before, high)
+            row = db.execute(f"SELECT count(*), max(seq), max(custody_seq) FROM (SELECT seq, custody_seq FROM events "
+                             f"WHERE {which} ORDER BY seq LIMIT ?)", (*args, limit)).fetchone()
+            n, upto, custody_upto = int(row[0]), row[1], row[2]
+            if n:
+                db.execute(f"DELETE FROM events WHERE seq <= ? AND {which}", (upto, *args))
+                db.execute("INSERT INTO events_pruned (id, upto_seq, custody_upto, events, at) VALUES (1,?,?,?,?) "
+                           "ON CONFLICT (id) DO UPDATE SET upto_seq=max(upto_seq, excluded.upto_seq), "
+                           "custody_upto=max(coalesce(custody_upto, 0), coalesce(excluded.custody_upto, 0)), "
+                           "events=events+excluded.events, at=excluded.at", (upto, custody_upto, n, time.time()))
+        return n
+
     def segment_archived(self, name: str) -> None:
         with self.tx() as db:
             db.execute("UPDATE segments SET state='archived' WHERE name=?", (name,))
@@ -537,4 +597,4 @@ class Catalog(LockStore):
 
 __all__ = ["STATES", "Assignment", "Catalog", "CatalogError", "ClipLock", "ClipRow", "ClipState", "DockRow",
            "DueAmendment", "Event", "EventRow", "HoldRow", "Holding", "ItemState", "Journal", "LockRow", "PendingItem",
-           "Purgeable", "TransitionRefused", "event"]
+           "Purgeable", "TransitionRefused", "compact_file", "event"]

@@ -80,13 +80,14 @@ class LockStore(Store):
 
     def clips_with_entries(self, lo: int, hi: int | None) -> list[ClipLock]:
         """Archived clips with custody entries numbered *lo* to *hi* (None: no end)."""
-        rows = self.db.execute("SELECT DISTINCT l.* FROM clip_custody c JOIN clip_locks l ON l.sha256=c.sha256 "
-                               "WHERE c.seq >= ? AND c.seq <= ?", (lo, hi if hi is not None else 2 ** 62))
+        rows = self.db.execute("SELECT DISTINCT l.* FROM clip_entries e JOIN items i ON i.id=e.item "
+                               "JOIN clip_locks l ON l.sha256=i.sha256 WHERE e.seq >= ? AND e.seq <= ?",
+                               (lo, hi if hi is not None else 2 ** 62))
         return [from_row(ClipLock, r) for r in rows.fetchall()]
 
     def custody_seqs(self, sha256: str) -> list[int]:
-        return [r[0] for r in self.db.execute("SELECT seq FROM clip_custody WHERE sha256=? ORDER BY seq",
-                                              (sha256,))]
+        return [r[0] for r in self.db.execute("SELECT e.seq FROM clips c JOIN clip_entries e ON e.item=c.item_id "
+                                              "WHERE c.sha256=? ORDER BY e.seq", (sha256,))]
 
     def archived_amendment_keys(self, sha256: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT archive_key FROM amendments WHERE sha256=? AND "

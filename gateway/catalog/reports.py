@@ -10,7 +10,7 @@ members of the dockgate group, who may read the catalog but not write
 beside it, can use it. Rows come back typed (``TypedDict``: named columns
 the pages and the CLI read as they always did).
 
-Why ~420 lines in one module: every query made for people is here, beside
+Why ~460 lines in one module: every query made for people is here, beside
 the indexes it relies on (the review's searches name theirs,
 ``search_where``), so a change to one read is checked against the others
 and the schema in one place; the typed rows they return are most of it.
@@ -194,11 +194,27 @@ class AmendmentView(TypedDict):
 
 
 class TrailEntry(TypedDict):
-    seq: int
-    ts: float
-    type: str
+    """One custody entry about a clip. ``seq`` is its outbox event's, and
+    ``type``/``ts``/``data`` come from it, while the catalog keeps that event;
+    once pruned (``Catalog.prune_events``) they are None here and the custody
+    log (entry ``custody_seq``) is the place to read them."""
+
+    seq: int | None
+    custody_seq: int
+    ts: float | None
+    type: str | None
     slot: int | None
-    data: dict[str, Any]
+    data: dict[str, Any] | None
+
+
+class Pruned(TypedDict):
+    """How far the outbox was pruned: events up to ``upto_seq`` (``events``
+    of them in all), custody entries up to ``custody_upto``."""
+
+    upto_seq: int
+    custody_upto: int | None
+    events: int
+    at: float
 
 
 class DockClip(TypedDict):
@@ -428,13 +444,20 @@ class Reports:
             "ORDER BY id", (sha256,))))
 
     def trail(self, sha256: str, limit: int = 500) -> list[TrailEntry]:
-        """Every event about this clip on the custody record, oldest first:
-        its custody entries (``clip_custody``) and their events, by index
-        (reading every event's JSON took seconds at a year's history)."""
-        rows = self.db.execute("SELECT e.seq, e.ts, e.type, e.slot, e.data FROM clip_custody k "
-                               "JOIN events e ON e.custody_seq=k.seq WHERE k.sha256=? ORDER BY e.seq LIMIT ?",
-                               (sha256, limit)).fetchall()
-        return [cast(TrailEntry, {**dict(r), "data": json.loads(r["data"])}) for r in rows]
+        """Every custody entry about this clip, oldest first, with its event
+        while the outbox keeps it (``TrailEntry``): the clip's entries
+        (``clip_entries``, by its item) and their events, by index (reading
+        every event's JSON took seconds at a year's history)."""
+        rows = self.db.execute("SELECT k.seq AS custody_seq, e.seq, e.ts, e.type, e.slot, e.data FROM clips c "
+                               "JOIN clip_entries k ON k.item=c.item_id LEFT JOIN events e ON e.custody_seq=k.seq "
+                               "WHERE c.sha256=? ORDER BY k.seq LIMIT ?", (sha256, limit)).fetchall()
+        return [cast(TrailEntry, {**dict(r), "data": None if r["data"] is None else json.loads(r["data"])})
+                for r in rows]
+
+    def pruned(self) -> Pruned | None:
+        """How far the outbox was pruned (None: never)."""
+        row = self.db.execute("SELECT upto_seq, custody_upto, events, at FROM events_pruned WHERE id=1").fetchone()
+        return cast(Pruned, dict(row)) if row else None
 
     def dock_clips(self, dock_id: int, limit: int = 200) -> list[DockClip]:
         """What the recorder of one dock holds, as far as that dock pulled it."""

@@ -206,6 +206,31 @@ MIGRATIONS = [
     INSERT INTO clip_names (rowid, name)
         SELECT i.id, CAST(i.path AS TEXT) FROM clips c JOIN items i ON i.id = c.item_id;
     """,
+    # issue 30, the catalog's size (5 560 B per clip at a year, goal < 1 KiB). ``clip_entries``: which custody
+    # entry is about which clip, one row per entry keyed by its custody sequence number (the table's rowid: the
+    # range retention asks for is the table's own order) with the clip's item id (an INTEGER PRIMARY KEY, which
+    # VACUUM keeps), not the hex hash twice over (``clip_custody`` and its ``seq`` index: 1 195 B per clip, now
+    # about 170). An entry about content no clip row holds had no use (retention and the trail start from the
+    # clip) and is not carried over. ``events_pruned``: the outbox forgets events once published, their custody
+    # entries archived and older than ``evidence.events_keep_days`` (``Catalog.prune_events``); its one row
+    # says up to which event and custody entry it pruned, so ``events --since`` can say where the rest is.
+    # ``events_unpublished``: only the unpublished are indexed (a partial index: nearly empty, was 118 B a clip)
+    """
+    CREATE TABLE clip_entries (seq INTEGER PRIMARY KEY, item INTEGER NOT NULL);
+    INSERT OR IGNORE INTO clip_entries (seq, item)
+        SELECT k.seq, c.item_id FROM clip_custody k JOIN clips c ON c.sha256 = k.sha256 ORDER BY k.seq;
+    CREATE INDEX clip_entries_item ON clip_entries(item);
+    DROP TABLE clip_custody;
+    CREATE TABLE events_pruned (
+        id INTEGER PRIMARY KEY,
+        upto_seq INTEGER NOT NULL,
+        custody_upto INTEGER,
+        events INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    DROP INDEX events_unpublished;
+    CREATE INDEX events_unpublished ON events(seq) WHERE published = 0;
+    """,
 ]
 
 

@@ -156,7 +156,7 @@ def _print_event(ev: dict[str, object], as_json: bool) -> None:
 def cmd_events(args: argparse.Namespace) -> int:
     """Newest first by default; ``--since N`` (scripts) and ``--follow``
     print oldest first, then ``--follow`` waits for more."""
-    from gateway.cli.status import read_events
+    from gateway.cli.status import pruned_since, read_events
 
     cfg = config_of(args)
     types = set(args.type) if args.type else None
@@ -165,6 +165,8 @@ def cmd_events(args: argparse.Namespace) -> int:
             _print_event(ev, args.json)
         return 0
     if args.since is not None:
+        if (gone := pruned_since(cfg, args.since)) is not None:
+            print(gone, file=sys.stderr)
         evs = read_events(cfg, args.since, args.limit, types)
     else:  # --follow: the recent ones in order, then whatever comes
         evs = list(reversed(read_events(cfg, None, args.limit, types)))

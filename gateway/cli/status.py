@@ -85,6 +85,26 @@ def read_events(cfg: Config, since: int | None = 0, limit: int = 1000,
         cat.close()
 
 
+def pruned_since(cfg: Config, since: int) -> str | None:
+    """What ``events --since`` says when events after *since* were pruned
+    from the catalog (``Catalog.prune_events``), else None."""
+    if not cfg.catalog_path.exists():
+        return None
+    cat = Reports(cfg.catalog_path)
+    try:
+        p = cat.pruned()
+    except ReportError:
+        return None
+    finally:
+        cat.close()
+    if p is None or since >= p["upto_seq"]:
+        return None
+    return (f"events up to #{p['upto_seq']} older than evidence.events_keep_days were removed from the catalog once "
+            f"published and archived ({p['events']} in all): the record of each is its custody log entry (up to "
+            f"#{p['custody_upto']}), in {cfg.custody_dir} while the station keeps it and in the archive's custody/ "
+            f"folder; a clip's page shows its own entries")
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":

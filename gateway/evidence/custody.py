@@ -29,12 +29,13 @@ idle station does not rotate for ever).
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,36 @@ def last_station(directory: Path) -> tuple[str, int] | None:
             except (ValueError, KeyError, TypeError):
                 continue  # torn by a power cut: the one before it
     return None
+
+
+def read_entries(directory: Path, seqs: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The entries numbered *seqs* that the custody segments still on the
+    station hold (segments are named by their first entry, one entry a
+    line), by number; an entry whose segment has left the station (archived:
+    ``evidence.custody_keep_days``) is not in the answer."""
+    firsts: list[tuple[int, Path]] = []
+    for seg in directory.glob("custody-*.jsonl"):
+        with contextlib.suppress(ValueError):
+            firsts.append((int(seg.name.rsplit("-", 1)[-1].split(".")[0]), seg))
+    firsts.sort()
+    starts = [f for f, _ in firsts]
+    wanted: dict[Path, list[tuple[int, int]]] = {}
+    for seq in seqs:
+        i = bisect.bisect_right(starts, seq) - 1
+        if i >= 0:
+            wanted.setdefault(firsts[i][1], []).append((seq, seq - firsts[i][0]))
+    out: dict[int, dict[str, Any]] = {}
+    for seg, want in wanted.items():
+        try:
+            lines = seg.read_bytes().splitlines()
+        except OSError:
+            continue
+        for seq, at in want:
+            with contextlib.suppress(IndexError, ValueError):
+                entry = json.loads(lines[at])
+                if entry.get("seq") == seq:
+                    out[seq] = entry
+    return out
 
 
 def signed_part(entry: dict[str, Any]) -> bytes:

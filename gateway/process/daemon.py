@@ -130,7 +130,7 @@ class Daemon:
         self.registry = Registry.load(cfg.recorders.profiles_dir)
         self.password = (read_secret(cfg.recorders.admin_password_file)
                          if cfg.recorders.admin_password_file else None)
-        self.catalog = Catalog(cfg.catalog_path)
+        self.catalog = Catalog(cfg.catalog_path, compact=True)  # the station's lock is ours: no writer waits
         # SQLite's quick_check reads the whole file (seconds at a year's history): the housekeeper runs it
         # on a read-only connection of its own once the station is ready (gateway/pipeline/housekeep.py)
         recovered = self.catalog.recover()
@@ -217,7 +217,8 @@ class Daemon:
                     updated_at=time.time(), queue={"clips": clips, "bytes": nbytes},
                     staging_free_bytes=self.staging.free_bytes(), running=True,
                     station_clock=self.clock.status(),
-                    disk={**self.housekeeper.disk, "custody_removed": self.housekeeper.custody_removed})
+                    disk={**self.housekeeper.disk, "custody_removed": self.housekeeper.custody_removed,
+                          "events_pruned": self.housekeeper.events_pruned})
         return snap
 
     def _mark_dirty(self, *_args: object) -> None:

@@ -61,6 +61,10 @@ class Metrics:
                           "(catalog, custody: pipeline/housekeep.py)", ["what"], registry=r)
         self.custody_removed = Gauge("dockgate_custody_files_removed", "Custody files removed from the station "
                                      "since start (archived, past evidence.custody_keep_days)", registry=r)
+        self.catalog_free = Gauge("dockgate_catalog_free_bytes", "Free pages inside the catalog file (given back "
+                                  "a few at a time by the housekeeper's incremental vacuum)", registry=r)
+        self.events_pruned = Gauge("dockgate_events_pruned", "Events the catalog's outbox forgot since start "
+                                   "(published, custody entry archived, past evidence.events_keep_days)", registry=r)
         self.archive_up = Gauge("dockgate_archive_up", "1 if the last archive operation succeeded", registry=r)
         self.mqtt_connected = Gauge("dockgate_mqtt_connected", "1 while connected to the broker", registry=r)
         self.outbox = Gauge("dockgate_events_unpublished", "Events waiting for the broker", registry=r)
@@ -119,6 +123,8 @@ class Metrics:
         self.staging_free.set(snapshot["staging_free_bytes"])
         disk = dict(snapshot.get("disk") or {})
         self.custody_removed.set(disk.pop("custody_removed", 0))
+        self.catalog_free.set(disk.pop("catalog_free", 0))
+        self.events_pruned.set(disk.pop("events_pruned", 0))
         for what, n in disk.items():
             self.disk.labels(what).set(n)
         self.archive_up.set(0 if snapshot["archive_up"] is False else 1)

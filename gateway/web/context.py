@@ -131,7 +131,7 @@ class Web:
     def reader(self) -> Reader:
         with self._reader_lock:  # the catalog file exists once the daemon has started
             if self._reader is None:
-                self._reader = Reader(self.cfg.catalog_path, self.staging)
+                self._reader = Reader(self.cfg.catalog_path, self.staging, self.cfg.custody_dir)
             return self._reader
 
     async def heavy(self, fn: Callable[..., T], *args: Any) -> T:

@@ -6,15 +6,18 @@ the catalog facade as everywhere else."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.catalog import DockRow
 from gateway.catalog.reports import AmendmentView, ClipQuery, ClipView, Reports, TrailEntry
+from gateway.evidence.custody import read_entries
 from gateway.evidence.manifest import MANIFEST_SUFFIX
 from gateway.pipeline.staging import Staging
 from gateway.web.names import display_name
@@ -41,9 +44,11 @@ class Reader:
     """Reads for the pages, from the web's loop and its worker threads: each
     thread reads on a read-only connection of its own."""
 
-    def __init__(self, catalog_path: Path, staging: Staging) -> None:
+    def __init__(self, catalog_path: Path, staging: Staging, custody_dir: Path | None = None) -> None:
         self.path = catalog_path
         self.staging = staging
+        #: where the trail reads custody entries the catalog's outbox no longer keeps
+        self.custody_dir = custody_dir
         self._manifests: dict[str, dict[str, Any]] = {}
         self._local = threading.local()
         self._opened: list[Reports] = []
@@ -112,8 +117,31 @@ class Reader:
         return self.reports.amendments(sha256)
 
     def trail(self, sha256: str, limit: int = 500) -> list[TrailEntry]:
-        """Every recorded event about this clip, oldest first."""
-        return self.reports.trail(sha256, limit)
+        """Every recorded event about this clip, oldest first. Those the
+        catalog's outbox no longer keeps (pruned once published and archived:
+        ``Catalog.prune_events``) are read from the custody log on the
+        station; one whose segment has left the station too says so, with
+        its number in the log (the archive's ``custody/`` holds it)."""
+        rows = self.reports.trail(sha256, limit)
+        gone = [r["custody_seq"] for r in rows if r["type"] is None]
+        if not gone:
+            return rows
+        found = read_entries(self.custody_dir, gone) if self.custody_dir is not None else {}
+        for r in rows:
+            if r["type"] is not None:
+                continue
+            entry = found.get(r["custody_seq"])
+            if entry is None:
+                r["type"] = "archived"
+                r["data"] = {"custody_seq": r["custody_seq"], "where": "the archive's custody log"}
+                continue
+            data = dict(entry.get("data") or {})
+            r["slot"] = data.pop("slot", None)
+            r["type"] = str(entry.get("event"))
+            r["data"] = data
+            with contextlib.suppress(ValueError, TypeError):
+                r["ts"] = datetime.fromisoformat(str(entry["ts"]).replace("Z", "+00:00")).timestamp()
+        return rows
 
     def looks(self, sha256: str) -> list[TrailEntry]:
         return [e for e in self.trail(sha256, 100_000) if e["type"] in LOOK_EVENTS]

@@ -1,0 +1,225 @@
+"""The catalog stays small at a year's history, and loses nothing by it
+(issue 30): the event outbox forgets only events whose custody entries the
+archive holds (and the broker took, with MQTT), and a forgotten event stays
+on its clip's trail, read from the custody log; ``events --since`` says
+where the rest is. A catalog from before keeps every clip's custody entries
+through the migration; free pages go back to the file system."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from drivers.base import ClipRef, DockedDevice, UsbIds
+from gateway.catalog import Catalog, event
+from gateway.catalog.reports import Reports
+from gateway.catalog.schema import MIGRATIONS
+from gateway.cli.status import pruned_since
+from gateway.config import Config, config_from_dict
+from gateway.evidence.custody import CustodyLog
+from gateway.evidence.signing import keygen
+from gateway.pipeline import housekeep
+from gateway.pipeline.events import Journal
+from gateway.pipeline.housekeep import Housekeeper
+from gateway.pipeline.staging import Staging
+from gateway.web.queries import Reader
+
+
+@dataclass
+class Station:
+    root: Path
+    cat: Catalog
+    log: CustodyLog
+    #: clip -> its hash: a, b in the archived segment, c in a sealed one not yet archived, d in the open one
+    sha: dict[str, str]
+
+    @property
+    def custody(self) -> Path:
+        return self.root / "state" / "custody"
+
+
+def _clip(st: Station, name: str) -> None:
+    sha = st.sha[name] = name * 64
+    dock = st.cat.open_dock(DockedDevice(slot=1, ids=UsbIds(0x1209, 1, "S1"), volume=None, source="sim"),
+                            "generic-ums", event("docked", 1))
+    (item,), _ = st.cat.discover(dock, "S1", "0001", [ClipRef(f"{name}.mp4".encode(), 10, 1)])
+    st.cat.begin_pull(item.id)
+    st.cat.finish_pull(item.id, sha, 10, f"media/{sha}", event("pulled", 1, sha256=sha),
+                       event("seen_again", 1, sha256=sha))
+    st.cat.stamped(sha, f"k/{name}", f"manifests/{sha}", "ff" * 32, False, 1.0, None, event("stamped", sha256=sha))
+
+
+def _seal(st: Station, archived: bool) -> None:
+    st.log.seal()
+    (seg, cp), = st.log.sealed_pending
+    st.log.sealed_pending.clear()
+    for name in (seg.name, cp.name, cp.name + ".sig"):
+        st.cat.add_segment(name)
+        if archived:
+            st.cat.segment_archived(name)
+
+
+@pytest.fixture
+def st(tmp_path: Path) -> Station:
+    log = CustodyLog(tmp_path / "state" / "custody", keygen(tmp_path / "k.key"), "s1", rotate_s=1e9)
+    cat = Catalog(tmp_path / "state" / "catalog.sqlite", journal=Journal(log))
+    s = Station(tmp_path, cat, log, {})
+    _clip(s, "a")
+    _clip(s, "b")
+    cat.emit("wrong_password", 1, serial="S1")  # an alarm the statistics count
+    cat.emit("dock_done", 1)  # the daemon's own news: no custody entry
+    _seal(s, archived=True)
+    _clip(s, "c")
+    _seal(s, archived=False)
+    _clip(s, "d")
+    return s
+
+
+def _types(cat: Catalog) -> list[tuple[str, str | None]]:
+    return [(e.type, e.data.get("sha256", "")[:1] or None) for e in cat.events()]
+
+
+def test_only_events_whose_custody_entries_are_archived_are_forgotten(st: Station) -> None:
+    before = _types(st.cat)
+    assert st.cat.prune_events(time.time() + 1, published=False) == 7  # a, b: docked, pulled, stamped; dock_done
+    kept = _types(st.cat)
+    assert ("wrong_password", None) in kept  # the statistics count alarms
+    assert not any(sha in ("a", "b") for _, sha in kept)
+    assert [k for k in before if k[1] in ("c", "d")] == [k for k in kept if k[1] in ("c", "d")]
+    assert st.cat.prune_events(time.time() + 1, published=False) == 0
+
+
+def test_an_event_the_broker_has_not_taken_or_too_young_stays(st: Station) -> None:
+    n = len(st.cat.events())
+    assert st.cat.prune_events(time.time() - 3600, published=False) == 0  # an hour old at most: too young
+    assert st.cat.prune_events(time.time() + 1, published=True) == 0  # none published
+    for ev in st.cat.unpublished(3):
+        st.cat.mark_published(ev.seq)
+    assert st.cat.prune_events(time.time() + 1, published=True) == 3
+    assert len(st.cat.events()) == n - 3
+
+
+def test_the_newest_custody_event_is_kept_where_the_catalog_follows_the_log(st: Station) -> None:
+    high = st.cat.custody_high()
+    for name in st.cat.due_segments():  # the archive catches up ...
+        st.cat.segment_archived(name)
+    _seal(st, archived=True)  # ... and takes the rest: every entry is archived
+    st.cat.prune_events(time.time() + 1, published=False)
+    assert st.cat.custody_high() == high
+    assert len(st.cat.events()) == 2  # the alarm and the newest with a custody entry
+
+
+def test_a_forgotten_event_stays_on_its_clips_trail(st: Station) -> None:
+    reader = Reader(st.cat.path, Staging(st.root / "staging", 0), st.custody)
+    trail = reader.trail(st.sha["a"])
+    st.cat.prune_events(time.time() + 1, published=False)
+    reader = Reader(st.cat.path, Staging(st.root / "staging", 0), st.custody)
+    again = reader.trail(st.sha["a"])
+    assert [(e["type"], e["data"], e["custody_seq"]) for e in again] == \
+        [(e["type"], e["data"], e["custody_seq"]) for e in trail] != []
+    assert all(e["seq"] is None and e["ts"] is not None for e in again)
+    # its segment left the station (evidence.custody_keep_days): the page says where the entries are
+    for seg in st.custody.glob("custody-s1-0000000001.jsonl"):
+        seg.chmod(0o644)
+        seg.unlink()
+    gone = Reader(st.cat.path, Staging(st.root / "staging", 0), st.custody).trail(st.sha["a"])
+    assert [e["type"] for e in gone] == ["archived"] * len(trail)
+    assert [e["data"]["custody_seq"] for e in gone] == [e["custody_seq"] for e in trail]  # type: ignore[index]
+
+
+def _cfg(st: Station, **more: object) -> Config:
+    return config_from_dict({"station": {"id": "s1"}, "archive": {"backend": "directory", "path": "/srv/a"},
+                             "evidence": {"signing_key_file": "k.pem"}, "paths": {"state_dir": str(st.root / "state")},
+                             **more}, st.root / "dockgate.toml")
+
+
+def test_the_housekeeper_prunes_what_the_broker_took_and_never_while_a_slot_pulls(
+        st: Station, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(housekeep, "DAY", -1.0)  # every event is past the setting's days
+    pulling = True
+    hk = Housekeeper(_cfg(st, mqtt={"enabled": True}), st.cat, lambda: pulling)
+    asyncio.run(hk.catalog_size())
+    assert hk.events_pruned == 0  # a slot pulls
+    pulling = False
+    asyncio.run(hk.catalog_size())
+    assert hk.events_pruned == 0  # the broker took none
+    for ev in st.cat.unpublished(1000):
+        st.cat.mark_published(ev.seq)
+    asyncio.run(hk.catalog_size())
+    assert hk.events_pruned == 7
+
+
+def test_events_since_says_where_the_forgotten_ones_are(st: Station) -> None:
+    cfg = _cfg(st)
+    assert pruned_since(cfg, 0) is None
+    st.cat.prune_events(time.time() + 1, published=False)
+    r = Reports(st.cat.path)
+    p = r.pruned()
+    r.close()
+    assert p is not None and p["events"] == 7
+    said = pruned_since(cfg, 0)
+    assert said is not None and f"#{p['upto_seq']}" in said and str(st.custody) in said
+    assert pruned_since(cfg, p["upto_seq"]) is None
+
+
+def test_the_migration_keeps_every_clips_custody_entries(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    for step, script in enumerate(MIGRATIONS[:9]):
+        db.executescript(f"BEGIN;{script}PRAGMA user_version={step + 1};COMMIT;")
+    for i, sha in enumerate(("a" * 64, "b" * 64), start=1):
+        db.execute("INSERT INTO items (id, serial, path, size, mtime_ns, state, sha256, discovered_at, updated_at) "
+                   "VALUES (?, 'S1', ?, 1, 1, 'pulled', ?, 0, 0)", (i, f"{i}.mp4".encode(), sha))
+        db.execute("INSERT INTO clips (sha256, size, state, item_id, created_at, updated_at, archive_key) "
+                   "VALUES (?, 1, 'archived', ?, 0, 0, ?)", (sha, i, f"k{i}"))
+        for seq in (i, i + 10):
+            db.execute("INSERT INTO events (id, ts, type, data, custody_seq) VALUES (?, 0, 'pulled', ?, ?)",
+                       (f"{sha[0]}{seq}", f'{{"sha256": "{sha}"}}', seq))
+            db.execute("INSERT INTO clip_custody (sha256, seq) VALUES (?, ?)", (sha, seq))
+    db.execute("INSERT INTO clip_custody (sha256, seq) VALUES (?, 99)", ("f" * 64,))  # no clip: not carried
+    db.execute("INSERT INTO clip_locks (sha256, archive_key, until) VALUES (?, 'k2', 0)", ("b" * 64,))
+    db.close()
+    cat = Catalog(path)
+    assert cat.custody_seqs("a" * 64) == [1, 11]
+    assert cat.custody_seqs("b" * 64) == [2, 12]
+    assert [c.sha256 for c in cat.clips_with_entries(12, None)] == ["b" * 64]
+    assert cat.clips_with_entries(13, None) == []
+    r = Reports(path)
+    assert [(e["seq"], e["custody_seq"]) for e in r.trail("a" * 64)] == [(1, 1), (2, 11)]
+    r.close()
+
+
+def test_free_pages_go_back_to_the_file_system(tmp_path: Path) -> None:
+    new = Catalog(tmp_path / "new.sqlite")
+    assert new.file_pages()[3]  # a new file is in incremental auto-vacuum mode
+    new.close()
+    old = tmp_path / "old.sqlite"
+    db = sqlite3.connect(old, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(f"BEGIN;{MIGRATIONS[0]}PRAGMA user_version=1;COMMIT;")
+    db.close()
+    cat = Catalog(old)
+    assert not cat.file_pages()[3]
+    with cat.tx() as w:
+        w.executemany("INSERT INTO events (id, ts, type, data) VALUES (?, 0, 'x', ?)",
+                      ((str(i), "x" * 500) for i in range(2000)))
+        w.execute("DELETE FROM events")
+    free = cat.file_pages()[2]
+    assert free > 100 and cat.vacuum(10) == 0  # not in that mode: nothing given back
+    cat.close()
+    Catalog(old).close()  # a command's writer leaves it as it is
+    assert not Catalog(old).file_pages()[3]
+    cat = Catalog(old, compact=True)  # the daemon starting compacts it once (or the housekeeper: ``compact_file``)
+    _, _, free, incremental = cat.file_pages()
+    assert incremental and free == 0
+    with cat.tx() as w:
+        w.executemany("INSERT INTO events (id, ts, type, data) VALUES (?, 0, 'x', ?)",
+                      ((str(i), "x" * 500) for i in range(2000)))
+        w.execute("DELETE FROM events")
+    free = cat.file_pages()[2]
+    assert cat.vacuum(50) == 50 and cat.file_pages()[2] == free - 50
