@@ -223,3 +223,20 @@ def test_free_pages_go_back_to_the_file_system(tmp_path: Path) -> None:
         w.execute("DELETE FROM events")
     free = cat.file_pages()[2]
     assert cat.vacuum(50) == 50 and cat.file_pages()[2] == free - 50
+
+
+def test_an_upgrade_that_migrates_the_catalog_says_so_first_and_a_current_one_does_not(tmp_path: Path) -> None:
+    """The daemon hears of a migration before it starts (it extends systemd's
+    start timeout: at a year's history a migration takes minutes)."""
+    path = tmp_path / "older.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    for step, script in enumerate(MIGRATIONS[:-1]):
+        db.executescript(f"BEGIN;{script}PRAGMA user_version={step + 1};COMMIT;")
+    db.close()
+    heard: list[str] = []
+    Catalog(path, long_work=heard.append).close()
+    assert len(heard) == 1 and "migrating" in heard[0], heard
+    heard.clear()
+    Catalog(path, long_work=heard.append).close()
+    Catalog(tmp_path / "new.sqlite", long_work=heard.append).close()
+    assert heard == []

@@ -10,7 +10,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,9 +91,14 @@ class Store:
     (``_move``): transactions, group commit, the event outbox. The
     transitions themselves are ``Catalog``'s (``__init__.py``)."""
 
-    def __init__(self, path: Path, *, journal: Journal | None = None, compact: bool = False) -> None:
-        """*compact*: the daemon, starting, rewrites a catalog that needs it (``needs_compacting``)."""
+    def __init__(self, path: Path, *, journal: Journal | None = None, compact: bool = False,
+                 long_work: Callable[[str], None] | None = None) -> None:
+        """*compact*: the daemon, starting, rewrites a catalog that needs it (``needs_compacting``).
+        *long_work* hears, before it starts, of work that takes long on a large
+        catalog (a migration after an upgrade, the one compaction): the daemon
+        tells systemd, whose start timeout would otherwise kill it midway."""
         self.path = path
+        self._long_work = long_work or (lambda _what: None)
         self.journal: Journal = journal or _Silent()
         #: events of an open ``group``, announced after its commit
         self._grouped: list[Event] | None = None
@@ -108,6 +113,7 @@ class Store:
             self.db.execute("PRAGMA synchronous=FULL")
             self._migrate()
             if compact and needs_compacting(self.db):  # nobody waits on the writer yet (``compact_file``)
+                self._long_work("compacting the catalog once (minutes on a year's history)")
                 started = time.monotonic()
                 compact_file(path)
                 log.info("catalog compacted into incremental auto-vacuum mode in %.1f s", time.monotonic() - started)
@@ -123,6 +129,8 @@ class Store:
         (version,) = self.db.execute("PRAGMA user_version").fetchone()
         if version > VERSION:
             raise CatalogError(f"{self.path} was written by a newer dockgate (schema {version})")
+        if 0 < version < VERSION:
+            self._long_work(f"migrating the catalog from schema {version} to {VERSION} (minutes on a year's history)")
         for step in range(version, VERSION):
             # one script, one transaction: a crash leaves no half-made schema
             self.db.executescript(f"BEGIN IMMEDIATE;{MIGRATIONS[step]}PRAGMA user_version={step + 1};COMMIT;")

@@ -79,6 +79,15 @@ def _resolved(cfg: Config, key: str) -> Path:
     return value if isinstance(value, Path) else Path("/nonexistent")
 
 
+def _tell_systemd_it_takes_long(what: str) -> None:
+    """Before start-up work that scales with the station's history: extend
+    the unit's start timeout (TimeoutStartSec=120) by 15 minutes and say why
+    (``systemctl status``), so systemd does not kill a migration midway and
+    restart it for ever."""
+    log.warning("%s", what)
+    notify(f"EXTEND_TIMEOUT_USEC={15 * 60 * 1_000_000}\nSTATUS={what}")
+
+
 class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -130,7 +139,8 @@ class Daemon:
         self.registry = Registry.load(cfg.recorders.profiles_dir)
         self.password = (read_secret(cfg.recorders.admin_password_file)
                          if cfg.recorders.admin_password_file else None)
-        self.catalog = Catalog(cfg.catalog_path, compact=True)  # the station's lock is ours: no writer waits
+        self.catalog = Catalog(cfg.catalog_path, compact=True,  # the station's lock is ours: no writer waits
+                               long_work=_tell_systemd_it_takes_long)
         # SQLite's quick_check reads the whole file (seconds at a year's history): the housekeeper runs it
         # on a read-only connection of its own once the station is ready (gateway/pipeline/housekeep.py)
         recovered = self.catalog.recover()
