@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,6 +135,8 @@ class Store:
 
     # -- events: the outbox ------------------------------------------------------
     def _write_events(self, db: sqlite3.Connection, events: Sequence[Event]) -> list[str]:
+        import uuid  # not at import: it loads platform, and `status` and `events` need neither
+
         ids = []
         for ev in events:
             seq = self.journal.on_record(ev)
