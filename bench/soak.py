@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drivers.profiles import PROTOCOLS  # every family, in turn, so the storage switch is killed mid-way too
+from drivers import PROTOCOLS  # every family, in turn, so the storage switch is killed mid-way too
 from gateway.cli.simstation import write_station
 from gateway.evidence.manifest import is_evidence_metadata
 from tests.helpers import DaemonProc, dockgate, source_hashes

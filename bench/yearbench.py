@@ -41,14 +41,19 @@ Row = Callable[..., None]
 USER, PASSWORD = "bench", "a long bench password"
 
 
-def _cli_s(*args: str, n: int) -> float:
-    """Best of *n* wall times of `dockgate ARGS` (a new process each)."""
+def _proc_s(argv: list[str], n: int) -> float:
+    """Best of *n* wall times of a new process running *argv*."""
     best = float("inf")
     for _ in range(n):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], check=True, capture_output=True)
+        subprocess.run(argv, check=True, capture_output=True)
         best = min(best, time.perf_counter() - t)
     return best
+
+
+def _cli_s(*args: str, n: int) -> float:
+    """Best of *n* wall times of `dockgate ARGS` (a new process each)."""
+    return _proc_s([sys.executable, "-m", "gateway.cli.main", *args], n)
 
 
 def _start_to_ready(config: Path, log: Path) -> tuple[DaemonProc, float]:
@@ -140,7 +145,10 @@ def measure(work: Path, config: Path, h: History | None, n: int) -> dict[str, An
     out["start_to_ready_s"] = min(starts)
     try:
         out["rss_ready_kib"] = vm(d.proc.pid, "VmRSS") if d.proc else 0
+        out["python_s"] = _proc_s([sys.executable, "-c", "pass"], n)
         out["help_s"] = _cli_s("--help", n=n)
+        # what a script reads without starting Python (docs/operations.md, "From a script")
+        out["status_file_s"] = _proc_s(["cat", str(cfg.run_dir / "status.json")], n)
         out["status_s"] = _cli_s("status", "-c", str(config), "--json", n=n)
         newest = dockgate("events", "-c", str(config), "--json", "--limit", "1").stdout
         high = int(json.loads(newest.splitlines()[0])["seq"]) if newest.strip() else 0
@@ -208,10 +216,14 @@ def bench_history(work: Path, row: Row, quick: bool, rounds: int, prebuilt: Path
         return row(k, v_y, f"empty {v_e}; {what}", goal)
     pair("daemon start -> READY (incl. catch-up)", f"{e['start_to_ready_s']:.2f} s", f"{y['start_to_ready_s']:.2f} s",
          "< 3 s")
+    pair("bare python start (python -c pass)", f"{e['python_s'] * 1000:.0f} ms", f"{y['python_s'] * 1000:.0f} ms",
+         "")
     pair("dockgate --help (the CLI's own start)", f"{e['help_s'] * 1000:.0f} ms", f"{y['help_s'] * 1000:.0f} ms", "")
     pair("status --json", f"{e['status_s'] * 1000:.0f} ms", f"{y['status_s'] * 1000:.0f} ms", "<= --help + 50 ms")
     pair("events --since (last 100)", f"{e['events_s'] * 1000:.0f} ms", f"{y['events_s'] * 1000:.0f} ms",
          "<= --help + 50 ms")
+    pair("the daemon's live status without Python (cat run/status.json)", f"{e['status_file_s'] * 1000:.1f} ms",
+         f"{y['status_file_s'] * 1000:.1f} ms", "< 50 ms")
     for k in y["search"]:
         ep, yp = e["search"][k], y["search"][k]
         pair(f"search: {k}, p50 / p95", f"{ep[0] * 1000:.0f} / {ep[1] * 1000:.0f} ms",

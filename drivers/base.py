@@ -94,11 +94,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Self
+from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
 from drivers.ids import UsbIds
-from drivers.profiles import Profile
 from gateway.errors import DockgateError, UnsafePath
+
+if TYPE_CHECKING:  # an annotation only: the catalog's records name ClipRef without the profile schema
+    from drivers.profiles import Profile
 
 __all__ = ["UsbIds"]
 

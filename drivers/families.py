@@ -1,14 +1,15 @@
 """The protocol family table: profile ``protocol`` -> driver class, imported
 lazily so a station without pyusb installed can still serve plain storage.
-Every name in ``drivers.profiles.PROTOCOLS`` has exactly one entry here; the
+Every name in ``drivers.PROTOCOLS`` has exactly one entry here; the
 shared driver suite and the simulator iterate over this table."""
 
 from __future__ import annotations
 
 import importlib
 
+from drivers import PROTOCOLS
 from drivers.base import DockedDevice, Recorder
-from drivers.profiles import PROTOCOLS, Profile, ProfileError
+from drivers.profiles import Profile, ProfileError
 
 #: protocol -> "module:class"
 FAMILIES: dict[str, str] = {
@@ -21,7 +22,7 @@ FAMILIES: dict[str, str] = {
     "zzx-json": "drivers.zzx_json:ZzxJsonRecorder",
     "dv16-scsi": "drivers.dv16_scsi:Dv16ScsiRecorder",
 }
-assert tuple(FAMILIES) == PROTOCOLS, "drivers.families and drivers.profiles.PROTOCOLS disagree"
+assert tuple(FAMILIES) == PROTOCOLS, "drivers.families and drivers.PROTOCOLS disagree"
 
 
 def driver_class(protocol: str) -> type[Recorder]:

@@ -26,20 +26,20 @@ from collections.abc import Iterable
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drivers import PROTOCOLS
 from drivers.commands import COMMANDS
 from drivers.ids import UsbIds
 from gateway.errors import DockgateError, describe_validation
 
 log = logging.getLogger(__name__)
 
-#: every protocol family a profile may name (drivers.families maps each to its driver)
-PROTOCOLS = ("ums", "amba-ctrl", "amba-ascii", "zfy-ctrl", "bc-text", "e12-tcp", "zzx-json", "dv16-scsi")
 Protocol = Literal["ums", "amba-ctrl", "amba-ascii", "zfy-ctrl", "bc-text", "e12-tcp", "zzx-json", "dv16-scsi"]
+assert get_args(Protocol) == PROTOCOLS, "drivers.PROTOCOLS and drivers.profiles.Protocol disagree"
 
 
 class ProfileError(DockgateError):

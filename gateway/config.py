@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway import DEFAULT_CONFIG as _DEFAULT_CONFIG
 from gateway.errors import ConfigError, describe_validation
 from gateway.values import MAX_SIZE_BYTES, Age, Interval, Size, Timeout
 
@@ -376,7 +377,7 @@ def check_key_template(v: str) -> str:
 
 
 #: where every command looks when not given -c (the Debian package's conffile)
-DEFAULT_CONFIG = Path("/etc/dockgate/dockgate.toml")
+DEFAULT_CONFIG = Path(_DEFAULT_CONFIG)
 
 
 def default_config_path() -> Path:

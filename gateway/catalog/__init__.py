@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drivers.base import ClipRef, DockedDevice, Identity
 from gateway.catalog import reports
 from gateway.catalog.locks import ClipLock, HoldRow, LockRow, LockStore
 from gateway.catalog.records import (
@@ -58,6 +57,9 @@ from gateway.catalog.states import (
     check_clip,
 )
 from gateway.catalog.store import CatalogError, Journal, compact_file
+
+if TYPE_CHECKING:  # annotations only: `status` and `events` read the catalog without driver code
+    from drivers.base import ClipRef, DockedDevice, Identity
 
 _CLIP_SELECT = ("SELECT c.sha256, c.size, c.state, c.staged_path, c.archive_key, c.attempts, "
                 "c.item_id, i.serial, i.officer, i.path, i.mtime_ns, i.dock_id, c.manifest_path, "

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from drivers.base import ClipRef
+if TYPE_CHECKING:  # annotations only: reading the catalog needs no driver code
+    from drivers.base import ClipRef
 
 R = TypeVar("R")
 

@@ -9,7 +9,6 @@ import json
 import logging
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,6 +186,8 @@ class Store:
 
     # -- events: the outbox ------------------------------------------------------
     def _write_events(self, db: sqlite3.Connection, events: Sequence[Event]) -> list[str]:
+        import uuid  # not at import: it loads platform, and `status` and `events` need neither
+
         ids = []
         for ev in events:
             seq = self.journal.on_record(ev)

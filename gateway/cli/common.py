@@ -9,10 +9,11 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from gateway.config import DEFAULT_CONFIG, Config, default_config_path, in_dockgate_group, load_config
+from gateway import DEFAULT_CONFIG
 from gateway.errors import DockgateError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the schema (pydantic) loads when a command reads its config, not to build the parser
+    from gateway.config import Config
     from gateway.evidence.verify import Report
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -42,6 +43,8 @@ class CannotRead(DockgateError):
     reason = "permission"
 
     def __init__(self, path: object) -> None:
+        from gateway.config import in_dockgate_group
+
         if in_dockgate_group():  # joining it again would not help: this needs root (secrets, keys)
             super().__init__(f"cannot read {path}: permission denied. Members of the dockgate group may read the "
                              f"station's status and events; this needs root (sudo)")
@@ -52,6 +55,8 @@ class CannotRead(DockgateError):
 
 
 def config_of(args: argparse.Namespace) -> Config:
+    from gateway.config import default_config_path, load_config
+
     return load_config(args.config or default_config_path())
 
 

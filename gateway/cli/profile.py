@@ -28,13 +28,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from drivers import PROTOCOLS
 from drivers.ids import UsbIds
-from drivers.profiles import PROTOCOLS, Profile, ProfileError, Registry, load_profile
 from gateway.cli.common import UsageError, with_config
-from gateway.config import Config, default_config_path, load_config
-from gateway.durable import write_atomic
+
+if TYPE_CHECKING:  # the schemas (pydantic) load when a command runs, not to build the parser
+    from drivers.profiles import Profile, Registry
+    from gateway.config import Config
 
 #: the events that describe a device no profile served, newest first
 FOREIGN_EVENTS = {"foreign_device", "unrecognised_device"}
@@ -352,6 +354,8 @@ def check_skeleton(text: str, dev: Device, registry: Registry, replacing: Path |
     """Load it as the station will, next to every profile the station has
     (one at *replacing* excepted: the file being rewritten), and make sure it
     claims *dev*."""
+    from drivers.profiles import ProfileError, Registry, load_profile
+
     profile = load_profile(text, "new profile")
     others = [p for p in registry.profiles if replacing is None or Path(p.source) != replacing]
     try:
@@ -366,10 +370,14 @@ def check_skeleton(text: str, dev: Device, registry: Registry, replacing: Path |
 
 
 def _registry(cfg: Config | None) -> Registry:
+    from drivers.profiles import Registry
+
     return Registry.load(cfg.recorders.profiles_dir if cfg is not None else None)
 
 
 def _config(args: argparse.Namespace, required: bool) -> Config | None:
+    from gateway.config import default_config_path, load_config
+
     path = Path(args.config or default_config_path())
     if not required and args.config is None and not path.exists():
         return None
@@ -416,6 +424,8 @@ def cmd_profile_new(args: argparse.Namespace) -> int:
         return 0
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists (--force replaces it)")
+    from gateway.durable import write_atomic
+
     write_atomic(out, text.encode(), mode=0o644)
     where = cfg.recorders.profiles_dir if cfg is not None else None
     print(f"wrote {out}: profile {name!r} ({base.protocol}) for {dev.ids.describe()}", file=sys.stderr)

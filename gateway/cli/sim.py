@@ -7,12 +7,14 @@ import argparse
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drivers.profiles import PROTOCOLS
+from drivers import PROTOCOLS
 from gateway.cli.common import config_of, parse_size, with_config
-from gateway.config import Config
 from gateway.errors import DockgateError
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 
 def cmd_sim_make(args: argparse.Namespace) -> int:

@@ -9,16 +9,16 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import LOG_LEVELS, UsageError, config_of, with_config
-from gateway.config import Config, default_config_path, load_config
-from gateway.process import logsetup
-from gateway.values import check_assignment, parse_time
+
+if TYPE_CHECKING:  # the schema (pydantic) loads when a command reads its config, not to build the parser
+    from gateway.config import Config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway.process import daemon
+    from gateway.process import daemon, logsetup
 
     cfg = config_of(args)
     logsetup.setup(args.log_level)
@@ -30,6 +30,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     2: there is no config to check. Where the service is installed and runs
     this config, also as the service will run (its user, its credentials)."""
     from gateway.cli.checkconfig import check_as_service, check_station, installed_service
+    from gateway.config import default_config_path, load_config
     from gateway.errors import ConfigError
 
     path = Path(args.config or default_config_path())
@@ -202,6 +203,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_assign(args: argparse.Namespace) -> int:
     from gateway.catalog import Catalog
+    from gateway.values import check_assignment, parse_time
 
     cfg = config_of(args)
     # the rules every door applies (gateway/values.py); a time without an offset is this machine's

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway import DEFAULT_CONFIG
 from gateway.cli.common import LOG_LEVELS, UsageError, config_of, print_report
-from gateway.config import DEFAULT_CONFIG
-from gateway.process import logsetup
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -274,6 +273,8 @@ def cmd_witness(args: argparse.Namespace) -> int:
     store = WitnessStore(Path(args.store), [load_public(Path(p)) for p in args.pubkey], keyring=ring,
                          silence_after=args.silence_after)
     password = read_secret(Path(args.password_file)) if args.password_file else None
+    from gateway.process import logsetup
+
     logsetup.setup(args.log_level)
     if args.metrics:
         from gateway.telemetry.witness import serve

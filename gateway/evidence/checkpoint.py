@@ -26,11 +26,13 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.durable import write_atomic
 from gateway.evidence.canonical import canonical
-from gateway.evidence.signing import Signer
+
+if TYPE_CHECKING:  # an annotation only: reading a checkpoint needs no key (cryptography)
+    from gateway.evidence.signing import Signer
 
 FORMAT = "dockgate-checkpoint/1"
 SIG_SUFFIX = ".sig"

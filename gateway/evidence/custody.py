@@ -38,12 +38,14 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.durable import fsync_dir
 from gateway.evidence.canonical import canonical
 from gateway.evidence.checkpoint import SIG_SUFFIX, TSR_SUFFIX, Checkpoint, make_checkpoint, write_checkpoint
-from gateway.evidence.signing import Signer
+
+if TYPE_CHECKING:  # an annotation only: `status` reads whose log this is without cryptography
+    from gateway.evidence.signing import Signer
 
 GENESIS = "0" * 64
 #: the first entry of every segment but the first: the index of the one before (gateway/evidence/graph.py)
