@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway.config import load_config
 from gateway.evidence.manifest import is_evidence_metadata
 
 
@@ -28,10 +29,13 @@ def dockgate(*args: str, check: bool = True, timeout: float = 120) -> subprocess
 
 
 def events(config: Path, type_: str | None = None) -> list[dict[str, Any]]:
-    """Every event the station recorded (`dockgate events --json`), oldest
-    first; only those of *type_* when given."""
-    out = dockgate("events", "-c", str(config), "--json", "--since", "0", "--limit", "1000000").stdout
-    evs = [json.loads(line) for line in out.splitlines()]
+    """Every event the station recorded, oldest first, as `dockgate events
+    --json --since 0` prints them (the same read, in this process: a Python
+    start-up per poll cost the suite minutes; tests/test_cli.py holds the
+    command's own promises); only those of *type_* when given."""
+    from gateway.cli.status import read_events
+
+    evs = [json.loads(json.dumps(e, ensure_ascii=False)) for e in read_events(load_config(config), 0, 1_000_000)]
     return [e for e in evs if type_ is None or e["type"] == type_]
 
 
@@ -101,12 +105,18 @@ class DaemonProc:
                                      stdout=self._logf, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
                                      umask=-1 if self.umask is None else self.umask)
-        self.wait_for(lambda s: s["daemon"]["running"], timeout=30, what="daemon to start")
+        # running, and the live status is this process's own (its slots listed), not one a previous daemon left
+        pid = self.proc.pid
+        self.wait_for(lambda s: s["daemon"]["running"] and s["daemon"]["pid"] == pid, timeout=30,
+                      what="daemon to start")
         return self
 
     def status(self) -> dict[str, Any]:
-        out = dockgate("status", "-c", str(self.config), "--json").stdout
-        result: dict[str, Any] = json.loads(out)
+        """What `dockgate status --json` prints, read in this process (as
+        `events`, for the same reason; the command is tested in tests/test_cli.py)."""
+        from gateway.cli.status import collect
+
+        result: dict[str, Any] = json.loads(json.dumps(collect(load_config(self.config)), ensure_ascii=False))
         return result
 
     def wait_for(self, cond: Callable[[dict[str, Any]], bool], timeout: float = 60,
