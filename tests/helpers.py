@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
@@ -16,22 +17,45 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway.config import load_config
 from gateway.evidence.manifest import is_evidence_metadata
+
+#: the test bed's own commands (`dockgate sim ...` writes recorder folders and slot files and nothing else):
+#: run in this process, through the same parser and exit codes, as a Python start-up apiece cost the suite minutes
+_IN_PROCESS = {("sim", "make"), ("sim", "attach"), ("sim", "detach"), ("sim", "station")}
+
+
+def _in_process(args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    from gateway.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(list(args))
+        except SystemExit as e:  # argparse: usage errors, --help
+            rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    return subprocess.CompletedProcess(["dockgate", *args], rc, out.getvalue(), err.getvalue())
 
 
 def dockgate(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], capture_output=True, check=False,
-                          text=True, timeout=timeout)
+    if tuple(args[:2]) in _IN_PROCESS:
+        proc = _in_process(args)
+    else:
+        proc = subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], capture_output=True, check=False,
+                              text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"dockgate {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
 def events(config: Path, type_: str | None = None) -> list[dict[str, Any]]:
-    """Every event the station recorded (`dockgate events --json`), oldest
-    first; only those of *type_* when given."""
-    out = dockgate("events", "-c", str(config), "--json", "--since", "0", "--limit", "1000000").stdout
-    evs = [json.loads(line) for line in out.splitlines()]
+    """Every event the station recorded, oldest first, as `dockgate events
+    --json --since 0` prints them (the same read, in this process: a Python
+    start-up per poll cost the suite minutes; tests/test_cli.py holds the
+    command's own promises); only those of *type_* when given."""
+    from gateway.cli.status import read_events
+
+    evs = [json.loads(json.dumps(e, ensure_ascii=False)) for e in read_events(load_config(config), 0, 1_000_000)]
     return [e for e in evs if type_ is None or e["type"] == type_]
 
 
@@ -101,12 +125,18 @@ class DaemonProc:
                                      stdout=self._logf, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
                                      umask=-1 if self.umask is None else self.umask)
-        self.wait_for(lambda s: s["daemon"]["running"], timeout=30, what="daemon to start")
+        # running, and the live status is this process's own (its slots listed), not one a previous daemon left
+        pid = self.proc.pid
+        self.wait_for(lambda s: s["daemon"]["running"] and s["daemon"]["pid"] == pid, timeout=30,
+                      what="daemon to start")
         return self
 
     def status(self) -> dict[str, Any]:
-        out = dockgate("status", "-c", str(self.config), "--json").stdout
-        result: dict[str, Any] = json.loads(out)
+        """What `dockgate status --json` prints, read in this process (as
+        `events`, for the same reason; the command is tested in tests/test_cli.py)."""
+        from gateway.cli.status import collect
+
+        result: dict[str, Any] = json.loads(json.dumps(collect(load_config(self.config)), ensure_ascii=False))
         return result
 
     def wait_for(self, cond: Callable[[dict[str, Any]], bool], timeout: float = 60,

@@ -128,7 +128,8 @@ def test_an_undock_at_a_random_offset_names_the_clip_cut_and_how_far_it_got(tmp_
         d.wait_for(lambda s: any(x["slot"] == 1 and x["bytes_done"] >= offset for x in s["slots"]), timeout=60,
                    what=f"{offset} bytes pulled", interval=0.02)
         detach(station, 1)
-        s = d.wait_for(lambda s: s["clips"]["interrupted"] == 1, what="interrupted")
+        # and nothing still pulling: a clip copied whole is made durable (then staged) while the next is read
+        s = d.wait_for(lambda s: s["clips"]["interrupted"] == 1 and s["clips"]["pulling"] == 0, what="interrupted")
         done = s["clips"]["staged"] + s["clips"]["stamped"] + s["clips"]["forwarding"] + s["clips"]["archived"]
         (cut,) = events(station, "clip_interrupted")
         cut_clip = clips[done]  # pulled in name order: the first one not done is the one cut
