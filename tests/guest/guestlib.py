@@ -21,6 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_DIR = Path(__file__).resolve().parent / "image"
 CACHE = Path(os.environ.get("DOCKGATE_GUEST_CACHE", REPO / ".cache" / "guest"))
+#: where a run keeps its guests' overlays, ports and monitor sockets (run-<release>): the shared
+#: cache by default; a run beside another one on the same cache needs a folder of its own
+RUN_ROOT = Path(os.environ.get("DOCKGATE_GUEST_RUN_DIR", CACHE))
 #: what goes into the .deb: its cache key
 DEB_INPUTS = ("gateway", "drivers", "firmware_profiles", "systemd", "packaging", "config", "docs",
               "README.md", "pyproject.toml", "scripts/build-deb")
