@@ -260,7 +260,7 @@ def test_every_family_docks_through_the_kernel_is_archived_and_a_wrong_password_
     # the dock: one port per recorder (dummy_hcd's root hubs), each a slot of its own; the sg nodes
     # of the dock ports' disks for the station (DV16) as `dockgate udev-rules` writes them from detect.ports
     buses = g.run(f"modprobe -r dummy_hcd && modprobe dummy_hcd num={slots} && modprobe sg && "
-                  f"for i in $(seq 0 {slots - 1}); do basename /sys/devices/platform/dummy_hcd.$i/usb*; done"
+                  f"for i in $(seq 0 {slots - 1}); do basename /sys/devices/platform/dummy_hcd.$i/usb[0-9]*; done"
                   ).stdout.split()
     assert len(buses) == slots, buses
     ports = "{ " + ", ".join(f'"{b.removeprefix("usb")}-1" = {n + 1}' for n, b in enumerate(buses)) + " }"
