@@ -5,7 +5,9 @@ would (only /etc/dockgate/dockgate.toml edited), then a snapshot every test star
 from. Recorders are USB gadgets of the guest's own kernel (dummy_hcd + configfs).
 
 Run: scripts/test-guest (builds the image and the .deb on first use; cached in
-.cache/guest/). Failing to build or boot fails the tests; nothing is skipped.
+.cache/guest/, or DOCKGATE_GUEST_CACHE). Failing to build or boot fails the tests;
+nothing is skipped. Two runs on one cache need a DOCKGATE_GUEST_RUN_DIR each: a
+run's guests keep their overlay, ssh port and monitor socket in run-<release> there.
 """
 
 from __future__ import annotations
