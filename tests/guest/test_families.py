@@ -258,7 +258,9 @@ def test_every_family_docks_through_the_kernel_is_archived_and_a_wrong_password_
     slots = len(bad) + len(good)
 
     # the dock: one port per recorder (dummy_hcd's root hubs), each a slot of its own; the sg nodes
-    # of the dock ports' disks for the station (DV16) as `dockgate udev-rules` writes them from detect.ports
+    # of the dock ports' disks for the station (DV16) as `dockgate udev-rules` writes them from detect.ports.
+    # sg is a module Debian's kernel does not load for a USB disk, and the package does not load it
+    # either (yet): a DV16 site loads it as the admin does here
     buses = g.run(f"modprobe -r dummy_hcd && modprobe dummy_hcd num={slots} && modprobe sg && "
                   f"for i in $(seq 0 {slots - 1}); do basename /sys/devices/platform/dummy_hcd.$i/usb[0-9]*; done"
                   ).stdout.split()
