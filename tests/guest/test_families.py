@@ -93,11 +93,14 @@ class Family:
     tcp: bool = False
     scsi: bool = False
     reads_clock: bool = False
+    #: the officer comes from the device (a record) or from names the sim writes in a rule the profile
+    #: reads; A's shipped naming rule is its own, and `dockgate sim make` does not write it
+    officer_known: bool = True
 
 
 FAMILIES = [
     # reference §3 A1: a1 12 00 12 + the password as UTF-8, zero-padded to 64 bytes
-    Family("amba-ctrl", "AMC", "dockgate-sim amba-ctrl",
+    Family("amba-ctrl", "AMC", "dockgate-sim amba-ctrl", officer_known=False,
            login=lambda pw: "a1120012" + pw.encode().hex() + "00" * (60 - len(pw))),
     Family("amba-ascii", "AMB", "guest amba-ascii", site_profile="guest-amba-ascii.toml", has_password=False),
     # reference §3 C2: a1 b2 c3 d4 00 e1 00 10 00 + the password as ASCII (the SDK pads nothing)
@@ -324,7 +327,7 @@ def test_every_family_docks_through_the_kernel_is_archived_and_a_wrong_password_
         assert f"storage_switched serial={s}" in journal, (s, journal[-3000:])
         assert journal.count(f"dock_done serial={s}") == 1, (s, journal[-3000:])
         mine = docks[s]
-        assert (mine["officer"], mine["result"]) == (OFFICER, "done"), mine
+        assert mine["result"] == "done" and (mine["officer"] == OFFICER or not d.fam.officer_known), mine
         if d.fam.reads_clock:
             # E's and F's clock is the test host's (their simulator runs there): the guest's TCG clock
             # wanders from it by seconds under load, so the drift the station sees is DRIFT less that wander
