@@ -5,7 +5,9 @@ would (only /etc/dockgate/dockgate.toml edited), then a snapshot every test star
 from. Recorders are USB gadgets of the guest's own kernel (dummy_hcd + configfs).
 
 Run: scripts/test-guest (builds the image and the .deb on first use; cached in
-.cache/guest/). Failing to build or boot fails the tests; nothing is skipped.
+.cache/guest/, or DOCKGATE_GUEST_CACHE). Failing to build or boot fails the tests;
+nothing is skipped. Two runs on one cache need a DOCKGATE_GUEST_RUN_DIR each: a
+run's guests keep their overlay, ssh port and monitor socket in run-<release> there.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.guest.guestlib import CACHE, IMAGE_DIR, RELEASES, Guest, GuestError, ensure_deb, ensure_image
+from tests.guest.guestlib import IMAGE_DIR, RELEASES, RUN_ROOT, Guest, GuestError, ensure_deb, ensure_image
 
 #: the edits an admin makes to the shipped /etc/dockgate/dockgate.toml
 STATION = "guest-01"
@@ -83,7 +85,7 @@ def installed(request: pytest.FixtureRequest) -> Iterator[Installed]:
         t = time.monotonic()
         deb = ensure_deb()
         timings["deb"] = round(time.monotonic() - t, 1)
-        run_dir = CACHE / f"run-{release}"
+        run_dir = RUN_ROOT / f"run-{release}"
         run_dir.mkdir(parents=True, exist_ok=True)
         g = Guest(image, run_dir)
         g.boot()
@@ -114,7 +116,7 @@ def installed(request: pytest.FixtureRequest) -> Iterator[Installed]:
     finally:
         timings["session"] = round(time.monotonic() - t0, 1)
         print(f"\n{release} guest timings: {timings} {g.timings}")
-        (CACHE / f"timings-{release}.json").write_text(json.dumps({"session": timings, "guest": g.timings}, indent=1) + "\n")
+        (RUN_ROOT / f"timings-{release}.json").write_text(json.dumps({"session": timings, "guest": g.timings}, indent=1) + "\n")
         g.power_cut()  # nothing in it is kept: no need to wait for a clean shutdown
 
 

@@ -65,7 +65,8 @@ def make_storage_recorder(g: Guest, name: str, serial: str, clips: int = 4, size
 
 
 def status(g: Guest) -> dict:  # type: ignore[type-arg]
-    return json.loads(g.run("dockgate status --json").stdout)
+    out: dict = json.loads(g.run("dockgate status --json").stdout)  # type: ignore[type-arg]
+    return out
 
 
 def archived_hashes(g: Guest) -> list[str]:

@@ -21,6 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_DIR = Path(__file__).resolve().parent / "image"
 CACHE = Path(os.environ.get("DOCKGATE_GUEST_CACHE", REPO / ".cache" / "guest"))
+#: where a run keeps its guests' overlays, ports and monitor sockets (run-<release>): the shared
+#: cache by default; a run beside another one on the same cache needs a folder of its own
+RUN_ROOT = Path(os.environ.get("DOCKGATE_GUEST_RUN_DIR", CACHE))
 #: what goes into the .deb: its cache key
 DEB_INPUTS = ("gateway", "drivers", "firmware_profiles", "systemd", "packaging", "config", "docs",
               "README.md", "pyproject.toml", "scripts/build-deb")
@@ -162,6 +165,7 @@ class Guest:
     # ---- lifecycle -------------------------------------------------------------------
     def boot(self, reuse: bool = False) -> None:
         t = time.monotonic()
+        self._drop_master()
         env = dict(self.env, REUSE="1" if reuse else "0")
         p = subprocess.run([str(IMAGE_DIR / "boot.sh")], check=False, env=env, capture_output=True, text=True, timeout=900)
         if p.returncode:
@@ -185,6 +189,7 @@ class Guest:
             return
         pid = self.pid
         self.run("systemctl poweroff", check=False, timeout=30)
+        self._drop_master()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if not self.alive():
@@ -194,6 +199,7 @@ class Guest:
 
     def power_cut(self) -> None:
         """SIGKILL QEMU: the guest loses whatever it has not flushed."""
+        self._drop_master()
         pid = self.pid
         os.kill(pid, 9)
         deadline = time.monotonic() + 30
@@ -201,15 +207,41 @@ class Guest:
             time.sleep(0.1)
 
     # ---- commands ----------------------------------------------------------------------
-    def _ssh(self) -> list[str]:
+    def _ssh(self, master: str = "no") -> list[str]:
         port = (self.run_dir / "ssh-port").read_text().strip()
         return ["ssh", "-i", str(self.image / "id_ed25519"), "-p", port, "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
-                "-o", "ServerAliveInterval=10", "-o", "ConnectTimeout=20", "root@127.0.0.1"]
+                "-o", "ServerAliveInterval=10", "-o", "ConnectTimeout=20",
+                "-o", f"ControlPath={self._mux}", "-o", f"ControlMaster={master}", "root@127.0.0.1"]
+
+    # One ssh connection carries every command (OpenSSH connection sharing): a new connection
+    # costs a key exchange, an sshd and a logind session in a TCG guest, 1-3 s on an idle host and
+    # over 15 s while the guest is busy; a shared one's session well under a second. A command
+    # whose master is gone simply connects on its own (ssh falls back when ControlPath does not
+    # answer). The master is dropped before anything that changes the guest under it (loadvm,
+    # boot, power cut, poweroff): a restored guest knows nothing of the connection.
+    @property
+    def _mux(self) -> Path:
+        return self.run_dir / "ssh-mux"
+
+    def _ensure_master(self) -> None:
+        if self._mux.exists():
+            return
+        # -f: into the background once logged in; no pipes of ours kept open (capture would wait on them)
+        subprocess.run([*self._ssh("yes")[:-1], "-o", "ControlPersist=yes", "-N", "-f", "root@127.0.0.1"],
+                       check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=120)
+
+    def _drop_master(self) -> None:
+        if self._mux.exists():
+            subprocess.run(["ssh", "-o", f"ControlPath={self._mux}", "-O", "exit", "root@127.0.0.1"], check=False,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            self._mux.unlink(missing_ok=True)
 
     def run(self, cmd: str, check: bool = True, timeout: float = 300,
             input: str | bytes | None = None) -> subprocess.CompletedProcess[str]:
         data = input.encode() if isinstance(input, str) else input
+        self._ensure_master()
         p = subprocess.run([*self._ssh(), cmd], check=False, input=data, capture_output=True, timeout=timeout)
         out = subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(errors="replace"),
                                           p.stderr.decode(errors="replace"))
@@ -277,6 +309,7 @@ class Guest:
 
     def loadvm(self, name: str) -> None:
         t = time.monotonic()
+        self._drop_master()
         out = self.hmp(f"loadvm {name}")
         if "rror" in out:
             raise GuestError(out)

@@ -3,7 +3,7 @@
 simulated firmware (drivers/sim/firmware.py, one class per protocol family of the
 recorder protocol reference) behind a FunctionFS gadget on dummy_hcd.
 
-    ffs_recorder.py NAME SIMDIR IMG [--slot N] [--product P] [--manufacturer M] [--vid V] [--pid P]
+    ffs_recorder.py NAME SIMDIR IMG [--slot N] [--product P] [--manufacturer M] [--vid V] [--pid P] [--tcp]
 
 SIMDIR is a `dockgate sim make --protocol <family>` folder (serial, password, clock);
 IMG the FAT image the recorder becomes after "enter storage". The gadget has
@@ -12,8 +12,15 @@ vendor requests and bulk transfers to the firmware byte for byte, stalls what th
 firmware stalls, and on the storage switch does what a real one does: drops off the
 bus after its last reply and comes back on the same port as a mass-storage disk.
 Every vendor request it gets (EP0 vendor/class setup, bulk OUT) is logged as a
-``request`` line: a test sees that nothing was sent to a device the station
-must not open.
+``request`` line with the bytes of its data stage (``data=<hex>``): a test sees that
+nothing was sent to a device the station must not open, and what a login carried.
+
+--tcp plays the USB side of an Android recorder of a TCP family (E, F): the
+command server runs elsewhere (the test host's simulator, reached over the
+guest's network), the phone only shows an adb-like vendor interface (ff/42/01)
+that the station must never talk to (every request to it is logged and stalled),
+and becomes the mass-storage disk when told (SIGUSR1: the simulator accepted
+the storage switch). Its pid is in /run/ffs-NAME.pid.
 
 Stock dummy_hcd gives the first bulk OUT endpoint address 0x02 (IN stays 0x81): the
 station's site profile says so (ep_out = 0x02), as a real site would for a model whose
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -37,6 +45,7 @@ sys.path.insert(0, f"/usr/lib/dockgate/python-{sys.version_info[0]}.{sys.version
 sys.path.insert(0, "/usr/lib/dockgate/python")
 
 from drivers.codec import ControlSetup
+from drivers.sim.bus import DEFAULT_IDCODE
 from drivers.sim.device import load_sim_device
 from drivers.sim.firmware import FIRMWARE, SimStall, UsbFirmware
 
@@ -55,9 +64,9 @@ def w(path: str, value: str) -> None:
         f.write(value)
 
 
-def descriptors() -> bytes:
+def descriptors(subclass: int = 0xFF, protocol: int = 0xFF) -> bytes:
     def speed(mps: int) -> bytes:
-        intf = struct.pack("<BBBBBBBBB", 9, 4, 0, 0, 2, 0xFF, 0xFF, 0xFF, 1)
+        intf = struct.pack("<BBBBBBBBB", 9, 4, 0, 0, 2, 0xFF, subclass, protocol, 1)
         ep = b"".join(struct.pack("<BBBBHB", 7, 5, addr, 2, mps, 0) for addr in (0x01, 0x81))
         return intf + ep
 
@@ -71,17 +80,28 @@ def strings() -> bytes:
     return struct.pack("<IIII", STRINGS_MAGIC, 16 + len(body), 1, 1) + body
 
 
+def hexdata(data: bytes) -> str:
+    return data[:256].hex() + ("..." if len(data) > 256 else "")
+
+
 class Recorder:
     def __init__(self, a: argparse.Namespace) -> None:
         self.a = a
-        self.dev = load_sim_device(a.simdir)
-        fw = FIRMWARE[self.dev.protocol](self.dev)
-        assert isinstance(fw, UsbFirmware), f"{self.dev.protocol} is not a USB family"
-        self.fw = fw
+        dev = load_sim_device(a.simdir)
+        # the IDCode the simulated dock gives a recorder whose device.toml names none (drivers/sim/bus.py)
+        self.dev = dev.model_copy(update={"idcode": dev.idcode or DEFAULT_IDCODE.get(dev.protocol, "ABCDE")})
+        self.switch_now = threading.Event()
+        if a.tcp:
+            # the phone's USB side only: the simulator elsewhere answers the commands; nothing here may be asked
+            self.fw = UsbFirmware(self.dev)
+            signal.signal(signal.SIGUSR1, lambda *_: self.switch_now.set())
+        else:
+            fw = FIRMWARE[self.dev.protocol](self.dev)
+            assert isinstance(fw, UsbFirmware), f"{self.dev.protocol} is not a USB family (use --tcp)"
+            self.fw = fw
+            fw.on_switch = self.switch_now.set
         self.d = f"{G}/{a.name}"
         self.mnt = f"/run/ffs-{a.name}"
-        self.switch_now = threading.Event()
-        fw.on_switch = self.switch_now.set
         self.lock = threading.Lock()  # firmware calls from EP0 and bulk threads
 
     def create(self) -> None:
@@ -122,15 +142,19 @@ class Recorder:
     def run(self) -> None:
         self.create()
         self.ep0 = os.open(f"{self.mnt}/ep0", os.O_RDWR)
-        os.write(self.ep0, descriptors())
+        # --tcp: the interface adbd presents (ff/42/01), as an Android recorder with USB debugging shows
+        os.write(self.ep0, descriptors(0x42, 0x01) if self.a.tcp else descriptors())
         os.write(self.ep0, strings())
         self.ep_out = os.open(f"{self.mnt}/ep1", os.O_RDWR)
         self.ep_in = os.open(f"{self.mnt}/ep2", os.O_RDWR)
         self.bind()
         log(f"{self.dev.protocol} recorder {self.dev.serial} bound to dummy_udc.{self.a.slot}")
+        with open(f"/run/ffs-{self.a.name}.pid", "w") as f:
+            f.write(f"{os.getpid()}\n")
         threading.Thread(target=self.bulk_loop, daemon=True).start()
         threading.Thread(target=self.ep0_loop, daemon=True).start()
-        self.switch_now.wait()
+        while not self.switch_now.wait(0.5):  # a timeout: SIGUSR1's handler runs between waits
+            pass
         time.sleep(0.2)  # the status stage / last bulk IN of the switch reply
         self.switch_to_storage()
         log("commands:", " ".join(self.fw.log))  # what the station sent (SYSTIME= sets the clock)
@@ -149,15 +173,17 @@ class Recorder:
             if etype != EV_SETUP:
                 continue
             setup = ControlSetup(rt, req, val, idx, length)
-            log(f"request ep0 bmRequestType={rt:#04x} bRequest={req:#04x} wValue={val:#06x} wIndex={idx:#06x} "
-                f"wLength={length}")
+            head = (f"request ep0 bmRequestType={rt:#04x} bRequest={req:#04x} wValue={val:#06x} wIndex={idx:#06x} "
+                    f"wLength={length}")
             try:
                 if rt & 0x80:
+                    log(head)
                     with self.lock:
                         reply = self.fw.control_in(setup)
                     os.write(self.ep0, reply[:length])
                 else:
                     data = os.read(self.ep0, length) if length else b""
+                    log(f"{head} data={hexdata(data)}")
                     with self.lock:
                         self.fw.control_out(setup, data)
                     if not length:
@@ -189,7 +215,7 @@ class Recorder:
                     return
                 time.sleep(0.05)  # not enabled yet (before SET_CONFIGURATION)
                 continue
-            log(f"request bulk OUT {len(data)} bytes: {data[:16]!r}")
+            log(f"request bulk OUT {len(data)} bytes data={hexdata(data)}")
             try:
                 with self.lock:
                     fw.bulk_out(ep_out, data)
@@ -214,6 +240,7 @@ def main() -> None:
     p.add_argument("--manufacturer", default="dockgate test bed")
     p.add_argument("--vid", default="0x4255")
     p.add_argument("--pid", default="0x0001")
+    p.add_argument("--tcp", action="store_true", help="the USB side of a TCP-family recorder (E, F)")
     Recorder(p.parse_args()).run()
 
 
