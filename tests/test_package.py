@@ -23,7 +23,7 @@ NEWER = "0.1.0+test.2"
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FILES = ["/usr/bin/dockgate", "/usr/lib/systemd/system/dockgate.service",
          "/usr/lib/systemd/system/dockgate-mount@.service", "/usr/lib/udev/rules.d/70-dockgate.rules",
-         "/usr/lib/sysusers.d/dockgate.conf", "/usr/lib/tmpfiles.d/dockgate.conf",
+         "/usr/lib/sysusers.d/dockgate.conf", "/usr/lib/tmpfiles.d/dockgate.conf", "/usr/lib/modules-load.d/dockgate.conf",
          "/usr/lib/dockgate/python/gateway/cli/main.py", "/usr/share/dockgate/prometheus-alerts.yml",
          "/usr/share/dockgate/s3-station-policy.json", "/usr/share/dockgate/mosquitto-acl.conf",
          "/usr/share/dockgate/grafana-dashboard.json", "/usr/share/dockgate/grafana-district.json"]
