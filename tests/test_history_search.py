@@ -163,3 +163,24 @@ def test_the_review_page_counts_the_matches_and_links_every_page(history, tmp_pa
         assert len(seen) == len(set(seen)) == total and len(done) == -(-total // 100) > 10
     finally:
         d.stop()
+
+
+def test_the_queue_is_counted_on_its_index_when_nearly_every_clip_is_archived(history):
+    """ANALYZE on a station of archived clips says a state matches every row;
+    the daemon's status and the forwarder's lag check (twice a second) must
+    still read only the queued clips' index entries, not every clip."""
+    import sqlite3
+
+    from gateway.catalog import reports
+
+    db = sqlite3.connect(load_config(history.config).catalog_path)
+    db.execute("ANALYZE")
+    seen: list[str] = []
+    db.set_trace_callback(seen.append)
+    reports.queue(db)
+    reports.queue_oldest_age(db, 0.0)
+    db.set_trace_callback(None)
+    for sql in seen:
+        plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "USING" in plan and "clips_queue" in plan, (sql, plan)
+    db.close()
