@@ -34,7 +34,15 @@ SUPERVISOR, PASSWORD = "inspector", "correct horse battery"
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    return build(tmp_path_factory.mktemp("history"), SMALL)
+    h = build(tmp_path_factory.mktemp("history"), SMALL)
+    # as the housekeeper's PRAGMA optimize does on a station: the planner then knows that nearly every
+    # clip is archived and under no case, and would scan every clip for the rare ones without the indexes
+    import sqlite3
+
+    db = sqlite3.connect(load_config(h.config).catalog_path)
+    db.execute("ANALYZE")
+    db.close()
+    return h
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +126,7 @@ def test_an_officers_day_and_a_piece_of_a_file_name_are_found(history, reader):
 def test_each_typical_search_walks_its_index(reader, query, index):
     plan = reader.reports.search_plan(query)
     assert index in plan, plan
-    assert not re.search(r"^SCAN c\b(?! USING)", plan, re.M), plan  # never every clip
+    assert not re.search(r"^\s*SCAN (c|k|i|t)\b(?! USING)", plan, re.M), plan  # never every clip
     assert "USE TEMP B-TREE FOR ORDER BY" not in plan or query.case or query.text, plan
 
 
@@ -166,7 +174,7 @@ def test_the_review_page_counts_the_matches_and_links_every_page(history, tmp_pa
 
 
 def test_the_queue_is_counted_on_its_index_when_nearly_every_clip_is_archived(history):
-    """ANALYZE on a station of archived clips says a state matches every row;
+    """ANALYZE (the fixture's) on a station of archived clips says a state matches every row;
     the daemon's status and the forwarder's lag check (twice a second) must
     still read only the queued clips' index entries, not every clip."""
     import sqlite3
@@ -174,7 +182,6 @@ def test_the_queue_is_counted_on_its_index_when_nearly_every_clip_is_archived(hi
     from gateway.catalog import reports
 
     db = sqlite3.connect(load_config(history.config).catalog_path)
-    db.execute("ANALYZE")
     seen: list[str] = []
     db.set_trace_callback(seen.append)
     reports.queue(db)

@@ -302,7 +302,8 @@ def search_where(db: sqlite3.Connection, q: ClipQuery) -> tuple[str, list[Any]]:
         where.append("c.important=?")
         args.append(1 if q.important == "yes" else 0)
     if q.case:
-        where.append("c.sha256 IN (SELECT k.sha256 FROM clips k WHERE k.assignment_id IN "
+        # INDEXED BY: nearly every clip has no assignment, and ANALYZE then says one matches every row
+        where.append("c.sha256 IN (SELECT k.sha256 FROM clips k INDEXED BY clips_assignment WHERE k.assignment_id IN "
                      "(SELECT id FROM assignments WHERE case_number=?) UNION SELECT m.sha256 FROM amendments m "
                      "WHERE m.assignment_id IN (SELECT id FROM assignments WHERE case_number=?))")
         args += [q.case, q.case]
