@@ -191,3 +191,22 @@ def test_the_queue_is_counted_on_its_index_when_nearly_every_clip_is_archived(hi
         plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql))
         assert "USING" in plan and "clips_queue" in plan, (sql, plan)
     db.close()
+
+
+def test_an_assignment_finds_its_clips_on_the_officers_index_not_every_clip(history):
+    """A day's dispatches (300 at a busy precinct) each look for the clips
+    they cover: on clips_officer_when, never a scan of the year's clips."""
+    from gateway.catalog import Catalog
+    from gateway.catalog.records import Assignment
+
+    catalog = Catalog(load_config(history.config).catalog_path)
+    try:
+        seen: list[str] = []
+        catalog.db.set_trace_callback(seen.append)
+        catalog.clips_to_amend(Assignment(1, "0100003", 0.0, 2e9, "C-1", None, None, None, 0.0))
+        catalog.db.set_trace_callback(None)
+        (sql,) = seen
+        plan = " ".join(r[3] for r in catalog.db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "clips_officer_when" in plan and not re.search(r"\bSCAN c\b", plan), plan
+    finally:
+        catalog.close()

@@ -414,11 +414,14 @@ class Catalog(LockStore):
         self._announce(events)
 
     def clips_to_amend(self, a: Assignment) -> list[ClipRow]:
+        # on the officer's clips in the span (clips_officer_when: the clip carries its item's officer), not a
+        # scan of every clip per assignment (some 150 ms at a year's 250 000 clips; 300 dispatches a day)
         return self._clips(
             "WHERE c.state IN ('stamped','forwarding','archived','quarantined') "
+            "AND c.officer=? AND coalesce(c.capture_utc, c.created_at) BETWEEN ? AND ? "
             "AND i.officer=? AND c.capture_utc BETWEEN ? AND ? AND coalesce(c.assignment_id, -1) != ? "
             "AND NOT EXISTS (SELECT 1 FROM amendments m WHERE m.sha256=c.sha256 AND m.assignment_id=?)",
-            a.officer, a.from_ts, a.to_ts, a.id, a.id)
+            a.officer, a.from_ts, a.to_ts, a.officer, a.from_ts, a.to_ts, a.id, a.id, indexed_by="clips_officer_when")
 
     def newest_amendment_path(self, sha256: str) -> str | None:
         """The staged file of the clip's newest amendment (the next names its hash)."""
