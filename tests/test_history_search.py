@@ -210,3 +210,14 @@ def test_an_assignment_finds_its_clips_on_the_officers_index_not_every_clip(hist
         assert "clips_officer_when" in plan and not re.search(r"\bSCAN c\b", plan), plan
     finally:
         catalog.close()
+
+
+def test_the_lifetime_totals_status_shows_are_kept_not_counted_and_equal_the_rows(history, reader):
+    """`status`'s released and purged: the generator released and purged
+    through the catalog's own transitions; the kept totals equal a count of
+    every row (and a catalog migrated from before them is back-filled)."""
+    db = reader.reports.db
+    counted = (db.execute("SELECT count(*) FROM items WHERE released_at IS NOT NULL").fetchone()[0],
+               db.execute("SELECT count(*) FROM clips WHERE purged_at IS NOT NULL").fetchone()[0])
+    assert counted[0] > 0 and counted[1] > 0
+    assert reader.reports.released_and_purged() == counted

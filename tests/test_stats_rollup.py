@@ -17,7 +17,7 @@ import pytest
 from drivers.base import ClipRef, DockedDevice, Identity, UsbIds
 from gateway.catalog import Catalog, ClipState, TransitionRefused, event
 from gateway.catalog.reports import ALARMS, LATE_DOCK_S, Reports
-from gateway.catalog.schema import VERSION
+from gateway.catalog.schema import MIGRATIONS, VERSION
 
 DAY = 86400.0
 
@@ -254,14 +254,22 @@ def test_the_migration_back_fills_the_rollup_from_the_clips(tmp_path: Path) -> N
         mix.step()
     expected = _rollup(cat.db)
     assert expected
-    # the catalog as it was before the rollup: no table, no triggers, one version older
+    # the catalog as it was before the rollup: no table, no triggers, at the rollup's version (and without
+    # what the migrations after it made)
+    rollup = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE stats_rollup" in m)
+    later = "".join(f"DROP TRIGGER totals_{n}_{k}; " for n in ("released", "purged") for k in ("ins", "upd", "del"))
+    assert rollup == VERSION - 2, "a migration after the totals' one: drop what it makes here too"
     cat.db.executescript("BEGIN; DROP TRIGGER stats_clip_added; DROP TRIGGER stats_clip_changed; "
                          "DROP TRIGGER stats_clip_deleted; DROP TRIGGER stats_item_docked; DROP TABLE stats_rollup; "
-                         "DROP INDEX events_alarms; "
-                         f"PRAGMA user_version={VERSION - 1}; COMMIT;")
+                         f"DROP INDEX events_alarms; {later}DROP TABLE station_totals; "
+                         f"PRAGMA user_version={rollup}; COMMIT;")
     cat.close()
     again = Catalog(path)
     assert _same(_rollup(again.db), expected) and _same(expected, _rollup_from_scratch(again.db))
+    totals = dict(again.db.execute("SELECT name, n FROM station_totals").fetchall())
+    assert totals == {"released": again.db.execute("SELECT count(*) FROM items WHERE released_at IS NOT NULL")
+                      .fetchone()[0], "purged": again.db.execute("SELECT count(*) FROM clips WHERE purged_at IS NOT "
+                                                                 "NULL").fetchone()[0]}
 
 
 def test_the_statistics_page_reads_no_clip_but_its_boundary_days_nor_every_event(tmp_path: Path) -> None:

@@ -401,9 +401,14 @@ class Reports:
         return int(self.db.execute("SELECT count(*) FROM items WHERE state='sighting'").fetchone()[0])
 
     def released_and_purged(self) -> tuple[int, int]:
-        r = self.db.execute("SELECT count(*) FROM items WHERE released_at IS NOT NULL").fetchone()[0]
-        p = self.db.execute("SELECT count(*) FROM clips WHERE purged_at IS NOT NULL").fetchone()[0]
-        return int(r), int(p)
+        """Over the station's life: kept by triggers (``station_totals``), not counted row by row."""
+        try:
+            totals = dict(self.db.execute("SELECT name, n FROM station_totals").fetchall())
+        except sqlite3.OperationalError:  # a catalog the daemon has not migrated yet (just upgraded)
+            totals = {"released": self.db.execute("SELECT count(*) FROM items WHERE released_at IS NOT NULL")
+                      .fetchone()[0],
+                      "purged": self.db.execute("SELECT count(*) FROM clips WHERE purged_at IS NOT NULL").fetchone()[0]}
+        return int(totals.get("released", 0)), int(totals.get("purged", 0))
 
     def dock(self, dock_id: int) -> DockRow | None:
         row = self.db.execute("SELECT * FROM docks WHERE id=?", (dock_id,)).fetchone()

@@ -308,4 +308,23 @@ STATS_LATE_S = 24 * 3600
 #: ``stats_rollup``'s day of a clip without a capture time (not stamped yet): before every real day
 STATS_NO_DAY = -(2 ** 40)
 MIGRATIONS.append(_rollup_migration())
+# issue 30: ``status`` counts the station's released items and purged clips over its life; a count(*) of
+# each read every row (185 ms at a year's 250 000 clips). ``station_totals`` keeps both, by triggers in the
+# transaction of every write that sets or clears ``released_at`` / ``purged_at`` (or adds or removes a row).
+MIGRATIONS.append("""
+    CREATE TABLE station_totals (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO station_totals SELECT 'released', count(*) FROM items WHERE released_at IS NOT NULL;
+    INSERT INTO station_totals SELECT 'purged', count(*) FROM clips WHERE purged_at IS NOT NULL;
+    """ + "".join(f"""
+    CREATE TRIGGER totals_{name}_ins AFTER INSERT ON {table} WHEN NEW.{column} IS NOT NULL BEGIN
+        UPDATE station_totals SET n=n+1 WHERE name='{name}';
+    END;
+    CREATE TRIGGER totals_{name}_upd AFTER UPDATE OF {column} ON {table}
+        WHEN (OLD.{column} IS NULL) != (NEW.{column} IS NULL) BEGIN
+        UPDATE station_totals SET n=n+(CASE WHEN NEW.{column} IS NULL THEN -1 ELSE 1 END) WHERE name='{name}';
+    END;
+    CREATE TRIGGER totals_{name}_del AFTER DELETE ON {table} WHEN OLD.{column} IS NOT NULL BEGIN
+        UPDATE station_totals SET n=n-1 WHERE name='{name}';
+    END;
+    """ for name, table, column in (("released", "items", "released_at"), ("purged", "clips", "purged_at"))))
 VERSION = len(MIGRATIONS)
