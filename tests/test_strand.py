@@ -287,6 +287,7 @@ def test_a_staged_copy_lost_on_the_station_is_pulled_again_at_the_next_dock_arch
         assert victim_hash not in archive_hashes(archive)
 
         detach(station, 1)  # the officer takes the recorder out on patrol; docks it again at the end of the shift
+        d.wait_for(lambda s: any(x["slot"] == 1 and x["state"] == "idle" for x in s["slots"]), what="undocked")
         attach(station, rec, 1)
         s = d.wait_for(lambda s: s["clips"]["archived"] == 3 and s["clips"]["quarantined"] == 0
                        and s["released"] == 3 and done(s), timeout=90,

@@ -147,8 +147,13 @@ def test_requests_are_validated_and_answered(tmp_path: Path) -> None:
         assert status["ok"] and status["result"]["forwarding_paused"] is True
         assert d.status()["daemon"]["running"]  # still serving
         # the metrics endpoint passes promtool's lint
-        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
-        assert b"dockgate_queue_clips" in body and b"dockgate_mqtt_connected 1.0" in body
+        def metrics() -> bytes:
+            return urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+
+        # the gauges are refreshed on the daemon's own beat: wait for the first refresh with the broker up
+        wait_until(lambda: b"dockgate_queue_clips" in metrics() and b"dockgate_mqtt_connected 1.0" in metrics(),
+                   what="queue and broker gauges")
+        body = metrics()
         lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, check=False)
         assert lint.returncode == 0, lint.stdout + lint.stderr
     finally:
