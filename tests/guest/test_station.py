@@ -82,6 +82,9 @@ def test_secrets_load_as_credentials_by_their_relative_names(station: Guest) -> 
     assert 'admin_password_file = "admin_password"' in cfg and 'signing_key_file = "station.key"' in cfg
     assert g.run("stat -c '%U %a' /etc/dockgate/credentials/admin_password").stdout.split() == ["root", "600"]
     assert g.run("runuser -u dockgate -- cat /etc/dockgate/credentials/station.key", check=False).returncode != 0
+    # after the snapshot's restore the service may be between a restart and its start: read a running one
+    g.wait_for("[ \"$(systemctl show -p MainPID --value dockgate)\" != 0 ] && systemctl is-active -q dockgate",
+               what="the daemon running")
     pid = g.service("MainPID")["MainPID"]
     creds = g.run(f"tr '\\0' '\\n' < /proc/{pid}/environ | grep ^CREDENTIALS_DIRECTORY=").stdout.strip()
     cdir = creds.split("=", 1)[1]
