@@ -216,6 +216,15 @@ class Mix:
         self.cat.emit(self.rng.choice([*ALARMS, "docked", "status"]), 1)
 
 
+def _mixed(path: Path, seed: int, steps: int) -> Catalog:
+    """A catalog after *steps* of a seeded mix of the catalog's transitions."""
+    cat = Catalog(path)
+    mix = Mix(cat, seed)
+    for _ in range(steps):
+        mix.step()
+    return cat
+
+
 def _boundaries(db: Any, now: float, rng: random.Random) -> list[float]:
     """Boundaries of "without a case" that matter: now, 48 h ago, day starts, and clips' own capture times."""
     today = math.floor(now / DAY) * DAY
@@ -248,10 +257,7 @@ def test_the_statistics_equal_an_aggregate_over_every_clip_after_any_mix_of_tran
 
 def test_the_migration_back_fills_the_rollup_from_the_clips(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
-    cat = Catalog(path)
-    mix = Mix(cat, 7)
-    for _ in range(150):
-        mix.step()
+    cat = _mixed(path, 7, 150)
     expected = _rollup(cat.db)
     assert expected
     # the catalog as it was before the rollup: no table, no triggers, at the rollup's version (and without
@@ -274,10 +280,7 @@ def test_the_migration_back_fills_the_rollup_from_the_clips(tmp_path: Path) -> N
 
 def test_the_statistics_page_reads_no_clip_but_its_boundary_days_nor_every_event(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
-    cat = Catalog(path)
-    mix = Mix(cat, 3)
-    for _ in range(100):
-        mix.step()
+    cat = _mixed(path, 3, 100)
     for analyse in (False, True):  # without and with the planner's statistics (the housekeeper's PRAGMA optimize)
         if analyse:
             cat.db.execute("ANALYZE")
