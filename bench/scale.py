@@ -94,9 +94,10 @@ def _dock_all(d: DaemonProc, station: Path, recs: list[Path], clips: int, timeou
     t = time.time()
     if at_once:
         dockgate("sim", "attach", *map(str, recs), "-c", str(station), "--slot", "1")
-    else:
+    else:  # a `dockgate` process each, as a script would (the test bed's dockgate() runs `sim` in this process)
         for slot, r in enumerate(recs, start=1):
-            dockgate("sim", "attach", str(r), "-c", str(station), "--slot", str(slot))
+            subprocess.run([sys.executable, "-m", "gateway.cli.main", "sim", "attach", str(r), "-c", str(station),
+                            "--slot", str(slot)], check=True, capture_output=True)
     d.wait_for(lambda s: s["clips"]["archived"] >= clips and s["queue"]["clips"] == 0, timeout=timeout,
                interval=1.0, what="all archived")
     return max(e["ts"] for e in _events(station) if e["type"] == "clip_archived") - t
