@@ -13,6 +13,40 @@ if TYPE_CHECKING:  # annotations only: reading the catalog needs no driver code
 
 R = TypeVar("R")
 
+#: a clip's staged copy and signed manifest where staging puts them (``pipeline/staging.py``,
+#: ``pipeline/stamp.py``): derived from its hash, so the row stores ``DERIVED`` ('') instead (issue 30,
+#: 162 B a clip); NULL still means "none" (no staged copy, not stamped yet)
+DERIVED = ""
+
+
+def staged_path_of(sha256: str) -> str:
+    return f"media/{sha256[:2]}/{sha256}"
+
+
+def manifest_path_of(sha256: str) -> str:
+    return f"manifests/{sha256}.manifest.json"
+
+
+def stored_staged(sha256: str, path: str | None) -> str | None:
+    """What the row stores for the staged copy *path*: ``DERIVED`` when staging's own name for it."""
+    return DERIVED if path is not None and path == staged_path_of(sha256) else path
+
+
+def stored_manifest(sha256: str, path: str | None) -> str | None:
+    return DERIVED if path is not None and path == manifest_path_of(sha256) else path
+
+
+def staged_sql(c: str = "c") -> str:
+    """SQL: clip row *c*'s staged path as callers see it (``DERIVED`` expanded)."""
+    return (f"(CASE {c}.staged_path WHEN '' THEN 'media/' || substr({c}.sha256, 1, 2) || '/' || {c}.sha256 "
+            f"ELSE {c}.staged_path END)")
+
+
+def manifest_sql(c: str = "c") -> str:
+    """SQL: clip row *c*'s manifest path as callers see it."""
+    return (f"(CASE {c}.manifest_path WHEN '' THEN 'manifests/' || {c}.sha256 || '.manifest.json' "
+            f"ELSE {c}.manifest_path END)")
+
 
 def from_row(cls: type[R], row: sqlite3.Row) -> R:
     """A record from the columns of *row* that the record names."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from gateway.catalog.records import DockRow, EventRow, from_row
+from gateway.catalog.records import DockRow, EventRow, from_row, manifest_sql, staged_sql
 from gateway.catalog.schema import STATS_LATE_S
 from gateway.catalog.states import QUEUED, STATES, TO_PULL
 from gateway.catalog.store import CatalogError
@@ -317,8 +317,9 @@ def search_where(db: sqlite3.Connection, q: ClipQuery) -> tuple[str, list[Any]]:
     return " AND ".join(where) or "1", args
 
 
-_CLIP_COLS = ("SELECT c.sha256, c.size, c.state, c.capture_utc, c.partial, c.archive_key, c.staged_path, "
-              "c.purged_at, c.manifest_path, c.assignment_id, c.created_at, c.archived_at, c.category, c.important, "
+_CLIP_COLS = (f"SELECT c.sha256, c.size, c.state, c.capture_utc, c.partial, c.archive_key, "
+              f"{staged_sql()} AS staged_path, c.purged_at, {manifest_sql()} AS manifest_path, c.assignment_id, "
+              "c.created_at, c.archived_at, c.category, c.important, "
               "i.serial, i.officer, "
               "i.path, i.dock_id, d.officer_name, d.unit, d.docked_at, d.model, d.slot "
               "FROM clips c JOIN items i ON i.id=c.item_id LEFT JOIN docks d ON d.id=i.dock_id ")
@@ -473,8 +474,8 @@ class Reports:
     def dock_clips(self, dock_id: int, limit: int = 200) -> list[DockClip]:
         """What the recorder of one dock holds, as far as that dock pulled it."""
         return cast(list[DockClip], _rows(self.db.execute(
-            "SELECT i.path, i.size, i.state AS item_state, i.sha256, i.officer, c.state, c.capture_utc, "
-            "c.manifest_path, c.assignment_id FROM items i LEFT JOIN clips c ON c.sha256=i.sha256 "
+            f"SELECT i.path, i.size, i.state AS item_state, i.sha256, i.officer, c.state, c.capture_utc, "
+            f"{manifest_sql()} AS manifest_path, c.assignment_id FROM items i LEFT JOIN clips c ON c.sha256=i.sha256 "
             "WHERE i.dock_id=? ORDER BY i.path LIMIT ?", (dock_id, limit))))
 
     # -- statistics -------------------------------------------------------------------------

@@ -327,4 +327,13 @@ MIGRATIONS.append("""
         UPDATE station_totals SET n=n-1 WHERE name='{name}';
     END;
     """ for name, table, column in (("released", "items", "released_at"), ("purged", "clips", "purged_at"))))
+# issue 30, the catalog's size (1 663 B a clip at a year, goal < 1 KiB): a clip's staged copy and manifest where
+# staging names them by the clip's hash are stored as ``records.DERIVED`` (''), not 162 B of path a clip (NULL still
+# means none); the catalog's reads expand it (``records.staged_sql``). ``compact_due``: the rows shrank in place, so
+# the daemon's next start rewrites the file once (``store.compact_file``), which drops the table
+MIGRATIONS.append("""
+    UPDATE clips SET staged_path = '' WHERE staged_path = 'media/' || substr(sha256, 1, 2) || '/' || sha256;
+    UPDATE clips SET manifest_path = '' WHERE manifest_path = 'manifests/' || sha256 || '.manifest.json';
+    CREATE TABLE IF NOT EXISTS compact_due (since REAL);
+    """)
 VERSION = len(MIGRATIONS)

@@ -30,7 +30,10 @@ class CatalogError(DockgateError):
 
 def needs_compacting(db: sqlite3.Connection) -> bool:
     """A catalog made before incremental auto-vacuum was the default, a
-    quarter of it free (the outbox pruned): ``compact_file`` once."""
+    quarter of it free (the outbox pruned), or one a migration shrank the
+    rows of in place (``compact_due``): ``compact_file`` once."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='compact_due'").fetchone():
+        return True
     pages, free, mode = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count",
                                                                              "auto_vacuum"))
     return bool(mode != 2 and free * 4 > pages)
@@ -48,6 +51,8 @@ def compact_file(path: Path) -> None:
     try:
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         db.execute("VACUUM")
+        # after the rewrite (a crash in it leaves it due), its page given back too
+        db.executescript("DROP TABLE IF EXISTS compact_due; PRAGMA incremental_vacuum;")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.DatabaseError as e:
         raise CatalogError(f"catalog {path}: {e}") from None
