@@ -301,3 +301,23 @@ def test_derivable_paths_are_not_stored_and_an_older_catalog_reads_back_the_same
     r = Reports(path)
     assert {s: r.clip(s) for s in shas.values()} == views and r.dock_clips(1) == docks
     r.close()
+
+
+def test_the_queue_and_state_indexes_hold_only_the_rows_their_queries_want(tmp_path: Path) -> None:
+    """Archived clips and pulled items (nearly every row at a year) are in none of the queue's and
+    state's indexes; the queue, the counts and the retry time still read them off those indexes."""
+    cat = Catalog(tmp_path / "c.sqlite")
+    _states_mix(cat)
+    entries = {name: cat.db.execute(f"SELECT count(*) FROM {table} INDEXED BY {name} WHERE {where}").fetchone()[0]
+               for name, table, where in (("clips_queue", "clips", "state != 'archived'"),
+                                          ("clips_state", "clips", "state != 'archived'"),
+                                          ("items_state", "items", "state != 'pulled'"))}
+    assert entries == {"clips_queue": 4, "clips_state": 4, "items_state": 0}  # staged, stamped (and odd), quarantined
+    counts = cat.counts()
+    assert (counts["archived"], counts["staged"], counts["stamped"], counts["quarantined"]) == (2, 1, 2, 1)
+    assert cat.queue() == (3, 30)
+    assert cat.next_retry_at() == 0.0
+    for sql in ("SELECT count(*) FROM clips WHERE state != 'archived' GROUP BY state",
+                "SELECT min(next_try_at) FROM clips WHERE state='stamped' AND state != 'archived'"):
+        plan = " ".join(r[3] for r in cat.db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "clips_queue" in plan or "clips_state" in plan, plan

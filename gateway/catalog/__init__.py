@@ -50,6 +50,7 @@ from gateway.catalog.records import (
     stored_manifest,
     stored_staged,
 )
+from gateway.catalog.schema import CLIP_OPEN, ITEM_OPEN
 from gateway.catalog.states import (
     REPULL_REASONS,
     STATES,
@@ -143,9 +144,9 @@ class Catalog(LockStore):
         now = time.time()
         with self.tx() as db:
             a = db.execute("UPDATE items SET state='interrupted', error='daemon stopped mid-pull', "
-                           "updated_at=? WHERE state='pulling'", (now,)).rowcount
-            b = db.execute("UPDATE clips SET state='stamped', updated_at=? "
-                           "WHERE state='forwarding'", (now,)).rowcount
+                           f"updated_at=? WHERE state='pulling' AND {ITEM_OPEN}", (now,)).rowcount
+            b = db.execute(f"UPDATE clips SET state='stamped', updated_at=? "
+                           f"WHERE state='forwarding' AND {CLIP_OPEN}", (now,)).rowcount
             c = db.execute("UPDATE docks SET undocked_at=?, result=coalesce(result, 'daemon stopped') "
                            "WHERE undocked_at IS NULL", (now,)).rowcount
         return {"interrupted": a, "requeued": b, "docks_closed": c}
@@ -315,7 +316,7 @@ class Catalog(LockStore):
         return rows[0] if rows else None
 
     def due_for_stamp(self, limit: int = 16) -> list[ClipRow]:
-        return self._clips("WHERE c.state='staged' ORDER BY c.created_at LIMIT ?", limit)
+        return self._clips(f"WHERE c.state='staged' AND c.{CLIP_OPEN} ORDER BY c.created_at LIMIT ?", limit)
 
     def stamped(self, sha256: str, key: str, manifest_path: str, manifest_sha256: str, partial: bool,
                 capture_utc: float | None, assignment_id: int | None, *events: Event, important: bool = False,
@@ -332,7 +333,7 @@ class Catalog(LockStore):
         """Clips to upload next: important ones (by their assignment) first
         (issue 15), then oldest first; none from the docks in *not_docks*."""
         skip = f"AND i.dock_id NOT IN ({','.join('?' * len(not_docks))}) " if not_docks else ""
-        due = f"WHERE c.state='stamped' AND c.next_try_at<=? {skip}"
+        due = f"WHERE c.state='stamped' AND c.{CLIP_OPEN} AND c.next_try_at<=? {skip}"
         # two walks of an index, never a sort of the whole queue: the clips of
         # the (few) important assignments, then the queue in its order
         first = self._clips(due + "AND c.assignment_id IN (SELECT id FROM assignments WHERE important=1) "
@@ -345,7 +346,7 @@ class Catalog(LockStore):
         return first + [c for c in rest if c.sha256 not in taken][:limit - len(first)]
 
     def next_retry_at(self) -> float | None:
-        row = self.db.execute("SELECT min(next_try_at) FROM clips WHERE state='stamped'").fetchone()
+        row = self.db.execute(f"SELECT min(next_try_at) FROM clips WHERE state='stamped' AND {CLIP_OPEN}").fetchone()
         return None if row[0] is None else float(row[0])
 
     def start_forward(self, sha256: str, key: str) -> None:

@@ -336,4 +336,24 @@ MIGRATIONS.append("""
     UPDATE clips SET manifest_path = '' WHERE manifest_path = 'manifests/' || sha256 || '.manifest.json';
     CREATE TABLE IF NOT EXISTS compact_due (since REAL);
     """)
+#: the rows the queue's and state's indexes hold (a query that walks one says so in its WHERE, the planner's
+#: rule for a partial index): nearly every clip is archived and every item pulled at a year, and none is looked up
+#: by that state
+CLIP_OPEN = "state != 'archived'"
+ITEM_OPEN = "state != 'pulled'"
+# issue 30, the catalog's size: the indexes hold only the rows their queries can want (partial indexes): the
+# queue's and state's the clips not archived and the items not pulled, ``clips_assignment`` the clips an assignment
+# was stamped with, ``clips_important_when`` the important ones (96 B a clip at a year). Each step can run twice
+MIGRATIONS.append(f"""
+    DROP INDEX IF EXISTS clips_state;
+    CREATE INDEX clips_state ON clips(state, next_try_at) WHERE {CLIP_OPEN};
+    DROP INDEX IF EXISTS clips_queue;
+    CREATE INDEX clips_queue ON clips(state, created_at) WHERE {CLIP_OPEN};
+    DROP INDEX IF EXISTS items_state;
+    CREATE INDEX items_state ON items(state) WHERE {ITEM_OPEN};
+    DROP INDEX IF EXISTS clips_assignment;
+    CREATE INDEX clips_assignment ON clips(assignment_id) WHERE assignment_id IS NOT NULL;
+    DROP INDEX IF EXISTS clips_important_when;
+    CREATE INDEX clips_important_when ON clips(important, coalesce(capture_utc, created_at)) WHERE important = 1;
+    """)
 VERSION = len(MIGRATIONS)
