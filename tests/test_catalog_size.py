@@ -321,3 +321,22 @@ def test_the_queue_and_state_indexes_hold_only_the_rows_their_queries_want(tmp_p
                 "SELECT min(next_try_at) FROM clips WHERE state='stamped' AND state != 'archived'"):
         plan = " ".join(r[3] for r in cat.db.execute("EXPLAIN QUERY PLAN " + sql))
         assert "clips_queue" in plan or "clips_state" in plan, plan
+
+
+def test_event_ids_are_stored_as_16_bytes_and_an_older_catalogs_read_back_the_same(tmp_path: Path) -> None:
+    """An outbox event's id, a UUID, is its 16 bytes in the row; callers see its text, before and after
+    the migration of a catalog that stored the text (an id that is no UUID stays as it was written)."""
+    cat = Catalog(tmp_path / "c.sqlite")
+    eid = cat.emit("dock_done", 1)
+    assert tuple(cat.db.execute("SELECT typeof(id), length(id) FROM events").fetchone()) == ("blob", 16)
+    assert [e.id for e in cat.events()] == [eid]
+    bytes_ = next(i for i, m in enumerate(MIGRATIONS) if "stored_event_id(id)" in m)
+    with cat.tx() as w:
+        w.execute("UPDATE events SET id=?", (eid,))
+        w.execute("INSERT INTO events (id, ts, type, data) VALUES ('not-a-uuid', 0, 'x', '{}')")
+        w.execute(f"PRAGMA user_version={bytes_}")
+    before = cat.events()
+    cat.close()
+    cat = Catalog(tmp_path / "c.sqlite")
+    assert cat.events() == before and [e.id for e in before] == [eid, "not-a-uuid"]
+    assert [r[0] for r in cat.db.execute("SELECT typeof(id) FROM events ORDER BY seq")] == ["blob", "text"]

@@ -69,6 +69,24 @@ def event(type_: str, slot: int | None = None, **data: Any) -> Event:
     return Event(type_, slot, data)
 
 
+def event_id(stored: bytes | str) -> str:
+    """An event's id as callers see it (a UUID's text) from the row's: its 16 bytes (issue 30), or text
+    (an id that is no UUID's canonical text stays as written)."""
+    if isinstance(stored, bytes) and len(stored) == 16:
+        h = stored.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return str(stored)
+
+
+def stored_event_id(eid: str) -> bytes | str:
+    """What the row stores for event id *eid*: a UUID's canonical text as its 16 bytes, else the text."""
+    try:
+        raw = bytes.fromhex(eid.replace("-", ""))
+    except ValueError:
+        return eid
+    return raw if len(raw) == 16 and event_id(raw) == eid else eid
+
+
 @dataclass(frozen=True)
 class EventRow:
     seq: int
@@ -80,7 +98,7 @@ class EventRow:
 
     @classmethod
     def of(cls, row: sqlite3.Row) -> EventRow:
-        return cls(row["seq"], row["id"], row["ts"], row["type"], row["slot"], json.loads(row["data"]))
+        return cls(row["seq"], event_id(row["id"]), row["ts"], row["type"], row["slot"], json.loads(row["data"]))
 
     def as_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "id": self.id, "ts": self.ts, "type": self.type, "slot": self.slot,

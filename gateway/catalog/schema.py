@@ -356,4 +356,10 @@ MIGRATIONS.append(f"""
     DROP INDEX IF EXISTS clips_important_when;
     CREATE INDEX clips_important_when ON clips(important, coalesce(capture_utc, created_at)) WHERE important = 1;
     """)
+# issue 30, the catalog's size: an outbox event's id (a UUID) as its 16 bytes, not 36 of text (the row and its
+# UNIQUE index; callers see the text: ``records.event_id``); ``stored_event_id`` is the catalog's own function
+MIGRATIONS.append("""
+    UPDATE events SET id = stored_event_id(id) WHERE typeof(id) = 'text' AND length(id) = 36;
+    CREATE TABLE IF NOT EXISTS compact_due (since REAL);
+    """)
 VERSION = len(MIGRATIONS)

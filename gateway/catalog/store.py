@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.catalog.records import Event, event
+from gateway.catalog.records import Event, event, stored_event_id
 from gateway.catalog.schema import MIGRATIONS, VERSION
 from gateway.catalog.states import ClipState, ItemState, can_pull_again, check_clip, check_item
 from gateway.errors import DockgateError
@@ -115,6 +115,8 @@ class Store:
                 self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            # the migrations' own function (SQLite 3.40 has no unhex())
+            self.db.create_function("stored_event_id", 1, stored_event_id, deterministic=True)
             self._migrate()
             if compact and needs_compacting(self.db):  # nobody waits on the writer yet (``compact_file``)
                 self._long_work("compacting the catalog once (minutes on a year's history)")
@@ -196,14 +198,14 @@ class Store:
         ids = []
         for ev in events:
             seq = self.journal.on_record(ev)
-            eid = str(uuid.uuid4())
+            eid = uuid.uuid4()
             db.execute("INSERT INTO events (id, ts, type, slot, data, custody_seq) VALUES (?,?,?,?,?,?)",
-                       (eid, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
+                       (eid.bytes, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
             if seq is not None and isinstance(clip := ev.data.get("sha256"), str):
                 # which custody entries are about which clip: what retention must keep as long as the clip
                 db.execute("INSERT OR IGNORE INTO clip_entries (seq, item) SELECT ?, item_id FROM clips "
                            "WHERE sha256=?", (seq, clip))
-            ids.append(eid)
+            ids.append(str(eid))
         return ids
 
     def _announce(self, events: Sequence[Event]) -> None:
