@@ -240,3 +240,103 @@ def test_an_upgrade_that_migrates_the_catalog_says_so_first_and_a_current_one_do
     Catalog(path, long_work=heard.append).close()
     Catalog(tmp_path / "new.sqlite", long_work=heard.append).close()
     assert heard == []
+
+
+def _states_mix(cat: Catalog) -> dict[str, str]:
+    """Clips in each state a station holds (staged, stamped, archived, purged, quarantined), one of them
+    staged and stamped under names staging would not give it (a path as it was written is kept as is)."""
+    shas = {name: f"{i:02x}" * 32 for i, name in enumerate(("staged", "stamped", "archived", "purged",
+                                                              "quarantined", "odd"), start=10)}
+    dock = cat.open_dock(DockedDevice(slot=1, ids=UsbIds(0x1209, 1, "S1"), volume=None, source="sim"),
+                         "generic-ums", event("docked", 1))
+    items, _ = cat.discover(dock, "S1", "0001", [ClipRef(f"{n}.mp4".encode(), 10, 1) for n in shas])
+    for item, (name, sha) in zip(items, shas.items(), strict=True):
+        cat.begin_pull(item.id)
+        staged = f"elsewhere/{sha}" if name == "odd" else f"media/{sha[:2]}/{sha}"
+        cat.finish_pull(item.id, sha, 10, staged, event("pulled", 1, sha256=sha), event("seen_again", 1, sha256=sha))
+        if name == "staged":
+            continue
+        manifest = f"manifests/old-{sha}.json" if name == "odd" else f"manifests/{sha}.manifest.json"
+        cat.stamped(sha, f"k/{name}", manifest, "ee" * 32, False, 1000.0, None, event("stamped", sha256=sha))
+        if name in ("archived", "purged"):
+            cat.start_forward(sha, f"k/{name}")
+            cat.archived(sha, event("archived", sha256=sha))
+        if name == "purged":
+            cat.purged(sha, event("purged", sha256=sha))
+        if name == "quarantined":
+            cat.quarantine(sha, "unreadable", event("quarantined", sha256=sha), reason="source_fault")
+    return shas
+
+
+def test_derivable_paths_are_not_stored_and_an_older_catalog_reads_back_the_same(tmp_path: Path) -> None:
+    """A clip's staged copy and manifest where staging names them are not stored (their hash says
+    them); a catalog from before, its rows holding the paths, reads back every clip as it did."""
+    path = tmp_path / "c.sqlite"
+    cat = Catalog(path)
+    shas = _states_mix(cat)
+    stored = dict(cat.db.execute("SELECT sha256, staged_path || '|' || coalesce(manifest_path, '-') FROM clips"))
+    assert stored[shas["archived"]] == "|" and stored[shas["staged"]] == "|-"  # nothing but the markers
+    assert stored[shas["odd"]] == f"elsewhere/{shas['odd']}|manifests/old-{shas['odd']}.json"
+    # the catalog as the schema before wrote it: every path in full, at that version
+    derived = next(i for i, m in enumerate(MIGRATIONS) if "UPDATE clips SET staged_path = ''" in m)
+    cat.db.executescript("BEGIN; UPDATE clips SET staged_path = 'media/' || substr(sha256, 1, 2) || '/' || sha256 "
+                         "WHERE staged_path = ''; UPDATE clips SET manifest_path = 'manifests/' || sha256 || "
+                         f"'.manifest.json' WHERE manifest_path = ''; PRAGMA user_version={derived}; COMMIT;")
+    assert cat.db.execute("SELECT count(*) FROM clips WHERE staged_path = '' OR manifest_path = ''").fetchone()[0] == 0
+    before = {s: cat.clip(s) for s in shas.values()}
+    r = Reports(path)
+    views = {s: r.clip(s) for s in shas.values()}
+    docks = r.dock_clips(1)
+    r.close()
+    purgeable = cat.purgeable(time.time() + 1)
+    cat.close()
+    cat = Catalog(path, compact=True)
+    assert {s: cat.clip(s) for s in shas.values()} == before
+    assert before[shas["archived"]].staged_path == f"media/{shas['archived'][:2]}/{shas['archived']}"  # type: ignore[union-attr]
+    assert before[shas["stamped"]].manifest_path == f"manifests/{shas['stamped']}.manifest.json"  # type: ignore[union-attr]
+    assert before[shas["odd"]].staged_path == f"elsewhere/{shas['odd']}"  # type: ignore[union-attr]
+    assert cat.purgeable(time.time() + 1) == purgeable and len(purgeable) == 1
+    assert cat.db.execute("SELECT count(*) FROM clips WHERE staged_path = ''").fetchone()[0] == 5
+    assert not cat.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'compact_due'").fetchone()  # compacted
+    r = Reports(path)
+    assert {s: r.clip(s) for s in shas.values()} == views and r.dock_clips(1) == docks
+    r.close()
+
+
+def test_the_queue_and_state_indexes_hold_only_the_rows_their_queries_want(tmp_path: Path) -> None:
+    """Archived clips and pulled items (nearly every row at a year) are in none of the queue's and
+    state's indexes; the queue, the counts and the retry time still read them off those indexes."""
+    cat = Catalog(tmp_path / "c.sqlite")
+    _states_mix(cat)
+    entries = {name: cat.db.execute(f"SELECT count(*) FROM {table} INDEXED BY {name} WHERE {where}").fetchone()[0]
+               for name, table, where in (("clips_queue", "clips", "state != 'archived'"),
+                                          ("clips_state", "clips", "state != 'archived'"),
+                                          ("items_state", "items", "state != 'pulled'"))}
+    assert entries == {"clips_queue": 4, "clips_state": 4, "items_state": 0}  # staged, stamped (and odd), quarantined
+    counts = cat.counts()
+    assert (counts["archived"], counts["staged"], counts["stamped"], counts["quarantined"]) == (2, 1, 2, 1)
+    assert cat.queue() == (3, 30)
+    assert cat.next_retry_at() == 0.0
+    for sql in ("SELECT count(*) FROM clips WHERE state != 'archived' GROUP BY state",
+                "SELECT min(next_try_at) FROM clips WHERE state='stamped' AND state != 'archived'"):
+        plan = " ".join(r[3] for r in cat.db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "clips_queue" in plan or "clips_state" in plan, plan
+
+
+def test_event_ids_are_stored_as_16_bytes_and_an_older_catalogs_read_back_the_same(tmp_path: Path) -> None:
+    """An outbox event's id, a UUID, is its 16 bytes in the row; callers see its text, before and after
+    the migration of a catalog that stored the text (an id that is no UUID stays as it was written)."""
+    cat = Catalog(tmp_path / "c.sqlite")
+    eid = cat.emit("dock_done", 1)
+    assert tuple(cat.db.execute("SELECT typeof(id), length(id) FROM events").fetchone()) == ("blob", 16)
+    assert [e.id for e in cat.events()] == [eid]
+    bytes_ = next(i for i, m in enumerate(MIGRATIONS) if "stored_event_id(id)" in m)
+    with cat.tx() as w:
+        w.execute("UPDATE events SET id=?", (eid,))
+        w.execute("INSERT INTO events (id, ts, type, data) VALUES ('not-a-uuid', 0, 'x', '{}')")
+        w.execute(f"PRAGMA user_version={bytes_}")
+    before = cat.events()
+    cat.close()
+    cat = Catalog(tmp_path / "c.sqlite")
+    assert cat.events() == before and [e.id for e in before] == [eid, "not-a-uuid"]
+    assert [r[0] for r in cat.db.execute("SELECT typeof(id) FROM events ORDER BY seq")] == ["blob", "text"]

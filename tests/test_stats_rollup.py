@@ -264,7 +264,9 @@ def test_the_migration_back_fills_the_rollup_from_the_clips(tmp_path: Path) -> N
     # what the migrations after it made)
     rollup = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE stats_rollup" in m)
     later = "".join(f"DROP TRIGGER totals_{n}_{k}; " for n in ("released", "purged") for k in ("ins", "upd", "del"))
-    assert rollup == VERSION - 2, "a migration after the totals' one: drop what it makes here too"
+    totals = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE station_totals" in m)
+    # the ones after the totals' run again here: each can (the paths' and the indexes' of issue 30's size)
+    assert rollup == totals - 1 and totals <= VERSION - 1, "a migration between: drop what it makes here too"
     cat.db.executescript("BEGIN; DROP TRIGGER stats_clip_added; DROP TRIGGER stats_clip_changed; "
                          "DROP TRIGGER stats_clip_deleted; DROP TRIGGER stats_item_docked; DROP TABLE stats_rollup; "
                          f"DROP INDEX events_alarms; {later}DROP TABLE station_totals; "

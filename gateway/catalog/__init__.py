@@ -45,7 +45,12 @@ from gateway.catalog.records import (
     Purgeable,
     event,
     from_row,
+    manifest_sql,
+    staged_sql,
+    stored_manifest,
+    stored_staged,
 )
+from gateway.catalog.schema import CLIP_OPEN, ITEM_OPEN
 from gateway.catalog.states import (
     REPULL_REASONS,
     STATES,
@@ -61,8 +66,8 @@ from gateway.catalog.store import CatalogError, Journal, compact_file
 if TYPE_CHECKING:  # annotations only: `status` and `events` read the catalog without driver code
     from drivers.base import ClipRef, DockedDevice, Identity
 
-_CLIP_SELECT = ("SELECT c.sha256, c.size, c.state, c.staged_path, c.archive_key, c.attempts, "
-                "c.item_id, i.serial, i.officer, i.path, i.mtime_ns, i.dock_id, c.manifest_path, "
+_CLIP_SELECT = (f"SELECT c.sha256, c.size, c.state, {staged_sql()} AS staged_path, c.archive_key, c.attempts, "
+                f"c.item_id, i.serial, i.officer, i.path, i.mtime_ns, i.dock_id, {manifest_sql()} AS manifest_path, "
                 "c.manifest_sha256, c.partial, c.capture_utc, c.assignment_id "
                 "FROM clips c JOIN items i ON i.id = c.item_id ")
 _ASSIGN_COLS = "id, officer, from_ts, to_ts, case_number, proof, category, important, created_at"
@@ -97,8 +102,9 @@ class Catalog(LockStore):
             db.execute("INSERT INTO clips (sha256, size, state, item_id, staged_path, archive_key, manifest_path, "
                        "manifest_sha256, created_at, updated_at, archived_at, officer) "
                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (sha256, size, "archived" if archived else "stamped", item, staged_path, key, manifest_path,
-                        manifest_sha256, now, now, now if archived else None, officer))
+                       (sha256, size, "archived" if archived else "stamped", item, stored_staged(sha256, staged_path),
+                        key, stored_manifest(sha256, manifest_path), manifest_sha256, now, now,
+                        now if archived else None, officer))
             _name(db, item, path)
         return True
 
@@ -124,8 +130,8 @@ class Catalog(LockStore):
             row = db.execute("SELECT state, quarantine_reason FROM clips WHERE sha256=?", (sha256,)).fetchone()
             if row is None or not can_pull_again(row["state"], row["quarantine_reason"]):
                 return False
-            set_: dict[str, Any] = {"staged_path": staged_path, "error": None, "quarantine_reason": None,
-                                    "attempts": 0, "next_try_at": 0}
+            set_: dict[str, Any] = {"staged_path": stored_staged(sha256, staged_path), "error": None,
+                                    "quarantine_reason": None, "attempts": 0, "next_try_at": 0}
             if manifest_sha256:
                 set_["manifest_sha256"] = manifest_sha256
             self._move("clips", sha256, to, (), set_, db=db, again=True)
@@ -138,9 +144,9 @@ class Catalog(LockStore):
         now = time.time()
         with self.tx() as db:
             a = db.execute("UPDATE items SET state='interrupted', error='daemon stopped mid-pull', "
-                           "updated_at=? WHERE state='pulling'", (now,)).rowcount
-            b = db.execute("UPDATE clips SET state='stamped', updated_at=? "
-                           "WHERE state='forwarding'", (now,)).rowcount
+                           f"updated_at=? WHERE state='pulling' AND {ITEM_OPEN}", (now,)).rowcount
+            b = db.execute(f"UPDATE clips SET state='stamped', updated_at=? "
+                           f"WHERE state='forwarding' AND {CLIP_OPEN}", (now,)).rowcount
             c = db.execute("UPDATE docks SET undocked_at=?, result=coalesce(result, 'daemon stopped') "
                            "WHERE undocked_at IS NULL", (now,)).rowcount
         return {"interrupted": a, "requeued": b, "docks_closed": c}
@@ -253,19 +259,19 @@ class Catalog(LockStore):
         and its signed manifest is *manifest_intact* (no second manifest),
         else to ``staged``, to be stamped again."""
         with self.tx() as db:
-            clip = db.execute("SELECT state, quarantine_reason, error, manifest_path FROM clips WHERE sha256=?",
-                              (sha256,)).fetchone()
+            clip = db.execute("SELECT state, quarantine_reason, error, manifest_path IS NOT NULL AS stamped_once "
+                              "FROM clips WHERE sha256=?", (sha256,)).fetchone()
             staged = clip is None
             if clip is not None and again is not None and staged_path is not None \
                     and can_pull_again(clip["state"], clip["quarantine_reason"]):
                 reason = clip["quarantine_reason"]
                 to = ClipState.STAMPED if (reason == "source_fault" and manifest_intact
-                                           and clip["manifest_path"]) else ClipState.STAGED
+                                           and clip["stamped_once"]) else ClipState.STAGED
                 ev = Event(again.type, again.slot, {**again.data, "reason": reason, "quarantined_for": clip["error"],
                                                     "state": str(to)})
                 self._move("clips", sha256, to, (), {
-                    "staged_path": staged_path, "error": None, "quarantine_reason": None, "attempts": 0,
-                    "next_try_at": 0}, db=db, again=True)
+                    "staged_path": stored_staged(sha256, staged_path), "error": None, "quarantine_reason": None,
+                    "attempts": 0, "next_try_at": 0}, db=db, again=True)
                 self._move("items", item_id, ItemState.PULLED, [ev], {"sha256": sha256, "error": None}, db=db)
                 staged = True
             elif clip is not None:
@@ -279,7 +285,8 @@ class Catalog(LockStore):
                 item = db.execute("SELECT officer, path FROM items WHERE id=?", (item_id,)).fetchone()
                 db.execute("INSERT INTO clips (sha256, size, state, item_id, staged_path, created_at, updated_at, "
                            "officer) VALUES (?,?, 'staged', ?,?,?,?,?)",
-                           (sha256, size, item_id, staged_path, now, now, item["officer"] if item else None))
+                           (sha256, size, item_id, stored_staged(sha256, staged_path), now, now,
+                            item["officer"] if item else None))
                 if item is not None:
                     _name(db, item_id, item["path"])
                 ev = pulled
@@ -309,7 +316,7 @@ class Catalog(LockStore):
         return rows[0] if rows else None
 
     def due_for_stamp(self, limit: int = 16) -> list[ClipRow]:
-        return self._clips("WHERE c.state='staged' ORDER BY c.created_at LIMIT ?", limit)
+        return self._clips(f"WHERE c.state='staged' AND c.{CLIP_OPEN} ORDER BY c.created_at LIMIT ?", limit)
 
     def stamped(self, sha256: str, key: str, manifest_path: str, manifest_sha256: str, partial: bool,
                 capture_utc: float | None, assignment_id: int | None, *events: Event, important: bool = False,
@@ -317,7 +324,8 @@ class Catalog(LockStore):
         """*important*, *category*, *cased*, *duration_s*: what the signed
         manifest says, kept beside the row for the searches and statistics."""
         self._move("clips", sha256, ClipState.STAMPED, events, {
-            "archive_key": key, "manifest_path": manifest_path, "manifest_sha256": manifest_sha256,
+            "archive_key": key, "manifest_path": stored_manifest(sha256, manifest_path),
+            "manifest_sha256": manifest_sha256,
             "partial": int(partial), "capture_utc": capture_utc, "assignment_id": assignment_id,
             "important": int(important), "category": category, "cased": int(cased), "duration_s": duration_s})
 
@@ -325,7 +333,7 @@ class Catalog(LockStore):
         """Clips to upload next: important ones (by their assignment) first
         (issue 15), then oldest first; none from the docks in *not_docks*."""
         skip = f"AND i.dock_id NOT IN ({','.join('?' * len(not_docks))}) " if not_docks else ""
-        due = f"WHERE c.state='stamped' AND c.next_try_at<=? {skip}"
+        due = f"WHERE c.state='stamped' AND c.{CLIP_OPEN} AND c.next_try_at<=? {skip}"
         # two walks of an index, never a sort of the whole queue: the clips of
         # the (few) important assignments, then the queue in its order
         first = self._clips(due + "AND c.assignment_id IN (SELECT id FROM assignments WHERE important=1) "
@@ -338,7 +346,7 @@ class Catalog(LockStore):
         return first + [c for c in rest if c.sha256 not in taken][:limit - len(first)]
 
     def next_retry_at(self) -> float | None:
-        row = self.db.execute("SELECT min(next_try_at) FROM clips WHERE state='stamped'").fetchone()
+        row = self.db.execute(f"SELECT min(next_try_at) FROM clips WHERE state='stamped' AND {CLIP_OPEN}").fetchone()
         return None if row[0] is None else float(row[0])
 
     def start_forward(self, sha256: str, key: str) -> None:
@@ -372,7 +380,7 @@ class Catalog(LockStore):
     # -- evidence ------------------------------------------------------------------------
     def sibling_item(self, serial: str, path: bytes) -> tuple[str, str | None] | None:
         """(sha256, staged path) of another pulled file of the same recorder."""
-        row = self.db.execute("SELECT c.sha256, c.staged_path FROM items i JOIN clips c ON c.sha256=i.sha256 "
+        row = self.db.execute(f"SELECT c.sha256, {staged_sql()} FROM items i JOIN clips c ON c.sha256=i.sha256 "
                               "WHERE i.serial=? AND lower(CAST(i.path AS TEXT))=lower(CAST(? AS TEXT)) "
                               "AND i.state IN ('pulled','sighting') LIMIT 1", (serial, path)).fetchone()
         return (row[0], row[1]) if row else None
@@ -563,7 +571,8 @@ class Catalog(LockStore):
 
     def purgeable(self, archived_before: float, limit: int = 500) -> list[Purgeable]:
         """Archived clips still in staging, oldest first."""
-        rows = self.db.execute("SELECT sha256, staged_path, size FROM clips WHERE state='archived' AND "
+        rows = self.db.execute(f"SELECT sha256, {staged_sql('clips')} AS staged_path, size FROM clips "
+                               "WHERE state='archived' AND "
                                "staged_path IS NOT NULL AND purged_at IS NULL AND archived_at<=? "
                                "ORDER BY archived_at LIMIT ?", (archived_before, limit)).fetchall()
         return [from_row(Purgeable, r) for r in rows]

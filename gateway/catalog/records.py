@@ -13,6 +13,40 @@ if TYPE_CHECKING:  # annotations only: reading the catalog needs no driver code
 
 R = TypeVar("R")
 
+#: a clip's staged copy and signed manifest where staging puts them (``pipeline/staging.py``,
+#: ``pipeline/stamp.py``): derived from its hash, so the row stores ``DERIVED`` ('') instead (issue 30,
+#: 162 B a clip); NULL still means "none" (no staged copy, not stamped yet)
+DERIVED = ""
+
+
+def staged_path_of(sha256: str) -> str:
+    return f"media/{sha256[:2]}/{sha256}"
+
+
+def manifest_path_of(sha256: str) -> str:
+    return f"manifests/{sha256}.manifest.json"
+
+
+def stored_staged(sha256: str, path: str | None) -> str | None:
+    """What the row stores for the staged copy *path*: ``DERIVED`` when staging's own name for it."""
+    return DERIVED if path is not None and path == staged_path_of(sha256) else path
+
+
+def stored_manifest(sha256: str, path: str | None) -> str | None:
+    return DERIVED if path is not None and path == manifest_path_of(sha256) else path
+
+
+def staged_sql(c: str = "c") -> str:
+    """SQL: clip row *c*'s staged path as callers see it (``DERIVED`` expanded)."""
+    return (f"(CASE {c}.staged_path WHEN '' THEN 'media/' || substr({c}.sha256, 1, 2) || '/' || {c}.sha256 "
+            f"ELSE {c}.staged_path END)")
+
+
+def manifest_sql(c: str = "c") -> str:
+    """SQL: clip row *c*'s manifest path as callers see it."""
+    return (f"(CASE {c}.manifest_path WHEN '' THEN 'manifests/' || {c}.sha256 || '.manifest.json' "
+            f"ELSE {c}.manifest_path END)")
+
 
 def from_row(cls: type[R], row: sqlite3.Row) -> R:
     """A record from the columns of *row* that the record names."""
@@ -35,6 +69,24 @@ def event(type_: str, slot: int | None = None, **data: Any) -> Event:
     return Event(type_, slot, data)
 
 
+def event_id(stored: bytes | str) -> str:
+    """An event's id as callers see it (a UUID's text) from the row's: its 16 bytes (issue 30), or text
+    (an id that is no UUID's canonical text stays as written)."""
+    if isinstance(stored, bytes) and len(stored) == 16:
+        h = stored.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return str(stored)
+
+
+def stored_event_id(eid: str) -> bytes | str:
+    """What the row stores for event id *eid*: a UUID's canonical text as its 16 bytes, else the text."""
+    try:
+        raw = bytes.fromhex(eid.replace("-", ""))
+    except ValueError:
+        return eid
+    return raw if len(raw) == 16 and event_id(raw) == eid else eid
+
+
 @dataclass(frozen=True)
 class EventRow:
     seq: int
@@ -46,7 +98,7 @@ class EventRow:
 
     @classmethod
     def of(cls, row: sqlite3.Row) -> EventRow:
-        return cls(row["seq"], row["id"], row["ts"], row["type"], row["slot"], json.loads(row["data"]))
+        return cls(row["seq"], event_id(row["id"]), row["ts"], row["type"], row["slot"], json.loads(row["data"]))
 
     def as_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "id": self.id, "ts": self.ts, "type": self.type, "slot": self.slot,

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from gateway.catalog.records import DockRow, EventRow, from_row
-from gateway.catalog.schema import STATS_LATE_S
+from gateway.catalog.records import DockRow, EventRow, from_row, manifest_sql, staged_sql
+from gateway.catalog.schema import CLIP_OPEN, ITEM_OPEN, STATS_LATE_S
 from gateway.catalog.states import QUEUED, STATES, TO_PULL
 from gateway.catalog.store import CatalogError
 
@@ -71,10 +71,14 @@ def in_list(states: Iterable[str]) -> str:
 def counts(db: sqlite3.Connection) -> dict[str, int]:
     """Recorder items still to pull and clips, by state."""
     out = dict.fromkeys(STATES, 0)
-    for state, n in db.execute(f"SELECT state, count(*) FROM items WHERE state IN ({in_list(TO_PULL)}) GROUP BY state"):
+    for state, n in db.execute(f"SELECT state, count(*) FROM items WHERE state IN ({in_list(TO_PULL)}) "
+                               f"AND {ITEM_OPEN} GROUP BY state"):
         out[state] = n
-    for state, n in db.execute("SELECT state, count(*) FROM clips GROUP BY state"):
+    # the clips not archived on their (partial) index, the archived the rest of every clip (the smallest index)
+    (out["archived"],) = db.execute("SELECT count(*) FROM clips").fetchone()
+    for state, n in db.execute(f"SELECT state, count(*) FROM clips WHERE {CLIP_OPEN} GROUP BY state"):
         out[state] = n
+        out["archived"] -= n
     return out
 
 
@@ -85,14 +89,14 @@ def queue(db: sqlite3.Connection) -> tuple[int, int]:
     # clip for an IN list of the rare queued states (115 ms at 250 000 clips,
     # twice a second from the daemon's status and the forwarder's lag check)
     row = db.execute(f"SELECT count(*), coalesce(sum(size), 0) FROM clips INDEXED BY clips_queue "
-                     f"WHERE state IN ({in_list(QUEUED)})").fetchone()
+                     f"WHERE state IN ({in_list(QUEUED)}) AND {CLIP_OPEN}").fetchone()
     return int(row[0]), int(row[1])
 
 
 def queue_oldest_age(db: sqlite3.Connection, now: float) -> float:
     """Seconds since the oldest clip not yet archived was staged (0: none)."""
     row = db.execute(f"SELECT min(created_at) FROM clips INDEXED BY clips_queue "
-                     f"WHERE state IN ({in_list(QUEUED)})").fetchone()
+                     f"WHERE state IN ({in_list(QUEUED)}) AND {CLIP_OPEN}").fetchone()
     return 0.0 if row[0] is None else max(0.0, now - float(row[0]))
 
 
@@ -293,14 +297,13 @@ def search_where(db: sqlite3.Connection, q: ClipQuery) -> tuple[str, list[Any]]:
         where.append(f"{WHEN}<? AND c.capture_utc IS NOT NULL")
         args.append(q.date_to)
     if q.state:
-        where.append("c.state=?")
+        where.append("c.state=?" + ("" if q.state == "archived" else f" AND c.{CLIP_OPEN}"))  # clips_state
         args.append(q.state)
     if q.category:
         where.append("c.category=?")
         args.append(q.category)
-    if q.important:
-        where.append("c.important=?")
-        args.append(1 if q.important == "yes" else 0)
+    if q.important:  # literal: ``clips_important_when`` holds the important ones only
+        where.append("c.important=1" if q.important == "yes" else "c.important=0")
     if q.case:
         # INDEXED BY: nearly every clip has no assignment, and ANALYZE then says one matches every row
         where.append("c.sha256 IN (SELECT k.sha256 FROM clips k INDEXED BY clips_assignment WHERE k.assignment_id IN "
@@ -317,8 +320,9 @@ def search_where(db: sqlite3.Connection, q: ClipQuery) -> tuple[str, list[Any]]:
     return " AND ".join(where) or "1", args
 
 
-_CLIP_COLS = ("SELECT c.sha256, c.size, c.state, c.capture_utc, c.partial, c.archive_key, c.staged_path, "
-              "c.purged_at, c.manifest_path, c.assignment_id, c.created_at, c.archived_at, c.category, c.important, "
+_CLIP_COLS = (f"SELECT c.sha256, c.size, c.state, c.capture_utc, c.partial, c.archive_key, "
+              f"{staged_sql()} AS staged_path, c.purged_at, {manifest_sql()} AS manifest_path, c.assignment_id, "
+              "c.created_at, c.archived_at, c.category, c.important, "
               "i.serial, i.officer, "
               "i.path, i.dock_id, d.officer_name, d.unit, d.docked_at, d.model, d.slot "
               "FROM clips c JOIN items i ON i.id=c.item_id LEFT JOIN docks d ON d.id=i.dock_id ")
@@ -398,7 +402,7 @@ class Reports:
         return newest(self.db, limit, types)
 
     def sightings(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM items WHERE state='sighting'").fetchone()[0])
+        return int(self.db.execute(f"SELECT count(*) FROM items WHERE state='sighting' AND {ITEM_OPEN}").fetchone()[0])
 
     def released_and_purged(self) -> tuple[int, int]:
         """Over the station's life: kept by triggers (``station_totals``), not counted row by row."""
@@ -473,8 +477,8 @@ class Reports:
     def dock_clips(self, dock_id: int, limit: int = 200) -> list[DockClip]:
         """What the recorder of one dock holds, as far as that dock pulled it."""
         return cast(list[DockClip], _rows(self.db.execute(
-            "SELECT i.path, i.size, i.state AS item_state, i.sha256, i.officer, c.state, c.capture_utc, "
-            "c.manifest_path, c.assignment_id FROM items i LEFT JOIN clips c ON c.sha256=i.sha256 "
+            f"SELECT i.path, i.size, i.state AS item_state, i.sha256, i.officer, c.state, c.capture_utc, "
+            f"{manifest_sql()} AS manifest_path, c.assignment_id FROM items i LEFT JOIN clips c ON c.sha256=i.sha256 "
             "WHERE i.dock_id=? ORDER BY i.path LIMIT ?", (dock_id, limit))))
 
     # -- statistics -------------------------------------------------------------------------

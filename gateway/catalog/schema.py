@@ -327,4 +327,39 @@ MIGRATIONS.append("""
         UPDATE station_totals SET n=n-1 WHERE name='{name}';
     END;
     """ for name, table, column in (("released", "items", "released_at"), ("purged", "clips", "purged_at"))))
+# issue 30, the catalog's size (1 663 B a clip at a year, goal < 1 KiB): a clip's staged copy and manifest where
+# staging names them by the clip's hash are stored as ``records.DERIVED`` (''), not 162 B of path a clip (NULL still
+# means none); the catalog's reads expand it (``records.staged_sql``). ``compact_due``: the rows shrank in place, so
+# the daemon's next start rewrites the file once (``store.compact_file``), which drops the table
+MIGRATIONS.append("""
+    UPDATE clips SET staged_path = '' WHERE staged_path = 'media/' || substr(sha256, 1, 2) || '/' || sha256;
+    UPDATE clips SET manifest_path = '' WHERE manifest_path = 'manifests/' || sha256 || '.manifest.json';
+    CREATE TABLE IF NOT EXISTS compact_due (since REAL);
+    """)
+#: the rows the queue's and state's indexes hold (a query that walks one says so in its WHERE, the planner's
+#: rule for a partial index): nearly every clip is archived and every item pulled at a year, and none is looked up
+#: by that state
+CLIP_OPEN = "state != 'archived'"
+ITEM_OPEN = "state != 'pulled'"
+# issue 30, the catalog's size: the indexes hold only the rows their queries can want (partial indexes): the
+# queue's and state's the clips not archived and the items not pulled, ``clips_assignment`` the clips an assignment
+# was stamped with, ``clips_important_when`` the important ones (96 B a clip at a year). Each step can run twice
+MIGRATIONS.append(f"""
+    DROP INDEX IF EXISTS clips_state;
+    CREATE INDEX clips_state ON clips(state, next_try_at) WHERE {CLIP_OPEN};
+    DROP INDEX IF EXISTS clips_queue;
+    CREATE INDEX clips_queue ON clips(state, created_at) WHERE {CLIP_OPEN};
+    DROP INDEX IF EXISTS items_state;
+    CREATE INDEX items_state ON items(state) WHERE {ITEM_OPEN};
+    DROP INDEX IF EXISTS clips_assignment;
+    CREATE INDEX clips_assignment ON clips(assignment_id) WHERE assignment_id IS NOT NULL;
+    DROP INDEX IF EXISTS clips_important_when;
+    CREATE INDEX clips_important_when ON clips(important, coalesce(capture_utc, created_at)) WHERE important = 1;
+    """)
+# issue 30, the catalog's size: an outbox event's id (a UUID) as its 16 bytes, not 36 of text (the row and its
+# UNIQUE index; callers see the text: ``records.event_id``); ``stored_event_id`` is the catalog's own function
+MIGRATIONS.append("""
+    UPDATE events SET id = stored_event_id(id) WHERE typeof(id) = 'text' AND length(id) = 36;
+    CREATE TABLE IF NOT EXISTS compact_due (since REAL);
+    """)
 VERSION = len(MIGRATIONS)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.catalog.records import Event, event
+from gateway.catalog.records import Event, event, stored_event_id
 from gateway.catalog.schema import MIGRATIONS, VERSION
 from gateway.catalog.states import ClipState, ItemState, can_pull_again, check_clip, check_item
 from gateway.errors import DockgateError
@@ -30,7 +30,10 @@ class CatalogError(DockgateError):
 
 def needs_compacting(db: sqlite3.Connection) -> bool:
     """A catalog made before incremental auto-vacuum was the default, a
-    quarter of it free (the outbox pruned): ``compact_file`` once."""
+    quarter of it free (the outbox pruned), or one a migration shrank the
+    rows of in place (``compact_due``): ``compact_file`` once."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='compact_due'").fetchone():
+        return True
     pages, free, mode = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count",
                                                                              "auto_vacuum"))
     return bool(mode != 2 and free * 4 > pages)
@@ -48,6 +51,8 @@ def compact_file(path: Path) -> None:
     try:
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         db.execute("VACUUM")
+        # after the rewrite (a crash in it leaves it due), its page given back too
+        db.executescript("DROP TABLE IF EXISTS compact_due; PRAGMA incremental_vacuum;")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.DatabaseError as e:
         raise CatalogError(f"catalog {path}: {e}") from None
@@ -110,6 +115,8 @@ class Store:
                 self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            # the migrations' own function (SQLite 3.40 has no unhex())
+            self.db.create_function("stored_event_id", 1, stored_event_id, deterministic=True)
             self._migrate()
             if compact and needs_compacting(self.db):  # nobody waits on the writer yet (``compact_file``)
                 self._long_work("compacting the catalog once (minutes on a year's history)")
@@ -191,14 +198,14 @@ class Store:
         ids = []
         for ev in events:
             seq = self.journal.on_record(ev)
-            eid = str(uuid.uuid4())
+            eid = uuid.uuid4()
             db.execute("INSERT INTO events (id, ts, type, slot, data, custody_seq) VALUES (?,?,?,?,?,?)",
-                       (eid, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
+                       (eid.bytes, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
             if seq is not None and isinstance(clip := ev.data.get("sha256"), str):
                 # which custody entries are about which clip: what retention must keep as long as the clip
                 db.execute("INSERT OR IGNORE INTO clip_entries (seq, item) SELECT ?, item_id FROM clips "
                            "WHERE sha256=?", (seq, clip))
-            ids.append(eid)
+            ids.append(str(eid))
         return ids
 
     def _announce(self, events: Sequence[Event]) -> None:
