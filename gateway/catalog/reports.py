@@ -400,6 +400,21 @@ class Reports:
     def sightings(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM items WHERE state='sighting'").fetchone()[0])
 
+    def kept_counts(self) -> tuple[dict[str, int], int]:
+        """``counts()`` and ``sightings()`` from ``state_counts`` (kept by triggers), not counted row by row."""
+        try:
+            kept = self.db.execute("SELECT tbl, state, n FROM state_counts").fetchall()
+        except sqlite3.OperationalError:  # a catalog the daemon has not migrated yet (just upgraded)
+            return self.counts(), self.sightings()
+        out = dict.fromkeys(STATES, 0)
+        sightings = 0
+        for tbl, state, n in sorted(kept, key=lambda r: r[0] != "items"):  # as counts(): a clip's state wins
+            if n and (tbl == "clips" or state in TO_PULL):
+                out[state] = int(n)
+            elif tbl == "items" and state == "sighting":
+                sightings = int(n)
+        return out, sightings
+
     def released_and_purged(self) -> tuple[int, int]:
         """Over the station's life: kept by triggers (``station_totals``), not counted row by row."""
         try:
