@@ -415,6 +415,13 @@ class Reports:
                 sightings = int(n)
         return out, sightings
 
+    def newest_checkpoint(self) -> str | None:
+        """The name of the newest checkpoint the catalog recorded (``checkpoint-STATION-SEQ.json``: the custody
+        segment sealed last ended at SEQ), without reading every one."""
+        row = self.db.execute("SELECT name FROM segments WHERE name LIKE 'checkpoint-%.json' "
+                              "ORDER BY rowid DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
     def released_and_purged(self) -> tuple[int, int]:
         """Over the station's life: kept by triggers (``station_totals``), not counted row by row."""
         try:

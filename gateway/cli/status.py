@@ -24,46 +24,63 @@ class _Station(Protocol):  # a Digest or a whole gateway.config.Config
     def custody_dir(self) -> Path: ...
 
 
-def _catalog_station(cfg: Digest) -> str | None:
-    """Whose catalog and custody log the state folder holds (None: nobody's yet, or not readable)."""
+def _catalog_station(cfg: Digest, checkpoint: str | None = None) -> str | None:
+    """Whose catalog and custody log the state folder holds (None: nobody's yet, or not readable).
+    *checkpoint*: the newest the catalog recorded (``Reports.newest_checkpoint``), a hint where to look."""
     try:
-        owner = newest_custody_station(cfg.custody_dir) if cfg.custody_dir.is_dir() else None
+        return newest_custody_station(cfg.custody_dir, checkpoint) if cfg.custody_dir.is_dir() else None
     except OSError:
         return None
-    return owner
 
 
-#: a custody segment's name: custody-STATION-SEQ.jsonl, the open one custody-STATION-SEQ.open.jsonl
-_SEGMENT = ("custody-", ".jsonl")
+def _station_in(segment: Path) -> str | None:
+    """The station id of the newest whole entry of the custody *segment*, read from its end (None: none)."""
+    with open(segment, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        size = min(end, 1 << 16)
+        while True:
+            f.seek(end - size)
+            lines = [x for x in f.read(size).splitlines() if x.strip()]
+            if size < end:
+                lines = lines[1:]  # the first may be cut by where the read started
+            for line in reversed(lines):
+                try:
+                    return str(json.loads(line)["station"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # torn by a power cut: the one before it
+            if size >= end:
+                return None
+            size = min(end, size * 4)
 
 
-def newest_custody_station(directory: Path) -> str | None:
+def newest_custody_station(directory: Path, checkpoint: str | None = None) -> str | None:
     """The station id of the newest entry of the custody log in *directory*
     (None: no entry yet), as ``gateway.evidence.custody.last_station`` says,
-    without its cost at a year (13 ms: every name as a Path, sorted, then the
-    newest segment read whole, and the evidence package's imports): names
-    only, the newest segment read from its end."""
+    without its cost at a year (13 ms: every name of thousands as a Path,
+    sorted, the newest segment read whole, and the evidence package's
+    imports). With the newest *checkpoint* the catalog recorded
+    (``checkpoint-STATION-SEQ.json``) the segment opened after it,
+    ``custody-STATION-SEQ+1.open.jsonl``, is the log's newest if it is there
+    (the writer seals a segment, renaming it, before it opens the next;
+    once that one is sealed in turn the name is gone): one stat, no listing.
+    Otherwise (a catalog behind its log, no seal yet, a segment without a
+    whole entry) the names are listed, never made Paths, and the newest
+    segments read from their ends."""
+    if checkpoint and checkpoint.startswith("checkpoint-") and checkpoint.endswith(".json"):
+        station, _, seq = checkpoint[len("checkpoint-"):-len(".json")].rpartition("-")
+        if station and seq.isdigit():
+            try:
+                found = _station_in(directory / f"custody-{station}-{int(seq) + 1:010d}.open.jsonl")
+            except FileNotFoundError:
+                found = None
+            if found is not None:
+                return found
     with os.scandir(directory) as it:
-        names = sorted((e.name for e in it if e.name.startswith(_SEGMENT[0]) and e.name.endswith(_SEGMENT[1])),
+        names = sorted((e.name for e in it if e.name.startswith("custody-") and e.name.endswith(".jsonl")),
                        reverse=True)
     for name in names:
-        with open(directory / name, "rb") as f:
-            end = f.seek(0, os.SEEK_END)
-            size = min(end, 1 << 16)
-            while True:
-                f.seek(end - size)
-                lines = [x for x in f.read(size).splitlines() if x.strip()]
-                if size < end:
-                    lines = lines[1:]  # the first may be cut by where the read started
-                for line in reversed(lines):
-                    try:
-                        entry = json.loads(line)
-                        return str(entry["station"])
-                    except (ValueError, KeyError, TypeError):
-                        continue  # torn by a power cut: the one before it
-                if size >= end:
-                    break
-                size = min(end, size * 4)
+        if (found := _station_in(directory / name)) is not None:
+            return found
     return None
 
 
@@ -77,6 +94,7 @@ def collect(given: Digest | Config) -> dict[str, Any]:
     sightings = 0
     docks: list[DockSummary] = []
     released = purged = 0
+    checkpoint = None
     if cfg.catalog_path.exists():
         try:
             cat = Reports(cfg.catalog_path)
@@ -85,6 +103,7 @@ def collect(given: Digest | Config) -> dict[str, Any]:
         if cat is not None:
             try:
                 counts, sightings = cat.kept_counts()
+                checkpoint = cat.newest_checkpoint()
                 q = cat.queue()
                 queue = {"clips": q[0], "bytes": q[1]}
                 docks = cat.recent_docks()
@@ -98,7 +117,7 @@ def collect(given: Digest | Config) -> dict[str, Any]:
         "station": cfg.station_id,
         # the service refuses to start while either says so (gateway/process/daemon.py)
         "station_placeholder": cfg.placeholder_id,
-        "catalog_station": _catalog_station(cfg),
+        "catalog_station": _catalog_station(cfg, checkpoint),
         "config_drop_ins": str(cfg.drop_in_dir),
         "daemon": {"running": running, "pid": live.get("pid") if running else None,
                    "version": live.get("version"), "updated_at": live.get("updated_at")},
