@@ -17,6 +17,7 @@ import pytest
 
 from drivers.base import ClipRef, DockedDevice, UsbIds
 from gateway.catalog import Catalog, event
+from gateway.catalog.records import stored_event_id
 from gateway.catalog.reports import Reports
 from gateway.catalog.schema import MIGRATIONS
 from gateway.cli.status import pruned_since
@@ -230,6 +231,7 @@ def test_an_upgrade_that_migrates_the_catalog_says_so_first_and_a_current_one_do
     start timeout: at a year's history a migration takes minutes)."""
     path = tmp_path / "older.sqlite"
     db = sqlite3.connect(path, isolation_level=None)
+    db.create_function("stored_event_id", 1, stored_event_id)  # the event ids' migration calls the catalog's own
     for step, script in enumerate(MIGRATIONS[:-1]):
         db.executescript(f"BEGIN;{script}PRAGMA user_version={step + 1};COMMIT;")
     db.close()

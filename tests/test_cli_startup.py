@@ -48,3 +48,17 @@ def test_status_and_events_read_the_catalog_without_keys_recorders_or_web(statio
     mods = loaded_by(*argv, "-c", str(station))
     assert "gateway.catalog.reports" in mods  # it did read the catalog
     assert heavy(mods, NOT_FOR_READING) == []
+
+
+#: what they do not need once the config was validated and is unchanged (gateway/cli/digest.py): its schema
+NOT_AGAIN = (*NOT_FOR_READING, "pydantic", "gateway.config", "gateway.values", "gateway.evidence")
+
+
+@pytest.mark.parametrize("argv", [["status", "--json"], ["events", "--json", "--since", "0"]], ids=" ".join)
+def test_status_and_events_on_an_unchanged_config_do_not_validate_it_again(station: Path, argv: list[str]) -> None:
+    Catalog(load_config(station).catalog_path).close()
+    first = loaded_by(*argv, "-c", str(station))
+    assert "gateway.config" in first  # validated, then kept
+    mods = loaded_by(*argv, "-c", str(station))
+    assert "gateway.catalog.reports" in mods
+    assert heavy(mods, NOT_AGAIN) == []

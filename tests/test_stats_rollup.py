@@ -265,8 +265,11 @@ def test_the_migration_back_fills_the_rollup_from_the_clips(tmp_path: Path) -> N
     rollup = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE stats_rollup" in m)
     later = "".join(f"DROP TRIGGER totals_{n}_{k}; " for n in ("released", "purged") for k in ("ins", "upd", "del"))
     totals = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE station_totals" in m)
-    # the ones after the totals' run again here: each can (the paths' and the indexes' of issue 30's size)
+    # the ones after the totals' run again here: each can (the paths' and the indexes' of issue 30's size), and
+    # the state counts' once its table and triggers are gone
     assert rollup == totals - 1 and totals <= VERSION - 1, "a migration between: drop what it makes here too"
+    later += "".join(f"DROP TRIGGER state_counts_{t}_{k}; " for t in ("items", "clips") for k in ("ins", "upd", "del"))
+    later += "DROP TABLE state_counts; "
     cat.db.executescript("BEGIN; DROP TRIGGER stats_clip_added; DROP TRIGGER stats_clip_changed; "
                          "DROP TRIGGER stats_clip_deleted; DROP TRIGGER stats_item_docked; DROP TABLE stats_rollup; "
                          f"DROP INDEX events_alarms; {later}DROP TABLE station_totals; "
@@ -278,6 +281,35 @@ def test_the_migration_back_fills_the_rollup_from_the_clips(tmp_path: Path) -> N
     assert totals == {"released": again.db.execute("SELECT count(*) FROM items WHERE released_at IS NOT NULL")
                       .fetchone()[0], "purged": again.db.execute("SELECT count(*) FROM clips WHERE purged_at IS NOT "
                                                                  "NULL").fetchone()[0]}
+    assert _kept_by_state(again.db) == _counted_by_state(again.db)
+
+
+def _kept_by_state(db: Any) -> dict[tuple[str, str], int]:
+    return {(t, s): n for t, s, n in db.execute("SELECT tbl, state, n FROM state_counts") if n}
+
+
+def _counted_by_state(db: Any) -> dict[tuple[str, str], int]:
+    """The oracle: a count(*) GROUP BY state over every item and clip."""
+    return {(t, s): n for t in ("items", "clips") for s, n in db.execute(f"SELECT state, count(*) FROM {t} "
+                                                                          "GROUP BY state")}
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_kept_counts_by_state_equal_a_count_over_every_row_after_any_mix_of_transitions(tmp_path: Path,
+                                                                                             seed: int) -> None:
+    path = tmp_path / "c.sqlite"
+    cat = Catalog(path)
+    mix = Mix(cat, seed)
+    for n in range(1, 201):
+        mix.step()
+        if n % 50 == 0:
+            assert _kept_by_state(cat.db) == _counted_by_state(cat.db), f"state counts drifted after {n} steps"
+    counted = _counted_by_state(cat.db)
+    assert len([k for k in counted if k[0] == "clips"]) >= 3 and len([k for k in counted if k[0] == "items"]) >= 3
+    assert cat.db.execute("SELECT count(*) FROM state_counts WHERE n < 0").fetchone()[0] == 0
+    r = Reports(path)
+    assert r.kept_counts() == (r.counts(), r.sightings())  # what `status` shows, as it counted before
+    r.close()
 
 
 def test_the_statistics_page_reads_no_clip_but_its_boundary_days_nor_every_event(tmp_path: Path) -> None:

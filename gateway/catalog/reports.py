@@ -404,6 +404,28 @@ class Reports:
     def sightings(self) -> int:
         return int(self.db.execute(f"SELECT count(*) FROM items WHERE state='sighting' AND {ITEM_OPEN}").fetchone()[0])
 
+    def kept_counts(self) -> tuple[dict[str, int], int]:
+        """``counts()`` and ``sightings()`` from ``state_counts`` (kept by triggers), not counted row by row."""
+        try:
+            kept = self.db.execute("SELECT tbl, state, n FROM state_counts").fetchall()
+        except sqlite3.OperationalError:  # a catalog the daemon has not migrated yet (just upgraded)
+            return self.counts(), self.sightings()
+        out = dict.fromkeys(STATES, 0)
+        sightings = 0
+        for tbl, state, n in sorted(kept, key=lambda r: r[0] != "items"):  # as counts(): a clip's state wins
+            if n and (tbl == "clips" or state in TO_PULL):
+                out[state] = int(n)
+            elif tbl == "items" and state == "sighting":
+                sightings = int(n)
+        return out, sightings
+
+    def newest_checkpoint(self) -> str | None:
+        """The name of the newest checkpoint the catalog recorded (``checkpoint-STATION-SEQ.json``: the custody
+        segment sealed last ended at SEQ), without reading every one."""
+        row = self.db.execute("SELECT name FROM segments WHERE name LIKE 'checkpoint-%.json' "
+                              "ORDER BY rowid DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
     def released_and_purged(self) -> tuple[int, int]:
         """Over the station's life: kept by triggers (``station_totals``), not counted row by row."""
         try:

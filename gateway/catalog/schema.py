@@ -362,4 +362,26 @@ MIGRATIONS.append("""
     UPDATE events SET id = stored_event_id(id) WHERE typeof(id) = 'text' AND length(id) = 36;
     CREATE TABLE IF NOT EXISTS compact_due (since REAL);
     """)
+# issue 30: ``status`` counts items and clips by state; a count(*) GROUP BY over an index read every clip
+# (30 ms at a year's 250 000). ``state_counts`` keeps them, by triggers in the transaction of every write that
+# adds a row, changes its state or removes it (a state's row stays at 0 once emptied). It can run twice
+MIGRATIONS.append("""
+    CREATE TABLE IF NOT EXISTS state_counts (tbl TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL,
+                                             PRIMARY KEY (tbl, state)) WITHOUT ROWID;
+    DELETE FROM state_counts;
+    INSERT INTO state_counts SELECT 'items', state, count(*) FROM items GROUP BY state;
+    INSERT INTO state_counts SELECT 'clips', state, count(*) FROM clips GROUP BY state;
+    """ + "".join(f"""
+    CREATE TRIGGER IF NOT EXISTS state_counts_{table}_ins AFTER INSERT ON {table} BEGIN
+        INSERT INTO state_counts VALUES ('{table}', NEW.state, 1) ON CONFLICT DO UPDATE SET n=n+1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS state_counts_{table}_upd AFTER UPDATE OF state ON {table}
+        WHEN OLD.state IS NOT NEW.state BEGIN
+        UPDATE state_counts SET n=n-1 WHERE tbl='{table}' AND state=OLD.state;
+        INSERT INTO state_counts VALUES ('{table}', NEW.state, 1) ON CONFLICT DO UPDATE SET n=n+1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS state_counts_{table}_del AFTER DELETE ON {table} BEGIN
+        UPDATE state_counts SET n=n-1 WHERE tbl='{table}' AND state=OLD.state;
+    END;
+    """ for table in ("items", "clips")))
 VERSION = len(MIGRATIONS)

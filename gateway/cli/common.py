@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from gateway import DEFAULT_CONFIG
 from gateway.errors import DockgateError
 
 if TYPE_CHECKING:  # the schema (pydantic) loads when a command reads its config, not to build the parser
+    from gateway.cli.digest import Digest
     from gateway.config import Config
     from gateway.evidence.verify import Report
 
@@ -58,6 +60,14 @@ def config_of(args: argparse.Namespace) -> Config:
     from gateway.config import default_config_path, load_config
 
     return load_config(args.config or default_config_path())
+
+
+def digest_of(args: argparse.Namespace) -> Digest:
+    """What `status` and `events` read of the config: validated, but not again while its files are unchanged
+    (gateway/cli/digest.py)."""
+    from gateway.cli.digest import load_digest
+
+    return load_digest(args.config or os.environ.get("DOCKGATE_CONFIG") or DEFAULT_CONFIG)
 
 
 def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.cli.common import LOG_LEVELS, UsageError, config_of, with_config
+from gateway.cli.common import LOG_LEVELS, UsageError, config_of, digest_of, with_config
 
 if TYPE_CHECKING:  # the schema (pydantic) loads when a command reads its config, not to build the parser
     from gateway.config import Config
@@ -126,7 +126,7 @@ def cmd_archive_policy(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from gateway.cli.status import collect, render
 
-    cfg = config_of(args)
+    cfg = digest_of(args)
     if args.json:
         print(json.dumps(collect(cfg), ensure_ascii=False, indent=2))
         return 0
@@ -159,7 +159,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     print oldest first, then ``--follow`` waits for more."""
     from gateway.cli.status import pruned_since, read_events
 
-    cfg = config_of(args)
+    cfg = digest_of(args)
     types = set(args.type) if args.type else None
     if args.since is None and not args.follow:
         for ev in read_events(cfg, None, args.limit, types):
