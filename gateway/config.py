@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway import DEFAULT_CONFIG as _DEFAULT_CONFIG
+from gateway import drop_in_dir
 from gateway.errors import ConfigError, describe_validation
 from gateway.values import MAX_SIZE_BYTES, Age, Interval, Size, Timeout
 
@@ -380,10 +381,6 @@ def check_key_template(v: str) -> str:
 DEFAULT_CONFIG = Path(_DEFAULT_CONFIG)
 
 
-def default_config_path() -> Path:
-    return Path(os.environ.get("DOCKGATE_CONFIG") or DEFAULT_CONFIG)
-
-
 def _resolve(base: Path, p: Path | None) -> Path | None:
     if p is None:
         return None
@@ -417,11 +414,6 @@ def _secret(base: Path, p: Path | None) -> Path | None:
         return folder / p
     # found nowhere: name the place it belongs (where the unit loads credentials from), if there is one
     return base / "credentials" / p if os.path.lexists(base / "credentials") else base / p
-
-
-def drop_in_dir(path: Path) -> Path:
-    """``FILE.d/``: the drop-ins merged over *path*."""
-    return path.with_name(path.name + ".d")
 
 
 def _merge(into: dict[str, Any], new: dict[str, Any], file: Path, origin: dict[str, Path],

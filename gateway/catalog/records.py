@@ -17,14 +17,18 @@ R = TypeVar("R")
 #: ``pipeline/stamp.py``): derived from its hash, so the row stores ``DERIVED`` ('') instead (issue 30,
 #: 162 B a clip); NULL still means "none" (no staged copy, not stamped yet)
 DERIVED = ""
+#: staging's folders of clips (by content) and of their signed manifests: the one place their layout is named
+MEDIA_DIR = "media"
+MANIFESTS_DIR = "manifests"
+_MANIFEST_NAME = ".manifest.json"  # gateway.evidence.manifest.MANIFEST_SUFFIX (a layer above the catalog)
 
 
 def staged_path_of(sha256: str) -> str:
-    return f"media/{sha256[:2]}/{sha256}"
+    return f"{MEDIA_DIR}/{sha256[:2]}/{sha256}"
 
 
 def manifest_path_of(sha256: str) -> str:
-    return f"manifests/{sha256}.manifest.json"
+    return f"{MANIFESTS_DIR}/{sha256}{_MANIFEST_NAME}"
 
 
 def stored_staged(sha256: str, path: str | None) -> str | None:
@@ -38,14 +42,14 @@ def stored_manifest(sha256: str, path: str | None) -> str | None:
 
 def staged_sql(c: str = "c") -> str:
     """SQL: clip row *c*'s staged path as callers see it (``DERIVED`` expanded)."""
-    return (f"(CASE {c}.staged_path WHEN '' THEN 'media/' || substr({c}.sha256, 1, 2) || '/' || {c}.sha256 "
-            f"ELSE {c}.staged_path END)")
+    return (f"(CASE {c}.staged_path WHEN '{DERIVED}' THEN '{MEDIA_DIR}/' || substr({c}.sha256, 1, 2) || '/' "
+            f"|| {c}.sha256 ELSE {c}.staged_path END)")
 
 
 def manifest_sql(c: str = "c") -> str:
     """SQL: clip row *c*'s manifest path as callers see it."""
-    return (f"(CASE {c}.manifest_path WHEN '' THEN 'manifests/' || {c}.sha256 || '.manifest.json' "
-            f"ELSE {c}.manifest_path END)")
+    return (f"(CASE {c}.manifest_path WHEN '{DERIVED}' THEN '{MANIFESTS_DIR}/' || {c}.sha256 || "
+            f"'{_MANIFEST_NAME}' ELSE {c}.manifest_path END)")
 
 
 def from_row(cls: type[R], row: sqlite3.Row) -> R:

@@ -69,7 +69,32 @@ def in_list(states: Iterable[str]) -> str:
 # -- the station: counts, queue, events (status, metrics, the outbox) -------------------------------------------
 
 def counts(db: sqlite3.Connection) -> dict[str, int]:
-    """Recorder items still to pull and clips, by state."""
+    """Recorder items still to pull and clips, by state: from ``state_counts`` (kept by triggers: the daemon's
+    status and metrics, `status`), counted only in a catalog its migration has not reached yet."""
+    return kept_counts(db)[0]
+
+
+def kept_counts(db: sqlite3.Connection) -> tuple[dict[str, int], int]:
+    """(``counts``, items seen but not to pull: sightings) from ``state_counts``."""
+    try:
+        kept = db.execute("SELECT tbl, state, n FROM state_counts").fetchall()
+    except sqlite3.OperationalError:  # a catalog the daemon has not migrated yet (just upgraded)
+        return _counted(db), _sightings_counted(db)
+    out = dict.fromkeys(STATES, 0)
+    sightings = 0
+    for tbl, state, n in sorted(kept, key=lambda r: r[0] != "items"):  # as _counted: a clip's state wins
+        if n and (tbl == "clips" or state in TO_PULL):
+            out[state] = int(n)
+        elif tbl == "items" and state == "sighting":
+            sightings = int(n)
+    return out, sightings
+
+
+def _sightings_counted(db: sqlite3.Connection) -> int:
+    return int(db.execute(f"SELECT count(*) FROM items WHERE state='sighting' AND {ITEM_OPEN}").fetchone()[0])
+
+
+def _counted(db: sqlite3.Connection) -> dict[str, int]:
     out = dict.fromkeys(STATES, 0)
     for state, n in db.execute(f"SELECT state, count(*) FROM items WHERE state IN ({in_list(TO_PULL)}) "
                                f"AND {ITEM_OPEN} GROUP BY state"):
@@ -402,22 +427,11 @@ class Reports:
         return newest(self.db, limit, types)
 
     def sightings(self) -> int:
-        return int(self.db.execute(f"SELECT count(*) FROM items WHERE state='sighting' AND {ITEM_OPEN}").fetchone()[0])
+        return kept_counts(self.db)[1]
 
     def kept_counts(self) -> tuple[dict[str, int], int]:
-        """``counts()`` and ``sightings()`` from ``state_counts`` (kept by triggers), not counted row by row."""
-        try:
-            kept = self.db.execute("SELECT tbl, state, n FROM state_counts").fetchall()
-        except sqlite3.OperationalError:  # a catalog the daemon has not migrated yet (just upgraded)
-            return self.counts(), self.sightings()
-        out = dict.fromkeys(STATES, 0)
-        sightings = 0
-        for tbl, state, n in sorted(kept, key=lambda r: r[0] != "items"):  # as counts(): a clip's state wins
-            if n and (tbl == "clips" or state in TO_PULL):
-                out[state] = int(n)
-            elif tbl == "items" and state == "sighting":
-                sightings = int(n)
-        return out, sightings
+        """``counts()`` and ``sightings()`` in one read."""
+        return kept_counts(self.db)
 
     def newest_checkpoint(self) -> str | None:
         """The name of the newest checkpoint the catalog recorded (``checkpoint-STATION-SEQ.json``: the custody

@@ -46,8 +46,9 @@ def _sm2_pubkeys(paths: list[str | Path]) -> list[bytes]:
 def open_source(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
     """The archive to read (``--archive DIR`` or the station config's), the
     station public keys, and the station config (None with ``--archive``)."""
+    from gateway import default_config_path
     from gateway.archive.directory import DirectoryArchive
-    from gateway.config import default_config_path, load_config
+    from gateway.config import load_config
 
     if args.archive:
         if not Path(args.archive).is_dir():
@@ -208,8 +209,9 @@ def cmd_verify_bag(args: argparse.Namespace) -> int:
 
 
 def _station_archive(args: argparse.Namespace) -> tuple[Any, Any]:
+    from gateway import default_config_path
     from gateway.archive import open_backend
-    from gateway.config import default_config_path, load_config
+    from gateway.config import load_config
 
     cfg = load_config(args.config or default_config_path())
     return cfg, open_backend(cfg)

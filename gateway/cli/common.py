@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from typing import TYPE_CHECKING
 
-from gateway import DEFAULT_CONFIG
+from gateway import DEFAULT_CONFIG, default_config_path
 from gateway.errors import DockgateError
 
 if TYPE_CHECKING:  # the schema (pydantic) loads when a command reads its config, not to build the parser
@@ -57,7 +56,8 @@ class CannotRead(DockgateError):
 
 
 def config_of(args: argparse.Namespace) -> Config:
-    from gateway.config import default_config_path, load_config
+    from gateway import default_config_path
+    from gateway.config import load_config
 
     return load_config(args.config or default_config_path())
 
@@ -67,7 +67,7 @@ def digest_of(args: argparse.Namespace) -> Digest:
     (gateway/cli/digest.py)."""
     from gateway.cli.digest import load_digest
 
-    return load_digest(args.config or os.environ.get("DOCKGATE_CONFIG") or DEFAULT_CONFIG)
+    return load_digest(args.config or default_config_path())
 
 
 def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:

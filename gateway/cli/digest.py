@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway import __version__
+from gateway import __version__, drop_in_dir
 
 if TYPE_CHECKING:
     from gateway.config import Config
@@ -74,8 +74,8 @@ class Digest:
         return self.state_dir / "custody"
 
     @property
-    def drop_in_dir(self) -> Path:  # as gateway.config.drop_in_dir
-        return self.source.with_name(self.source.name + ".d")
+    def drop_in_dir(self) -> Path:
+        return drop_in_dir(self.source)
 
     @classmethod
     def of(cls, cfg: Config) -> Digest:
@@ -96,7 +96,7 @@ def fingerprint(path: Path) -> str | None:
         part(os.fsencode(os.path.realpath(path)))
         part(os.fsencode(os.environ.get("HOME", "")))
         part(path.read_bytes())
-        folder = path.with_name(path.name + ".d")
+        folder = drop_in_dir(path)
         try:
             names = sorted(os.listdir(folder))
         except (FileNotFoundError, NotADirectoryError):

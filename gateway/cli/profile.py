@@ -376,7 +376,8 @@ def _registry(cfg: Config | None) -> Registry:
 
 
 def _config(args: argparse.Namespace, required: bool) -> Config | None:
-    from gateway.config import default_config_path, load_config
+    from gateway import default_config_path
+    from gateway.config import load_config
 
     path = Path(args.config or default_config_path())
     if not required and args.config is None and not path.exists():

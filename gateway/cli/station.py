@@ -29,8 +29,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """0: `run` would start; 1: the config or what it names fails a check;
     2: there is no config to check. Where the service is installed and runs
     this config, also as the service will run (its user, its credentials)."""
+    from gateway import default_config_path
     from gateway.cli.checkconfig import check_as_service, check_station, installed_service
-    from gateway.config import default_config_path, load_config
+    from gateway.config import load_config
     from gateway.errors import ConfigError
 
     path = Path(args.config or default_config_path())

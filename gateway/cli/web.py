@@ -26,7 +26,8 @@ def _secret(prompt: str, from_stdin: bool) -> str:
 
 
 def cmd_web_user(args: argparse.Namespace) -> int:
-    from gateway.config import default_config_path, load_config
+    from gateway import default_config_path
+    from gateway.config import load_config
     from gateway.web.accounts import add_user, supervisors
 
     cfg = load_config(args.config or default_config_path())
@@ -47,7 +48,8 @@ def cmd_web_user(args: argparse.Namespace) -> int:
 
 
 def cmd_web_pin(args: argparse.Namespace) -> int:
-    from gateway.config import default_config_path, load_config
+    from gateway import default_config_path
+    from gateway.config import load_config
     from gateway.web.accounts import officer_pins, set_pin
 
     cfg = load_config(args.config or default_config_path())

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalog import Catalog, ClipState
+from gateway.catalog.records import manifest_path_of
 from gateway.pipeline.staging import Staging
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def catch_up(catalog: Catalog, custody_dir: Path, custody_seq: int, staging: Sta
                 gap.confirmed += 1
             continue
         facts = pulled.get(sha)
-        manifest = staging.root / "manifests" / f"{sha}.manifest.json"
+        manifest = staging.root / manifest_path_of(sha)
         copy = staging.path_for(sha)
         if facts is None or not (sha in archived or (manifest.exists() and copy.exists())):
             gap.unknown.append(sha)  # pulled again from the recorder if it still holds it

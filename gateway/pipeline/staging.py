@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from gateway.catalog.records import MEDIA_DIR, staged_path_of
 from gateway.durable import fsync_dir, sync_dirs, sync_files
 from gateway.errors import StagingFull
 
@@ -22,7 +23,7 @@ class Staging:
         self.root = root
         self.reserve_bytes = reserve_bytes
         self.tmp = root / "tmp"
-        self.media = root / "media"
+        self.media = root / MEDIA_DIR
         #: content-address folders known to exist with their own entry durable
         #: in media/: slots commit in their own threads, so "is it there?" and
         #: "make it" are one mkdir, and a folder another slot just made counts
@@ -54,7 +55,7 @@ class Staging:
         return self.tmp / f"{item_id}.part"
 
     def path_for(self, sha256: str) -> Path:
-        return self.media / sha256[:2] / sha256
+        return self.root / staged_path_of(sha256)  # the catalog stores this name as derived (records.DERIVED)
 
     def relative(self, p: Path) -> str:
         return str(p.relative_to(self.root))

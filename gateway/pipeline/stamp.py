@@ -24,6 +24,7 @@ from typing import Any
 from drivers.profiles import Registry
 from gateway.archive.layout import clip_key
 from gateway.catalog import Assignment, Catalog, ClipRow, DockRow, Event, event
+from gateway.catalog.records import MANIFESTS_DIR, manifest_path_of
 from gateway.config import Config
 from gateway.durable import write_many
 from gateway.evidence.checkpoint import SIG_SUFFIX as CP_SIG_SUFFIX
@@ -31,7 +32,6 @@ from gateway.evidence.checkpoint import Checkpoint, read_checkpoint
 from gateway.evidence.container import ContainerFacts, probe
 from gateway.evidence.custody import CustodyLog
 from gateway.evidence.manifest import (
-    MANIFEST_SUFFIX,
     build_amendment,
     build_manifest,
     capture_time,
@@ -82,7 +82,7 @@ class Stamper(Worker):
         self.on_ready = on_ready
         #: the newest signed checkpoint (MQTT publishes it retained for witnesses)
         self.latest_checkpoint: Checkpoint | None = None
-        self.manifests = staging.root / "manifests"
+        self.manifests = staging.root / MANIFESTS_DIR
         self.amendments = staging.root / "amendments"
         #: 国密 (evidence/gm.py): SM3 digest in the manifest and an SM2 signature beside it
         self.sm2 = None
@@ -226,7 +226,7 @@ class Stamper(Worker):
             doc["clip"]["sm3"] = sm3_file(self.staging.resolve(clip.staged_path or ""))
             doc["sm2_key_id"] = self.sm2.key_id
         signed = sign_document(doc, self.signer)
-        path = self.manifests / f"{clip.sha256}{MANIFEST_SUFFIX}"
+        path = self.staging.root / manifest_path_of(clip.sha256)
         files = signed_files(path, signed)
         if self.sm2 is not None:
             from gateway.evidence.gm import SM2_SIG_SUFFIX

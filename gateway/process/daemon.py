@@ -24,10 +24,10 @@ from typing import Any
 from drivers.base import DockedDevice, StorageSwitch
 from drivers.detect import Attached, Detached, Detector, DetectProblem
 from drivers.profiles import Registry
-from gateway import __version__
+from gateway import __version__, drop_in_dir
 from gateway.archive import ArchiveError, open_archive
 from gateway.catalog import Catalog
-from gateway.config import Config, drop_in_dir
+from gateway.config import Config
 from gateway.errors import ConfigError, DockgateError
 from gateway.evidence.custody import CustodyLog, last_station
 from gateway.evidence.signing import load_signer
