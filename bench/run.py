@@ -360,9 +360,10 @@ def bench_catalog(work: Path, n: int) -> None:
         db.execute("INSERT INTO docks (slot, docked_at) VALUES (1, ?)", (now,))
         db.executemany("INSERT INTO items (serial, path, size, mtime_ns, state, dock_id, officer, sha256, "
                        "discovered_at, updated_at) VALUES ('S', ?, 1000, 1, 'pulled', 1, '1', ?, ?, ?)",
-                       ((f"DCIM/{i:06d}.MP4".encode(), f"{i:064x}", now, now) for i in range(n)))
+                       ((f"DCIM/{i:06d}.MP4".encode(), i.to_bytes(32), now, now) for i in range(n)))
         db.executemany("INSERT INTO clips (sha256, size, state, item_id, created_at, updated_at, archived_at) "
-                       "VALUES (?, 1000, 'archived', ?, ?, ?, ?)", ((f"{i:064x}", i + 1, now, now, now) for i in range(n)))
+                       "VALUES (?, 1000, 'archived', ?, ?, ?, ?)", ((i.to_bytes(32), i + 1, now, now, now)
+                                                                    for i in range(n)))
     cat.close()
     d = DaemonProc(station, work / "cat.log")
     t = time.monotonic()

@@ -276,21 +276,24 @@ def test_derivable_paths_are_not_stored_and_an_older_catalog_reads_back_the_same
     path = tmp_path / "c.sqlite"
     cat = Catalog(path)
     shas = _states_mix(cat)
-    stored = dict(cat.db.execute("SELECT sha256, staged_path || '|' || coalesce(manifest_path, '-') FROM clips"))
+    stored = dict(cat.db.execute("SELECT lower(hex(sha256)), staged_path || '|' || coalesce(manifest_path, '-') "
+                                 "FROM clips"))
     assert stored[shas["archived"]] == "|" and stored[shas["staged"]] == "|-"  # nothing but the markers
     assert stored[shas["odd"]] == f"elsewhere/{shas['odd']}|manifests/old-{shas['odd']}.json"
-    # the catalog as the schema before wrote it: every path in full, at that version
-    derived = next(i for i, m in enumerate(MIGRATIONS) if "UPDATE clips SET staged_path = ''" in m)
-    cat.db.executescript("BEGIN; UPDATE clips SET staged_path = 'media/' || substr(sha256, 1, 2) || '/' || sha256 "
-                         "WHERE staged_path = ''; UPDATE clips SET manifest_path = 'manifests/' || sha256 || "
-                         f"'.manifest.json' WHERE manifest_path = ''; PRAGMA user_version={derived}; COMMIT;")
-    assert cat.db.execute("SELECT count(*) FROM clips WHERE staged_path = '' OR manifest_path = ''").fetchone()[0] == 0
     before = {s: cat.clip(s) for s in shas.values()}
     r = Reports(path)
     views = {s: r.clip(s) for s in shas.values()}
     docks = r.dock_clips(1)
     r.close()
     purgeable = cat.purgeable(time.time() + 1)
+    # the catalog as the schema before wrote it: every path in full (and every hash as text), at that version
+    derived = next(i for i, m in enumerate(MIGRATIONS) if "UPDATE clips SET staged_path = ''" in m)
+    cat.db.executescript("BEGIN; UPDATE clips SET sha256 = lower(hex(sha256)), manifest_sha256 = "
+                         "nullif(lower(hex(manifest_sha256)), ''); UPDATE items SET sha256 = lower(hex(sha256)); "
+                         "UPDATE clips SET staged_path = 'media/' || substr(sha256, 1, 2) || '/' || sha256 "
+                         "WHERE staged_path = ''; UPDATE clips SET manifest_path = 'manifests/' || sha256 || "
+                         f"'.manifest.json' WHERE manifest_path = ''; PRAGMA user_version={derived}; COMMIT;")
+    assert cat.db.execute("SELECT count(*) FROM clips WHERE staged_path = '' OR manifest_path = ''").fetchone()[0] == 0
     cat.close()
     cat = Catalog(path, compact=True)
     assert {s: cat.clip(s) for s in shas.values()} == before
@@ -342,3 +345,76 @@ def test_event_ids_are_stored_as_16_bytes_and_an_older_catalogs_read_back_the_sa
     cat = Catalog(tmp_path / "c.sqlite")
     assert cat.events() == before and [e.id for e in before] == [eid, "not-a-uuid"]
     assert [r[0] for r in cat.db.execute("SELECT typeof(id) FROM events ORDER BY seq")] == ["blob", "text"]
+
+
+def test_hashes_are_stored_as_their_32_bytes_and_callers_see_the_hex(tmp_path: Path) -> None:
+    """Every hash in the catalog's rows (clips, their manifests, items, amendments, clip locks) is its 32
+    bytes, not 64 characters of text; every read gives the hex back, and a lookup by a malformed hash
+    finds nothing."""
+    cat = Catalog(tmp_path / "c.sqlite")
+    shas = _states_mix(cat)
+    sha = shas["archived"]
+    a = cat.add_assignment("0001", 0, 2000, "CASE-1", None, None, None)
+    cat.add_amendment(sha, a, "amendments/x.json", event("amended", sha256=sha))
+    cat.raise_clip_lock(sha, "k/archived", "", 1e9, "CASE-1")
+    for sql in ("SELECT typeof(sha256), length(sha256) FROM clips", "SELECT typeof(manifest_sha256), "
+                "length(manifest_sha256) FROM clips WHERE manifest_sha256 IS NOT NULL",
+                "SELECT typeof(sha256), length(sha256) FROM items", "SELECT typeof(sha256), length(sha256) FROM "
+                "amendments", "SELECT typeof(sha256), length(sha256) FROM clip_locks"):
+        assert {tuple(r) for r in cat.db.execute(sql)} == {("blob", 32)}, sql
+    clip = cat.clip(sha)
+    assert clip is not None and (clip.sha256, clip.manifest_sha256) == (sha, "ee" * 32)
+    assert [c.sha256 for c in cat.due_amendments()] == [sha]
+    assert cat.clip_lock(sha).sha256 == sha  # type: ignore[union-attr]
+    assert cat.custody_seqs(sha) == [] and cat.clip(sha[:-1]) is None and cat.clip("zz" * 32) is None
+    r = Reports(tmp_path / "c.sqlite")
+    view = r.clip(sha)
+    assert view is not None and view["sha256"] == sha and view["staged_path"] == f"media/{sha[:2]}/{sha}"
+    assert [a["case_number"] for a in r.assignments(sha)] == ["CASE-1"] and len(r.amendments(sha)) == 1
+    assert {c["sha256"] for c in r.dock_clips(1)} == set(shas.values())
+    r.close()
+
+
+def test_a_custody_files_clips_are_found_before_and_after_the_outbox_forgets_its_events(st: Station) -> None:
+    """Retention locks a custody file as long as the clips it proves something about: found by the file's
+    range of entries, from the outbox while it keeps them, from every clip's entries once it does not."""
+    for name in "abcd":
+        st.cat.raise_clip_lock(st.sha[name], f"k/{name}", "", ord(name), None)
+    seqs = {name: st.cat.custody_seqs(st.sha[name]) for name in "abcd"}
+    assert all(len(s) == 2 for s in seqs.values()), seqs  # pulled, stamped
+    lo, hi = min(seqs["a"]), max(seqs["b"])
+    found = sorted(c.sha256 for c in st.cat.clips_with_entries(lo, hi))
+    assert found == [st.sha["a"], st.sha["b"]]
+    assert sorted(c.sha256 for c in st.cat.clips_with_entries(min(seqs["c"]), None)) == [st.sha["c"], st.sha["d"]]
+    assert st.cat.prune_events(time.time() + 1, published=False) == 7
+    assert sorted(c.sha256 for c in st.cat.clips_with_entries(lo, hi)) == found
+    assert st.cat.clips_with_entries(max(seqs["d"]) + 1, None) == []
+
+
+def test_the_text_search_matches_the_clips_own_file_name(tmp_path: Path) -> None:
+    """A supervisor's free text finds clips by a piece of their file name (three characters or more by
+    the trigram index, fewer by a scan), the same way both ways: the folders a recorder files them in
+    are not part of it."""
+    from gateway.catalog.reports import ClipQuery
+
+    cat = Catalog(tmp_path / "c.sqlite")
+    dock = cat.open_dock(DockedDevice(slot=1, ids=UsbIds(0x1209, 1, "S1"), volume=None, source="sim"),
+                         "generic-ums", event("docked", 1))
+    names = [b"DCIM/100MEDIA/QX_0001.MP4", b"DCIM/100MEDIA/QX_0002.MP4", b"RECORD/zz7.wav"]
+    items, _ = cat.discover(dock, "S1", "0001", [ClipRef(n, 10, 1) for n in names])
+    for i, item in enumerate(items):
+        sha = f"{i + 1:02x}" * 32
+        cat.begin_pull(item.id)
+        cat.finish_pull(item.id, sha, 10, f"media/{sha[:2]}/{sha}", event("pulled", 1, sha256=sha),
+                        event("seen_again", 1, sha256=sha))
+    cat.close()
+    r = Reports(tmp_path / "c.sqlite")
+
+    def found(text: str) -> list[bytes]:
+        return sorted(c["path"] for c in r.search(ClipQuery(text=text), 50))
+
+    assert found("qx_0002") == [names[1]] and found("QX_") == names[:2]
+    assert found("z7") == [names[2]] and found("7") == [names[2]]
+    assert found("100MEDIA") == [] and found("DC") == []
+    assert "clip_names" in r.search_plan(ClipQuery(text="QX_"))
+    r.close()

@@ -142,7 +142,7 @@ def test_a_quarantine_not_of_the_stations_copy_stays_final(st: Station, reason: 
     assert st.catalog.lost_copy(sha) is None
     pending, known = st.catalog.discover(dock(st.catalog), "SN1", "012345", [ref_of(data)])
     assert pending == [] and known == 1  # already held, as before
-    item = st.catalog.db.execute("SELECT id FROM items WHERE sha256=?", (sha,)).fetchone()[0]
+    item = st.catalog.db.execute("SELECT id FROM items WHERE sha256=?", (bytes.fromhex(sha),)).fetchone()[0]
     with pytest.raises(TransitionRefused):
         st.catalog.begin_pull(item)
     assert st.state(sha) == ClipState.QUARANTINED

@@ -45,8 +45,10 @@ from gateway.catalog.records import (
     Purgeable,
     event,
     from_row,
+    hash_sql,
     manifest_sql,
     staged_sql,
+    stored_hash,
     stored_manifest,
     stored_staged,
 )
@@ -66,17 +68,19 @@ from gateway.catalog.store import CatalogError, Journal, compact_file
 if TYPE_CHECKING:  # annotations only: `status` and `events` read the catalog without driver code
     from drivers.base import ClipRef, DockedDevice, Identity
 
-_CLIP_SELECT = (f"SELECT c.sha256, c.size, c.state, {staged_sql()} AS staged_path, c.archive_key, c.attempts, "
+_CLIP_SELECT = (f"SELECT {hash_sql('c.sha256')} AS sha256, c.size, c.state, {staged_sql()} AS staged_path, "
+                "c.archive_key, c.attempts, "
                 f"c.item_id, i.serial, i.officer, i.path, i.mtime_ns, i.dock_id, {manifest_sql()} AS manifest_path, "
-                "c.manifest_sha256, c.partial, c.capture_utc, c.assignment_id "
+                f"{hash_sql('c.manifest_sha256')} AS manifest_sha256, c.partial, c.capture_utc, c.assignment_id "
                 "FROM clips c JOIN items i ON i.id = c.item_id ")
 _ASSIGN_COLS = "id, officer, from_ts, to_ts, case_number, proof, category, important, created_at"
 
 
 def _name(db: Any, item_id: int, path: bytes) -> None:
-    """The clip's file name into the trigram index the review's free-text search walks."""
+    """The clip's file name (its own, not its folders': ``schema.FILE_NAME``) into the trigram index the
+    review's free-text search walks."""
     db.execute("INSERT INTO clip_names (rowid, name) VALUES (?, ?)",
-               (item_id, bytes(path).decode("utf-8", "backslashreplace")))
+               (item_id, bytes(path).decode("utf-8", "backslashreplace").rsplit("/", 1)[-1]))
 
 
 class Catalog(LockStore):
@@ -92,18 +96,19 @@ class Catalog(LockStore):
         content then a sighting). False if the catalog knows the clip."""
         now = time.time()
         with self.tx() as db:
-            if db.execute("SELECT 1 FROM clips WHERE sha256=?", (sha256,)).fetchone():
+            if db.execute("SELECT 1 FROM clips WHERE sha256=?", (stored_hash(sha256),)).fetchone():
                 return False
             cur = db.execute("INSERT OR IGNORE INTO items (serial, path, size, mtime_ns, state, officer, sha256, "
                              "discovered_at, updated_at) VALUES (?,?,?, -1, 'pulled', ?,?,?,?)",
-                             (serial, path, size, officer, sha256, now, now))
+                             (serial, path, size, officer, stored_hash(sha256), now, now))
             item = cur.lastrowid or db.execute("SELECT id FROM items WHERE serial=? AND path=? AND size=? AND "
                                                "mtime_ns=-1", (serial, path, size)).fetchone()[0]
             db.execute("INSERT INTO clips (sha256, size, state, item_id, staged_path, archive_key, manifest_path, "
                        "manifest_sha256, created_at, updated_at, archived_at, officer) "
                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (sha256, size, "archived" if archived else "stamped", item, stored_staged(sha256, staged_path),
-                        key, stored_manifest(sha256, manifest_path), manifest_sha256, now, now,
+                       (stored_hash(sha256), size, "archived" if archived else "stamped", item,
+                        stored_staged(sha256, staged_path), key, stored_manifest(sha256, manifest_path),
+                        stored_hash(manifest_sha256), now, now,
                         now if archived else None, officer))
             _name(db, item, path)
         return True
@@ -127,7 +132,8 @@ class Catalog(LockStore):
         it. False (nothing written) if the clip is not quarantined for a
         reason a pull again cures."""
         with self.tx() as db:
-            row = db.execute("SELECT state, quarantine_reason FROM clips WHERE sha256=?", (sha256,)).fetchone()
+            row = db.execute("SELECT state, quarantine_reason FROM clips WHERE sha256=?",
+                             (stored_hash(sha256),)).fetchone()
             if row is None or not can_pull_again(row["state"], row["quarantine_reason"]):
                 return False
             set_: dict[str, Any] = {"staged_path": stored_staged(sha256, staged_path), "error": None,
@@ -208,7 +214,8 @@ class Catalog(LockStore):
                 db.execute("INSERT OR IGNORE INTO items (serial, path, size, mtime_ns, state, dock_id, officer, "
                            "discovered_at, updated_at) VALUES (?,?,?,?, 'discovered', ?,?,?,?)",
                            (serial, ref.relpath, ref.size, ref.mtime_ns, dock_id, officer, now, now))
-                row = db.execute("SELECT i.id, i.state, i.sha256, i.released_at, c.state AS clip_state, "
+                row = db.execute(f"SELECT i.id, i.state, {hash_sql('i.sha256')} AS sha256, i.released_at, "
+                                 "c.state AS clip_state, "
                                  "c.quarantine_reason FROM items i LEFT JOIN clips c ON c.sha256=i.sha256 "
                                  "WHERE i.serial=? AND i.path=? AND i.size=? AND i.mtime_ns=?",
                                  (serial, ref.relpath, ref.size, ref.mtime_ns)).fetchone()
@@ -260,7 +267,7 @@ class Catalog(LockStore):
         else to ``staged``, to be stamped again."""
         with self.tx() as db:
             clip = db.execute("SELECT state, quarantine_reason, error, manifest_path IS NOT NULL AS stamped_once "
-                              "FROM clips WHERE sha256=?", (sha256,)).fetchone()
+                              "FROM clips WHERE sha256=?", (stored_hash(sha256),)).fetchone()
             staged = clip is None
             if clip is not None and again is not None and staged_path is not None \
                     and can_pull_again(clip["state"], clip["quarantine_reason"]):
@@ -285,7 +292,7 @@ class Catalog(LockStore):
                 item = db.execute("SELECT officer, path FROM items WHERE id=?", (item_id,)).fetchone()
                 db.execute("INSERT INTO clips (sha256, size, state, item_id, staged_path, created_at, updated_at, "
                            "officer) VALUES (?,?, 'staged', ?,?,?,?,?)",
-                           (sha256, size, item_id, stored_staged(sha256, staged_path), now, now,
+                           (stored_hash(sha256), size, item_id, stored_staged(sha256, staged_path), now, now,
                             item["officer"] if item else None))
                 if item is not None:
                     _name(db, item_id, item["path"])
@@ -295,14 +302,14 @@ class Catalog(LockStore):
         return staged
 
     def has_clip(self, sha256: str) -> bool:
-        return self.db.execute("SELECT 1 FROM clips WHERE sha256=?", (sha256,)).fetchone() is not None
+        return self.db.execute("SELECT 1 FROM clips WHERE sha256=?", (stored_hash(sha256),)).fetchone() is not None
 
     def lost_copy(self, sha256: str) -> ClipRow | None:
         """The clip of *sha256* if it is quarantined because the station lost
         or spoiled its own copy (``REPULL_REASONS``): content a pull must
         keep and stage again (``finish_pull`` with *again*), not a sighting."""
         rows = self._clips(f"WHERE c.sha256=? AND c.state='quarantined' AND c.quarantine_reason IN "
-                           f"({reports.in_list(sorted(REPULL_REASONS))})", sha256)
+                           f"({reports.in_list(sorted(REPULL_REASONS))})", stored_hash(sha256))
         return rows[0] if rows else None
 
     # -- clips: content on its way to the archive -----------------------------------------
@@ -312,7 +319,7 @@ class Catalog(LockStore):
         return [from_row(ClipRow, r) for r in self.db.execute(select + where, args).fetchall()]
 
     def clip(self, sha256: str) -> ClipRow | None:
-        rows = self._clips("WHERE c.sha256=?", sha256)
+        rows = self._clips("WHERE c.sha256=?", stored_hash(sha256))
         return rows[0] if rows else None
 
     def due_for_stamp(self, limit: int = 16) -> list[ClipRow]:
@@ -380,7 +387,8 @@ class Catalog(LockStore):
     # -- evidence ------------------------------------------------------------------------
     def sibling_item(self, serial: str, path: bytes) -> tuple[str, str | None] | None:
         """(sha256, staged path) of another pulled file of the same recorder."""
-        row = self.db.execute(f"SELECT c.sha256, {staged_sql()} FROM items i JOIN clips c ON c.sha256=i.sha256 "
+        row = self.db.execute(f"SELECT {hash_sql('c.sha256')}, {staged_sql()} FROM items i JOIN clips c "
+                              "ON c.sha256=i.sha256 "
                               "WHERE i.serial=? AND lower(CAST(i.path AS TEXT))=lower(CAST(? AS TEXT)) "
                               "AND i.state IN ('pulled','sighting') LIMIT 1", (serial, path)).fetchone()
         return (row[0], row[1]) if row else None
@@ -434,13 +442,13 @@ class Catalog(LockStore):
     def newest_amendment_path(self, sha256: str) -> str | None:
         """The staged file of the clip's newest amendment (the next names its hash)."""
         row = self.db.execute("SELECT path FROM amendments WHERE sha256=? ORDER BY id DESC LIMIT 1",
-                              (sha256,)).fetchone()
+                              (stored_hash(sha256),)).fetchone()
         return None if row is None else str(row[0])
 
     def add_amendment(self, sha256: str, assignment_id: int, path: str, *events: Event) -> None:
         with self.tx() as db:
             db.execute("INSERT OR IGNORE INTO amendments (sha256, assignment_id, path, state, created_at) "
-                       "VALUES (?,?,?, 'pending', ?)", (sha256, assignment_id, path, time.time()))
+                       "VALUES (?,?,?, 'pending', ?)", (stored_hash(sha256), assignment_id, path, time.time()))
             # what the clip is searched by: the newest assignment that says, else what it said before
             db.execute(f"UPDATE clips SET "
                        f"category = coalesce((SELECT a.category FROM assignments a WHERE {reports.assigned('clips')} "
@@ -448,13 +456,13 @@ class Catalog(LockStore):
                        f"important = coalesce((SELECT a.important FROM assignments a WHERE {reports.assigned('clips')} "
                        f"AND a.important IS NOT NULL ORDER BY a.id DESC LIMIT 1), important), "
                        f"cased = cased OR EXISTS (SELECT 1 FROM assignments a WHERE a.id=? AND a.case_number "
-                       f"IS NOT NULL) WHERE sha256=?", (assignment_id, sha256))
+                       f"IS NOT NULL) WHERE sha256=?", (assignment_id, stored_hash(sha256)))
             self._write_events(db, events)
         self._announce(events)
 
     def due_amendments(self) -> list[DueAmendment]:
-        rows = self.db.execute("SELECT m.id, m.sha256, m.path, c.archive_key FROM amendments m "
-                               "JOIN clips c ON c.sha256=m.sha256 WHERE m.state='pending' "
+        rows = self.db.execute(f"SELECT m.id, {hash_sql('m.sha256')} AS sha256, m.path, c.archive_key "
+                               "FROM amendments m JOIN clips c ON c.sha256=m.sha256 WHERE m.state='pending' "
                                "AND c.state='archived' ORDER BY m.id").fetchall()
         return [from_row(DueAmendment, r) for r in rows]
 
@@ -555,7 +563,8 @@ class Catalog(LockStore):
         out = []
         for ref in refs:
             row = self.db.execute(
-                "SELECT i.id, i.state AS item_state, i.released_at, c.sha256, c.state AS clip_state, c.partial "
+                f"SELECT i.id, i.state AS item_state, i.released_at, {hash_sql('c.sha256')} AS sha256, "
+                "c.state AS clip_state, c.partial "
                 "FROM items i LEFT JOIN clips c ON c.sha256=i.sha256 WHERE i.serial=? AND i.path=? AND i.size=? "
                 "AND i.mtime_ns=?", (serial, ref.relpath, ref.size, ref.mtime_ns)).fetchone()
             if row is not None:
@@ -571,7 +580,8 @@ class Catalog(LockStore):
 
     def purgeable(self, archived_before: float, limit: int = 500) -> list[Purgeable]:
         """Archived clips still in staging, oldest first."""
-        rows = self.db.execute(f"SELECT sha256, {staged_sql('clips')} AS staged_path, size FROM clips "
+        rows = self.db.execute(f"SELECT {hash_sql('sha256')} AS sha256, {staged_sql('clips')} AS staged_path, size "
+                               "FROM clips "
                                "WHERE state='archived' AND "
                                "staged_path IS NOT NULL AND purged_at IS NULL AND archived_at<=? "
                                "ORDER BY archived_at LIMIT ?", (archived_before, limit)).fetchall()
@@ -579,7 +589,8 @@ class Catalog(LockStore):
 
     def purged(self, sha256: str, *events: Event) -> None:
         with self.tx() as db:
-            db.execute("UPDATE clips SET purged_at=? WHERE sha256=? AND state='archived'", (time.time(), sha256))
+            db.execute("UPDATE clips SET purged_at=? WHERE sha256=? AND state='archived'",
+                       (time.time(), stored_hash(sha256)))
             self._write_events(db, events)
         self._announce(events)
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gateway.catalog.records import from_row
+from gateway.catalog.records import from_row, stored_hash
 from gateway.catalog.store import Store
 
 #: a lock row the archive does not yet hold as wanted (the partial index ``locks_pending`` is on this)
@@ -58,7 +58,7 @@ class LockStore(Store):
 
     # -- clips ---------------------------------------------------------------------------
     def clip_lock(self, sha256: str) -> ClipLock | None:
-        row = self.db.execute("SELECT * FROM clip_locks WHERE sha256=?", (sha256,)).fetchone()
+        row = self.db.execute("SELECT * FROM clip_locks WHERE sha256=?", (stored_hash(sha256),)).fetchone()
         return from_row(ClipLock, row) if row else None
 
     def raise_clip_lock(self, sha256: str, key: str, extras: str, until: float, case: str | None) -> ClipLock:
@@ -69,7 +69,7 @@ class LockStore(Store):
                        "ON CONFLICT (sha256) DO UPDATE SET until=max(until, excluded.until), "
                        "case_number=coalesce(excluded.case_number, case_number), "
                        "extras=CASE WHEN excluded.extras != '' THEN excluded.extras ELSE extras END",
-                       (sha256, key, extras, until, case))
+                       (stored_hash(sha256), key, extras, until, case))
         found = self.clip_lock(sha256)
         assert found is not None
         return found
@@ -79,20 +79,32 @@ class LockStore(Store):
         return [from_row(ClipLock, r) for r in rows.fetchall()]
 
     def clips_with_entries(self, lo: int, hi: int | None) -> list[ClipLock]:
-        """Archived clips with custody entries numbered *lo* to *hi* (None: no end)."""
+        """Archived clips with custody entries numbered *lo* to *hi* (None: no end), asked when a custody file
+        is archived. ``clip_entries`` is one B-tree, by clip (issue 30: the trail and every lock ask by clip),
+        so a file's range is read from the outbox's events by their custody number (``events_custody``) while
+        the outbox holds them all, as it does until the file is archived (``Catalog.prune_events``); else
+        (pruned meanwhile) by a walk of every entry."""
+        top = hi if hi is not None else 2 ** 62
+        pruned = self.db.execute("SELECT custody_upto FROM events_pruned WHERE id=1").fetchone()
+        if pruned is None or pruned[0] is None or pruned[0] < lo:
+            about = {r[0] for r in self.db.execute(
+                "SELECT DISTINCT json_extract(data, '$.sha256') FROM events WHERE custody_seq IS NOT NULL "
+                "AND custody_seq BETWEEN ? AND ?", (lo, top)) if isinstance(r[0], str)}
+            found = (self.db.execute("SELECT * FROM clip_locks WHERE sha256=?", (stored_hash(h),)).fetchone()
+                     for h in sorted(about))
+            return [from_row(ClipLock, r) for r in found if r is not None]
         rows = self.db.execute("SELECT DISTINCT l.* FROM clip_entries e JOIN items i ON i.id=e.item "
-                               "JOIN clip_locks l ON l.sha256=i.sha256 WHERE e.seq >= ? AND e.seq <= ?",
-                               (lo, hi if hi is not None else 2 ** 62))
+                               "JOIN clip_locks l ON l.sha256=i.sha256 WHERE e.seq BETWEEN ? AND ?", (lo, top))
         return [from_row(ClipLock, r) for r in rows.fetchall()]
 
     def custody_seqs(self, sha256: str) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT e.seq FROM clips c JOIN clip_entries e ON e.item=c.item_id "
-                                              "WHERE c.sha256=? ORDER BY e.seq", (sha256,))]
+                                              "WHERE c.sha256=? ORDER BY e.seq", (stored_hash(sha256),))]
 
     def archived_amendment_keys(self, sha256: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT archive_key FROM amendments WHERE sha256=? AND "
                                               "state='archived' AND archive_key IS NOT NULL ORDER BY id",
-                                              (sha256,))]
+                                              (stored_hash(sha256),))]
 
     def custody_files(self) -> list[tuple[str, bool]]:
         """Every custody segment and checkpoint file the station sealed, and

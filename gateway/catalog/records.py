@@ -23,6 +23,36 @@ MANIFESTS_DIR = "manifests"
 _MANIFEST_NAME = ".manifest.json"  # gateway.evidence.manifest.MANIFEST_SUFFIX (a layer above the catalog)
 
 
+#: a SHA-256 as the catalog stores it (issue 30): its 32 bytes, not 64 characters of hex, in every row and
+#: index that holds one (clips, items, amendments, clip locks; 160 B a clip at a year). Callers see the hex:
+#: the catalog binds ``stored_hash(h)`` and reads ``hash_sql(col)``, built from SQLite's own functions, so the
+#: read-only connections of ``status`` and the web need none of ours (bookworm's SQLite 3.40 has no unhex())
+HASH_BYTES = 32
+#: the columns that hold one (what ``Store._move`` converts in the values it sets)
+HASH_COLUMNS = frozenset({"sha256", "manifest_sha256"})
+
+
+def stored_hash(h: str | None) -> bytes | str | None:
+    """What a row stores for the hex SHA-256 *h*: its bytes. Anything else stays as it is (and so matches no
+    stored hash: a lookup by a malformed one finds nothing, as before)."""
+    if isinstance(h, str) and len(h) == 2 * HASH_BYTES:
+        try:
+            return bytes.fromhex(h)
+        except ValueError:
+            return h
+    return h
+
+
+def hash_text(stored: bytes | str | None) -> str | None:
+    """A stored hash as callers see it (lower-case hex)."""
+    return stored.hex() if isinstance(stored, bytes) else stored
+
+
+def hash_sql(col: str) -> str:
+    """SQL: hash column *col* as callers see it (lower-case hex; NULL stays NULL)."""
+    return f"(CASE typeof({col}) WHEN 'blob' THEN lower(hex({col})) ELSE {col} END)"
+
+
 def staged_path_of(sha256: str) -> str:
     return f"{MEDIA_DIR}/{sha256[:2]}/{sha256}"
 
@@ -42,20 +72,22 @@ def stored_manifest(sha256: str, path: str | None) -> str | None:
 
 def staged_sql(c: str = "c") -> str:
     """SQL: clip row *c*'s staged path as callers see it (``DERIVED`` expanded)."""
-    return (f"(CASE {c}.staged_path WHEN '{DERIVED}' THEN '{MEDIA_DIR}/' || substr({c}.sha256, 1, 2) || '/' "
-            f"|| {c}.sha256 ELSE {c}.staged_path END)")
+    h = f"lower(hex({c}.sha256))"
+    return (f"(CASE {c}.staged_path WHEN '{DERIVED}' THEN '{MEDIA_DIR}/' || substr({h}, 1, 2) || '/' "
+            f"|| {h} ELSE {c}.staged_path END)")
 
 
 def manifest_sql(c: str = "c") -> str:
     """SQL: clip row *c*'s manifest path as callers see it."""
-    return (f"(CASE {c}.manifest_path WHEN '{DERIVED}' THEN '{MANIFESTS_DIR}/' || {c}.sha256 || "
+    return (f"(CASE {c}.manifest_path WHEN '{DERIVED}' THEN '{MANIFESTS_DIR}/' || lower(hex({c}.sha256)) || "
             f"'{_MANIFEST_NAME}' ELSE {c}.manifest_path END)")
 
 
 def from_row(cls: type[R], row: sqlite3.Row) -> R:
     """A record from the columns of *row* that the record names."""
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: row[k] for k in row.keys() if k in names})  # noqa: SIM118 - a Row iterates values
+    return cls(**{k: hash_text(row[k]) if k in HASH_COLUMNS else row[k]
+                  for k in row.keys() if k in names})  # noqa: SIM118 - a Row iterates values
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from gateway.catalog.records import DockRow, EventRow, from_row, manifest_sql, staged_sql
-from gateway.catalog.schema import CLIP_OPEN, ITEM_OPEN, STATS_LATE_S
+from gateway.catalog.records import DockRow, EventRow, from_row, hash_sql, manifest_sql, staged_sql, stored_hash
+from gateway.catalog.schema import CLIP_OPEN, FILE_NAME, ITEM_OPEN, STATS_LATE_S
 from gateway.catalog.states import QUEUED, STATES, TO_PULL
 from gateway.catalog.store import CatalogError
 
@@ -340,12 +340,13 @@ def search_where(db: sqlite3.Connection, q: ClipQuery) -> tuple[str, list[Any]]:
                      "(SELECT rowid FROM clip_names WHERE clip_names MATCH ?))")
         args.append('"' + q.text.replace('"', '""') + '"')
     elif q.text:
-        where.append("c.item_id IN (SELECT t.id FROM items t WHERE instr(lower(CAST(t.path AS TEXT)), ?))")
+        name = FILE_NAME.format(p="CAST(t.path AS TEXT)")  # what the trigram index holds
+        where.append(f"c.item_id IN (SELECT t.id FROM items t WHERE instr(lower({name}), ?))")
         args.append(q.text.lower())
     return " AND ".join(where) or "1", args
 
 
-_CLIP_COLS = (f"SELECT c.sha256, c.size, c.state, c.capture_utc, c.partial, c.archive_key, "
+_CLIP_COLS = (f"SELECT {hash_sql('c.sha256')} AS sha256, c.size, c.state, c.capture_utc, c.partial, c.archive_key, "
               f"{staged_sql()} AS staged_path, c.purged_at, {manifest_sql()} AS manifest_path, c.assignment_id, "
               "c.created_at, c.archived_at, c.category, c.important, "
               "i.serial, i.officer, "
@@ -461,7 +462,7 @@ class Reports:
 
     # -- clips, for the review --------------------------------------------------------------
     def clip(self, sha256: str) -> ClipView | None:
-        row = self.db.execute(_CLIP_COLS + "WHERE c.sha256=?", (sha256,)).fetchone()
+        row = self.db.execute(_CLIP_COLS + "WHERE c.sha256=?", (stored_hash(sha256),)).fetchone()
         return cast(ClipView, dict(row)) if row else None
 
     def search(self, q: ClipQuery, limit: int, offset: int = 0) -> list[ClipView]:
@@ -487,12 +488,13 @@ class Reports:
     def assignments(self, sha256: str) -> list[AssignmentView]:
         """The clip's assignments, oldest first."""
         return cast(list[AssignmentView], _rows(self.db.execute(
-            f"SELECT a.* FROM assignments a, clips c WHERE c.sha256=? AND {_ASSIGNED} ORDER BY a.id", (sha256,))))
+            f"SELECT a.* FROM assignments a, clips c WHERE c.sha256=? AND {_ASSIGNED} ORDER BY a.id",
+            (stored_hash(sha256),))))
 
     def amendments(self, sha256: str) -> list[AmendmentView]:
         return cast(list[AmendmentView], _rows(self.db.execute(
             "SELECT id, assignment_id, path, state, archive_key, created_at FROM amendments WHERE sha256=? "
-            "ORDER BY id", (sha256,))))
+            "ORDER BY id", (stored_hash(sha256),))))
 
     def trail(self, sha256: str, limit: int = 500) -> list[TrailEntry]:
         """Every custody entry about this clip, oldest first, with its event
@@ -501,7 +503,7 @@ class Reports:
         every event's JSON took seconds at a year's history)."""
         rows = self.db.execute("SELECT k.seq AS custody_seq, e.seq, e.ts, e.type, e.slot, e.data FROM clips c "
                                "JOIN clip_entries k ON k.item=c.item_id LEFT JOIN events e ON e.custody_seq=k.seq "
-                               "WHERE c.sha256=? ORDER BY k.seq LIMIT ?", (sha256, limit)).fetchall()
+                               "WHERE c.sha256=? ORDER BY k.seq LIMIT ?", (stored_hash(sha256), limit)).fetchall()
         return [cast(TrailEntry, {**dict(r), "data": None if r["data"] is None else json.loads(r["data"])})
                 for r in rows]
 
@@ -513,7 +515,8 @@ class Reports:
     def dock_clips(self, dock_id: int, limit: int = 200) -> list[DockClip]:
         """What the recorder of one dock holds, as far as that dock pulled it."""
         return cast(list[DockClip], _rows(self.db.execute(
-            f"SELECT i.path, i.size, i.state AS item_state, i.sha256, i.officer, c.state, c.capture_utc, "
+            f"SELECT i.path, i.size, i.state AS item_state, {hash_sql('i.sha256')} AS sha256, i.officer, c.state, "
+            "c.capture_utc, "
             f"{manifest_sql()} AS manifest_path, c.assignment_id FROM items i LEFT JOIN clips c ON c.sha256=i.sha256 "
             "WHERE i.dock_id=? ORDER BY i.path LIMIT ?", (dock_id, limit))))
 

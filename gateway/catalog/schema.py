@@ -1,6 +1,12 @@
 """The catalog's tables, and the migrations that take an older file to
 the current schema (each one transaction, so a crash leaves no half-made
-schema)."""
+schema).
+
+Why ~420 lines in one module: the migrations are one ordered list, appended
+to and never edited (a catalog of any age reaches the current schema step by
+step), each with the reason for its tables and indexes beside it; split by
+era, the order would live in two places.
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docks (
@@ -384,4 +390,33 @@ MIGRATIONS.append("""
         UPDATE state_counts SET n=n-1 WHERE tbl='{table}' AND state=OLD.state;
     END;
     """ for table in ("items", "clips")))
+# issue 30, the catalog's size (1 364 B a clip at a year, goal < 1 KiB). Hashes as their 32 bytes
+# (``records.stored_hash``, the catalog's own function here: SQLite 3.40 has no unhex()) in every row and index
+# that holds one. ``clip_entries`` one B-tree keyed (item, seq), not a table by seq and an index by item: the trail
+# and every lock ask by clip (``LockStore.clips_with_entries`` reads a custody file's range from the outbox).
+# ``items_sha`` and ``clips_stats`` go: nothing looks an item up by its content (items find their clip by its
+# key), and the statistics read ``stats_rollup``. ``clip_names``: trigrams of the file's own name (``FILE_NAME``:
+# what the review's text search matches), without per-row sizes (``columnsize=0``: nothing ranks). Each step can
+# run twice
+FILE_NAME = "substr({p}, length(rtrim({p}, replace({p}, '/', ''))) + 1)"
+MIGRATIONS.append("""
+    UPDATE clips SET sha256 = stored_hash(sha256), manifest_sha256 = stored_hash(manifest_sha256)
+        WHERE typeof(sha256) = 'text' OR typeof(manifest_sha256) = 'text';
+    UPDATE items SET sha256 = stored_hash(sha256) WHERE typeof(sha256) = 'text';
+    UPDATE amendments SET sha256 = stored_hash(sha256) WHERE typeof(sha256) = 'text';
+    UPDATE clip_locks SET sha256 = stored_hash(sha256) WHERE typeof(sha256) = 'text';
+    CREATE TABLE IF NOT EXISTS clip_entries_by_item (item INTEGER NOT NULL, seq INTEGER NOT NULL,
+                                                     PRIMARY KEY (item, seq)) WITHOUT ROWID;
+    INSERT OR IGNORE INTO clip_entries_by_item (item, seq) SELECT item, seq FROM clip_entries ORDER BY item, seq;
+    DROP TABLE clip_entries;
+    ALTER TABLE clip_entries_by_item RENAME TO clip_entries;
+    DROP INDEX IF EXISTS items_sha;
+    DROP INDEX IF EXISTS clips_stats;
+    DROP TABLE IF EXISTS clip_names;
+    CREATE VIRTUAL TABLE clip_names USING fts5(name, tokenize='trigram', content='', columnsize=0);
+    INSERT INTO clip_names (rowid, name)
+        SELECT i.id, """ + FILE_NAME.format(p="CAST(i.path AS TEXT)") + """
+        FROM clips c JOIN items i ON i.id = c.item_id;
+    CREATE TABLE IF NOT EXISTS compact_due (since REAL);
+    """)
 VERSION = len(MIGRATIONS)

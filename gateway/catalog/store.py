@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.catalog.records import Event, event, stored_event_id
+from gateway.catalog.records import HASH_COLUMNS, Event, event, stored_event_id, stored_hash
 from gateway.catalog.schema import MIGRATIONS, VERSION
 from gateway.catalog.states import ClipState, ItemState, can_pull_again, check_clip, check_item
 from gateway.errors import DockgateError
@@ -58,6 +58,12 @@ def compact_file(path: Path) -> None:
         raise CatalogError(f"catalog {path}: {e}") from None
     finally:
         db.close()
+
+
+def catalog_functions(db: sqlite3.Connection) -> None:
+    """The migrations' own functions (SQLite 3.40 has no unhex()) on connection *db*."""
+    db.create_function("stored_event_id", 1, stored_event_id, deterministic=True)
+    db.create_function("stored_hash", 1, stored_hash, deterministic=True)
 
 
 #: live pages (4 KiB) up to which the running daemon compacts online (``compact_file``): about 3 s here
@@ -115,8 +121,7 @@ class Store:
                 self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-            # the migrations' own function (SQLite 3.40 has no unhex())
-            self.db.create_function("stored_event_id", 1, stored_event_id, deterministic=True)
+            catalog_functions(self.db)
             self._migrate()
             if compact and needs_compacting(self.db):  # nobody waits on the writer yet (``compact_file``)
                 self._long_work("compacting the catalog once (minutes on a year's history)")
@@ -203,8 +208,8 @@ class Store:
                        (eid.bytes, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
             if seq is not None and isinstance(clip := ev.data.get("sha256"), str):
                 # which custody entries are about which clip: what retention must keep as long as the clip
-                db.execute("INSERT OR IGNORE INTO clip_entries (seq, item) SELECT ?, item_id FROM clips "
-                           "WHERE sha256=?", (seq, clip))
+                db.execute("INSERT OR IGNORE INTO clip_entries (item, seq) SELECT item_id, ? FROM clips "
+                           "WHERE sha256=?", (seq, stored_hash(clip)))
             ids.append(str(eid))
         return ids
 
@@ -238,22 +243,24 @@ class Store:
             self._announce(events)
             return
         keycol = "id" if table == "items" else "sha256"
+        bound = key if table == "items" else stored_hash(str(key))  # a clip's: the row's own form of its hash
         if again and table == "items":
             row = db.execute("SELECT i.state, c.state, c.quarantine_reason FROM items i "
-                             "LEFT JOIN clips c ON c.sha256=i.sha256 WHERE i.id=?", (key,)).fetchone()
+                             "LEFT JOIN clips c ON c.sha256=i.sha256 WHERE i.id=?", (bound,)).fetchone()
         elif again:
-            row = db.execute("SELECT state, state, quarantine_reason FROM clips WHERE sha256=?", (key,)).fetchone()
+            row = db.execute("SELECT state, state, quarantine_reason FROM clips WHERE sha256=?", (bound,)).fetchone()
         else:
-            row = db.execute(f"SELECT state FROM {table} WHERE {keycol}=?", (key,)).fetchone()
+            row = db.execute(f"SELECT state FROM {table} WHERE {keycol}=?", (bound,)).fetchone()
         current = None if row is None else row[0]
         cured = again and row is not None and can_pull_again(row[1], row[2])
         if table == "items":
             check_item(int(key), current, ItemState(wanted), again=cured)
         else:
             check_clip(str(key), current, ClipState(wanted), again=cured)
-        cols = {"state": str(wanted), "updated_at": time.time(), **(set_ or {})}
+        cols = {"state": str(wanted), "updated_at": time.time(),
+                **{c: stored_hash(v) if c in HASH_COLUMNS else v for c, v in (set_ or {}).items()}}
         assign = ", ".join(f"{c}=?" for c in cols) + (", attempts=attempts+1" if bump_attempts else "")
-        db.execute(f"UPDATE {table} SET {assign} WHERE {keycol}=?", (*cols.values(), key))
+        db.execute(f"UPDATE {table} SET {assign} WHERE {keycol}=?", (*cols.values(), bound))
         self._write_events(db, events)
 
     # -- start-up ------------------------------------------------------------------
