@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gateway.catalog.records import from_row, stored_hash
+from gateway.catalog.records import from_row, stored_hash, unpacked_seqs
 from gateway.catalog.store import Store
 
 #: a lock row the archive does not yet hold as wanted (the partial index ``locks_pending`` is on this)
@@ -80,10 +80,10 @@ class LockStore(Store):
 
     def clips_with_entries(self, lo: int, hi: int | None) -> list[ClipLock]:
         """Archived clips with custody entries numbered *lo* to *hi* (None: no end), asked when a custody file
-        is archived. ``clip_entries`` is one B-tree, by clip (issue 30: the trail and every lock ask by clip),
-        so a file's range is read from the outbox's events by their custody number (``events_custody``) while
-        the outbox holds them all, as it does until the file is archived (``Catalog.prune_events``); else
-        (pruned meanwhile) by a walk of every entry."""
+        is archived. ``clip_trail`` holds them by clip (issue 30: the trail and every lock ask by clip), so a
+        file's range is read from the outbox's events by their custody number (``events_custody``) while the
+        outbox holds them all, as it does until the file is archived (``Catalog.prune_events``); else (pruned
+        meanwhile) by a walk of every clip's entries."""
         top = hi if hi is not None else 2 ** 62
         pruned = self.db.execute("SELECT custody_upto FROM events_pruned WHERE id=1").fetchone()
         if pruned is None or pruned[0] is None or pruned[0] < lo:
@@ -93,13 +93,16 @@ class LockStore(Store):
             found = (self.db.execute("SELECT * FROM clip_locks WHERE sha256=?", (stored_hash(h),)).fetchone()
                      for h in sorted(about))
             return [from_row(ClipLock, r) for r in found if r is not None]
-        rows = self.db.execute("SELECT DISTINCT l.* FROM clip_entries e JOIN items i ON i.id=e.item "
-                               "JOIN clip_locks l ON l.sha256=i.sha256 WHERE e.seq BETWEEN ? AND ?", (lo, top))
-        return [from_row(ClipLock, r) for r in rows.fetchall()]
+        items = [item for item, seqs in self.db.execute("SELECT item, seqs FROM clip_trail")
+                 if any(lo <= s <= top for s in unpacked_seqs(seqs))]
+        found = (self.db.execute("SELECT l.* FROM items i JOIN clip_locks l ON l.sha256=i.sha256 WHERE i.id=?",
+                                 (item,)).fetchone() for item in items)
+        return [from_row(ClipLock, r) for r in found if r is not None]
 
     def custody_seqs(self, sha256: str) -> list[int]:
-        return [r[0] for r in self.db.execute("SELECT e.seq FROM clips c JOIN clip_entries e ON e.item=c.item_id "
-                                              "WHERE c.sha256=? ORDER BY e.seq", (stored_hash(sha256),))]
+        row = self.db.execute("SELECT t.seqs FROM clips c JOIN clip_trail t ON t.item=c.item_id WHERE c.sha256=?",
+                              (stored_hash(sha256),)).fetchone()
+        return unpacked_seqs(row[0] if row else None)
 
     def archived_amendment_keys(self, sha256: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT archive_key FROM amendments WHERE sha256=? AND "

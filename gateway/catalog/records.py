@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,6 +52,34 @@ def hash_text(stored: bytes | str | None) -> str | None:
 def hash_sql(col: str) -> str:
     """SQL: hash column *col* as callers see it (lower-case hex; NULL stays NULL)."""
     return f"(CASE typeof({col}) WHEN 'blob' THEN lower(hex({col})) ELSE {col} END)"
+
+
+#: a custody entry's number as ``clip_trail`` packs it: big-endian, fixed width (a trillion entries)
+SEQ_BYTES = 5
+
+
+def packed_seqs(seqs: Iterable[int]) -> bytes:
+    """Custody entry numbers as ``clip_trail`` stores them (appended to as entries are written)."""
+    return b"".join(int(s).to_bytes(SEQ_BYTES, "big") for s in seqs)
+
+
+def unpacked_seqs(packed: bytes | None) -> list[int]:
+    """The entry numbers of a ``clip_trail`` row, in order."""
+    raw = bytes(packed or b"")
+    return sorted(int.from_bytes(raw[i:i + SEQ_BYTES], "big") for i in range(0, len(raw) - SEQ_BYTES + 1, SEQ_BYTES))
+
+
+class PackedSeqs:
+    """SQL aggregate ``packed_seqs(seq)``: a clip's entries packed, in order (the migration's)."""
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+
+    def step(self, seq: int) -> None:
+        self.seqs.append(int(seq))
+
+    def finalize(self) -> bytes:
+        return packed_seqs(sorted(self.seqs))
 
 
 def staged_path_of(sha256: str) -> str:

@@ -28,7 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from gateway.catalog.records import DockRow, EventRow, from_row, hash_sql, manifest_sql, staged_sql, stored_hash
+from gateway.catalog.records import (
+    DockRow,
+    EventRow,
+    from_row,
+    hash_sql,
+    manifest_sql,
+    staged_sql,
+    stored_hash,
+    unpacked_seqs,
+)
 from gateway.catalog.schema import CLIP_OPEN, FILE_NAME, ITEM_OPEN, STATS_LATE_S
 from gateway.catalog.states import QUEUED, STATES, TO_PULL
 from gateway.catalog.store import CatalogError
@@ -499,13 +508,22 @@ class Reports:
     def trail(self, sha256: str, limit: int = 500) -> list[TrailEntry]:
         """Every custody entry about this clip, oldest first, with its event
         while the outbox keeps it (``TrailEntry``): the clip's entries
-        (``clip_entries``, by its item) and their events, by index (reading
+        (``clip_trail``, by its item) and their events, by index (reading
         every event's JSON took seconds at a year's history)."""
-        rows = self.db.execute("SELECT k.seq AS custody_seq, e.seq, e.ts, e.type, e.slot, e.data FROM clips c "
-                               "JOIN clip_entries k ON k.item=c.item_id LEFT JOIN events e ON e.custody_seq=k.seq "
-                               "WHERE c.sha256=? ORDER BY k.seq LIMIT ?", (stored_hash(sha256), limit)).fetchall()
-        return [cast(TrailEntry, {**dict(r), "data": None if r["data"] is None else json.loads(r["data"])})
-                for r in rows]
+        row = self.db.execute("SELECT t.seqs FROM clips c JOIN clip_trail t ON t.item=c.item_id WHERE c.sha256=?",
+                              (stored_hash(sha256),)).fetchone()
+        seqs = unpacked_seqs(row[0] if row else None)[:max(0, limit)]
+        kept: dict[int, sqlite3.Row] = {}
+        for i in range(0, len(seqs), 500):  # SQLite's bound parameters are limited
+            part = seqs[i:i + 500]
+            kept.update((r["custody_seq"], r) for r in self.db.execute(
+                f"SELECT seq, ts, type, slot, data, custody_seq FROM events WHERE custody_seq IN "
+                f"({','.join('?' * len(part))})", part))
+        return [cast(TrailEntry, {"custody_seq": s, "seq": None, "ts": None, "type": None, "slot": None, "data": None}
+                     if (e := kept.get(s)) is None else
+                     {"custody_seq": s, "seq": e["seq"], "ts": e["ts"], "type": e["type"], "slot": e["slot"],
+                      "data": json.loads(e["data"])})
+                for s in seqs]
 
     def pruned(self) -> Pruned | None:
         """How far the outbox was pruned (None: never)."""

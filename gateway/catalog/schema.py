@@ -392,8 +392,10 @@ MIGRATIONS.append("""
     """ for table in ("items", "clips")))
 # issue 30, the catalog's size (1 364 B a clip at a year, goal < 1 KiB). Hashes as their 32 bytes
 # (``records.stored_hash``, the catalog's own function here: SQLite 3.40 has no unhex()) in every row and index
-# that holds one. ``clip_entries`` one B-tree keyed (item, seq), not a table by seq and an index by item: the trail
-# and every lock ask by clip (``LockStore.clips_with_entries`` reads a custody file's range from the outbox).
+# that holds one. ``clip_trail``: which custody entries are about which clip, one row per clip (its item's id, the
+# rowid) with the entries' numbers packed (``records.packed_seqs``), not ``clip_entries``' table by number and index
+# by item (12 B an entry twice, some 7 entries a clip): the trail and every lock ask by clip; the one question by
+# range (``LockStore.clips_with_entries``) reads a custody file's entries from the outbox.
 # ``items_sha`` and ``clips_stats`` go: nothing looks an item up by its content (items find their clip by its
 # key), and the statistics read ``stats_rollup``. ``clip_names``: trigrams of the file's own name (``FILE_NAME``:
 # what the review's text search matches), without per-row sizes (``columnsize=0``: nothing ranks), merged into one
@@ -406,11 +408,10 @@ MIGRATIONS.append("""
     UPDATE items SET sha256 = stored_hash(sha256) WHERE typeof(sha256) = 'text';
     UPDATE amendments SET sha256 = stored_hash(sha256) WHERE typeof(sha256) = 'text';
     UPDATE clip_locks SET sha256 = stored_hash(sha256) WHERE typeof(sha256) = 'text';
-    CREATE TABLE IF NOT EXISTS clip_entries_by_item (item INTEGER NOT NULL, seq INTEGER NOT NULL,
-                                                     PRIMARY KEY (item, seq)) WITHOUT ROWID;
-    INSERT OR IGNORE INTO clip_entries_by_item (item, seq) SELECT item, seq FROM clip_entries ORDER BY item, seq;
+    CREATE TABLE IF NOT EXISTS clip_entries (seq INTEGER PRIMARY KEY, item INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS clip_trail (item INTEGER PRIMARY KEY, seqs BLOB NOT NULL);
+    INSERT OR IGNORE INTO clip_trail (item, seqs) SELECT item, packed_seqs(seq) FROM clip_entries GROUP BY item;
     DROP TABLE clip_entries;
-    ALTER TABLE clip_entries_by_item RENAME TO clip_entries;
     DROP INDEX IF EXISTS items_sha;
     DROP INDEX IF EXISTS clips_stats;
     DROP TABLE IF EXISTS clip_names;

@@ -14,7 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.catalog.records import HASH_COLUMNS, Event, event, stored_event_id, stored_hash
+from gateway.catalog.records import (
+    HASH_COLUMNS,
+    Event,
+    PackedSeqs,
+    event,
+    packed_seqs,
+    stored_event_id,
+    stored_hash,
+)
 from gateway.catalog.schema import MIGRATIONS, VERSION
 from gateway.catalog.states import ClipState, ItemState, can_pull_again, check_clip, check_item
 from gateway.errors import DockgateError
@@ -64,6 +72,7 @@ def catalog_functions(db: sqlite3.Connection) -> None:
     """The migrations' own functions (SQLite 3.40 has no unhex()) on connection *db*."""
     db.create_function("stored_event_id", 1, stored_event_id, deterministic=True)
     db.create_function("stored_hash", 1, stored_hash, deterministic=True)
+    db.create_aggregate("packed_seqs", 1, PackedSeqs)  # type: ignore[arg-type]  # typeshed: an int result
 
 
 #: live pages (4 KiB) up to which the running daemon compacts online (``compact_file``): about 3 s here
@@ -208,8 +217,10 @@ class Store:
                        (eid.bytes, time.time(), ev.type, ev.slot, json.dumps(ev.data, ensure_ascii=False), seq))
             if seq is not None and isinstance(clip := ev.data.get("sha256"), str):
                 # which custody entries are about which clip: what retention must keep as long as the clip
-                db.execute("INSERT OR IGNORE INTO clip_entries (item, seq) SELECT item_id, ? FROM clips "
-                           "WHERE sha256=?", (seq, stored_hash(clip)))
+                # (appended: SQLite's || makes text of two blobs, the CAST takes the same bytes back)
+                db.execute("INSERT INTO clip_trail (item, seqs) SELECT item_id, ? FROM clips WHERE sha256=? "
+                           "ON CONFLICT (item) DO UPDATE SET seqs = CAST(seqs || excluded.seqs AS BLOB)",
+                           (packed_seqs([seq]), stored_hash(clip)))
             ids.append(str(eid))
         return ids
 
