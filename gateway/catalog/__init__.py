@@ -52,7 +52,7 @@ from gateway.catalog.records import (
     stored_manifest,
     stored_staged,
 )
-from gateway.catalog.schema import CLIP_OPEN, ITEM_OPEN
+from gateway.catalog.schema import CLIP_OPEN, FILE_NAME, ITEM_OPEN
 from gateway.catalog.states import (
     REPULL_REASONS,
     STATES,
@@ -77,10 +77,10 @@ _ASSIGN_COLS = "id, officer, from_ts, to_ts, case_number, proof, category, impor
 
 
 def _name(db: Any, item_id: int, path: bytes) -> None:
-    """The clip's file name (its own, not its folders': ``schema.FILE_NAME``) into the trigram index the
-    review's free-text search walks."""
-    db.execute("INSERT INTO clip_names (rowid, name) VALUES (?, ?)",
-               (item_id, bytes(path).decode("utf-8", "backslashreplace").rsplit("/", 1)[-1]))
+    """The clip's file name (its own, not its folders': ``schema.FILE_NAME``, as the migration and the
+    short-text scan take it) into the trigram index the review's free-text search walks."""
+    db.execute(f"INSERT INTO clip_names (rowid, name) VALUES (?1, {FILE_NAME.format(p='?2')})",
+               (item_id, bytes(path).decode("utf-8", "backslashreplace")))
 
 
 class Catalog(LockStore):

@@ -101,14 +101,14 @@ def stored_manifest(sha256: str, path: str | None) -> str | None:
 
 def staged_sql(c: str = "c") -> str:
     """SQL: clip row *c*'s staged path as callers see it (``DERIVED`` expanded)."""
-    h = f"lower(hex({c}.sha256))"
+    h = hash_sql(f"{c}.sha256")
     return (f"(CASE {c}.staged_path WHEN '{DERIVED}' THEN '{MEDIA_DIR}/' || substr({h}, 1, 2) || '/' "
             f"|| {h} ELSE {c}.staged_path END)")
 
 
 def manifest_sql(c: str = "c") -> str:
     """SQL: clip row *c*'s manifest path as callers see it."""
-    return (f"(CASE {c}.manifest_path WHEN '{DERIVED}' THEN '{MANIFESTS_DIR}/' || lower(hex({c}.sha256)) || "
+    return (f"(CASE {c}.manifest_path WHEN '{DERIVED}' THEN '{MANIFESTS_DIR}/' || {hash_sql(f'{c}.sha256')} || "
             f"'{_MANIFEST_NAME}' ELSE {c}.manifest_path END)")
 
 
