@@ -25,7 +25,14 @@ What it does not model (docs/performance.md, "A year of history"):
   on this station;
 - the drivers, detection and the copy engine (pulls are recorded, not made),
   sidecars (GPS, recorder marks), sightings, interrupted pulls, quarantines,
-  pulls again, retention locks and legal holds, timestamp tokens;
+  pulls again, timestamp tokens;
+- retention locks and legal holds, unless ``Size.object_lock``
+  (``--object-lock``): then the catalog records them through retention's own
+  rule (``Locks``) as a station on S3 with Object Lock would: every clip
+  stored locked for six months (retention by class is off, so amendments
+  raise no date), one case in 50 held, and an archive that takes every
+  extension and hold at once (none left pending); the station's own archive
+  is still the local folder;
 - the web's own custody events (views, searches) and MQTT;
 - manifests and amendments written without their fsync (``write_many``'s
   durable path is the daemon's; 250 000 fsyncs would take the generator's
@@ -49,6 +56,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drivers.base import ClipRef, DockedDevice, Identity
@@ -60,13 +68,16 @@ from gateway.cli.simstation import write_station
 from gateway.config import Config, load_config
 from gateway.evidence.container import ContainerFacts
 from gateway.evidence.custody import CustodyLog
-from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, build_manifest, sign_document
+from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, build_manifest, read_signed, sign_document
+from gateway.evidence.retention import Locks
 from gateway.evidence.signing import Signer, load_signer
 from gateway.pipeline.events import Journal
 from gateway.pipeline.staging import Staging
 from gateway.pipeline.stamp import Stamper
 
 DAY = 86400.0
+#: what an archived clip is locked for with ``--object-lock`` (the shortest class the config allows)
+HALF_YEAR = 183 * DAY
 CATEGORIES = ("theft", "traffic", "dispute", "assault", "noise", "fraud")
 
 
@@ -80,6 +91,8 @@ class Size:
     cases: int = 500
     #: the newest days whose media stay in staging
     media_days: int = 2
+    #: retention locks and legal holds in the catalog, as on S3 with Object Lock (module docstring)
+    object_lock: bool = False
 
 
 QUICK = Size(clips=5_000, amendments=200, days=30, recorders=25, officers=60, cases=10)
@@ -95,6 +108,16 @@ class History:
     cases: list[str] = field(default_factory=list)
     #: (officer, start, end, case) of each case's assignment
     case_spans: list[tuple[str, float, float, str]] = field(default_factory=list)
+
+
+class _TakesEveryLock:
+    """An archive's Object Lock that takes every extension and hold (``Locks.push``)."""
+
+    def extend_retention(self, key: str, until: object) -> object:
+        return until
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        pass
 
 
 class _Unsynced(Journal):
@@ -129,6 +152,10 @@ def build(root: Path, size: Size = Size(), *, seed: int = 30, end: float | None 
     staging.prepare()
     manifests = cfg.paths.staging / "manifests"
     manifests.mkdir(parents=True, exist_ok=True)
+    locks = None
+    if size.object_lock:
+        locks = Locks(catalog, cfg, _TakesEveryLock(), announce=False)  # type: ignore[arg-type]
+        locks.on = True  # the rule of a station whose archive locks (this one's is a folder)
     archive_path = getattr(cfg.archive, "path", None)
     archive_custody = Path(archive_path) / "custody" / cfg.station.id if archive_path else None
     now = time.time() if end is None else end
@@ -144,13 +171,13 @@ def build(root: Path, size: Size = Size(), *, seed: int = 30, end: float | None 
             officer = officer_id((r + day * 7) % size.officers)
             out.officer_days.setdefault(officer, []).append(day_start)
             _dock(cfg, catalog, staging, manifests, signer, custody, rnd, r, officer, day_start, clips, n,
-                  keep_media)
+                  keep_media, locks)
             n += clips
-            _rotate(custody, catalog, archive_custody)
+            _rotate(custody, catalog, archive_custody, locks)
         if progress and day % 30 == 0:
             print(f"day {day}: {n} clips, {time.monotonic() - t0:.0f} s", file=sys.stderr)
-    _cases(cfg, catalog, staging, signer, custody, rnd, size, out, first_day)
-    _rotate(custody, catalog, archive_custody, force=True)
+    _cases(cfg, catalog, staging, signer, custody, rnd, size, out, first_day, locks)
+    _rotate(custody, catalog, archive_custody, locks, force=True)
     custody.close()
     catalog.close()
     out.seconds = time.monotonic() - t0
@@ -166,7 +193,8 @@ def load(config: Path) -> History:
 
 
 def _dock(cfg: Config, catalog: Catalog, staging: Staging, manifests: Path, signer: Signer, custody: CustodyLog,
-          rnd: random.Random, r: int, officer: str, day_start: float, clips: int, n0: int, keep_media: bool) -> None:
+          rnd: random.Random, r: int, officer: str, day_start: float, clips: int, n0: int, keep_media: bool,
+          locks: Locks | None) -> None:
     slot = r + 1
     serial = f"ZF{r:06d}"
     unit = f"unit-{r % 5}"
@@ -226,6 +254,9 @@ def _dock(cfg: Config, catalog: Catalog, staging: Staging, manifests: Path, sign
             catalog.archived(sha, event("forwarded", sha256=sha, key=key, existed=False),
                              event("verified", sha256=sha, key=key, verified_by="read_back"),
                              event("clip_archived", sha256=sha, key=key, size=size, partial=False, duration_s=0.01))
+            if locks is not None:  # stored with its date: no lock row (``LockStore``)
+                locks.clip_archived(sha, key, (MANIFEST_SUFFIX, MANIFEST_SUFFIX + SIG_SUFFIX),
+                                    datetime.fromtimestamp(docked_at + HALF_YEAR, UTC), None, stored=True)
             catalog.released(item_id, event("released", slot, serial=serial, path=display, sha256=sha))
             if not keep_media:
                 catalog.purged(sha, event("purged", sha256=sha, size=size, why="age"))
@@ -233,7 +264,8 @@ def _dock(cfg: Config, catalog: Catalog, staging: Staging, manifests: Path, sign
         catalog.close_dock(dock_id, "done")
 
 
-def _rotate(custody: CustodyLog, catalog: Catalog, archive: Path | None, *, force: bool = False) -> None:
+def _rotate(custody: CustodyLog, catalog: Catalog, archive: Path | None, locks: Locks | None, *,
+            force: bool = False) -> None:
     """Seal a full segment and its checkpoint; archive both as the forwarder would."""
     sealed = custody.seal() if force else (custody.seal() if custody._open_entries >= custody.rotate_entries
                                            else None)
@@ -247,11 +279,13 @@ def _rotate(custody: CustodyLog, catalog: Catalog, archive: Path | None, *, forc
                 archive.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(custody.dir / name, archive / name)
             catalog.segment_archived(name)
+            if locks is not None:
+                locks.custody_archived(name)
     custody.sealed_pending.clear()
 
 
 def _cases(cfg: Config, catalog: Catalog, staging: Staging, signer: Signer, custody: CustodyLog,
-           rnd: random.Random, size: Size, out: History, first_day: float) -> None:
+           rnd: random.Random, size: Size, out: History, first_day: float, locks: Locks | None) -> None:
     """Each case an assignment of one officer's day after it was stamped:
     the stamper amends each clip it covers (``size.amendments`` in all)."""
     if not size.cases:
@@ -275,8 +309,15 @@ def _cases(cfg: Config, catalog: Catalog, staging: Staging, signer: Signer, cust
     stamper = Stamper(cfg, catalog, staging, registry, signer, custody, lambda: None)
     stamper.process_assignments()
     for a in catalog.due_amendments():
-        catalog.amendment_archived(a.id, f"{a.archive_key}.amendment-{a.id}.json", event(
-            "amendment_archived", sha256=a.sha256, key=f"{a.archive_key}.amendment-{a.id}.json"))
+        key = f"{a.archive_key}.amendment-{a.id}.json"
+        catalog.amendment_archived(a.id, key, event("amendment_archived", sha256=a.sha256, key=key))
+        if locks is not None:
+            doc = json.loads(read_signed(staging.resolve(a.path)).body)
+            locks.amendment_archived(a.sha256, a.archive_key, doc, key)
+    if locks is not None:
+        for case in out.cases[::50]:  # one case in 50 under legal hold
+            locks.hold(case, True)
+        locks.apply()
 
 
 def main() -> None:
@@ -285,6 +326,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="5 000 clips over 30 days")
     for f in ("clips", "amendments", "days", "recorders", "officers", "cases"):
         ap.add_argument(f"--{f}", type=int)
+    ap.add_argument("--object-lock", action="store_true", help="retention locks and legal holds as on S3")
     a = ap.parse_args()
     base = QUICK if a.quick else Size()
     size = Size(**{**base.__dict__, **{k: v for k, v in vars(a).items() if k in base.__dict__ and v is not None}})

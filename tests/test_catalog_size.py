@@ -17,9 +17,9 @@ import pytest
 
 from drivers.base import ClipRef, DockedDevice, UsbIds
 from gateway.catalog import Catalog, event
-from gateway.catalog.records import stored_event_id
 from gateway.catalog.reports import Reports
 from gateway.catalog.schema import MIGRATIONS
+from gateway.catalog.store import catalog_functions
 from gateway.cli.status import pruned_since
 from gateway.config import Config, config_from_dict
 from gateway.evidence.custody import CustodyLog
@@ -231,7 +231,7 @@ def test_an_upgrade_that_migrates_the_catalog_says_so_first_and_a_current_one_do
     start timeout: at a year's history a migration takes minutes)."""
     path = tmp_path / "older.sqlite"
     db = sqlite3.connect(path, isolation_level=None)
-    db.create_function("stored_event_id", 1, stored_event_id)  # the event ids' migration calls the catalog's own
+    catalog_functions(db)  # the migrations call the catalog's own functions
     for step, script in enumerate(MIGRATIONS[:-1]):
         db.executescript(f"BEGIN;{script}PRAGMA user_version={step + 1};COMMIT;")
     db.close()
@@ -242,6 +242,13 @@ def test_an_upgrade_that_migrates_the_catalog_says_so_first_and_a_current_one_do
     Catalog(path, long_work=heard.append).close()
     Catalog(tmp_path / "new.sqlite", long_work=heard.append).close()
     assert heard == []
+
+
+#: retention's tables as schema 16 wrote them (a clip's lock by its hash, every object's lock a row)
+_OLD_LOCKS = """DROP TABLE clip_locks; DROP TABLE lock_extras; ALTER TABLE locks DROP COLUMN keep;
+    CREATE TABLE clip_locks (sha256 TEXT PRIMARY KEY, archive_key TEXT NOT NULL, extras TEXT NOT NULL DEFAULT '',
+                             until REAL NOT NULL, case_number TEXT);
+    CREATE INDEX clip_locks_case ON clip_locks(case_number);"""
 
 
 def _states_mix(cat: Catalog) -> dict[str, str]:
@@ -292,7 +299,8 @@ def test_derivable_paths_are_not_stored_and_an_older_catalog_reads_back_the_same
                          "nullif(lower(hex(manifest_sha256)), ''); UPDATE items SET sha256 = lower(hex(sha256)); "
                          "UPDATE clips SET staged_path = 'media/' || substr(sha256, 1, 2) || '/' || sha256 "
                          "WHERE staged_path = ''; UPDATE clips SET manifest_path = 'manifests/' || sha256 || "
-                         f"'.manifest.json' WHERE manifest_path = ''; PRAGMA user_version={derived}; COMMIT;")
+                         f"'.manifest.json' WHERE manifest_path = ''; {_OLD_LOCKS} PRAGMA user_version={derived}; "
+                         "COMMIT;")
     assert cat.db.execute("SELECT count(*) FROM clips WHERE staged_path = '' OR manifest_path = ''").fetchone()[0] == 0
     cat.close()
     cat = Catalog(path, compact=True)
@@ -339,6 +347,8 @@ def test_event_ids_are_stored_as_16_bytes_and_an_older_catalogs_read_back_the_sa
     with cat.tx() as w:
         w.execute("UPDATE events SET id=?", (eid,))
         w.execute("INSERT INTO events (id, ts, type, data) VALUES ('not-a-uuid', 0, 'x', '{}')")
+        for statement in _OLD_LOCKS.split(";")[:-1]:
+            w.execute(statement)
         w.execute(f"PRAGMA user_version={bytes_}")
     before = cat.events()
     cat.close()
@@ -348,7 +358,7 @@ def test_event_ids_are_stored_as_16_bytes_and_an_older_catalogs_read_back_the_sa
 
 
 def test_hashes_are_stored_as_their_32_bytes_and_callers_see_the_hex(tmp_path: Path) -> None:
-    """Every hash in the catalog's rows (clips, their manifests, items, amendments, clip locks) is its 32
+    """Every hash in the catalog's rows (clips, their manifests, items, amendments) is its 32
     bytes, not 64 characters of text; every read gives the hex back, and a lookup by a malformed hash
     finds nothing."""
     cat = Catalog(tmp_path / "c.sqlite")
@@ -360,7 +370,7 @@ def test_hashes_are_stored_as_their_32_bytes_and_callers_see_the_hex(tmp_path: P
     for sql in ("SELECT typeof(sha256), length(sha256) FROM clips", "SELECT typeof(manifest_sha256), "
                 "length(manifest_sha256) FROM clips WHERE manifest_sha256 IS NOT NULL",
                 "SELECT typeof(sha256), length(sha256) FROM items", "SELECT typeof(sha256), length(sha256) FROM "
-                "amendments", "SELECT typeof(sha256), length(sha256) FROM clip_locks"):
+                "amendments"):
         assert {tuple(r) for r in cat.db.execute(sql)} == {("blob", 32)}, sql
     clip = cat.clip(sha)
     assert clip is not None and (clip.sha256, clip.manifest_sha256) == (sha, "ee" * 32)

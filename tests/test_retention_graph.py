@@ -265,6 +265,7 @@ def test_a_refused_extension_is_kept_retried_with_capped_backoff_and_applied(s3s
     try:
         locks = Locks(catalog, cfg, archive)
         wanted = datetime.now(UTC).replace(microsecond=0) + timedelta(days=100)
+        catalog.restore_clip("ab" * 32, "S1", b"clip.MP4", 8, None, None, "a/clip.MP4", None, None, archived=True)
         locks.clip_archived("ab" * 32, "a/clip.MP4", (), wanted, None, stored=False)
         now = datetime.now(UTC).timestamp()
         for attempt in range(1, 9):  # the archive refuses, again and again
@@ -347,9 +348,9 @@ def test_holds_follow_the_case_a_clip_is_in_and_custody_dates_only_rise(tmp_path
     locks.clip_archived(x, "x.MP4", (".manifest.json",), now + timedelta(days=3650), "H", stored=True)
     locks.clip_archived(y, "y.MP4", (".manifest.json",), now + timedelta(days=183), "K", stored=True)
 
-    def held() -> dict[str, bool]:
-        return {k: bool(r.hold) for k in ("x.MP4", "x.MP4.manifest.json", "y.MP4", seg1, seg3)
-                if (r := catalog.lock(k)) is not None}
+    def held() -> dict[str, bool]:  # a clip's own object without a row: locked as its clip, not held
+        return {k: bool(r.hold) if (r := catalog.lock(k)) is not None else False
+                for k in ("x.MP4", "x.MP4.manifest.json", "y.MP4", seg1, seg3)}
 
     assert held() == {"x.MP4": True, "x.MP4.manifest.json": True, "y.MP4": False, seg1: True, seg3: True}
     seg1_until = catalog.lock(seg1).wanted  # type: ignore[union-attr]
@@ -366,6 +367,78 @@ def test_holds_follow_the_case_a_clip_is_in_and_custody_dates_only_rise(tmp_path
     assert until >= (now + timedelta(days=3650)).timestamp()
     locks.amendment_archived(x, "x.MP4", {"category": "traffic"})  # six months now: nothing shortens
     assert catalog.clip_lock(x).until == until  # type: ignore[union-attr]
-    assert catalog.lock("x.MP4").wanted == until  # type: ignore[union-attr]
+    # still wanted until that date (no row: the archive holds it until its clip's date, which did not fall)
+    assert (r := catalog.lock("x.MP4")) is None or r.wanted == until
     assert catalog.lock(seg1).wanted == seg1_until  # type: ignore[union-attr]
+    catalog.close()
+
+
+# -- the catalog keeps a row only for what the archive does not hold yet (issue 30: < 1 KiB a clip) --------------
+
+class _Asked:
+    """An Object Lock layer that takes every extension and hold, and remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def extend_retention(self, key: str, until: datetime) -> datetime:
+        self.asked.append(("until", key))
+        return until
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        self.asked.append(("hold on" if on else "hold off", key))
+
+
+def test_a_clips_own_objects_keep_no_lock_row_once_the_archive_holds_them_as_wanted(tmp_path: Path) -> None:
+    """A year holds some 750 000 archived objects: a clip's media, manifest and signatures, stored locked until
+    the clip's date, keep no row and are asked nothing more; an amendment that leaves the date as it is asks
+    for its own two objects alone; one that raises it asks for every object of the clip once; a hold keeps
+    the rows of what it holds until the archive has taken the release."""
+    from gateway.catalog import event
+
+    station = s3_station(tmp_path, "http://127.0.0.1:9", "unused", release="never")
+    station.write_text(station.read_text() + RETENTION)
+    cfg = load_config(station)
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    archive = _Asked()
+    locks = Locks(catalog, cfg, archive, announce=False)  # type: ignore[arg-type]
+    x = "c1" * 32
+    catalog.restore_clip(x, "S1", b"x.MP4", 1, None, None, "x.MP4", None, None, archived=True)
+    extras = (".manifest.json", ".manifest.json.sig")
+    own = ["x.MP4", "x.MP4.manifest.json", "x.MP4.manifest.json.sig"]
+
+    def rows() -> set[str]:
+        return {r[0] for r in catalog.db.execute("SELECT key FROM locks")}
+
+    def settle() -> list[tuple[str, str]]:
+        archive.asked.clear()
+        assert locks.apply() == []
+        return sorted(archive.asked)
+
+    def amend(n: int, doc: dict[str, Any]) -> list[str]:  # the forwarder archives amendment n of the clip
+        a = catalog.add_assignment("0001", 0, 1, doc.get("case_number"), None, doc.get("category"), None)
+        catalog.add_amendment(x, a, f"amendments/{n}.json", event("amended", sha256=x))
+        (due,) = catalog.due_amendments()
+        key = f"x.MP4.amendment-{due.id}.json"
+        catalog.amendment_archived(due.id, key, event("amendment_archived", sha256=x, key=key))
+        locks.amendment_archived(x, "x.MP4", doc, key)
+        return [key, key + ".sig"]
+
+    locks.clip_archived(x, "x.MP4", extras, datetime.now(UTC) + timedelta(days=3650), None, stored=True)
+    assert rows() == set() and settle() == []
+    assert catalog.clip_lock(x).extras == " ".join(extras)  # type: ignore[union-attr]
+
+    first = amend(1, {"category": "traffic"})  # 183 days: the clip's ten years stand
+    assert rows() == set(first)
+    assert settle() == [("until", k) for k in first] and rows() == set()
+
+    second = amend(2, {"case_number": "K-1", "important": True})  # permanent: a rise
+    assert settle() == sorted(("until", k) for k in own + first + second)
+    assert rows() == set() and catalog.clip_lock(x).case_number == "K-1"  # type: ignore[union-attr]
+
+    locks.hold("K-1", True)
+    assert settle() == sorted(("hold on", k) for k in own + first + second)
+    assert rows() == set(own + first + second)  # held: kept, so a release is asked of each
+    locks.hold("K-1", False)
+    assert settle() == sorted(("hold off", k) for k in own + first + second) and rows() == set()
     catalog.close()

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gateway.catalog import reports
-from gateway.catalog.locks import ClipLock, HoldRow, LockRow, LockStore
+from gateway.catalog.locks import ClipLock, HoldRow, LockRow, LockStore, Want
 from gateway.catalog.records import (
     Assignment,
     ClipRow,
@@ -622,4 +622,4 @@ class Catalog(LockStore):
 
 __all__ = ["STATES", "Assignment", "Catalog", "CatalogError", "ClipLock", "ClipRow", "ClipState", "DockRow",
            "DueAmendment", "Event", "EventRow", "HoldRow", "Holding", "ItemState", "Journal", "LockRow", "PendingItem",
-           "Purgeable", "TransitionRefused", "compact_file", "event"]
+           "Purgeable", "TransitionRefused", "Want", "compact_file", "event"]

@@ -2,9 +2,18 @@
 ``gateway/evidence/retention.py`` reads (each archived clip's lock date and
 case, its amendments' keys, the custody entries about it, the archived
 custody files, the held cases) and what it decides (each archived object's
-wanted lock). Each object's row keeps what the archive last confirmed
+wanted lock). An object's row keeps what the archive last confirmed
 (``applied``), so an extension the archive did not take stays pending,
 with its attempts and last error, until it does. SQL only; no rule here.
+
+A year holds some 750 000 archived objects, nearly all of them a clip's own
+(media, manifest, signatures) locked exactly until their clip's date and
+not held. They keep no row (issue 30: the catalog under 1 KiB a clip with
+Object Lock on): a clip's own object without a row is one the archive holds
+locked at least until its clip's ``until``. A row is kept while the archive
+does not hold what is wanted, while the object is held (or was, until the
+archive confirms the release), and always for custody files (``keep``:
+their date follows many clips).
 """
 
 from __future__ import annotations
@@ -12,12 +21,33 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from gateway.catalog.records import from_row, stored_hash, unpacked_seqs
-from gateway.catalog.store import Store
+from gateway.catalog.records import from_row, hash_sql, stored_hash, unpacked_seqs
+from gateway.catalog.schema import LOCK_SETTLED
+from gateway.catalog.store import CatalogError, Store
 
 #: a lock row the archive does not yet hold as wanted (the partial index ``locks_pending`` is on this)
 _PENDING = "((wanted IS NOT NULL AND (applied IS NULL OR applied < wanted)) OR hold != applied_hold)"
+#: a clip's lock as ``ClipLock``: the archive key and suffixes it does not store are its clip's own
+_CLIP_LOCK = ("SELECT " + hash_sql("c.sha256") + " AS sha256, coalesce(l.archive_key, c.archive_key, 'unstamped/' "
+              "|| " + hash_sql("c.sha256") + ") AS archive_key, coalesce(x.suffixes, '') AS extras, l.until, "
+              "l.case_number FROM clip_locks l JOIN clips c ON c.item_id = l.item "
+              "LEFT JOIN lock_extras x ON x.id = l.extras")
+
+
+class Want(NamedTuple):
+    """What the rule wants of one archived object."""
+
+    #: locked until (epoch seconds; only ever raised); None: no date asked
+    until: float | None
+    #: legal hold on or off; None: as it is
+    hold: bool | None
+    #: the date the archive is known to hold it until now (it was just stored with it)
+    applied: float | None = None
+    #: the date the archive holds it until if the catalog keeps no row for it: a clip's own object, settled
+    #: at its clip's date (None: not known, e.g. an object the archive had before it was asked)
+    rowless: float | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +74,8 @@ class LockRow:
     next_try_at: float
     error: str | None
     pending_since: float | None
+    #: kept once settled (custody files); else dropped then (``want_locks``)
+    keep: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,24 +90,33 @@ class LockStore(Store):
 
     # -- clips ---------------------------------------------------------------------------
     def clip_lock(self, sha256: str) -> ClipLock | None:
-        row = self.db.execute("SELECT * FROM clip_locks WHERE sha256=?", (stored_hash(sha256),)).fetchone()
+        row = self.db.execute(_CLIP_LOCK + " WHERE c.sha256=?", (stored_hash(sha256),)).fetchone()
         return from_row(ClipLock, row) if row else None
 
     def raise_clip_lock(self, sha256: str, key: str, extras: str, until: float, case: str | None) -> ClipLock:
         """Record an archived clip's lock: never earlier than it was (the
         longest date wins), its case the newest one given."""
         with self.tx() as db:
-            db.execute("INSERT INTO clip_locks (sha256, archive_key, extras, until, case_number) VALUES (?,?,?,?,?) "
-                       "ON CONFLICT (sha256) DO UPDATE SET until=max(until, excluded.until), "
+            clip = db.execute("SELECT item_id, " + hash_sql("sha256") + ", archive_key FROM clips WHERE sha256=?",
+                              (stored_hash(sha256),)).fetchone()
+            if clip is None:
+                raise CatalogError(f"clip {sha256[:12]} is not in the catalog: its lock cannot be recorded")
+            item, hexsha, own_key = clip
+            ref = None
+            if extras:
+                db.execute("INSERT OR IGNORE INTO lock_extras (suffixes) VALUES (?)", (extras,))
+                (ref,) = db.execute("SELECT id FROM lock_extras WHERE suffixes=?", (extras,)).fetchone()
+            db.execute("INSERT INTO clip_locks (item, until, case_number, extras, archive_key) VALUES (?,?,?,?,?) "
+                       "ON CONFLICT (item) DO UPDATE SET until=max(until, excluded.until), "
                        "case_number=coalesce(excluded.case_number, case_number), "
-                       "extras=CASE WHEN excluded.extras != '' THEN excluded.extras ELSE extras END",
-                       (stored_hash(sha256), key, extras, until, case))
+                       "extras=coalesce(excluded.extras, extras)",
+                       (item, until, case, ref, None if key == (own_key or f"unstamped/{hexsha}") else key))
         found = self.clip_lock(sha256)
         assert found is not None
         return found
 
     def clips_of_case(self, case: str) -> list[ClipLock]:
-        rows = self.db.execute("SELECT * FROM clip_locks WHERE case_number=? ORDER BY sha256", (case,))
+        rows = self.db.execute(_CLIP_LOCK + " WHERE l.case_number=? ORDER BY c.sha256", (case,))
         return [from_row(ClipLock, r) for r in rows.fetchall()]
 
     def clips_with_entries(self, lo: int, hi: int | None) -> list[ClipLock]:
@@ -90,13 +131,10 @@ class LockStore(Store):
             about = {r[0] for r in self.db.execute(
                 "SELECT DISTINCT json_extract(data, '$.sha256') FROM events WHERE custody_seq IS NOT NULL "
                 "AND custody_seq BETWEEN ? AND ?", (lo, top)) if isinstance(r[0], str)}
-            found = (self.db.execute("SELECT * FROM clip_locks WHERE sha256=?", (stored_hash(h),)).fetchone()
-                     for h in sorted(about))
-            return [from_row(ClipLock, r) for r in found if r is not None]
+            return [c for h in sorted(about) if (c := self.clip_lock(h)) is not None]
         items = [item for item, seqs in self.db.execute("SELECT item, seqs FROM clip_trail")
                  if any(lo <= s <= top for s in unpacked_seqs(seqs))]
-        found = (self.db.execute("SELECT l.* FROM items i JOIN clip_locks l ON l.sha256=i.sha256 WHERE i.id=?",
-                                 (item,)).fetchone() for item in items)
+        found = (self.db.execute(_CLIP_LOCK + " WHERE l.item=?", (item,)).fetchone() for item in items)
         return [from_row(ClipLock, r) for r in found if r is not None]
 
     def custody_seqs(self, sha256: str) -> list[int]:
@@ -121,29 +159,32 @@ class LockStore(Store):
         return int(last or 0), int(sealed)  # rows only come (rowid up) and leave 'sealed' (count down)
 
     # -- objects ---------------------------------------------------------------------------
-    def want_locks(self, wanted: Mapping[str, tuple[float | None, bool | None, float | None]]) -> int:
-        """For each key, (retain-until, legal hold) the rule wants and the
-        date the archive already holds it locked until, if known (it was
-        just stored with it). A date only ever raises the wanted one; a
-        hold of None leaves it as it is. Returns how many objects wait for
-        the archive now."""
+    def want_locks(self, wanted: Mapping[str, Want], *, keep: bool = False) -> int:
+        """For each key, what the rule wants of it (``Want``). A date only
+        ever raises the wanted one; a hold of None leaves it as it is. A
+        row the archive then holds as wanted, not held, goes (a clip's own
+        object is locked until its clip's date), unless *keep*. Returns how
+        many objects wait for the archive now."""
         now = time.time()
         with self.tx() as db:
-            for key, (until, hold, applied) in wanted.items():
-                db.execute("INSERT INTO locks (key, wanted, hold, applied) VALUES (?,?,?,?) ON CONFLICT (key) DO "
-                           "UPDATE SET wanted=CASE WHEN excluded.wanted IS NULL THEN wanted WHEN wanted IS NULL "
-                           "THEN excluded.wanted ELSE max(wanted, excluded.wanted) END, "
-                           "hold=CASE WHEN ? IS NULL THEN hold ELSE excluded.hold END, "
-                           "applied=CASE WHEN excluded.applied IS NULL THEN applied WHEN applied IS NULL "
-                           "THEN excluded.applied ELSE max(applied, excluded.applied) END",
-                           (key, until, int(bool(hold)), applied, hold))
+            for key, (until, hold, applied, rowless) in wanted.items():
+                db.execute("INSERT INTO locks (key, wanted, hold, applied, keep) VALUES (?1,?2,?3,coalesce(?4,?6),?7) "
+                           "ON CONFLICT (key) DO UPDATE SET wanted=CASE WHEN excluded.wanted IS NULL THEN wanted "
+                           "WHEN wanted IS NULL THEN excluded.wanted ELSE max(wanted, excluded.wanted) END, "
+                           "hold=CASE WHEN ?5 IS NULL THEN hold ELSE excluded.hold END, "
+                           "applied=CASE WHEN ?4 IS NULL THEN applied WHEN applied IS NULL "
+                           "THEN ?4 ELSE max(applied, ?4) END, keep=max(keep, excluded.keep)",
+                           (key, until, int(bool(hold)), applied, hold, rowless, int(keep)))
                 # newly pending: due now (one already pending keeps its backoff)
                 db.execute(f"UPDATE locks SET next_try_at=0, attempts=0, pending_since=? "
                            f"WHERE key=? AND pending_since IS NULL AND {_PENDING}", (now, key))
+                db.execute(f"DELETE FROM locks WHERE key=? AND keep=0 AND {LOCK_SETTLED}", (key,))
             (n,) = db.execute(f"SELECT count(*) FROM locks WHERE {_PENDING}").fetchone()
         return int(n)
 
     def lock(self, key: str) -> LockRow | None:
+        """*key*'s row; None when the catalog keeps none (a clip's own object
+        the archive holds as its clip wants, or one never asked for)."""
         row = self.db.execute("SELECT * FROM locks WHERE key=?", (key,)).fetchone()
         return from_row(LockRow, row) if row else None
 
@@ -169,6 +210,7 @@ class LockStore(Store):
             still = db.execute(f"SELECT 1 FROM locks WHERE key=? AND {_PENDING}", (key,)).fetchone()
             if not still:
                 db.execute("UPDATE locks SET attempts=0, next_try_at=0, pending_since=NULL WHERE key=?", (key,))
+                db.execute(f"DELETE FROM locks WHERE key=? AND keep=0 AND {LOCK_SETTLED}", (key,))
         return still is None
 
     def lock_failed(self, failed: Iterable[tuple[str, str, float]]) -> None:

@@ -422,4 +422,35 @@ MIGRATIONS.append("""
     INSERT INTO clip_names (clip_names) VALUES ('optimize');
     CREATE TABLE IF NOT EXISTS compact_due (since REAL);
     """)
+# issue 30, retention's share of the catalog (Object Lock on: 915 -> 1 731 B a clip at a year). ``clip_locks``:
+# one row per archived clip keyed by its item's id (the rowid, as ``clip_trail``; a clip's own rowid is not stable
+# under VACUUM), its object suffixes by reference (``lock_extras``: one set per station configuration) and its
+# archive key only where it is not the clip's own. ``locks``: a row per object only while the archive does not
+# hold what is wanted, the object is held, or it is a custody file (``keep``: a file's date follows many clips);
+# a clip's own object without a row is locked at least until its clip's ``until`` (``LockStore.want_locks``)
+#: a lock row the archive holds as wanted, not held (``LockStore.want_locks`` drops it unless kept)
+LOCK_SETTLED = "(wanted IS NOT NULL AND applied >= wanted OR wanted IS NULL) AND hold = 0 AND applied_hold = 0"
+MIGRATIONS.append("""
+    CREATE TABLE IF NOT EXISTS lock_extras (id INTEGER PRIMARY KEY, suffixes TEXT NOT NULL UNIQUE);
+    INSERT OR IGNORE INTO lock_extras (suffixes) SELECT DISTINCT extras FROM clip_locks WHERE extras != '';
+    CREATE TABLE clip_locks_by_item (
+        item INTEGER PRIMARY KEY,
+        until REAL NOT NULL,
+        case_number TEXT,
+        extras INTEGER REFERENCES lock_extras(id),
+        archive_key TEXT
+    );
+    INSERT OR REPLACE INTO clip_locks_by_item (item, until, case_number, extras, archive_key)
+        SELECT c.item_id, l.until, l.case_number, x.id,
+               NULLIF(l.archive_key, coalesce(c.archive_key, 'unstamped/' || lower(hex(c.sha256))))
+        FROM clip_locks l JOIN clips c ON c.sha256 = l.sha256 LEFT JOIN lock_extras x ON x.suffixes = l.extras;
+    DROP TABLE clip_locks;
+    ALTER TABLE clip_locks_by_item RENAME TO clip_locks;
+    CREATE INDEX clip_locks_case ON clip_locks(case_number) WHERE case_number IS NOT NULL;
+    ALTER TABLE locks ADD COLUMN keep INTEGER NOT NULL DEFAULT 0;
+    UPDATE locks SET keep = 1 WHERE key GLOB 'custody/*/*'
+        AND substr(key, 9 + instr(substr(key, 9), '/')) IN (SELECT name FROM segments);
+    DELETE FROM locks WHERE keep = 0 AND """ + LOCK_SETTLED + """;
+    CREATE TABLE IF NOT EXISTS compact_due (since REAL);
+    """)
 VERSION = len(MIGRATIONS)

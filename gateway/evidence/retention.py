@@ -45,13 +45,13 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.archive import Archive, ArchiveError, ArchiveUnavailable
-from gateway.catalog import Catalog, ClipLock, LockRow
+from gateway.catalog import Catalog, ClipLock, LockRow, Want
 from gateway.config import Config, RetentionConfig
 from gateway.errors import DockgateError
 from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX
@@ -290,14 +290,25 @@ class Locks:
         station = self.cfg.station.id
         return own, sorted(custody_key(station, n) for n in covering if n in archived)
 
-    def _raise(self, clip: ClipLock, fresh: Sequence[str] = ()) -> None:
+    def _raise(self, clip: ClipLock, before: float | None, *, new: Collection[str] = (),
+               fresh: Collection[str] = (), stored_until: float | None = None) -> None:
         """Want every object of *clip* locked until its date (and held if
-        its case is); *fresh*: keys just stored with that very date."""
+        its case is). *before*: the date its objects were locked until
+        (None: never); *new*: its objects the archive holds with no date we
+        know; *fresh*: those just stored locked until *stored_until*. An
+        object whose lock does not change is not asked again."""
         held = True if clip.case_number and clip.case_number in self.catalog.held_cases() else None
         own, custody = self.objects_of(clip)
-        wanted = {k: (clip.until, held, clip.until if k in fresh else None) for k in own}
-        wanted |= {k: (_day_up(clip.until), held, None) for k in custody}
+        wanted: dict[str, Want] = {}
+        for k in own:
+            applied = stored_until if k in fresh else None
+            rowless = None if k in new or before is None else before
+            known = applied if applied is not None else rowless
+            if held is None and known is not None and known >= clip.until:
+                continue  # locked as wanted already, not held: nothing to ask, nothing to keep
+            wanted[k] = Want(clip.until, held, applied, rowless)
         self.catalog.want_locks(wanted)
+        self.catalog.want_locks({k: Want(_day_up(clip.until), held) for k in custody}, keep=True)
 
     def clip_archived(self, sha256: str, key: str, extras: Sequence[str], until: datetime, case: str | None,
                       stored: bool) -> None:
@@ -305,13 +316,17 @@ class Locks:
         *until* when *stored* (not found there already)."""
         if not self.on:
             return
+        before = self.catalog.clip_lock(sha256)
         clip = self.catalog.raise_clip_lock(sha256, key, " ".join(extras), until.timestamp(), case or None)
-        self._raise(clip, [key, *(key + s for s in extras)] if stored else ())
+        objects = [key, *(key + s for s in extras)]
+        self._raise(clip, before.until if before else None, new=() if stored else objects,
+                    fresh=objects if stored else (), stored_until=until.timestamp())
 
-    def amendment_archived(self, sha256: str, media_key: str, doc: dict[str, Any]) -> None:
-        """An amendment of the clip is archived: the clip's date rises to
-        the amendment's class (never falls), its case is the amendment's
-        when it names one, and everything about the clip follows."""
+    def amendment_archived(self, sha256: str, media_key: str, doc: dict[str, Any], key: str | None = None) -> None:
+        """An amendment of the clip is archived (as *key*; None: not known,
+        every amendment is asked again): the clip's date rises to the
+        amendment's class (never falls), its case is the amendment's when
+        it names one, and everything about the clip follows."""
         if not self.on:
             return
         cls = amendment_class(self.cfg.retention, doc) if self.cfg.retention.enabled else None
@@ -320,11 +335,11 @@ class Locks:
         until = max(base, until_for(self.cfg.retention, cls).timestamp()) if cls else base
         extras = "" if clip else f"{MANIFEST_SUFFIX} {MANIFEST_SUFFIX}{SIG_SUFFIX}"  # archived before this version
         now = self.catalog.raise_clip_lock(sha256, media_key, extras, until, doc.get("case_number") or None)
-        self._raise(now)
+        amendments = [key] if key else self.catalog.archived_amendment_keys(sha256)
+        self._raise(now, clip.until if clip else None, new=[k for a in amendments for k in (a, a + SIG_SUFFIX)])
         if clip and clip.case_number and clip.case_number != now.case_number \
                 and clip.case_number in self.catalog.held_cases():  # moved out of a held case
-            own, custody = self.objects_of(now)
-            self._settle_holds(set(own + custody))
+            self._settle_holds(*self._objects([now]))
 
     def custody_archived(self, name: str) -> None:
         """A custody segment or checkpoint file is archived: locked until
@@ -339,32 +354,45 @@ class Locks:
         held_cases = self.catalog.held_cases()
         held = True if any(c.case_number in held_cases for c in clips if c.case_number) else None
         until = _day_up(max(c.until for c in clips))
-        self.catalog.want_locks({custody_key(self.cfg.station.id, name): (until, held, None)})
+        self.catalog.want_locks({custody_key(self.cfg.station.id, name): Want(until, held)}, keep=True)
+
+    def _objects(self, clips: Iterable[ClipLock]) -> tuple[dict[str, float], set[str]]:
+        """(each of *clips*' own objects with its clip's date, the custody files over them)."""
+        own: dict[str, float] = {}
+        custody: set[str] = set()
+        for c in clips:
+            mine, files = self.objects_of(c)
+            own.update((k, max(c.until, own.get(k, 0.0))) for k in mine)
+            custody.update(files)
+        return own, custody
 
     def hold(self, case: str, on: bool, also: Iterable[str] = ()) -> list[str]:
         """Put *case* under legal hold or release it: every object of its
-        clips (and *also*), held or, on release, held only if another held
-        case still needs it. The hold stays with the case: clips archived
-        into it or assigned to it later are held too."""
+        clips (and *also*, objects the catalog has no clip for), held or,
+        on release, held only if another held case still needs it. The
+        hold stays with the case: clips archived into it or assigned to it
+        later are held too."""
         self.catalog.set_hold(case, on)
-        keys = set(also)
-        for c in self.catalog.clips_of_case(case):
-            own, custody = self.objects_of(c)
-            keys.update(own + custody)
+        own, custody = self._objects(self.catalog.clips_of_case(case))
+        others = set(also) - own.keys() - custody
         if on:
-            self.catalog.want_locks({k: (None, True, None) for k in keys})
+            self.catalog.want_locks({k: Want(None, True, rowless=u) for k, u in own.items()}
+                                    | {k: Want(None, True) for k in others})
+            self.catalog.want_locks({k: Want(None, True) for k in custody}, keep=True)
         else:
-            self._settle_holds(keys)
-        return sorted(keys)
+            self._settle_holds(own, custody, others)
+        return sorted({*own, *custody, *others})
 
-    def _settle_holds(self, keys: set[str]) -> None:
-        """Each of *keys* held exactly when a clip of a held case needs it."""
+    def _settle_holds(self, own: dict[str, float], custody: set[str], others: Iterable[str] = ()) -> None:
+        """Each of these objects held exactly when a clip of a held case
+        needs it (*own*: a clip's, with its clip's date)."""
         still: set[str] = set()
         for case in self.catalog.held_cases():
-            for c in self.catalog.clips_of_case(case):
-                own, custody = self.objects_of(c)
-                still.update(own + custody)
-        self.catalog.want_locks({k: (None, k in still, None) for k in keys})
+            held_own, held_custody = self._objects(self.catalog.clips_of_case(case))
+            still.update(held_own, held_custody)
+        self.catalog.want_locks({k: Want(None, k in still, rowless=u) for k, u in own.items()}
+                                | {k: Want(None, k in still) for k in others})
+        self.catalog.want_locks({k: Want(None, k in still) for k in custody}, keep=True)
 
     # -- bringing the archive there ---------------------------------------------------------------
     def due(self, now: float | None = None, *, quiet: bool = False) -> list[LockRow]:

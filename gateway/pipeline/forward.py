@@ -233,7 +233,7 @@ class Forwarder(Worker):
                 self.catalog.amendment_archived(a.id, key, event(
                     "amendment_archived", sha256=a.sha256, key=key, amendment_sha256=signed.sha256,
                     signature_sha256=hashlib.sha256(signed.signature).hexdigest()))
-                self.locks.amendment_archived(a.sha256, a.archive_key, json.loads(signed.body))  # only extends
+                self.locks.amendment_archived(a.sha256, a.archive_key, json.loads(signed.body), key)  # only extends
                 self._locks_at = 0.0
                 sent = True
             for name in self.catalog.due_segments():
