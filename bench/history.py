@@ -34,6 +34,11 @@ What it does not model (docs/performance.md, "A year of history"):
   extension and hold at once (none left pending); the station's own archive
   is still the local folder;
 - the web's own custody events (views, searches) and MQTT;
+- the outbox's events carry the simulated time of their dock (the custody
+  log's entries the time the generator wrote them); at the end the outbox
+  is pruned to ``evidence.events_keep_days`` as the daemon's housekeeping
+  would have over the year (``Catalog.prune_events``, then its free pages
+  given back);
 - manifests and amendments written without their fsync (``write_many``'s
   durable path is the daemon's; 250 000 fsyncs would take the generator's
   time, not the station's), and capture times from the generator, not from
@@ -178,6 +183,7 @@ def build(root: Path, size: Size = Size(), *, seed: int = 30, end: float | None 
             print(f"day {day}: {n} clips, {time.monotonic() - t0:.0f} s", file=sys.stderr)
     _cases(cfg, catalog, staging, signer, custody, rnd, size, out, first_day, locks)
     _rotate(custody, catalog, archive_custody, locks, force=True)
+    _prune(cfg, catalog, now)
     custody.close()
     catalog.close()
     out.seconds = time.monotonic() - t0
@@ -208,6 +214,7 @@ def _dock(cfg: Config, catalog: Catalog, staging: Staging, manifests: Path, sign
         starts.append(start)
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(start))
         refs.append(ClipRef(f"DCIM/{stamp[:8]}/{officer}_{stamp}_{k:04d}.MP4".encode(), 300 + k, int(start * 1e9)))
+    (first_seq,) = catalog.db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
     with catalog.group():
         dock_id = catalog.open_dock(device, "zfy-generic", event("docked", slot, vid="2bdf", pid="0001",
                                                                   usb_serial=serial, profile="zfy-generic"))
@@ -262,6 +269,18 @@ def _dock(cfg: Config, catalog: Catalog, staging: Staging, manifests: Path, sign
                 catalog.purged(sha, event("purged", sha256=sha, size=size, why="age"))
         catalog.emit("undocked", slot, serial=serial, dock_id=dock_id)
         catalog.close_dock(dock_id, "done")
+        # the outbox's events as of the simulated dock (its window is kept by age: ``_prune``)
+        catalog.db.execute("UPDATE events SET ts=? WHERE seq > ?", (docked_at, first_seq))
+
+
+def _prune(cfg: Config, catalog: Catalog, now: float) -> None:
+    """The outbox as the daemon's housekeeping leaves it (``gateway/pipeline/housekeep.py``)."""
+    if cfg.evidence.events_keep_days is None:
+        return
+    while catalog.prune_events(now - cfg.evidence.events_keep_days * DAY, published=cfg.mqtt.enabled) == 5000:
+        pass
+    catalog.vacuum(2 ** 30)  # the housekeeper gives them back a round at a time
+    catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def _rotate(custody: CustodyLog, catalog: Catalog, archive: Path | None, locks: Locks | None, *,
