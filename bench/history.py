@@ -336,7 +336,8 @@ def _cases(cfg: Config, catalog: Catalog, staging: Staging, signer: Signer, cust
     if locks is not None:
         for case in out.cases[::50]:  # one case in 50 under legal hold
             locks.hold(case, True)
-        locks.apply()
+        while catalog.pending_locks():  # as the forwarder's rounds would (``apply`` takes 500 at a time)
+            locks.apply()
 
 
 def main() -> None:

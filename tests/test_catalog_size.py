@@ -155,6 +155,24 @@ def test_the_housekeeper_prunes_what_the_broker_took_and_never_while_a_slot_pull
     assert hk.events_pruned == 7
 
 
+def test_the_housekeeper_compacts_the_catalog_weekly_and_never_while_a_slot_pulls(st: Station) -> None:
+    """A year's randomly keyed indexes keep their pages part empty as clips arrive: once a week the
+    housekeeper rewrites the file whole, while no slot pulls, and says when in the metrics."""
+    made = st.cat.compacted_at()
+    assert made is not None and abs(made - time.time()) < 600  # a new file: made compact
+    with st.cat.tx() as w:
+        w.execute("UPDATE catalog_compacted SET at = ?", (time.time() - housekeep.COMPACT_EVERY_S - 1,))
+    pulling = True
+    hk = Housekeeper(_cfg(st), st.cat, lambda: pulling)
+    asyncio.run(hk.catalog_size())
+    assert time.time() - (st.cat.compacted_at() or 0) > housekeep.COMPACT_EVERY_S  # a slot pulls: not now
+    pulling = False
+    asyncio.run(hk.catalog_size())
+    assert time.time() - (st.cat.compacted_at() or 0) < 60
+    asyncio.run(hk.step())
+    assert hk.disk["catalog_compacted"] == int(st.cat.compacted_at() or 0)
+
+
 def test_events_since_says_where_the_forgotten_ones_are(st: Station) -> None:
     cfg = _cfg(st)
     assert pruned_since(cfg, 0) is None

@@ -442,3 +442,53 @@ def test_a_clips_own_objects_keep_no_lock_row_once_the_archive_holds_them_as_wan
     locks.hold("K-1", False)
     assert settle() == sorted(("hold off", k) for k in own + first + second) and rows() == set()
     catalog.close()
+
+
+def _one_clip(tmp_path: Path) -> tuple[Catalog, Locks, _Asked, str]:
+    station = s3_station(tmp_path, "http://127.0.0.1:9", "unused", release="never")
+    station.write_text(station.read_text() + RETENTION)
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    archive = _Asked()
+    locks = Locks(catalog, load_config(station), archive, announce=False)  # type: ignore[arg-type]
+    x = "c2" * 32
+    catalog.restore_clip(x, "S1", b"x.MP4", 1, None, None, "x.MP4", None, None, archived=True)
+    locks.clip_archived(x, "x.MP4", (".manifest.json",), datetime.now(UTC) + timedelta(days=183), "K-2",
+                        stored=True)
+    return catalog, locks, archive, x
+
+
+def test_a_hold_released_while_the_archive_sets_it_is_released_there_too(tmp_path: Path) -> None:
+    """The command line releases a case's hold while the daemon is asking the archive to set it: once the
+    archive says it holds the objects, each is released in turn, never left held with nothing to undo it."""
+    catalog, locks, archive, _ = _one_clip(tmp_path)
+    locks.hold("K-2", True)
+    in_flight = locks.due(float("inf"))  # the daemon took them to the archive...
+    locks.hold("K-2", False)  # ...and the hold is released meanwhile
+    locks.record(locks.push(in_flight))  # the archive set the hold
+    archive.asked.clear()
+    assert locks.apply() == []
+    assert sorted(archive.asked) == [("hold off", "x.MP4"), ("hold off", "x.MP4.manifest.json")]
+    assert catalog.pending_locks() == []
+    catalog.close()
+
+
+def test_a_clips_date_rises_only_with_the_rows_that_ask_the_archive_for_it(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An amendment's bookkeeping that fails halfway leaves the clip's date as it was: a date raised without
+    its objects' rows would read as "locked that long" and never be asked of the archive."""
+    catalog, locks, archive, x = _one_clip(tmp_path)
+    before = catalog.clip_lock(x).until  # type: ignore[union-attr]
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(catalog, "want_locks", broken)
+    with pytest.raises(RuntimeError):
+        locks.amendment_archived(x, "x.MP4", {"case_number": "K-2", "important": True}, "x.MP4.amendment-1.json")
+    assert catalog.clip_lock(x).until == before  # type: ignore[union-attr]
+    monkeypatch.undo()
+    locks.amendment_archived(x, "x.MP4", {"case_number": "K-2", "important": True}, "x.MP4.amendment-1.json")
+    archive.asked.clear()
+    assert locks.apply() == []
+    assert sorted(archive.asked) == [("until", "x.MP4"), ("until", "x.MP4.manifest.json")]
+    catalog.close()

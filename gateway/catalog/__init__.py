@@ -506,6 +506,11 @@ class Catalog(LockStore):
         self.db.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
         return int(before - self.db.execute("PRAGMA freelist_count").fetchone()[0])
 
+    def compacted_at(self) -> float | None:
+        """When the file was last rewritten whole (``compact_file``; a new file: when it was made)."""
+        row = self.db.execute("SELECT at FROM catalog_compacted WHERE id=1").fetchone()
+        return None if row is None else float(row[0])
+
     def file_pages(self) -> tuple[int, int, int, bool]:
         """(page size, pages, free pages, incremental auto-vacuum on): the file's shape, for the metrics."""
         size, pages, free, mode = (self.db.execute(f"PRAGMA {p}").fetchone()[0]

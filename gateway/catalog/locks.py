@@ -29,11 +29,12 @@ from gateway.catalog.store import CatalogError, Store
 
 #: a lock row the archive does not yet hold as wanted (the partial index ``locks_pending`` is on this)
 _PENDING = "((wanted IS NOT NULL AND (applied IS NULL OR applied < wanted)) OR hold != applied_hold)"
-#: a clip's lock as ``ClipLock``: the archive key and suffixes it does not store are its clip's own
-_CLIP_LOCK = ("SELECT " + hash_sql("c.sha256") + " AS sha256, coalesce(l.archive_key, c.archive_key, 'unstamped/' "
-              "|| " + hash_sql("c.sha256") + ") AS archive_key, coalesce(x.suffixes, '') AS extras, l.until, "
-              "l.case_number FROM clip_locks l JOIN clips c ON c.item_id = l.item "
-              "LEFT JOIN lock_extras x ON x.id = l.extras")
+#: a clip's lock as ``ClipLock``: the archive key and suffixes it does not store are its clip's own. From a lock
+#: to its clip by the item's hash (clips have no index by item), from a clip to its lock by the item's id
+_CLIP_LOCK = ("SELECT " + hash_sql("c.sha256") + " AS sha256, coalesce(l.archive_key, nullif(c.archive_key, ''), "
+              "'unstamped/' || " + hash_sql("c.sha256") + ") AS archive_key, coalesce(x.suffixes, '') AS extras, "
+              "l.until, l.case_number FROM clip_locks l JOIN items i ON i.id = l.item "
+              "JOIN clips c ON c.sha256 = i.sha256 AND c.item_id = l.item LEFT JOIN lock_extras x ON x.id = l.extras")
 
 
 class Want(NamedTuple):
@@ -111,6 +112,7 @@ class LockStore(Store):
                        "case_number=coalesce(excluded.case_number, case_number), "
                        "extras=coalesce(excluded.extras, extras)",
                        (item, until, case, ref, None if key == (own_key or f"unstamped/{hexsha}") else key))
+            # (``_CLIP_LOCK`` reads an empty key as none, as ``or`` does here)
         found = self.clip_lock(sha256)
         assert found is not None
         return found
@@ -205,8 +207,11 @@ class LockStore(Store):
         """The archive holds *key* locked until *applied* with legal hold
         *hold*. True when nothing more is wanted of it."""
         with self.tx() as db:
-            db.execute("UPDATE locks SET applied=max(coalesce(applied, 0), coalesce(?, 0)), applied_hold=?, "
-                       "error=NULL WHERE key=?", (applied, int(hold), key))
+            found = db.execute("UPDATE locks SET applied=max(coalesce(applied, 0), coalesce(?, 0)), applied_hold=?, "
+                               "error=NULL WHERE key=?", (applied, int(hold), key)).rowcount
+            if not found and hold:  # released (and its row gone) while the archive was setting the hold: undo it
+                db.execute("INSERT INTO locks (key, applied, applied_hold, pending_since) VALUES (?,?,1,?)",
+                           (key, applied, time.time()))
             still = db.execute(f"SELECT 1 FROM locks WHERE key=? AND {_PENDING}", (key,)).fetchone()
             if not still:
                 db.execute("UPDATE locks SET attempts=0, next_try_at=0, pending_since=NULL WHERE key=?", (key,))

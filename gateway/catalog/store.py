@@ -59,8 +59,10 @@ def compact_file(path: Path) -> None:
     try:
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         db.execute("VACUUM")
-        # after the rewrite (a crash in it leaves it due), its page given back too
+        # after the rewrite (a crash in it leaves it due), its page given back too; when, for the schedule
         db.executescript("DROP TABLE IF EXISTS compact_due; PRAGMA incremental_vacuum;")
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name='catalog_compacted'").fetchone():
+            db.execute("INSERT OR REPLACE INTO catalog_compacted (id, at) VALUES (1, ?)", (time.time(),))
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.DatabaseError as e:
         raise CatalogError(f"catalog {path}: {e}") from None

@@ -45,7 +45,8 @@ import math
 import random
 import re
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -316,11 +317,21 @@ class Locks:
         *until* when *stored* (not found there already)."""
         if not self.on:
             return
-        before = self.catalog.clip_lock(sha256)
-        clip = self.catalog.raise_clip_lock(sha256, key, " ".join(extras), until.timestamp(), case or None)
-        objects = [key, *(key + s for s in extras)]
-        self._raise(clip, before.until if before else None, new=() if stored else objects,
-                    fresh=objects if stored else (), stored_until=until.timestamp())
+        with self._atomic():
+            before = self.catalog.clip_lock(sha256)
+            clip = self.catalog.raise_clip_lock(sha256, key, " ".join(extras), until.timestamp(), case or None)
+            objects = [key, *(key + s for s in extras)]
+            self._raise(clip, before.until if before else None, new=() if stored else objects,
+                        fresh=objects if stored else (), stored_until=until.timestamp())
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """One transaction (a savepoint of the caller's group) for a clip's
+        date and the rows it asks for: a clip whose date rose without them
+        would keep its objects short for good (no row reads as "locked
+        until the clip's date")."""
+        with self.catalog.group(), self.catalog.tx():
+            yield
 
     def amendment_archived(self, sha256: str, media_key: str, doc: dict[str, Any], key: str | None = None) -> None:
         """An amendment of the clip is archived (as *key*; None: not known,
@@ -329,6 +340,10 @@ class Locks:
         it names one, and everything about the clip follows."""
         if not self.on:
             return
+        with self._atomic():
+            self._amended(sha256, media_key, doc, key)
+
+    def _amended(self, sha256: str, media_key: str, doc: dict[str, Any], key: str | None) -> None:
         cls = amendment_class(self.cfg.retention, doc) if self.cfg.retention.enabled else None
         clip = self.catalog.clip_lock(sha256)
         base = clip.until if clip else (datetime.now(UTC) + timedelta(days=_archive_days(self.cfg))).timestamp()
@@ -372,15 +387,16 @@ class Locks:
         on release, held only if another held case still needs it. The
         hold stays with the case: clips archived into it or assigned to it
         later are held too."""
-        self.catalog.set_hold(case, on)
-        own, custody = self._objects(self.catalog.clips_of_case(case))
-        others = set(also) - own.keys() - custody
-        if on:
-            self.catalog.want_locks({k: Want(None, True, rowless=u) for k, u in own.items()}
-                                    | {k: Want(None, True) for k in others})
-            self.catalog.want_locks({k: Want(None, True) for k in custody}, keep=True)
-        else:
-            self._settle_holds(own, custody, others)
+        with self._atomic():
+            self.catalog.set_hold(case, on)
+            own, custody = self._objects(self.catalog.clips_of_case(case))
+            others = set(also) - own.keys() - custody
+            if on:
+                self.catalog.want_locks({k: Want(None, True, rowless=u) for k, u in own.items()}
+                                        | {k: Want(None, True) for k in others})
+                self.catalog.want_locks({k: Want(None, True) for k in custody}, keep=True)
+            else:
+                self._settle_holds(own, custody, others)
         return sorted({*own, *custody, *others})
 
     def _settle_holds(self, own: dict[str, float], custody: set[str], others: Iterable[str] = ()) -> None:

@@ -39,9 +39,10 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -230,18 +231,21 @@ class Forwarder(Worker):
                 key = f"{a.archive_key}{amendment_suffix(a.id)}"
                 await self._put_bytes(key, signed.body)
                 await self._put_bytes(key + SIG_SUFFIX, signed.signature)
-                self.catalog.amendment_archived(a.id, key, event(
-                    "amendment_archived", sha256=a.sha256, key=key, amendment_sha256=signed.sha256,
-                    signature_sha256=hashlib.sha256(signed.signature).hexdigest()))
-                self.locks.amendment_archived(a.sha256, a.archive_key, json.loads(signed.body), key)  # only extends
+                with self.catalog.group():  # archived and its lock asked for: one transaction, or a crash between
+                    self.catalog.amendment_archived(a.id, key, event(  # would leave it unasked for good
+                        "amendment_archived", sha256=a.sha256, key=key, amendment_sha256=signed.sha256,
+                        signature_sha256=hashlib.sha256(signed.signature).hexdigest()))
+                    self._locked(self.locks.amendment_archived, a.sha256, a.archive_key, json.loads(signed.body),
+                                 key)  # only extends
                 self._locks_at = 0.0
                 sent = True
             for name in self.catalog.due_segments():
                 data = await asyncio.to_thread((self.custody_dir / name).read_bytes)
                 key = f"custody/{self.cfg.station.id}/{name}"
                 await self._put_bytes(key, data)
-                self.catalog.segment_archived(name)
-                self.locks.custody_archived(name)
+                with self.catalog.group():
+                    self.catalog.segment_archived(name)
+                    self._locked(self.locks.custody_archived, name)
                 self._locks_at = 0.0
                 log.info("custody segment %s archived as %s", name, key)
                 sent = True
@@ -370,11 +374,15 @@ class Forwarder(Worker):
         (evidence/retention.py); inside a group commit, in its transaction."""
         if facts is None:
             return
+        self._locked(self.locks.clip_archived, clip.sha256, key, facts[1], facts[0], facts[2], stored=stored)
+        self._locks_at = 0.0
+
+    def _locked(self, record: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Retention's bookkeeping of what was just archived (atomic on its own: ``Locks._atomic``)."""
         try:
-            self.locks.clip_archived(clip.sha256, key, facts[1], facts[0], facts[2], stored=stored)
-            self._locks_at = 0.0
+            record(*args, **kwargs)
         except Exception:  # the upload stands; the bookkeeping of its lock is a bug to see, not a stop
-            log.exception("recording the lock of %s", clip.sha256[:12])
+            log.exception("recording the retention lock of %s", args[0] if args else "?")
 
     def _record_archived(self, sha256: str, events: tuple[Event, ...]) -> None:
         """Group commit: uploads that finish within ``GROUP_S`` of each other

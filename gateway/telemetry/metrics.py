@@ -63,6 +63,8 @@ class Metrics:
                                      "since start (archived, past evidence.custody_keep_days)", registry=r)
         self.catalog_free = Gauge("dockgate_catalog_free_bytes", "Free pages inside the catalog file (given back "
                                   "a few at a time by the housekeeper's incremental vacuum)", registry=r)
+        self.catalog_compacted = Gauge("dockgate_catalog_compacted_timestamp_seconds", "When the catalog file was "
+                                       "last rewritten whole (Unix time; weekly, while no slot pulls)", registry=r)
         self.events_pruned = Gauge("dockgate_events_pruned", "Events the catalog's outbox forgot since start "
                                    "(published, custody entry archived, past evidence.events_keep_days)", registry=r)
         self.archive_up = Gauge("dockgate_archive_up", "1 if the last archive operation succeeded", registry=r)
@@ -124,6 +126,7 @@ class Metrics:
         disk = dict(snapshot.get("disk") or {})
         self.custody_removed.set(disk.pop("custody_removed", 0))
         self.catalog_free.set(disk.pop("catalog_free", 0))
+        self.catalog_compacted.set(disk.pop("catalog_compacted", 0))
         self.events_pruned.set(disk.pop("events_pruned", 0))
         for what, n in disk.items():
             self.disk.labels(what).set(n)
