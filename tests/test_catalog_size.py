@@ -263,7 +263,7 @@ def test_an_upgrade_that_migrates_the_catalog_says_so_first_and_a_current_one_do
 
 
 #: retention's tables as schema 16 wrote them (a clip's lock by its hash, every object's lock a row)
-_OLD_LOCKS = """DROP TABLE clip_locks; DROP TABLE lock_extras; ALTER TABLE locks DROP COLUMN keep;
+OLD_RETENTION_TABLES = """DROP TABLE clip_locks; DROP TABLE lock_extras; ALTER TABLE locks DROP COLUMN keep;
     CREATE TABLE clip_locks (sha256 TEXT PRIMARY KEY, archive_key TEXT NOT NULL, extras TEXT NOT NULL DEFAULT '',
                              until REAL NOT NULL, case_number TEXT);
     CREATE INDEX clip_locks_case ON clip_locks(case_number);"""
@@ -317,7 +317,7 @@ def test_derivable_paths_are_not_stored_and_an_older_catalog_reads_back_the_same
                          "nullif(lower(hex(manifest_sha256)), ''); UPDATE items SET sha256 = lower(hex(sha256)); "
                          "UPDATE clips SET staged_path = 'media/' || substr(sha256, 1, 2) || '/' || sha256 "
                          "WHERE staged_path = ''; UPDATE clips SET manifest_path = 'manifests/' || sha256 || "
-                         f"'.manifest.json' WHERE manifest_path = ''; {_OLD_LOCKS} PRAGMA user_version={derived}; "
+                         f"'.manifest.json' WHERE manifest_path = ''; {OLD_RETENTION_TABLES} PRAGMA user_version={derived}; "
                          "COMMIT;")
     assert cat.db.execute("SELECT count(*) FROM clips WHERE staged_path = '' OR manifest_path = ''").fetchone()[0] == 0
     cat.close()
@@ -365,7 +365,7 @@ def test_event_ids_are_stored_as_16_bytes_and_an_older_catalogs_read_back_the_sa
     with cat.tx() as w:
         w.execute("UPDATE events SET id=?", (eid,))
         w.execute("INSERT INTO events (id, ts, type, data) VALUES ('not-a-uuid', 0, 'x', '{}')")
-        for statement in _OLD_LOCKS.split(";")[:-1]:
+        for statement in OLD_RETENTION_TABLES.split(";")[:-1]:
             w.execute(statement)
         w.execute(f"PRAGMA user_version={bytes_}")
     before = cat.events()

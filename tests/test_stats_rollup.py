@@ -18,6 +18,7 @@ from drivers.base import ClipRef, DockedDevice, Identity, UsbIds
 from gateway.catalog import Catalog, ClipState, TransitionRefused, event
 from gateway.catalog.reports import ALARMS, LATE_DOCK_S, Reports
 from gateway.catalog.schema import MIGRATIONS, VERSION
+from tests.test_catalog_size import OLD_RETENTION_TABLES
 
 DAY = 86400.0
 
@@ -269,7 +270,7 @@ def test_the_migration_back_fills_the_rollup_from_the_clips(tmp_path: Path) -> N
     # the state counts' once its table and triggers are gone
     assert rollup == totals - 1 and totals <= VERSION - 1, "a migration between: drop what it makes here too"
     later += "".join(f"DROP TRIGGER state_counts_{t}_{k}; " for t in ("items", "clips") for k in ("ins", "upd", "del"))
-    later += "DROP TABLE state_counts; "
+    later += "DROP TABLE state_counts; " + OLD_RETENTION_TABLES + " "  # and retention's tables as they were then
     cat.db.executescript("BEGIN; DROP TRIGGER stats_clip_added; DROP TRIGGER stats_clip_changed; "
                          "DROP TRIGGER stats_clip_deleted; DROP TRIGGER stats_item_docked; DROP TABLE stats_rollup; "
                          f"DROP INDEX events_alarms; {later}DROP TABLE station_totals; "
