@@ -410,7 +410,7 @@ def main() -> None:
     ap.add_argument("--only", default="ingest,parallel,forward,daemon,catalog,small,slots,verify,one",
                     help="comma-separated sections to run (and: casefile; history, a year's history beside an empty "
                          "station, not in the default set: it builds 250 000 clips)")
-    ap.add_argument("--history", type=Path, help="with --only history: the config of a station bench/history.py "
+    ap.add_argument("--history", type=Path, help="with --only history (or slots): the config of a station bench/history.py "
                                                  "built before, measured instead of building one")
     a = ap.parse_args()
     only = set(a.only.split(","))
@@ -450,6 +450,9 @@ def main() -> None:
             mark("slots")
             scale.bench_slots(work, row, slots=25, clips=2 if q else 4, size=(16 if q else 64) * 1_000_000,
                               rate=35_000_000)
+            if a.history:  # issue 30: the goal stands at a year's history too
+                scale.bench_slots_year(work, row, a.history, slots=25, clips=2 if q else 4,
+                                       size=(16 if q else 64) * 1_000_000, rate=35_000_000)
         if "verify" in only:
             mark("verify")
             scale.bench_verify(work, row, 200 if q else 2000, MiB, rounds, small)

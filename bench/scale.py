@@ -45,8 +45,8 @@ def warm(paths: list[Path]) -> None:
                 pass
 
 
-def _events(station: Path) -> list[dict[str, Any]]:
-    out = dockgate("events", "-c", str(station), "--json", "--since", "0", "--limit", "100000000").stdout
+def _events(station: Path, since: int = 0) -> list[dict[str, Any]]:
+    out = dockgate("events", "-c", str(station), "--json", "--since", str(since), "--limit", "100000000").stdout
     return [json.loads(x) for x in out.splitlines()]
 
 
@@ -80,7 +80,7 @@ def _baseline(work: Path, recs: list[Path]) -> float:
 
 
 def _dock_all(d: DaemonProc, station: Path, recs: list[Path], clips: int, timeout: float,
-              at_once: bool = False) -> float:
+              at_once: bool = False, since: int = 0, archived: int = 0) -> float:
     """Dock *recs*; seconds from the first dock to the last clip archived, by
     the daemon's own event times. The CLI is polled once a second only to know
     when to look: each `dockgate status` is a new Python process of about
@@ -89,7 +89,9 @@ def _dock_all(d: DaemonProc, station: Path, recs: list[Path], clips: int, timeou
     pages are written out first, as before each baseline: the recorders were
     just made, and their writeback must not land on the daemon's clock.
     *at_once*: one `sim attach` docks them all (else one call each, about
-    0.3 CPU-s apiece: 25 docks spread over seconds, as a script would)."""
+    0.3 CPU-s apiece: 25 docks spread over seconds, as a script would).
+    *since*, *archived*: the station's newest event and its archived clips
+    before (a station with history)."""
     os.sync()
     t = time.time()
     if at_once:
@@ -98,9 +100,9 @@ def _dock_all(d: DaemonProc, station: Path, recs: list[Path], clips: int, timeou
         for slot, r in enumerate(recs, start=1):
             subprocess.run([sys.executable, "-m", "gateway.cli.main", "sim", "attach", str(r), "-c", str(station),
                             "--slot", str(slot)], check=True, capture_output=True)
-    d.wait_for(lambda s: s["clips"]["archived"] >= clips and s["queue"]["clips"] == 0, timeout=timeout,
+    d.wait_for(lambda s: s["clips"]["archived"] >= archived + clips and s["queue"]["clips"] == 0, timeout=timeout,
                interval=1.0, what="all archived")
-    return max(e["ts"] for e in _events(station) if e["type"] == "clip_archived") - t
+    return max(e["ts"] for e in _events(station, since) if e["type"] == "clip_archived") - t
 
 
 def _one_recorder(work: Path, name: str, serial: str, clips: int, size: int) -> tuple[Path, float, float]:
@@ -151,10 +153,19 @@ def bench_slots(work: Path, row: Row, slots: int, clips: int, size: int, rate: i
         f"{hwm / 1024:.0f} MiB; one `sim attach` for all (above: one per recorder, as a script would)")
 
 
+def bench_slots_year(work: Path, row: Row, config: Path, slots: int, clips: int, size: int, rate: int) -> None:
+    """The slots row on a station with a year's history (issue 30: the goal stands at a year)."""
+    ratios, el, hwm = _slots_run(work, "slots-year", slots, clips, size, rate, "", station=config)
+    row(f"  the same at a year's history ({config.parent.name})", f"{max(ratios) * 100:.0f} % worst",
+        f"median {statistics.median(ratios) * 100:.0f} %; all archived after {el:.1f} s; peak RSS "
+        f"{hwm / 1024:.0f} MiB", "<= 115 %")
+
+
 def _slots_run(work: Path, name: str, slots: int, clips: int, size: int, rate: int,
-               extra: str, at_once: bool = False) -> tuple[list[float], float, int]:
-    """(each slot's pull time / link time, dock -> all archived in s, VmHWM in KiB)."""
-    station = _station(work, name, slots=slots, extra=extra)
+               extra: str, at_once: bool = False, station: Path | None = None) -> tuple[list[float], float, int]:
+    """(each slot's pull time / link time, dock -> all archived in s, VmHWM in KiB); on a fresh
+    station, or on *station* (one with history: only what happens after the docks counts)."""
+    station = station or _station(work, name, slots=slots, extra=extra)
     recs = []
     for i in range(slots):
         r = work / f"{name}-L{i:02d}"
@@ -165,9 +176,13 @@ def _slots_run(work: Path, name: str, slots: int, clips: int, size: int, rate: i
     d = DaemonProc(station, work / f"{name}.log").start()
     assert d.proc is not None
     try:
-        el = _dock_all(d, station, recs, slots * clips, timeout=1800, at_once=at_once)
+        newest = dockgate("events", "-c", str(station), "--json", "--limit", "1").stdout
+        since = int(json.loads(newest.splitlines()[0])["seq"]) if newest.strip() else 0
+        archived = int(json.loads(dockgate("status", "-c", str(station), "--json").stdout)["clips"]["archived"])
+        el = _dock_all(d, station, recs, slots * clips, timeout=1800, at_once=at_once, since=since,
+                       archived=archived)
         hwm = vm(d.proc.pid, "VmHWM")
-        evs = _events(station)
+        evs = _events(station, since)
     finally:
         d.stop()
     for r in recs:  # 6.4 GB of recorders: the next run needs the room
