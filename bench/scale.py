@@ -156,7 +156,7 @@ def bench_slots(work: Path, row: Row, slots: int, clips: int, size: int, rate: i
 def bench_slots_year(work: Path, row: Row, config: Path, slots: int, clips: int, size: int, rate: int) -> None:
     """The slots row on a station with a year's history (issue 30: the goal stands at a year)."""
     ratios, el, hwm = _slots_run(work, "slots-year", slots, clips, size, rate, "", station=config)
-    row(f"  the same at a year's history ({config.parent.name})", f"{max(ratios) * 100:.0f} % worst",
+    row(f"  the same at a year's history ({config.parent.parent.name})", f"{max(ratios) * 100:.0f} % worst",
         f"median {statistics.median(ratios) * 100:.0f} %; all archived after {el:.1f} s; peak RSS "
         f"{hwm / 1024:.0f} MiB", "<= 115 %")
 
