@@ -77,6 +77,7 @@ from gateway.evidence.manifest import MANIFEST_SUFFIX, SIG_SUFFIX, build_manifes
 from gateway.evidence.retention import Locks
 from gateway.evidence.signing import Signer, load_signer
 from gateway.pipeline.events import Journal
+from gateway.pipeline.housekeep import PRUNE_BATCH
 from gateway.pipeline.staging import Staging
 from gateway.pipeline.stamp import Stamper
 
@@ -277,7 +278,8 @@ def _prune(cfg: Config, catalog: Catalog, now: float) -> None:
     """The outbox as the daemon's housekeeping leaves it (``gateway/pipeline/housekeep.py``)."""
     if cfg.evidence.events_keep_days is None:
         return
-    while catalog.prune_events(now - cfg.evidence.events_keep_days * DAY, published=cfg.mqtt.enabled) == 5000:
+    before = now - cfg.evidence.events_keep_days * DAY
+    while catalog.prune_events(before, published=cfg.mqtt.enabled, limit=PRUNE_BATCH) == PRUNE_BATCH:
         pass
     catalog.vacuum(2 ** 30)  # the housekeeper gives them back a round at a time
     catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

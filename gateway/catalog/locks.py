@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gateway.catalog.records import from_row, hash_sql, stored_hash, unpacked_seqs
+from gateway.catalog.schema import LOCK_PENDING as _PENDING
 from gateway.catalog.schema import LOCK_SETTLED
 from gateway.catalog.store import CatalogError, Store
 
-#: a lock row the archive does not yet hold as wanted (the partial index ``locks_pending`` is on this)
-_PENDING = "((wanted IS NOT NULL AND (applied IS NULL OR applied < wanted)) OR hold != applied_hold)"
 #: a clip's lock as ``ClipLock``: the archive key and suffixes it does not store are its clip's own. From a lock
 #: to its clip by the item's hash (clips have no index by item), from a clip to its lock by the item's id
 _CLIP_LOCK = ("SELECT " + hash_sql("c.sha256") + " AS sha256, coalesce(l.archive_key, nullif(c.archive_key, ''), "

@@ -428,8 +428,10 @@ MIGRATIONS.append("""
 # archive key only where it is not the clip's own. ``locks``: a row per object only while the archive does not
 # hold what is wanted, the object is held, or it is a custody file (``keep``: a file's date follows many clips);
 # a clip's own object without a row is locked at least until its clip's ``until`` (``LockStore.want_locks``)
+#: a lock row the archive does not yet hold as wanted (the partial index ``locks_pending`` is on this)
+LOCK_PENDING = "((wanted IS NOT NULL AND (applied IS NULL OR applied < wanted)) OR hold != applied_hold)"
 #: a lock row the archive holds as wanted, not held (``LockStore.want_locks`` drops it unless kept)
-LOCK_SETTLED = "(wanted IS NOT NULL AND applied >= wanted OR wanted IS NULL) AND hold = 0 AND applied_hold = 0"
+LOCK_SETTLED = f"NOT {LOCK_PENDING} AND hold = 0 AND applied_hold = 0"
 MIGRATIONS.append("""
     CREATE TABLE IF NOT EXISTS lock_extras (id INTEGER PRIMARY KEY, suffixes TEXT NOT NULL UNIQUE);
     INSERT OR IGNORE INTO lock_extras (suffixes) SELECT DISTINCT extras FROM clip_locks WHERE extras != '';

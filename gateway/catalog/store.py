@@ -60,9 +60,9 @@ def compact_file(path: Path) -> None:
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         db.execute("VACUUM")
         # after the rewrite (a crash in it leaves it due), its page given back too; when, for the schedule
+        # (the callers open the catalog, so it is migrated: ``catalog_compacted`` is there)
         db.executescript("DROP TABLE IF EXISTS compact_due; PRAGMA incremental_vacuum;")
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name='catalog_compacted'").fetchone():
-            db.execute("INSERT OR REPLACE INTO catalog_compacted (id, at) VALUES (1, ?)", (time.time(),))
+        db.execute("INSERT OR REPLACE INTO catalog_compacted (id, at) VALUES (1, ?)", (time.time(),))
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.DatabaseError as e:
         raise CatalogError(f"catalog {path}: {e}") from None

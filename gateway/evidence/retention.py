@@ -377,7 +377,7 @@ class Locks:
         custody: set[str] = set()
         for c in clips:
             mine, files = self.objects_of(c)
-            own.update((k, max(c.until, own.get(k, 0.0))) for k in mine)
+            own.update(dict.fromkeys(mine, c.until))  # a clip's own keys are its own: no two clips share one
             custody.update(files)
         return own, custody
 
