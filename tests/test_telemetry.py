@@ -255,3 +255,47 @@ def test_a_status_before_exit_waits_until_systemd_has_it(tmp_path: Path, monkeyp
     t.join(10)
     server.close()
     assert got == ["STATUS=station.id is still the placeholder", "BARRIER=1"]
+
+
+def test_a_loop_that_runs_again_after_a_pause_pings_the_watchdog_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A pause that is over (a swap storm, a virtual machine resumed, whose clock jumped on)
+    is no reason for systemd to kill the station: the next ping comes as soon as the loop runs,
+    and the pause is logged. A loop that stays stuck cannot ping, and systemd acts by itself."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from gateway.process.daemon import Daemon
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(tmp_path / "notify"))
+    server.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    interval = 1.0  # half a timeout of 2 s: pings every 0.5 s
+
+    def pings() -> int:
+        n = 0
+        while True:
+            try:
+                n += server.recv(64) == b"WATCHDOG=1"
+            except BlockingIOError:
+                return n
+
+    async def main() -> None:
+        worker = asyncio.create_task(asyncio.Event().wait())
+        dog = asyncio.create_task(Daemon._watchdog(SimpleNamespace(workers={worker}), interval))  # type: ignore[arg-type]
+        await asyncio.to_thread(wait_until, lambda: pings() > 0, 10, "a first ping")
+        time.sleep(2.5 * interval)  # the loop does not run for longer than the whole timeout
+        pings()  # (none came during the pause: the loop did not run)
+        resumed = time.monotonic()
+        await asyncio.to_thread(wait_until, lambda: pings() > 0, 10, "a ping after the pause", 0.01)
+        # the first wake-up after the pause pings, rather than sleeping another 0.5 s first
+        assert time.monotonic() - resumed < 0.45 * interval, "the ping waited for another interval"
+        dog.cancel()
+        worker.cancel()
+
+    with caplog.at_level("WARNING", logger="gateway.process.daemon"):
+        asyncio.run(main())
+    server.close()
+    assert any("did not run for" in r.getMessage() for r in caplog.records), caplog.text

@@ -104,7 +104,10 @@ def verify(g: Guest) -> str:
     g.run("systemctl stop dockgate")
     p = g.run("dockgate verify", check=False)
     if p.returncode != 0:
-        raise GuestError(f"dockgate verify exit {p.returncode}:\n{p.stdout}\n{p.stderr}")
+        # what the daemon did up to and in its stop (sealed? archived? killed?) is the first thing to ask
+        log = g.run("journalctl -q -u dockgate -n 150 -o short-monotonic --no-pager", check=False)
+        raise GuestError(f"dockgate verify exit {p.returncode}:\n{p.stdout}\n{p.stderr}\n"
+                         f"--- the daemon's journal, last 150 lines\n{log.stdout}")
     return p.stdout
 
 

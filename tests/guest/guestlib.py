@@ -302,7 +302,12 @@ class Guest:
 
     def savevm(self, name: str) -> None:
         t = time.monotonic()
+        # the guest's monotonic clock runs on from where the last test left it when a snapshot
+        # is loaded, so a service's last watchdog ping looks that much older: the snapshot keeps
+        # systemd's watchdogs off, and loadvm turns them back on once the clock is set
+        self.run("systemctl service-watchdogs no")
         out = self.hmp(f"savevm {name}")
+        self.run("systemctl service-watchdogs yes")
         if "rror" in out:
             raise GuestError(out)
         self._time(f"savevm {name}", t)
@@ -314,6 +319,7 @@ class Guest:
         if "rror" in out:
             raise GuestError(out)
         self.sync_clock()
+        self.run("systemctl service-watchdogs yes")
         self._time(f"loadvm {name}", t)
 
     # ---- dockgate ------------------------------------------------------------------------
