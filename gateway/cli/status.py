@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.catalog.reports import DockSummary, ReportError, Reports
 from gateway.catalog.states import STATES
 from gateway.cli.digest import Digest
+from gateway.evidence.newest import newest_entry
 from gateway.process.runfiles import daemon_running, read_status
 
 if TYPE_CHECKING:
@@ -28,60 +27,10 @@ def _catalog_station(cfg: Digest, checkpoint: str | None = None) -> str | None:
     """Whose catalog and custody log the state folder holds (None: nobody's yet, or not readable).
     *checkpoint*: the newest the catalog recorded (``Reports.newest_checkpoint``), a hint where to look."""
     try:
-        return newest_custody_station(cfg.custody_dir, checkpoint) if cfg.custody_dir.is_dir() else None
+        found = newest_entry(cfg.custody_dir, checkpoint) if cfg.custody_dir.is_dir() else None
     except OSError:
         return None
-
-
-def _station_in(segment: Path) -> str | None:
-    """The station id of the newest whole entry of the custody *segment*, read from its end (None: none)."""
-    with open(segment, "rb") as f:
-        end = f.seek(0, os.SEEK_END)
-        size = min(end, 1 << 16)
-        while True:
-            f.seek(end - size)
-            lines = [x for x in f.read(size).splitlines() if x.strip()]
-            if size < end:
-                lines = lines[1:]  # the first may be cut by where the read started
-            for line in reversed(lines):
-                try:
-                    return str(json.loads(line)["station"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # torn by a power cut: the one before it
-            if size >= end:
-                return None
-            size = min(end, size * 4)
-
-
-def newest_custody_station(directory: Path, checkpoint: str | None = None) -> str | None:
-    """The station id of the newest entry of the custody log in *directory*
-    (None: no entry yet), as ``gateway.evidence.custody.last_station`` says,
-    without its cost at a year (13 ms: every name of thousands as a Path,
-    sorted, the newest segment read whole, and the evidence package's
-    imports). With the newest *checkpoint* the catalog recorded
-    (``checkpoint-STATION-SEQ.json``) the segment opened after it,
-    ``custody-STATION-SEQ+1.open.jsonl``, is the log's newest if it is there
-    (the writer seals a segment, renaming it, before it opens the next;
-    once that one is sealed in turn the name is gone): one stat, no listing.
-    Otherwise (a catalog behind its log, no seal yet, a segment without a
-    whole entry) the names are listed, never made Paths, and the newest
-    segments read from their ends."""
-    if checkpoint and checkpoint.startswith("checkpoint-") and checkpoint.endswith(".json"):
-        station, _, seq = checkpoint[len("checkpoint-"):-len(".json")].rpartition("-")
-        if station and seq.isdigit():
-            try:
-                found = _station_in(directory / f"custody-{station}-{int(seq) + 1:010d}.open.jsonl")
-            except FileNotFoundError:
-                found = None
-            if found is not None:
-                return found
-    with os.scandir(directory) as it:
-        names = sorted((e.name for e in it if e.name.startswith("custody-") and e.name.endswith(".jsonl")),
-                       reverse=True)
-    for name in names:
-        if (found := _station_in(directory / name)) is not None:
-            return found
-    return None
+    return found[0] if found else None
 
 
 def collect(given: Digest | Config) -> dict[str, Any]:

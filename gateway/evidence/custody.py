@@ -71,22 +71,6 @@ def entry_hash(line: bytes) -> str:
     return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
 
 
-def last_station(directory: Path) -> tuple[str, int] | None:
-    """Whose custody log *directory* holds: the station id and sequence
-    number of its newest entry (None: no entry yet). A reinstall finds the old
-    catalog and log here; the daemon does not continue them under another id
-    without a word."""
-    for seg in sorted(directory.glob("custody-*.jsonl"), reverse=True):
-        lines = [x for x in seg.read_bytes().splitlines() if x.strip()]
-        for line in reversed(lines):
-            try:
-                entry = json.loads(line)
-                return str(entry["station"]), int(entry["seq"])
-            except (ValueError, KeyError, TypeError):
-                continue  # torn by a power cut: the one before it
-    return None
-
-
 def read_entries(directory: Path, seqs: Iterable[int]) -> dict[int, dict[str, Any]]:
     """The entries numbered *seqs* that the custody segments still on the
     station hold (segments are named by their first entry, one entry a

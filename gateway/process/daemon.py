@@ -29,7 +29,8 @@ from gateway.archive import ArchiveError, open_archive
 from gateway.catalog import Catalog
 from gateway.config import Config
 from gateway.errors import ConfigError, DockgateError
-from gateway.evidence.custody import CustodyLog, last_station
+from gateway.evidence.custody import CustodyLog
+from gateway.evidence.newest import newest_entry
 from gateway.evidence.signing import load_signer
 from gateway.evidence.timestamp import Timestamper, TimestampWorker
 from gateway.pipeline.buffers import BufferBudget, keep_the_allocator_lean
@@ -114,7 +115,7 @@ class Daemon:
                        f"stamped. Set this station's own id in a drop-in, e.g. {drop_in_dir(cfg.source)}/"
                        f"station.toml with [station] id = \"...\", then: dockgate check-config && "
                        f"systemctl restart dockgate")
-        elif (owner := last_station(cfg.custody_dir) if cfg.custody_dir.is_dir() else None) is not None \
+        elif (owner := newest_entry(cfg.custody_dir) if cfg.custody_dir.is_dir() else None) is not None \
                 and owner[0] != cfg.station.id:
             problem = (f"station.id is {cfg.station.id!r}, but the catalog and custody log in {cfg.paths.state_dir} "
                        f"are station {owner[0]!r}'s (custody entry {owner[1]}): not started. Set station.id = "
