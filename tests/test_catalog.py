@@ -285,3 +285,22 @@ def test_an_assignment_set_aside_is_never_applied_and_an_older_one_covering_the_
     assert got is not None and got.id == older and got.case_number == "A-1"
     assert [a.id for a in cat.new_assignments()] == [older]
     assert cat.events()[-1].type == "assignment_set_aside"
+
+
+def test_two_clips_restored_under_one_name_and_size_keep_their_own_items_and_locks(cat: Catalog) -> None:
+    """A recorder formatted between two docks can write a second clip of the same size under
+    the same name; a catalog rebuilt from the custody log then restores both. A clip's lock is
+    keyed by its item: sharing one, the second clip's lock would overwrite the first's."""
+    a, b = "aa" * 32, "bb" * 32
+    for sha in (a, b):
+        assert cat.restore_clip(sha, "S1", b"DCIM/0001.MP4", 100, None, None, f"k/{sha[:8]}.MP4", None, None,
+                                archived=True)
+    items = {sha: cat.db.execute("SELECT item_id FROM clips WHERE sha256=?", (bytes.fromhex(sha),)).fetchone()[0]
+             for sha in (a, b)}
+    assert items[a] != items[b]
+    cat.raise_clip_lock(a, f"k/{a[:8]}.MP4", "", 1000.0, "CASE-A")
+    cat.raise_clip_lock(b, f"k/{b[:8]}.MP4", "", 2000.0, "CASE-B")
+    la, lb = cat.clip_lock(a), cat.clip_lock(b)
+    assert la is not None and lb is not None
+    assert (la.until, la.case_number, lb.until, lb.case_number) == (1000.0, "CASE-A", 2000.0, "CASE-B")
+    assert not cat.restore_clip(a, "S1", b"DCIM/0001.MP4", 100, None, None, "k/x.MP4", None, None, archived=True)

@@ -92,17 +92,20 @@ class Catalog(LockStore):
                      manifest_sha256: str | None, archived: bool) -> bool:
         """Put back a clip the custody log knows and a rolled-back catalog
         forgot: stamped (to be forwarded again) or archived. Its item is a
-        stand-in (no mtime: a real listing of the file is a new item, and its
-        content then a sighting). False if the catalog knows the clip."""
+        stand-in (a negative mtime: a real listing of the file is a new item,
+        and its content then a sighting), one for each clip: a recorder that
+        wrote two clips of one size under one name (formatted between) gets
+        two, as the clip's lock and custody rows are keyed by its item.
+        False if the catalog knows the clip."""
         now = time.time()
         with self.tx() as db:
             if db.execute("SELECT 1 FROM clips WHERE sha256=?", (stored_hash(sha256),)).fetchone():
                 return False
-            cur = db.execute("INSERT OR IGNORE INTO items (serial, path, size, mtime_ns, state, officer, sha256, "
-                             "discovered_at, updated_at) VALUES (?,?,?, -1, 'pulled', ?,?,?,?)",
-                             (serial, path, size, officer, stored_hash(sha256), now, now))
-            item = cur.lastrowid or db.execute("SELECT id FROM items WHERE serial=? AND path=? AND size=? AND "
-                                               "mtime_ns=-1", (serial, path, size)).fetchone()[0]
+            (stand_in,) = db.execute("SELECT min(-1, coalesce(min(mtime_ns), 0) - 1) FROM items WHERE serial=? AND "
+                                     "path=? AND size=? AND mtime_ns < 0", (serial, path, size)).fetchone()
+            (item,) = db.execute("INSERT INTO items (serial, path, size, mtime_ns, state, officer, sha256, "
+                                 "discovered_at, updated_at) VALUES (?,?,?,?, 'pulled', ?,?,?,?) RETURNING id",
+                                 (serial, path, size, stand_in, officer, stored_hash(sha256), now, now)).fetchone()
             db.execute("INSERT INTO clips (sha256, size, state, item_id, staged_path, archive_key, manifest_path, "
                        "manifest_sha256, created_at, updated_at, archived_at, officer) "
                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
