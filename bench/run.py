@@ -410,7 +410,7 @@ def main() -> None:
     ap.add_argument("--only", default="ingest,parallel,forward,daemon,catalog,small,slots,verify,one",
                     help="comma-separated sections to run (and: casefile; history, a year's history beside an empty "
                          "station, not in the default set: it builds 250 000 clips)")
-    ap.add_argument("--history", type=Path, help="with --only history (or slots): the config of a station bench/history.py "
+    ap.add_argument("--history", type=Path, help="with --only history (or slots, one): the config of a station bench/history.py "
                                                  "built before, measured instead of building one")
     a = ap.parse_args()
     only = set(a.only.split(","))
@@ -459,6 +459,8 @@ def main() -> None:
         if "one" in only:
             mark("one")
             scale.bench_one_recorder(work, row, 4, (32 if q else 256) * MiB)
+            if a.history:  # issue 30: the goal stands at a year's history too
+                scale.bench_one_recorder(work, row, 4, (32 if q else 256) * MiB, history=a.history)
         if "casefile" in only:
             mark("casefile")  # issue 30, case scale: not in the default set (about 15 minutes)
             from bench.casefile import bench_casefile

@@ -105,20 +105,48 @@ def _dock_all(d: DaemonProc, station: Path, recs: list[Path], clips: int, timeou
     return max(e["ts"] for e in _events(station, since) if e["type"] == "clip_archived") - t
 
 
-def _one_recorder(work: Path, name: str, serial: str, clips: int, size: int) -> tuple[Path, float, float]:
-    """One recorder of *clips* x *size* docked at a fresh station: (station, dock ->
-    all archived in s, cp + sha256sum + cp + sync of the same files in s).
-    The clock starts at the plug: the `sim attach` runs in this process, as
-    no officer's dock starts a Python process (one of its own costs 0.2 s)."""
-    station = _station(work, name, slots=2)
+def cpu_s(pid: int) -> float:
+    """CPU-seconds (user + system) process *pid* has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: each one-recorder dock by station name (bench_one_recorder reports them): the daemon's CPU-seconds over
+#: it, and seconds from the plug to its docked event and to its last clip pulled
+ONE_FACTS: dict[str, tuple[float, float, float]] = {}
+
+
+def _newest(station: Path) -> tuple[int, int]:
+    """A station's newest event and its archived clips: what a run on a station with history starts from."""
+    newest = dockgate("events", "-c", str(station), "--json", "--limit", "1").stdout
+    since = int(json.loads(newest.splitlines()[0])["seq"]) if newest.strip() else 0
+    return since, int(json.loads(dockgate("status", "-c", str(station), "--json").stdout)["clips"]["archived"])
+
+
+def _one_recorder(work: Path, name: str, serial: str, clips: int, size: int,
+                  station: Path | None = None) -> tuple[Path, float, float]:
+    """One recorder of *clips* x *size* docked at a fresh station, or at *station*
+    (one with history): (station, dock -> all archived in s, cp + sha256sum + cp +
+    sync of the same files in s). The clock starts at the plug: the `sim attach`
+    runs in this process, as no officer's dock starts a Python process (one of
+    its own costs 0.2 s)."""
+    station = station or _station(work, name, slots=2)
     rec = work / f"R{name.upper()}"
     dockgate("sim", "make", str(rec), "--clips", str(clips), "--size", str(size), "--serial", serial)
     warm(_media(rec))
     d = DaemonProc(station, work / f"{name}.log").start()
     try:
-        el = _dock_all(d, station, [rec], clips, timeout=1800, at_once=True)
+        since, archived = _newest(station)
+        cpu = cpu_s(d.proc.pid)
+        el = _dock_all(d, station, [rec], clips, timeout=1800, at_once=True, since=since, archived=archived)
+        cpu = cpu_s(d.proc.pid) - cpu  # with up to a second of idle polling after the last clip is in
     finally:
         d.stop()
+        dockgate("sim", "detach", "-c", str(station), "--slot", "1")  # the next run docks there again
+    events = _events(station, since)
+    plug = max(e["ts"] for e in events if e["type"] == "clip_archived") - el
+    ONE_FACTS[name] = (cpu, next(e["ts"] for e in events if e["type"] == "docked") - plug,
+                       max(e["ts"] for e in events if e["type"] == "pulled") - plug)
     return station, el, _baseline(work, [rec])
 
 
@@ -178,15 +206,15 @@ def _slots_run(work: Path, name: str, slots: int, clips: int, size: int, rate: i
     d = DaemonProc(station, work / f"{name}.log").start()
     assert d.proc is not None
     try:
-        newest = dockgate("events", "-c", str(station), "--json", "--limit", "1").stdout
-        since = int(json.loads(newest.splitlines()[0])["seq"]) if newest.strip() else 0
-        archived = int(json.loads(dockgate("status", "-c", str(station), "--json").stdout)["clips"]["archived"])
+        since, archived = _newest(station)
         el = _dock_all(d, station, recs, slots * clips, timeout=1800, at_once=at_once, since=since,
                        archived=archived)
         hwm = vm(d.proc.pid, "VmHWM")
         evs = _events(station, since)
     finally:
         d.stop()
+        for slot in range(1, slots + 1):  # a station with history is docked at again by the next run
+            dockgate("sim", "detach", "-c", str(station), "--slot", str(slot))
     for r in recs:  # 6.4 GB of recorders: the next run needs the room
         shutil.rmtree(r)
     link_s = clips * size / rate
@@ -244,20 +272,30 @@ def bench_verify(work: Path, row: Row, n: int, size: int, rounds: int, small: Pa
             "< 30 s")
 
 
-def bench_one_recorder(work: Path, row: Row, clips: int, size: int, rounds: int = 5) -> None:
+def bench_one_recorder(work: Path, row: Row, clips: int, size: int, rounds: int = 5,
+                       history: Path | None = None) -> None:
     """One recorder, a few large clips, directory archive with read-back: *rounds*
-    alternated rounds (a fresh station and recorder each), the best of each side
-    as the issue measures it, and the median of the rounds' own ratios beside it."""
-    els, bases = [], []
+    alternated rounds (a fresh station and recorder each, or each recorder docked
+    at the station with a year's *history*), the best of each side as the issue
+    measures it, and the median of the rounds' own ratios beside it."""
+    els, bases, facts = [], [], []
     for i in range(rounds):
-        _, el, base = _one_recorder(work, f"one{i}", "ONEREC01", clips, size)
+        # a serial of its own each round: at the year station a recorder docked before is known
+        _, el, base = _one_recorder(work, f"one{i}", f"ONEREC{i:02d}", clips, size, station=history)
         els.append(el)
         bases.append(base)
-        shutil.rmtree(work / f"one{i}", ignore_errors=True)
+        facts.append(ONE_FACTS[f"one{i}"])
+        if history is None:
+            shutil.rmtree(work / f"one{i}", ignore_errors=True)
         shutil.rmtree(work / f"RONE{i}", ignore_errors=True)
     total = clips * size
     ratios = sorted(b / e for b, e in zip(bases, els, strict=True))
-    row(f"dock -> archived, 1 recorder x {clips} x {size // MiB} MiB, directory archive, read-back",
+    at = f" at a year's history ({history.parent.parent.name})" if history else ""
+    row(f"dock -> archived, 1 recorder x {clips} x {size // MiB} MiB, directory archive, read-back{at}",
         f"{min(bases) / min(els):.2f}x", f"best of {rounds} each: dockgate {total / min(els) / 1e6:.0f} MB/s from "
         f"the plug; cp+sha256sum+cp+sync {total / min(bases) / 1e6:.0f} MB/s; median of the rounds' ratios "
         f"{statistics.median(ratios):.2f}x (each {', '.join(f'{r:.2f}' for r in ratios)})", ">= 2x")
+    cpu, docked, pulled = facts[els.index(min(els))]
+    row("  where the best dock's time went", f"{min(els):.2f} s", f"plug -> docked {docked:.2f} s (the simulator's "
+        f"detector polls every 0.25 s), last clip pulled at {pulled:.2f} s, archived at {min(els):.2f} s; the "
+        f"daemon used {cpu:.2f} CPU-s of {os.cpu_count()} cores; the baseline took {min(bases):.2f} s")
