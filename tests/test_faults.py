@@ -95,6 +95,36 @@ def test_disk_full_while_staging_waits_alarms_and_resumes(tmp_path: Path) -> Non
         subprocess.run(["umount", "-l", str(small)], check=False)
 
 
+def test_slots_waiting_for_room_do_not_hold_back_the_uploads_that_make_it(tmp_path: Path) -> None:
+    """Two recorders docked at a station whose staging fills: both slots wait for room, and
+    only uploads (then purging) can make it. Waiting slots copy nothing: counted as pulling,
+    two of them held every upload until the queue was catch_up_s (30 min) old."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a small tmpfs for staging and must run as root (CI does)")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(small)], check=True)
+    try:
+        work = tmp_path / "w"
+        station = write_station(work, slots=2, reserve_bytes=8 << 20)
+        text = station.read_text().replace(f'staging = "{work / "staging"}"', f'staging = "{small / "staging"}"')
+        station.write_text(text + '\n[purge]\nafter_s = 3600\ninterval_s = 0.5\n')
+        recs = [tmp_path / f"rec{i}" for i in (1, 2)]
+        for i, rec in enumerate(recs, start=1):
+            dockgate("sim", "make", str(rec), "--clips", "4", "--size", "8M", "--serial", f"ROOM0{i}")
+        d = DaemonProc(station, tmp_path / "daemon.log").start()
+        try:
+            dockgate("sim", "attach", *map(str, recs), "-c", str(station), "--slot", "1")  # docked at one instant
+            d.wait_for(lambda s: s["clips"]["archived"] == 8 and s["queue"]["clips"] == 0, timeout=120,
+                       what="both recorders archived through a staging too small for either")
+        finally:
+            d.stop()
+        assert {e["slot"] for e in events(station, "disk_low")} == {1, 2}  # both did wait
+        assert archive_hashes(work / "archive") == source_hashes(recs[0] / "storage") + source_hashes(recs[1] / "storage")
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
 def test_staged_file_altered_before_forwarding_is_quarantined_and_kept(tmp_path: Path) -> None:
     work = tmp_path / "w"
     station = write_station(work)

@@ -337,6 +337,12 @@ class DockSession:
 
     async def _wait_for_space(self, size: int) -> None:
         alarmed = False
+        #: while it waits the slot copies nothing: it must not hold back the
+        #: uploads whose archiving (then purging) is what makes the room. Two
+        #: slots waiting counted as two pulling, and held every upload until
+        #: the queue was ``forward.catch_up_s`` old: half an hour of officers
+        #: waiting at a station whose staging filled.
+        dock: int | None = None
         while True:
             try:
                 self.ctx.staging.check_space(size)  # one statfs: cheaper than a thread hand-off
@@ -344,12 +350,16 @@ class DockSession:
                     self.ctx.on_disk_low(self.slot, 0)
                     self.ctx.catalog.emit("disk_ok", self.slot)
                     self.st.state = "pulling"
+                if dock is not None:
+                    self.ctx.pulling[self.slot] = dock
                 return
             except StagingFull as e:
                 if self.committer is not None:
                     # what this slot pulled and has not committed holds space that
                     # only archiving (then purging) can free: commit it first
                     await self.committer.drain()
+                if dock is None and (dock := self.ctx.pulling.pop(self.slot, None)) is not None:
+                    self.ctx.on_pull_end()  # the uploads it held may start now
                 if not alarmed:
                     self.ctx.catalog.emit("disk_low", self.slot, free=e.free, needed=e.needed, path=str(e.path))
                     alarmed = True
