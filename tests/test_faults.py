@@ -3,10 +3,12 @@ down together, a full disk, and a staged file altered before forwarding."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,10 +66,10 @@ def test_archive_and_broker_down_together_then_everything_drains(s3server: MotoS
     assert sorted(bucket_media(s3server, bucket).values()) == sorted(source_hashes(rec / "storage"))
 
 
-def test_disk_full_while_staging_waits_alarms_and_resumes(tmp_path: Path) -> None:
-    """Staging on a 40 MiB tmpfs: 48 MiB of clips cannot all be staged at
-    once; pulls stop at the reserve, raise disk_low, and resume as archived
-    copies are purged."""
+@contextlib.contextmanager
+def small_staging(tmp_path: Path, slots: int = 8) -> Iterator[tuple[Path, Path]]:
+    """(work folder, config) of a station whose staging is a 40 MiB tmpfs with an 8 MiB
+    reserve, purging only when room is short."""
     if os.geteuid() != 0:
         pytest.fail("this test mounts a small tmpfs for staging and must run as root (CI does)")
     small = tmp_path / "small"
@@ -75,9 +77,19 @@ def test_disk_full_while_staging_waits_alarms_and_resumes(tmp_path: Path) -> Non
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(small)], check=True)
     try:
         work = tmp_path / "w"
-        station = write_station(work, reserve_bytes=8 << 20)
+        station = write_station(work, slots=slots, reserve_bytes=8 << 20)
         text = station.read_text().replace(f'staging = "{work / "staging"}"', f'staging = "{small / "staging"}"')
         station.write_text(text + '\n[purge]\nafter_s = 3600\ninterval_s = 0.5\n')
+        yield work, station
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_disk_full_while_staging_waits_alarms_and_resumes(tmp_path: Path) -> None:
+    """Staging on a 40 MiB tmpfs: 48 MiB of clips cannot all be staged at
+    once; pulls stop at the reserve, raise disk_low, and resume as archived
+    copies are purged."""
+    with small_staging(tmp_path) as (work, station):
         rec = tmp_path / "rec"
         dockgate("sim", "make", str(rec), "--clips", "6", "--size", "8M", "--serial", "FULL01")
         d = DaemonProc(station, tmp_path / "daemon.log").start()
@@ -91,24 +103,13 @@ def test_disk_full_while_staging_waits_alarms_and_resumes(tmp_path: Path) -> Non
         assert events(station, "disk_low")
         assert archive_hashes(work / "archive") == source_hashes(rec / "storage")
         assert dockgate("verify", "-c", str(station)).returncode == 0
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
 
 
 def test_slots_waiting_for_room_do_not_hold_back_the_uploads_that_make_it(tmp_path: Path) -> None:
     """Two recorders docked at a station whose staging fills: both slots wait for room, and
     only uploads (then purging) can make it. Waiting slots copy nothing: counted as pulling,
     two of them held every upload until the queue was catch_up_s (30 min) old."""
-    if os.geteuid() != 0:
-        pytest.fail("this test mounts a small tmpfs for staging and must run as root (CI does)")
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(small)], check=True)
-    try:
-        work = tmp_path / "w"
-        station = write_station(work, slots=2, reserve_bytes=8 << 20)
-        text = station.read_text().replace(f'staging = "{work / "staging"}"', f'staging = "{small / "staging"}"')
-        station.write_text(text + '\n[purge]\nafter_s = 3600\ninterval_s = 0.5\n')
+    with small_staging(tmp_path, slots=2) as (work, station):
         recs = [tmp_path / f"rec{i}" for i in (1, 2)]
         for i, rec in enumerate(recs, start=1):
             dockgate("sim", "make", str(rec), "--clips", "4", "--size", "8M", "--serial", f"ROOM0{i}")
@@ -121,8 +122,6 @@ def test_slots_waiting_for_room_do_not_hold_back_the_uploads_that_make_it(tmp_pa
             d.stop()
         assert {e["slot"] for e in events(station, "disk_low")} == {1, 2}  # both did wait
         assert archive_hashes(work / "archive") == source_hashes(recs[0] / "storage") + source_hashes(recs[1] / "storage")
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
 
 
 def test_staged_file_altered_before_forwarding_is_quarantined_and_kept(tmp_path: Path) -> None:
