@@ -195,6 +195,7 @@ def _slots_run(work: Path, name: str, slots: int, clips: int, size: int, rate: i
                extra: str, at_once: bool = False, station: Path | None = None) -> tuple[list[float], float, int]:
     """(each slot's pull time / link time, dock -> all archived in s, VmHWM in KiB); on a fresh
     station, or on *station* (one with history: only what happens after the docks counts)."""
+    fresh = station is None
     station = station or _station(work, name, slots=slots, extra=extra)
     recs = []
     for i in range(slots):
@@ -215,8 +216,10 @@ def _slots_run(work: Path, name: str, slots: int, clips: int, size: int, rate: i
         d.stop()
         for slot in range(1, slots + 1):  # a station with history is docked at again by the next run
             dockgate("sim", "detach", "-c", str(station), "--slot", str(slot))
-    for r in recs:  # 6.4 GB of recorders: the next run needs the room
+    for r in recs:  # 6.4 GB of recorders, and as much again staged and archived: the next run needs the room
         shutil.rmtree(r)
+    if fresh:
+        shutil.rmtree(work / name)
     link_s = clips * size / rate
     ratios = []
     for slot in range(1, slots + 1):
