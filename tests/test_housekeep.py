@@ -65,3 +65,21 @@ def test_a_bad_custody_keep_days_is_named(value):
 
 def test_custody_stays_on_the_station_by_default():
     assert config_from_dict(dict(BASE), Path("/etc/dockgate/dockgate.toml")).evidence.custody_keep_days is None
+
+
+def test_a_slot_waiting_for_staging_room_keeps_the_catalog_rewrite_away() -> None:
+    """A slot that waits for room is no longer counted as pulling (the uploads make its room),
+    but the housekeeper still treats the docks as busy: a compaction would take the disk's last
+    room for its copy of the catalog and hold the writer the uploads commit through."""
+    from types import SimpleNamespace
+
+    from gateway.pipeline.live import StationState
+    from gateway.process.daemon import Daemon
+
+    state = StationState(2)
+    station = SimpleNamespace(state=state)
+    assert not Daemon._docks_busy(station)  # type: ignore[arg-type]
+    state.slots[2].state = "waiting"
+    assert Daemon._docks_busy(station) and not state.pulling  # type: ignore[arg-type]
+    state.slots[2].state, state.pulling[1] = "done", 7
+    assert Daemon._docks_busy(station)  # type: ignore[arg-type]

@@ -170,7 +170,7 @@ class Daemon:
         self.stamper = Stamper(cfg, self.catalog, self.staging, self.registry, self.signer, self.custody,
                                self._evidence_ready)
         self.purger = Purger(cfg, self.catalog, self.staging)
-        self.housekeeper = Housekeeper(cfg, self.catalog, lambda: bool(self.state.pulling))
+        self.housekeeper = Housekeeper(cfg, self.catalog, self._docks_busy)
 
         # the station's own clock: every dock asks it, and a worker polls it (the alarm without a dock)
         self.clock = StationClock.for_config(cfg)
@@ -268,6 +268,13 @@ class Daemon:
                 notify(line)
                 last_status = line
             await asyncio.sleep(STATUS_INTERVAL_S)
+
+    def _docks_busy(self) -> bool:
+        """A slot pulls, or waits for staging room to pull: no catalog
+        rewrite now. A waiting slot does not hold back the uploads (they make
+        its room), but a compaction would take the disk's last room for its
+        copy of the catalog and hold the writer the uploads commit through."""
+        return bool(self.state.pulling) or any(s.state == "waiting" for s in self.state.slots.values())
 
     async def _watchdog(self, interval: float) -> None:
         """Ping systemd while the loop runs and every worker is alive.

@@ -304,10 +304,13 @@ class Guest:
         t = time.monotonic()
         # the guest's monotonic clock runs on from where the last test left it when a snapshot
         # is loaded, so a service's last watchdog ping looks that much older: the snapshot keeps
-        # systemd's watchdogs off, and loadvm turns them back on once the clock is set
+        # systemd's watchdogs off (a deadline passed at the jump is then let go, not acted on),
+        # and loadvm turns them back on once the guest runs; the daemon pings again at once
         self.run("systemctl service-watchdogs no")
-        out = self.hmp(f"savevm {name}")
-        self.run("systemctl service-watchdogs yes")
+        try:
+            out = self.hmp(f"savevm {name}")
+        finally:
+            self.run("systemctl service-watchdogs yes")
         if "rror" in out:
             raise GuestError(out)
         self._time(f"savevm {name}", t)
