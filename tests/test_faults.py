@@ -153,3 +153,20 @@ def test_staged_file_altered_before_forwarding_is_quarantined_and_kept(tmp_path:
     assert victim.exists() and sha256_file(victim) == victim_hash  # the recorder keeps the original
     q = events(station, "quarantined")
     assert len(q) == 1 and re.search("no longer matches", q[0]["data"]["error"])
+
+
+def test_two_slots_looking_at_the_free_space_together_cannot_both_take_the_last_room(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Room a slot found for its clip is claimed until its copy ends: another slot sees it taken,
+    so the reserve stays for the manifests (two 8 MiB clips once filled a disk with room for one)."""
+    from gateway.errors import StagingFull
+    from gateway.pipeline.staging import Staging
+
+    staging = Staging(tmp_path, reserve_bytes=8 << 20)
+    monkeypatch.setattr(staging, "free_bytes", lambda: 20 << 20)  # room for one 8 MiB clip and the reserve
+    staging.check_space(8 << 20, slot=1)
+    with pytest.raises(StagingFull):
+        staging.check_space(8 << 20, slot=2)
+    staging.check_space(8 << 20, slot=1)  # a slot's own claim is not counted against it
+    staging.release(1)  # its copy ended: the disk shows it (here: it was given up)
+    staging.check_space(8 << 20, slot=2)

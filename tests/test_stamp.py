@@ -76,3 +76,29 @@ def test_a_late_assignment_is_an_amendment_and_the_manifest_stays(station: Stati
     stamp_all(stamper)
     assert station.staging.resolve(clip.manifest_path).read_bytes() == before
     assert station.event_types().count("amended") == 1
+
+
+def test_a_full_staging_disk_defers_the_stamping_and_records_nothing(station: Station, stamper: Stamper,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifests of a batch find staging full: the stamper waits for room (uploads and purging
+    make it) instead of crashing until its supervisor gives the station up; nothing of the batch is
+    recorded, and it is stamped in full once there is room."""
+    import errno
+
+    from gateway.pipeline import stamp
+
+    sha = station.staged(b"evidence" * 100)
+    seq = stamper.custody.seq
+    real = stamp.write_many
+
+    def full(files: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(stamp, "write_many", full)
+    assert asyncio.run(stamper.step()) == stamp.FULL_WAIT_S
+    clip = station.catalog.clip(sha)
+    assert clip is not None and clip.state == ClipState.STAGED and stamper.custody.seq == seq
+    monkeypatch.setattr(stamp, "write_many", real)
+    stamp_all(stamper)
+    clip = station.catalog.clip(sha)
+    assert clip is not None and clip.state == ClipState.STAMPED and clip.manifest_path

@@ -134,6 +134,14 @@ class DockSession:
     def slot(self) -> int:
         return self.device.slot
 
+    async def _copy(self, fn: Callable[[], T]) -> T:
+        """A copy into staging in a thread; the room ``_wait_for_space``
+        claimed for it is given back once it ends (the disk shows it then)."""
+        try:
+            return await self._thread(fn)
+        finally:
+            self.ctx.staging.release(self.slot)
+
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work; on cancellation tell it to stop and wait for it,
         so no thread outlives its session with a file open."""
@@ -261,6 +269,7 @@ class DockSession:
             raise
         finally:
             self.ctx.buffers.leave(self.slot)
+            self.ctx.staging.release(self.slot)
             self.ctx.pulling.pop(self.slot, None)
             self.ctx.on_pull_end()
             self.buffers = []
@@ -345,7 +354,7 @@ class DockSession:
         dock: int | None = None
         while True:
             try:
-                self.ctx.staging.check_space(size)  # one statfs: cheaper than a thread hand-off
+                self.ctx.staging.check_space(size, self.slot)  # one statfs: cheaper than a thread hand-off
                 if alarmed:
                     self.ctx.on_disk_low(self.slot, 0)
                     self.ctx.catalog.emit("disk_ok", self.slot)
@@ -393,7 +402,7 @@ class DockSession:
                     outcomes.append(Done(item, pulled, time.monotonic() - started))
 
         try:
-            await self._thread(work)
+            await self._copy(work)
         except asyncio.CancelledError:
             # the clip being copied is interrupted (and said so), the rest of the run was never started
             said = False
@@ -448,7 +457,7 @@ class DockSession:
             rate = self._rate()
             inline = None if rate is None else rate < copyhash.HASH_INLINE_BELOW
             try:
-                pulled = await self._thread(functools.partial(
+                pulled = await self._copy(functools.partial(
                     ingest.pull, rec.open_clip, ref, temp, self.buffers, self.cancel, st.add_bytes, sync=False,
                     keep=keep, inline=inline))
             except asyncio.CancelledError:

@@ -29,6 +29,11 @@ class Staging:
         #: "make it" are one mkdir, and a folder another slot just made counts
         #: as durable only after a media/ fsync of ours
         self._durable_dirs: set[Path] = set()
+        #: bytes each slot is copying now and the disk does not show yet: slots
+        #: that looked at the free space together each saw room for their own
+        #: clip only, and two 8 MiB clips filled a disk that had room for one
+        #: and its reserve (the stamper's manifests then had none)
+        self._claims: dict[int, int] = {}
 
     def prepare(self) -> int:
         """Create the layout; drop partial files a crash left. Returns how many."""
@@ -46,10 +51,19 @@ class Staging:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
-    def check_space(self, size: int) -> None:
-        free = self.free_bytes()
+    def check_space(self, size: int, slot: int | None = None) -> None:
+        """Room for *size* bytes more, the reserve kept and what other slots
+        are copying counted; with *slot*, the room is claimed for it until
+        ``release`` (the event loop's thread only: check and claim are one step)."""
+        free = self.free_bytes() - sum(n for s, n in self._claims.items() if s != slot)
         if free - size < self.reserve_bytes:
             raise StagingFull(self.root, free, size + self.reserve_bytes)
+        if slot is not None:
+            self._claims[slot] = size
+
+    def release(self, slot: int) -> None:
+        """The slot's copy is on the disk (or given up): the free space shows it now."""
+        self._claims.pop(slot, None)
 
     def temp_path(self, item_id: int) -> Path:
         return self.tmp / f"{item_id}.part"

@@ -13,6 +13,7 @@ restarted one would meet the same record again."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from gateway.catalog import Assignment, Catalog, ClipRow, DockRow, Event, event
 from gateway.catalog.records import MANIFESTS_DIR, manifest_path_of
 from gateway.config import Config
 from gateway.durable import write_many
+from gateway.errors import StagingFull
 from gateway.evidence.checkpoint import SIG_SUFFIX as CP_SIG_SUFFIX
 from gateway.evidence.checkpoint import Checkpoint, read_checkpoint
 from gateway.evidence.container import ContainerFacts, probe
@@ -56,6 +58,8 @@ PROBE_THREADS = 4
 #: one barrier and recorded in one catalog transaction
 BATCH = 256
 IDLE_POLL_S = 2.0
+#: a batch whose manifests found staging full is tried again this often
+FULL_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,11 @@ class Stamper(Worker):
             # probe side by side (threads), then sign in order: the custody
             # sequence number in each manifest must be the one its entry gets
             facts = await asyncio.to_thread(self._probe_all, batch)
-            self.stamp_batch(batch, facts)
+            try:
+                self.stamp_batch(batch, facts)
+            except StagingFull as e:  # uploads and purging make room; a crash loop would stop the station
+                log.warning("stamping waits for staging room: %s", e)
+                return FULL_WAIT_S
         self.rotate()
         # woken by every staged clip; the timeout only picks up assignments
         # made by `dockgate assign` in another process
@@ -189,7 +197,15 @@ class Stamper(Worker):
                 continue
             seq += sum(1 for e in s.events if e.type in CUSTODY_EVENTS)
             stamped.append(s)
-        write_many([file for s in stamped for file in s.files])
+        files = [file for s in stamped for file in s.files]
+        try:
+            write_many(files)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # nothing is recorded: the clips stay staged and are stamped once there is room
+            raise StagingFull(self.staging.root, self.staging.free_bytes(),
+                              sum(len(data) for _, data, _ in files) + self.staging.reserve_bytes) from e
         with self.catalog.group():
             for s in stamped:
                 self.catalog.stamped(*s.move, *s.events, **s.said)
