@@ -168,6 +168,13 @@ class Guest:
         self._drop_master()
         env = dict(self.env, REUSE="1" if reuse else "0")
         p = subprocess.run([str(IMAGE_DIR / "boot.sh")], check=False, env=env, capture_output=True, text=True, timeout=900)
+        if p.returncode and "Kernel panic" in p.stderr:
+            # under software emulation (no KVM) the guest's kernel has panicked in an interrupt while
+            # booting (kmem_cache_free, "Fatal exception in interrupt"), once in many boots: boot it again.
+            # The disk is as the panic left it, which is one more power cut for the station to survive.
+            _log(f"the guest's kernel panicked while booting; booting again:\n{p.stderr[-1500:]}")
+            p = subprocess.run([str(IMAGE_DIR / "boot.sh")], check=False, env=env, capture_output=True, text=True,
+                               timeout=900)
         if p.returncode:
             raise GuestError(f"guest did not boot ({p.returncode}):\n{p.stdout}\n{p.stderr}")
         _log(f"booted in {self._time('boot', t)} s: {p.stdout.strip().splitlines()[-1]}")
