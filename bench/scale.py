@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.cli.simstation import write_station
 from tests.helpers import DaemonProc, dockgate
@@ -111,9 +111,19 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-#: each one-recorder dock by station name (bench_one_recorder reports them): the daemon's CPU-seconds over
-#: it, and seconds from the plug to its docked event and to its last clip pulled
-ONE_FACTS: dict[str, tuple[float, float, float]] = {}
+class OneDock(NamedTuple):
+    """One recorder docked at a station, and its baseline on the same files."""
+
+    station: Path
+    #: seconds from the plug to the last clip archived
+    el: float
+    #: cp + sha256sum + cp + sync of the same files, seconds
+    base: float
+    #: the daemon's CPU-seconds over the dock
+    cpu: float
+    #: seconds from the plug to its docked event, and to its last clip pulled
+    docked: float
+    pulled: float
 
 
 def _newest(station: Path) -> tuple[int, int]:
@@ -124,7 +134,7 @@ def _newest(station: Path) -> tuple[int, int]:
 
 
 def _one_recorder(work: Path, name: str, serial: str, clips: int, size: int,
-                  station: Path | None = None) -> tuple[Path, float, float]:
+                  station: Path | None = None) -> OneDock:
     """One recorder of *clips* x *size* docked at a fresh station, or at *station*
     (one with history): (station, dock -> all archived in s, cp + sha256sum + cp +
     sync of the same files in s). The clock starts at the plug: the `sim attach`
@@ -145,14 +155,14 @@ def _one_recorder(work: Path, name: str, serial: str, clips: int, size: int,
         dockgate("sim", "detach", "-c", str(station), "--slot", "1")  # the next run docks there again
     events = _events(station, since)
     plug = max(e["ts"] for e in events if e["type"] == "clip_archived") - el
-    ONE_FACTS[name] = (cpu, next(e["ts"] for e in events if e["type"] == "docked") - plug,
-                       max(e["ts"] for e in events if e["type"] == "pulled") - plug)
-    return station, el, _baseline(work, [rec])
+    return OneDock(station, el, _baseline(work, [rec]), cpu,
+                   next(e["ts"] for e in events if e["type"] == "docked") - plug,
+                   max(e["ts"] for e in events if e["type"] == "pulled") - plug)
 
 
 def bench_small(work: Path, row: Row, n: int, size: int = 4096) -> Path:
     """One recorder with *n* small files: dock -> all archived; returns the station (verify reuses it)."""
-    station, el, base = _one_recorder(work, "small", "SMALL001", n, size)
+    station, el, base, *_ = _one_recorder(work, "small", "SMALL001", n, size)
     row(f"{n} clips of {size // 1024} KiB, one recorder: dock -> all archived", f"{el:.1f} s",
         f"{el / n * 1000:.2f} ms per clip, all of it counted as per-clip overhead; cp+sha256sum+cp+sync "
         f"{base:.1f} s ({base / el:.2f}x)", "< 60 s, < 3 ms")
@@ -281,24 +291,23 @@ def bench_one_recorder(work: Path, row: Row, clips: int, size: int, rounds: int 
     alternated rounds (a fresh station and recorder each, or each recorder docked
     at the station with a year's *history*), the best of each side as the issue
     measures it, and the median of the rounds' own ratios beside it."""
-    els, bases, facts = [], [], []
+    docks = []
     for i in range(rounds):
         # a serial of its own each round: at the year station a recorder docked before is known
-        _, el, base = _one_recorder(work, f"one{i}", f"ONEREC{i:02d}", clips, size, station=history)
-        els.append(el)
-        bases.append(base)
-        facts.append(ONE_FACTS[f"one{i}"])
+        docks.append(_one_recorder(work, f"one{i}", f"ONEREC{i:02d}", clips, size, station=history))
         if history is None:
             shutil.rmtree(work / f"one{i}", ignore_errors=True)
         shutil.rmtree(work / f"RONE{i}", ignore_errors=True)
     total = clips * size
-    ratios = sorted(b / e for b, e in zip(bases, els, strict=True))
+    els, bases = [d.el for d in docks], [d.base for d in docks]
+    ratios = sorted(d.base / d.el for d in docks)
     at = f" at a year's history ({history.parent.parent.name})" if history else ""
     row(f"dock -> archived, 1 recorder x {clips} x {size // MiB} MiB, directory archive, read-back{at}",
         f"{min(bases) / min(els):.2f}x", f"best of {rounds} each: dockgate {total / min(els) / 1e6:.0f} MB/s from "
         f"the plug; cp+sha256sum+cp+sync {total / min(bases) / 1e6:.0f} MB/s; median of the rounds' ratios "
         f"{statistics.median(ratios):.2f}x (each {', '.join(f'{r:.2f}' for r in ratios)})", ">= 2x")
-    cpu, docked, pulled = facts[els.index(min(els))]
-    row("  where the best dock's time went", f"{min(els):.2f} s", f"plug -> docked {docked:.2f} s (the simulator's "
-        f"detector polls every 0.25 s), last clip pulled at {pulled:.2f} s, archived at {min(els):.2f} s; the "
-        f"daemon used {cpu:.2f} CPU-s of {os.cpu_count()} cores; the baseline took {min(bases):.2f} s")
+    best = min(docks, key=lambda d: d.el)
+    row("  where the best dock's time went", f"{best.el:.2f} s", f"plug -> docked {best.docked:.2f} s (the "
+        f"simulator's detector polls every 0.25 s), last clip pulled at {best.pulled:.2f} s, archived at "
+        f"{best.el:.2f} s; the daemon used {best.cpu:.2f} CPU-s of {os.cpu_count()} cores; the baseline took "
+        f"{min(bases):.2f} s")
